@@ -1,0 +1,61 @@
+"""taskqueue plugin: the ``shell.run`` task type.
+
+Runs one executable from the operator's allowlist with an argument vector (never through a
+shell), a minimal environment, capped output and a timeout that kills the whole process group.
+Off by default: until ``[plugins.shell] allowed_executables`` lists something, every task is
+refused with an error that says so. See README.md for the payload and the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from taskqueue.plugin import ProcessorRegistry, hookimpl
+from taskqueue_plugin_shell.errors import (
+    CommandFailedError,
+    CommandStartError,
+    ExecutableNotAllowedError,
+    ShellPayloadError,
+    ShellTaskError,
+)
+from taskqueue_plugin_shell.payload import ShellCommandSpec, parse_payload
+from taskqueue_plugin_shell.processor import ShellRunProcessor
+from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings, parse_settings
+
+TASK_TYPE = "shell.run"
+
+log = logging.getLogger(__name__)
+
+
+@hookimpl
+def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
+    """Register ``shell.run`` with the operator's ``[plugins.shell]`` settings."""
+    settings = parse_settings(registry.settings)
+    if not settings.allowed:
+        log.info("shell.run refuses every task: [plugins.shell] allowed_executables is empty")
+    processor = ShellRunProcessor(settings)
+    registry.add(
+        TASK_TYPE,
+        processor.run,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        description="Run an allowlisted executable (no shell) with capped output.",
+    )
+
+
+__all__ = [
+    "BASE_ENV",
+    "TASK_TYPE",
+    "Allowlist",
+    "CommandFailedError",
+    "CommandStartError",
+    "ExecutableNotAllowedError",
+    "ShellCommandSpec",
+    "ShellPayloadError",
+    "ShellRunProcessor",
+    "ShellSettings",
+    "ShellTaskError",
+    "parse_payload",
+    "parse_settings",
+    "taskqueue_register_processors",
+]

@@ -1,0 +1,33 @@
+"""The broker: the only code that knows Redis keys and Lua scripts."""
+
+from taskqueue.broker.broker import (
+    Broker,
+    BrokerSettings,
+    CancelOutcome,
+    HeartbeatReply,
+    Page,
+    PromoteResult,
+    ReapResult,
+    Report,
+    ReportKind,
+    Submission,
+    Submitted,
+    wall_clock_ms,
+)
+from taskqueue.broker.keys import Keys
+
+__all__ = [
+    "Broker",
+    "BrokerSettings",
+    "CancelOutcome",
+    "HeartbeatReply",
+    "Keys",
+    "Page",
+    "PromoteResult",
+    "ReapResult",
+    "Report",
+    "ReportKind",
+    "Submission",
+    "Submitted",
+    "wall_clock_ms",
+]

@@ -1,0 +1,155 @@
+-- Shared helpers, prepended (after the generated key prelude) to every script.
+-- A script collects list pushes, sorted-set adds, counter deltas and events while it runs and
+-- flush() writes them at the end: a batch of a thousand tasks costs one RPUSH per list, one ZADD
+-- per set, one HINCRBY per distinct counter and one PUBLISH, not one of each per task.
+
+local counts = {}
+local events = {}
+local woken = {}
+local pushes = {}
+local zadds = {}
+local earliest_scheduled = nil
+
+local function count(field, n)
+  counts[field] = (counts[field] or 0) + n
+end
+
+local function count_state(state, priority, ttype, n)
+  count(state .. '|' .. priority .. '|' .. ttype, n)
+end
+
+local function event(id, ttype, state)
+  events[#events + 1] = {id, ttype, state}
+end
+
+local function append(tbl, key, ...)
+  local list = tbl[key]
+  if not list then
+    list = {}
+    tbl[key] = list
+  end
+  for _, v in ipairs({...}) do
+    list[#list + 1] = v
+  end
+end
+
+-- Run `cmd key <values...>` in chunks small enough for Lua's unpack().
+local function call_chunked(cmd, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
+local function flush()
+  for key, ids in pairs(pushes) do
+    call_chunked('RPUSH', key, ids)
+  end
+  for key, pairs_ in pairs(zadds) do
+    call_chunked('ZADD', key, pairs_)
+  end
+  for field, n in pairs(counts) do
+    if n ~= 0 then
+      if redis.call('HINCRBY', K_COUNTS, field, n) == 0 then
+        redis.call('HDEL', K_COUNTS, field)
+      end
+    end
+  end
+  local wake = {}
+  for ttype in pairs(woken) do
+    wake[#wake + 1] = ttype
+  end
+  if earliest_scheduled then
+    wake[#wake + 1] = '@' .. earliest_scheduled
+  end
+  if #wake > 0 then
+    redis.call('PUBLISH', K_WAKE_CHANNEL, table.concat(wake, ','))
+  end
+  if #events > 0 then
+    redis.call('PUBLISH', K_EVENTS_CHANNEL, cjson.encode(events))
+  end
+end
+
+-- The task-state moves below each write the task's hash once: the caller's `fields` (a flat
+-- field/value list, may be empty) are set together with the new state.
+
+-- Queue task `id` at the back of its ready list (`front`: at the front, where a task goes that
+-- was interrupted before it could finish).
+local function make_ready(id, priority, ttype, now, front, fields)
+  if front then
+    redis.call('LPUSH', key_ready(priority, ttype), id)
+  else
+    append(pushes, key_ready(priority, ttype), id)
+  end
+  redis.call('HSET', key_task(id), 'state', S_PENDING, 'ready_ms', now, unpack(fields))
+  count_state(S_PENDING, priority, ttype, 1)
+  woken[ttype] = true
+  event(id, ttype, S_PENDING)
+end
+
+local function make_scheduled(id, priority, ttype, at, fields)
+  append(zadds, K_SCHEDULED, at, id)
+  if not earliest_scheduled or at < earliest_scheduled then
+    earliest_scheduled = at
+  end
+  redis.call('HSET', key_task(id), 'state', S_SCHEDULED, 'ready_ms', at, unpack(fields))
+  count_state(S_SCHEDULED, priority, ttype, 1)
+  event(id, ttype, S_SCHEDULED)
+end
+
+-- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled).
+local function make_final(id, priority, ttype, state, now, fields)
+  append(zadds, STATE_ZSET[state], now, id)
+  redis.call('HSET', key_task(id), 'state', state, 'finished_ms', now, unpack(fields))
+  if state == S_DEAD then
+    count_state(S_DEAD, priority, ttype, 1)
+  end
+  count('total|' .. state, 1)
+  event(id, ttype, state)
+end
+
+-- Remove `id` from the structure of its current live state (never a terminal one).
+local function take_out(id, state, priority, ttype)
+  if state == S_PENDING then
+    redis.call('LREM', key_ready(priority, ttype), 1, id)
+  else
+    redis.call('ZREM', STATE_ZSET[state], id)
+  end
+  count_state(state, priority, ttype, -1)
+end
+
+-- A failed attempt (the processor raised, timed out, or its worker died): retry after
+-- min(max_ms, base_ms * 2^(attempt-1)) scaled by `jitter` in [0, 1) ("full jitter"), or
+-- dead-letter it when it has no retries left. Returns the state the task moved to.
+local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err, tb, jitter, base_ms, max_ms)
+  local fields = {'error', err, 'traceback', tb}
+  count('total|failed', 1)
+  if attempt > max_retries then
+    make_final(id, priority, ttype, S_DEAD, now, fields)
+    return S_DEAD
+  end
+  count('total|retried', 1)
+  local cap = math.min(max_ms, base_ms * math.pow(2, attempt - 1))
+  local delay = math.floor(cap * jitter)
+  if delay <= 0 then
+    make_ready(id, priority, ttype, now, false, fields)
+    return S_PENDING
+  end
+  make_scheduled(id, priority, ttype, now + delay, fields)
+  return S_SCHEDULED
+end
+
+-- Delete finished records older than the result TTL, at most `limit` per set and call.
+local function trim_finished(now, ttl_ms, limit)
+  local removed = 0
+  for _, zset in ipairs({K_SUCCEEDED, K_CANCELLED}) do
+    local old = redis.call('ZRANGEBYSCORE', zset, '-inf', now - ttl_ms, 'LIMIT', 0, limit)
+    if #old > 0 then
+      for i = 1, #old do
+        redis.call('DEL', key_task(old[i]))
+      end
+      redis.call('ZREM', zset, unpack(old))
+      removed = removed + #old
+    end
+  end
+  return removed
+end

@@ -1,0 +1,75 @@
+-- Submit a batch of tasks in one atomic step.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  now (ms)
+-- ARGV[2]  idempotency window (ms)
+-- ARGV[3]  maximum pending tasks per type (0: unlimited)
+-- ARGV[4..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+--           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none)
+-- Returns: per task, {id, created (1) or found by its idempotency key (0), state}.
+-- Errors:  "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
+--          nothing is written then.
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max_depth = tonumber(ARGV[3])
+local FIELDS = 8
+
+if max_depth > 0 then
+  local adding = {}
+  for i = 4, #ARGV, FIELDS do
+    local ttype = ARGV[i + 1]
+    adding[ttype] = (adding[ttype] or 0) + 1
+  end
+  for ttype, n in pairs(adding) do
+    local depth = 0
+    for _, priority in ipairs(PRIORITIES) do
+      depth = depth + (tonumber(redis.call('HGET', K_COUNTS, S_PENDING .. '|' .. priority .. '|' .. ttype)) or 0)
+    end
+    if depth + n > max_depth then
+      return redis.error_reply('QUEUEFULL ' .. ttype .. ' ' .. depth .. ' ' .. max_depth)
+    end
+  end
+end
+
+local result = {}
+local seen_types = {}
+for i = 4, #ARGV, FIELDS do
+  local id, ttype, priority, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local max_retries, timeout_ms, ready_ms, idem = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), ARGV[i + 7]
+  local existing = nil
+  if idem ~= '' then
+    local ikey = key_idempotency(idem)
+    existing = redis.call('GET', ikey)
+    if existing and redis.call('EXISTS', key_task(existing)) == 0 then
+      existing = nil
+    end
+    if not existing then
+      redis.call('SET', ikey, id, 'PX', window)
+    end
+  end
+  if existing then
+    result[#result + 1] = {existing, 0, redis.call('HGET', key_task(existing), 'state')}
+  else
+    local fields = {
+      'id', id, 'type', ttype, 'priority', priority, 'payload', payload, 'attempt', 0,
+      'max_retries', max_retries, 'timeout_ms', timeout_ms, 'created_ms', now,
+      'idempotency_key', idem}
+    count('total|submitted', 1)
+    seen_types[ttype] = true
+    if ready_ms > now then
+      make_scheduled(id, priority, ttype, ready_ms, fields)
+      result[#result + 1] = {id, 1, S_SCHEDULED}
+    else
+      make_ready(id, priority, ttype, now, false, fields)
+      result[#result + 1] = {id, 1, S_PENDING}
+    end
+  end
+end
+local types = {}
+for ttype in pairs(seen_types) do
+  types[#types + 1] = ttype
+end
+if #types > 0 then
+  redis.call('SADD', K_TYPES, unpack(types))
+end
+flush()
+return result

@@ -1,0 +1,53 @@
+-- Report how attempts ended, for a batch of tasks, in one atomic step.
+-- An outcome counts only if the task is still active under the same attempt number (the lease's
+-- fencing token): a worker whose lease expired and was handed to another cannot overwrite it.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  now (ms)
+-- ARGV[2]  retry base delay (ms)
+-- ARGV[3]  retry maximum delay (ms)
+-- ARGV[4]  result TTL (ms): finished records older than this are deleted as a side effect
+-- ARGV[5..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind and a, b are
+--           'succeeded' result-JSON ''        the processor returned
+--           'failed'    error     traceback  the processor raised or timed out (jitter in [0,1))
+--           'cancelled' reason    ''         stopped at the user's request
+--           'released'  ''        ''         the worker shut down first: back to the front of
+--                                            its queue, the attempt not spent
+-- Returns: per outcome, the task's new state, or '' when the report was stale and ignored.
+local now = tonumber(ARGV[1])
+local base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local FIELDS = 6
+local out = {}
+local done = {}
+
+for i = 5, #ARGV, FIELDS do
+  local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local key = key_task(id)
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries')
+  if f[1] ~= S_ACTIVE or tonumber(f[2]) ~= attempt then
+    out[#out + 1] = ''
+  else
+    local priority, ttype = f[3], f[4]
+    done[#done + 1] = id
+    count_state(S_ACTIVE, priority, ttype, -1)
+    if kind == 'succeeded' then
+      make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a})
+      out[#out + 1] = S_SUCCEEDED
+    elseif kind == 'failed' then
+      out[#out + 1] = fail_attempt(id, priority, ttype, attempt, tonumber(f[5]), now, a, b,
+        tonumber(ARGV[i + 5]), base_ms, max_ms)
+    elseif kind == 'cancelled' then
+      make_final(id, priority, ttype, S_CANCELLED, now, {'error', a})
+      out[#out + 1] = S_CANCELLED
+    elseif kind == 'released' then
+      make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})
+      out[#out + 1] = S_PENDING
+    else
+      return redis.error_reply('unknown outcome kind ' .. kind)
+    end
+  end
+end
+
+call_chunked('ZREM', K_ACTIVE, done)
+trim_finished(now, ttl_ms, 100)
+flush()
+return out

@@ -1,0 +1,46 @@
+-- Return the tasks whose lease expired (their worker died or hung) and forget dead workers.
+-- An expired lease is a failed attempt: the task is retried with backoff, or dead-lettered when
+-- it has no retries left; if its cancellation had been requested, it is cancelled instead.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  now (ms)
+-- ARGV[2]  worker registration TTL (ms): workers silent longer than this are removed
+-- ARGV[3]  retry base delay (ms)
+-- ARGV[4]  retry maximum delay (ms)
+-- ARGV[5]  result TTL (ms), for trimming old finished records
+-- ARGV[6..] jitter values in [0, 1), one per task that may be reaped (also the batch limit)
+-- Returns: {number of tasks reaped, ids of the workers removed}
+local now = tonumber(ARGV[1])
+local worker_ttl, base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit = #ARGV - 5
+
+local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
+for n, id in ipairs(expired) do
+  local key = key_task(id)
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested')
+  redis.call('ZREM', K_ACTIVE, id)
+  count('total|reaped', 1)
+  if f[1] == S_ACTIVE then
+    local priority, ttype = f[3], f[4]
+    count_state(S_ACTIVE, priority, ttype, -1)
+    if f[7] == '1' then
+      make_final(id, priority, ttype, S_CANCELLED, now,
+        {'error', 'cancelled at request; its worker stopped before confirming'})
+    else
+      local err = 'lease expired: worker ' .. (f[6] or '?') .. ' stopped sending heartbeats'
+      fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
+        tonumber(ARGV[5 + n]), base_ms, max_ms)
+    end
+  end
+end
+
+local gone = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', now - worker_ttl)
+for _, worker in ipairs(gone) do
+  redis.call('DEL', key_worker(worker))
+end
+if #gone > 0 then
+  redis.call('ZREM', K_WORKERS, unpack(gone))
+  count('total|workers_removed', #gone)
+end
+trim_finished(now, ttl_ms, 1000)
+flush()
+return {#expired, gone}

@@ -1,0 +1,43 @@
+"""The broker's Lua scripts, loaded once from the ``lua/`` folder beside this module.
+
+Each script is the generated key prelude (:func:`taskqueue.broker.keys.lua_prelude`), then the
+shared helpers of ``_lib.lua``, then the script's own file. Every file starts with a comment
+that lists its KEYS, ARGV and what it returns.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import attrs
+
+from taskqueue.broker.keys import lua_prelude
+from taskqueue.redis import Script
+
+
+@attrs.frozen
+class Scripts:
+    enqueue: Script
+    claim: Script
+    finish: Script
+    heartbeat: Script
+    reap: Script
+    promote: Script
+    cancel: Script
+    requeue_dead: Script
+    purge_dead: Script
+    deregister: Script
+    progress: Script
+
+
+@cache
+def load_scripts() -> Scripts:
+    folder = resources.files("taskqueue.broker") / "lua"
+    head = lua_prelude() + (folder / "_lib.lua").read_text()
+    return Scripts(
+        **{
+            field.name: Script(field.name, head + (folder / f"{field.name}.lua").read_text())
+            for field in attrs.fields(Scripts)
+        }
+    )

@@ -1,0 +1,39 @@
+"""Exceptions a user of taskqueue can catch. Each says what went wrong in words."""
+
+from __future__ import annotations
+
+
+class TaskQueueError(Exception):
+    """Base class of every error taskqueue raises on purpose."""
+
+
+class InvalidTaskError(TaskQueueError, ValueError):
+    """A submission or request is malformed; ``field`` names the part that is wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLargeError(InvalidTaskError):
+    """A payload's JSON encoding is larger than the configured limit."""
+
+
+class TaskNotFoundError(TaskQueueError, LookupError):
+    """No task has the given id (it never existed, or its record has expired)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class ConflictingStateError(TaskQueueError):
+    """The operation does not apply to the task's current state (e.g. cancel a finished task)."""
+
+
+class QueueFullError(TaskQueueError):
+    """A queue is over its configured depth limit; try again later."""
+
+
+class ConfigError(TaskQueueError):
+    """The configuration is wrong; the message names the key, the value and what was expected."""

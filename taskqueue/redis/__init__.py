@@ -1,0 +1,25 @@
+"""A small trio-native Redis client: connections on hiredis, a pool, scripts and pub/sub."""
+
+from taskqueue.redis.client import Redis, Script, Subscription
+from taskqueue.redis.connection import Connection
+from taskqueue.redis.errors import (
+    AuthenticationError,
+    NoScriptError,
+    RedisConnectionError,
+    RedisError,
+    ResponseError,
+)
+from taskqueue.redis.url import RedisAddress
+
+__all__ = [
+    "AuthenticationError",
+    "Connection",
+    "NoScriptError",
+    "Redis",
+    "RedisAddress",
+    "RedisConnectionError",
+    "RedisError",
+    "ResponseError",
+    "Script",
+    "Subscription",
+]
