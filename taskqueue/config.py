@@ -342,7 +342,9 @@ def _section_of(cls: type) -> str:
 def _section_classes() -> dict[str, type[AttrsInstance]]:
     """Config's sections by name, in the order they are documented."""
     hints = typing.get_type_hints(Config)
-    return {field.name: hints[field.name] for field in attrs.fields(Config)}
+    return {
+        field.name: hints[field.name] for field in attrs.fields(Config) if field.name != "plugins"
+    }
 
 
 @cache
@@ -583,6 +585,7 @@ class WorkerConfig:
         None, check=_worker_id_ok, expected="a name without spaces, '{' or '}'"
     )
     concurrency: int = _setting(50, minimum=1)
+    prefetch: int = _setting(50, minimum=0)
     heartbeat_interval: float = _setting(5.0, kind=DURATION, positive=True)
     worker_timeout: float = _setting(30.0, kind=DURATION, positive=True)
     cleanup_interval: float = _setting(60.0, kind=DURATION, positive=True)
@@ -667,6 +670,8 @@ class Config:
     task: TaskConfig = attrs.field(factory=TaskConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
+    #: ``[plugins.<name>]`` tables, handed as they are to the plugin registering as ``<name>``.
+    plugins: Mapping[str, Mapping[str, object]] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, dict[str, object]]:
         """Every value as stored (seconds, bytes; tuples as lists), secrets included."""
@@ -677,6 +682,7 @@ class Config:
                 key: list(value) if isinstance(value, tuple) else value
                 for key, value in ((key, getattr(section, key)) for key in _specs(cls))
             }
+        result["plugins"] = {name: dict(table) for name, table in self.plugins.items()}
         return result
 
     def masked(self) -> dict[str, dict[str, object]]:
@@ -691,7 +697,15 @@ class Config:
             result[name] = {
                 key: spec.show(getattr(section, key)) for key, spec in _specs(cls).items()
             }
+        result["plugins"] = {
+            name: {k: "***" if _looks_secret(k) else v for k, v in table.items()}
+            for name, table in self.plugins.items()
+        }
         return result
+
+
+def _looks_secret(key: str) -> bool:
+    return any(word in key.lower() for word in ("password", "secret", "token", "key"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -759,7 +773,15 @@ def _unknown_key(where: str, key: str, *, env: bool = False) -> ConfigError:
 _Values = dict[str, tuple[object, _Origin]]
 
 
-def _read_file(path: str, values: _Values) -> None:
+def _read_plugin_tables(where: str, table: object, plugins: dict[str, dict[str, object]]) -> None:
+    """``[plugins.<name>]`` tables: each plugin validates its own keys when it registers."""
+    if not isinstance(table, dict) or not all(isinstance(t, dict) for t in table.values()):
+        raise ConfigError(f"{where}: plugins: expected tables like [plugins.shell]")
+    for name, settings in table.items():
+        plugins[name] = dict(settings)
+
+
+def _read_file(path: str, values: _Values, plugins: dict[str, dict[str, object]]) -> None:
     where = f"config file {path}"
     try:
         with open(path, "rb") as file:
@@ -770,6 +792,9 @@ def _read_file(path: str, values: _Values) -> None:
         raise ConfigError(f"{where}: not valid TOML: {error}") from None
     specs = _all_specs()
     for section, table in data.items():
+        if section == "plugins":
+            _read_plugin_tables(where, table, plugins)
+            continue
         if section not in _section_classes():
             raise _unknown_key(where, f"{section}.")
         if not isinstance(table, dict):
@@ -838,10 +863,11 @@ def load_config(
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     values: _Values = {}
+    plugins: dict[str, dict[str, object]] = {}
     if path is None:
         path = environ.get(CONFIG_ENV_VAR) or None
     if path is not None:
-        _read_file(os.fspath(path), values)
+        _read_file(os.fspath(path), values, plugins)
     _read_env(environ, values)
     if overrides:
         _read_overrides(overrides, values)
@@ -857,4 +883,4 @@ def load_config(
             origins = {key: origin.describe() for key, (_, origin) in values.items()}
             defaults = {key: "default" for key in conflict.values if key not in origins}
             raise ConfigError(conflict.render(origins | defaults)) from None
-    return Config(**sections)  # type: ignore[arg-type]
+    return Config(**sections, plugins=plugins)  # type: ignore[arg-type]

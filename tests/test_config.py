@@ -473,7 +473,9 @@ def test_example_file_documents_every_key() -> None:
         elif key := re.match(r"#? ?(\w+) = ", line):
             documented.setdefault(section, set()).add(key[1])
     assert documented == {
-        name: set(section_config) for name, section_config in Config().to_dict().items()
+        name: set(section_config)
+        for name, section_config in Config().to_dict().items()
+        if name != "plugins"
     }
 
 
@@ -482,6 +484,17 @@ def test_example_file_is_valid_toml_with_only_known_keys() -> None:
     known = Config().to_dict()
     for name, table in data.items():
         assert set(table) <= set(known[name])
+
+
+def test_plugin_tables_are_passed_through(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, '[plugins.shell]\nallowed_executables = ["/bin/echo"]\n')
+    config = load_config(path, env={})
+    assert config.plugins == {"shell": {"allowed_executables": ["/bin/echo"]}}
+
+
+def test_plugins_section_must_hold_tables(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "plugins = 3\n")
+    assert "expected tables like [plugins.shell]" in config_error(path)
 
 
 # -- showing the configuration --------------------------------------------------------------------

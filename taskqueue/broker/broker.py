@@ -133,6 +133,9 @@ class Report:
     attempt: int
     kind: ReportKind
     result: Any = None
+    #: The result already encoded as JSON (the consumer checks it encodes while the task's
+    #: log context is still bound); wins over ``result``.
+    result_json: str | None = None
     error: str = ""
     traceback: str = ""
 
@@ -358,7 +361,8 @@ class Broker:
         rand = self._rng.random
         for r in reports:
             if r.kind == "succeeded":
-                args += (r.task_id, r.attempt, "succeeded", _json.dumps(r.result), "", 0)
+                result = _json.dumps(r.result) if r.result_json is None else r.result_json
+                args += (r.task_id, r.attempt, "succeeded", result, "", 0)
             else:
                 args += (r.task_id, r.attempt, r.kind, r.error, r.traceback, rand())
         reply = await self.redis.run_script(self._scripts.finish, self._ns, args)

@@ -18,7 +18,7 @@ from typing import Any
 import hiredis
 import trio
 
-from taskqueue.redis.errors import RedisConnectionError, reply_error
+from taskqueue.redis.errors import RedisConnectionError, RedisError, reply_error
 from taskqueue.redis.url import RedisAddress
 
 Arg = str | bytes | int | float
@@ -46,7 +46,7 @@ class Connection:
     @classmethod
     async def open(cls, address: RedisAddress, *, connect_timeout: float = 5.0) -> Connection:
         """Connect, negotiate TLS, authenticate and select the database in ``connect_timeout``."""
-        stream: trio.abc.Stream
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(connect_timeout):
                 if address.path:
@@ -68,10 +68,19 @@ class Connection:
                 if address.db:
                     await conn.execute("SELECT", address.db)
                 return conn
-        except trio.TooSlowError:
-            raise RedisConnectionError(f"timed out connecting to {address}") from None
-        except (OSError, trio.BrokenResourceError) as exc:
-            raise RedisConnectionError(f"cannot connect to {address}: {exc}") from exc
+        except BaseException as exc:
+            # Whatever failed (timeout, refused AUTH, cancellation), don't leak the socket.
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            if isinstance(exc, trio.TooSlowError):
+                raise RedisConnectionError(f"timed out connecting to {address}") from None
+            # RedisError first: AuthenticationError is an OSError too (via ConnectionError) and
+            # must reach the caller as itself, not re-wrapped as a plain connection error.
+            if isinstance(exc, OSError | trio.BrokenResourceError) and not isinstance(
+                exc, RedisError
+            ):
+                raise RedisConnectionError(f"cannot connect to {address}: {exc}") from exc
+            raise
 
     async def execute(self, *args: str | bytes | int | float) -> Any:
         """Run one command and return its reply; an error reply raises :class:`ResponseError`."""
@@ -168,5 +177,7 @@ class _DiscardOnError:
         if exc is None:
             return
         self._conn.broken = True
-        if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+        if isinstance(
+            exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError
+        ) and not isinstance(exc, RedisError):  # ours already name the address: no re-wrap
             raise RedisConnectionError(f"connection to {self._conn.address} lost: {exc}") from exc

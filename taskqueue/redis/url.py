@@ -17,7 +17,7 @@ class RedisAddress:
     path: str | None = None  # unix socket path
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)  # never in logs
     tls: bool = False
     ssl_ca_certs: str | None = None
     ssl_cert_reqs: str = "required"

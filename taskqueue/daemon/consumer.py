@@ -1,0 +1,383 @@
+"""The consumer: claims tasks in batches and runs each in its own cancel scope.
+
+Shape (see DESIGN.md for the measurements behind it): one claim loop leases batches of tasks
+into a memory channel; ``concurrency`` long-lived slot tasks take them one at a time, each run
+inside a cancel scope whose deadline is the task's timeout; outcomes go to a list that one
+report loop writes to Redis in batches, so a burst of short tasks costs one round trip per
+batch, not per task.
+
+Lifecycle of one claimed task inside this process, and who may end it early:
+
+- ``request_cancel``: the user asked; the task ends ``cancelled``.
+- ``lease_lost``: the heartbeat found another worker owns it now; it is stopped and nothing is
+  reported (any report would be rejected as stale anyway).
+- shutdown (:meth:`Consumer.stop` then the drain deadline): tasks not started yet, and those
+  still running at the deadline, are ``released``: back to the front of their queue, the
+  attempt not spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import pluggy
+import trio
+
+from taskqueue import _json
+from taskqueue.broker import Broker, Report
+from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.logs import bind_log_context
+from taskqueue.models import ClaimedTask, TaskState
+from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
+
+log = logging.getLogger(__name__)
+task_log = logging.getLogger("taskqueue.task")
+
+#: How long an idle consumer waits for a wake-up before it claims anyway: a safety net for a
+#: lost pub/sub message, not the way work is found.
+IDLE_RECHECK = 1.0
+#: How long a stopping consumer keeps trying to record its last outcomes when Redis is down.
+FINAL_REPORT_TIMEOUT = 10.0
+
+# Why a task was stopped before its processor returned.
+_CANCELLED = "cancelled"
+_LOST = "lost"
+_INTERRUPTED = "interrupted"
+
+
+class _Running:
+    """A claimed task from its claim until its outcome is queued for reporting."""
+
+    __slots__ = ("scope", "started", "stop_reason", "task")
+
+    def __init__(self, task: ClaimedTask) -> None:
+        self.task = task
+        self.scope: trio.CancelScope | None = None
+        self.started = False
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class Consumer:
+    def __init__(
+        self,
+        broker: Broker,
+        registry: ProcessorRegistry,
+        *,
+        worker_id: str,
+        health: Health,
+        task_types: Sequence[str] | None = None,
+        concurrency: int = 50,
+        prefetch: int = 50,
+        drain_timeout: float = 30.0,
+        hooks: pluggy.HookRelay | None = None,
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.worker_id = worker_id
+        self.health = health
+        self.task_types = list(task_types if task_types is not None else registry.task_types)
+        self._type_set = frozenset(self.task_types)
+        self.concurrency = concurrency
+        self.capacity = concurrency + prefetch
+        # With prefetch, wait until a useful batch of capacity is free before claiming:
+        # the prefetched tasks keep the slots busy meanwhile.
+        self.claim_threshold = max(1, prefetch // 2)
+        self.drain_timeout = drain_timeout
+        self._hook_started = None
+        self._hook_finished = None
+        if hooks is not None:
+            if hooks.taskqueue_task_started.get_hookimpls():
+                self._hook_started = hooks.taskqueue_task_started
+            if hooks.taskqueue_task_finished.get_hookimpls():
+                self._hook_finished = hooks.taskqueue_task_finished
+
+        self.running: dict[str, _Running] = {}
+        self.processed = 0
+        self.failed = 0
+        self._send, self._receive = trio.open_memory_channel[ClaimedTask](math.inf)
+        self._reports: list[Report] = []
+        self._reports_ready = trio.Event()
+        self._wake = trio.Event()
+        self._capacity_freed = trio.Event()
+        self._drained = trio.Event()
+        self._reports_flushed = trio.Event()
+        self._stopping = False
+        self._done_reporting = False
+
+    # -- called by other services ----------------------------------------------------------
+
+    def wake(self, task_types: frozenset[str] | None) -> None:
+        """Tasks of ``task_types`` (None: of any type) may have become pending."""
+        if task_types is None or not self._type_set.isdisjoint(task_types):
+            self._wake.set()
+
+    def request_cancel(self, worker_id: str, task_id: str) -> None:
+        if worker_id == self.worker_id and (running := self.running.get(task_id)):
+            log.info("cancelling task %s at request", task_id)
+            running.stop(_CANCELLED)
+
+    def lease_lost(self, task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:
+            if running := self.running.get(task_id):
+                log.warning(
+                    "lost the lease of task %s (another worker has it); stopping it", task_id
+                )
+                running.stop(_LOST)
+
+    def leases(self) -> list[tuple[str, int]]:
+        """(id, attempt) of every task this consumer holds, for the heartbeat to extend."""
+        return [(r.task.id, r.task.attempt) for r in self.running.values()]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.running)
+
+    def stop(self) -> None:
+        """Stop claiming and start the drain; :meth:`run` returns once it is over."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for running in self.running.values():
+            if not running.started:
+                running.stop(_INTERRUPTED)
+        self._wake.set()
+        self._capacity_freed.set()
+        self._check_drained()
+
+    def end_drain(self) -> None:
+        """Cut the drain short: interrupt whatever still runs (the second SIGTERM)."""
+        self.stop()
+        self._drained.set()
+
+    # -- the service -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and run tasks until :meth:`stop`, then drain and report every outcome."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._report_loop)
+            async with trio.open_nursery() as slots:
+                for _ in range(self.concurrency):
+                    slots.start_soon(self._slot)
+                await self._claim_loop()
+                await self._drain()
+                self._send.close()
+            self._done_reporting = True
+            self._reports_ready.set()
+            with trio.move_on_after(FINAL_REPORT_TIMEOUT):
+                await self._reports_flushed.wait()
+            if self._reports:
+                log.error(
+                    "Redis unreachable at shutdown: %d outcome(s) not recorded; their leases "
+                    "will expire and the tasks run again",
+                    len(self._reports),
+                )
+                nursery.cancel_scope.cancel()
+
+    async def _claim_loop(self) -> None:
+        guard = RedisGuard(self.health)
+        while not self._stopping:
+            free = self.capacity - len(self.running)
+            if free < self.claim_threshold and self.running:
+                self._capacity_freed = trio.Event()
+                await self._capacity_freed.wait()
+                continue
+            wake = self._wake = trio.Event()
+            claimed: list[ClaimedTask] = []
+            async with guard:
+                claimed = await self.broker.claim(self.worker_id, self.task_types, free)
+            if self.stopping:
+                # Claimed while the stop came: give them back untouched.
+                for task in claimed:
+                    self.running[task.id] = r = _Running(task)
+                    r.stop_reason = _INTERRUPTED
+            for task in claimed:
+                if task.id not in self.running:
+                    self.running[task.id] = _Running(task)
+                self._send.send_nowait(task)
+            if not claimed:
+                with trio.move_on_after(IDLE_RECHECK):
+                    await wake.wait()
+
+    async def _drain(self) -> None:
+        self._check_drained()
+        with trio.move_on_after(self.drain_timeout):
+            await self._drained.wait()
+        if self.running:
+            log.warning(
+                "drain over: interrupting %d running task(s); they go back to the queue",
+                len(self.running),
+            )
+        for running in self.running.values():
+            running.stop(_INTERRUPTED)
+
+    def _check_drained(self) -> None:
+        if self._stopping and all(not r.started or r.stop_reason for r in self.running.values()):
+            self._drained.set()
+
+    # -- running one task ------------------------------------------------------------------
+
+    async def _slot(self) -> None:
+        async for task in self._receive:
+            running = self.running[task.id]
+            if running.stop_reason is None:
+                outcome = await self._execute(task, running)
+            else:
+                outcome = Outcome(kind=_stopped_kind(running.stop_reason), duration_s=0.0)
+            del self.running[task.id]
+            if running.stop_reason != _LOST:
+                self._queue_report(task, outcome)
+            if self._hook_finished is not None:
+                self._hook_finished(task=task, outcome=outcome, worker_id=self.worker_id)
+            self._capacity_freed.set()
+            if self._stopping:
+                self._check_drained()
+
+    async def _execute(self, task: ClaimedTask, running: _Running) -> Outcome:
+        spec = self.registry[task.type]
+        timeout = task.timeout_ms / 1000
+        running.started = True
+        running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        if self._hook_started is not None:
+            self._hook_started(task=task, worker_id=self.worker_id)
+        with bind_log_context(
+            task_id=task.id, task_type=task.type, attempt=task.attempt, worker_id=self.worker_id
+        ):
+            ctx = TaskContext(
+                task,
+                worker_id=self.worker_id,
+                logger=task_log,
+                progress=lambda value: self._progress(task, value),
+            )
+            start = time.perf_counter()
+            try:
+                with scope:
+                    if spec.is_async:
+                        result = await spec.func(ctx)
+                    else:
+                        result = await trio.to_thread.run_sync(
+                            spec.func, ctx, abandon_on_cancel=True
+                        )
+                    try:
+                        encoded = _json.dumps(result)
+                    except TypeError as exc:
+                        raise TypeError(f"the processor's result is {exc}") from None
+                    return Outcome(
+                        kind=OutcomeKind.SUCCEEDED,
+                        duration_s=time.perf_counter() - start,
+                        result=encoded,
+                    )
+            except Exception as exc:
+                duration = time.perf_counter() - start
+                task_log.warning(
+                    "task %s (%s) attempt %d failed: %s: %s",
+                    task.id,
+                    task.type,
+                    task.attempt,
+                    type(exc).__name__,
+                    exc,
+                )
+                return Outcome(
+                    kind=OutcomeKind.FAILED,
+                    duration_s=duration,
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
+            duration = time.perf_counter() - start
+            if running.stop_reason is None:
+                task_log.warning(
+                    "task %s (%s) attempt %d timed out after %gs",
+                    task.id,
+                    task.type,
+                    task.attempt,
+                    timeout,
+                )
+                return Outcome(
+                    kind=OutcomeKind.TIMED_OUT,
+                    duration_s=duration,
+                    error=f"timed out after {timeout:g}s",
+                )
+            return Outcome(kind=_stopped_kind(running.stop_reason), duration_s=duration)
+
+    async def _progress(self, task: ClaimedTask, value: Any) -> None:
+        async with RedisGuard(self.health, maximum=0.5):
+            await self.broker.set_progress(task.id, task.attempt, value)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _queue_report(self, task: ClaimedTask, outcome: Outcome) -> None:
+        kind = outcome.kind
+        if kind is OutcomeKind.SUCCEEDED:
+            self.processed += 1
+            report = Report(
+                task_id=task.id, attempt=task.attempt, kind="succeeded", result_json=outcome.result
+            )
+        elif kind is OutcomeKind.CANCELLED:
+            report = Report(
+                task_id=task.id,
+                attempt=task.attempt,
+                kind="cancelled",
+                error="cancelled at request",
+            )
+        elif kind is OutcomeKind.INTERRUPTED:
+            report = Report(task_id=task.id, attempt=task.attempt, kind="released")
+        else:
+            self.failed += 1
+            report = Report(
+                task_id=task.id,
+                attempt=task.attempt,
+                kind="failed",
+                error=outcome.error or "",
+                traceback=outcome.traceback or "",
+            )
+        self._reports.append(report)
+        self._reports_ready.set()
+
+    async def _report_loop(self) -> None:
+        """Write queued outcomes to Redis, everything queued so far in one round trip.
+
+        While one batch is on its way, the next one gathers. When Redis is down the batch is
+        kept and retried, so no outcome is dropped; only at shutdown does :meth:`run` give up
+        after :data:`FINAL_REPORT_TIMEOUT` (then the leases expire and the tasks run again).
+        """
+        guard = RedisGuard(self.health)
+        while True:
+            await self._reports_ready.wait()
+            self._reports_ready = trio.Event()
+            while self._reports:
+                batch, self._reports = self._reports, []
+                states: list[TaskState | None] = []
+                async with guard:
+                    states = await self.broker.report(batch)
+                if not states:
+                    self._reports[:0] = batch
+                    continue
+                for report, state in zip(batch, states, strict=True):
+                    if state is TaskState.DEAD:
+                        log.error(
+                            "task %s dead-lettered after attempt %d: %s",
+                            report.task_id,
+                            report.attempt,
+                            report.error,
+                        )
+            if self._done_reporting:
+                self._reports_flushed.set()
+                return
+
+
+def _stopped_kind(reason: str) -> OutcomeKind:
+    return OutcomeKind.CANCELLED if reason == _CANCELLED else OutcomeKind.INTERRUPTED

@@ -1,0 +1,93 @@
+"""The heartbeat: keeps this worker's registration alive and the leases of its tasks current.
+
+A worker that stops beating for ``worker_timeout`` is taken for dead: the reaper (of any
+worker) returns its tasks to the queue. The same round trip tells this worker which of its
+tasks it no longer owns and which were asked to stop, a fallback for missed pub/sub messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+
+import trio
+
+from taskqueue.broker import Broker, wall_clock_ms
+from taskqueue.daemon.consumer import Consumer
+from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.models import WorkerInfo
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    """``host-pid-xxxx``: readable in ``taskqueue workers``, unique across restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        broker: Broker,
+        consumer: Consumer,
+        *,
+        health: Health,
+        interval: float,
+        task_types: dict[str, str],
+        on_beat: Callable[[], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.consumer = consumer
+        self.health = health
+        self.interval = interval
+        self.task_types = task_types
+        self.on_beat = on_beat
+        self.started_ms = wall_clock_ms()
+        self.beats = 0
+
+    def info(self) -> WorkerInfo:
+        c = self.consumer
+        return WorkerInfo(
+            id=c.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            task_types=self.task_types,
+            concurrency=c.concurrency,
+            in_flight=c.in_flight,
+            started_ms=self.started_ms,
+            last_heartbeat_ms=0,
+            processed=c.processed,
+            failed=c.failed,
+        )
+
+    async def beat(self) -> None:
+        """One heartbeat: one round trip to Redis."""
+        reply = await self.broker.heartbeat(self.info(), self.consumer.leases())
+        self.beats += 1
+        if reply.lost:
+            self.consumer.lease_lost(reply.lost)
+        for task_id in reply.cancel_requested:
+            self.consumer.request_cancel(self.consumer.worker_id, task_id)
+        if self.on_beat is not None:
+            self.on_beat()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Beat every ``interval``; reports started after the first successful beat."""
+        guard = RedisGuard(self.health)
+        started = False
+        while True:
+            async with guard:
+                await self.beat()
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(self.interval)
+
+    async def deregister(self) -> None:
+        """Remove the registration, so ``workers`` stops listing this worker at once."""
+        with trio.move_on_after(5):
+            async with RedisGuard(self.health):
+                await self.broker.deregister(self.consumer.worker_id)

@@ -1,0 +1,69 @@
+"""The daemon's one pub/sub subscription: wake-ups for the consumer and the scheduler, and
+cancel requests for running tasks.
+
+Pub/sub loses messages while disconnected, so after every (re)subscription everyone is woken
+as if a message had come: a spurious claim costs one round trip, a missed one a stuck task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from taskqueue.broker import Broker
+from taskqueue.daemon.health import Health, RedisGuard
+
+log = logging.getLogger(__name__)
+
+
+class Notifications:
+    """Dispatches messages to callbacks registered by the other services."""
+
+    def __init__(self, broker: Broker, health: Health) -> None:
+        self.broker = broker
+        self.health = health
+        #: Called with the task types that became pending (None: "anything may have").
+        self.on_wake: list[Callable[[frozenset[str] | None], None]] = []
+        #: Called with the epoch ms of a newly scheduled task.
+        self.on_scheduled: list[Callable[[int], None]] = []
+        #: Called with (worker id, task id) for each cancel request.
+        self.on_cancel: list[Callable[[str, str], None]] = []
+        self.subscribed = trio.Event()
+
+    async def run(self) -> None:
+        keys = self.broker.keys
+        guard = RedisGuard(self.health)
+        while True:
+            async with guard, self.broker.redis.subscribe(
+                keys.wake_channel, keys.cancel_channel
+            ) as sub:
+                self._wake_all()
+                self.subscribed.set()
+                async for channel, data in sub:
+                    if channel == keys.wake_channel:
+                        self._dispatch_wake(data)
+                    else:
+                        worker_id, _, task_id = data.partition(" ")
+                        for callback in self.on_cancel:
+                            callback(worker_id, task_id)
+
+    def _wake_all(self) -> None:
+        for callback in self.on_wake:
+            callback(None)
+        for at in self.on_scheduled:
+            at(0)
+
+    def _dispatch_wake(self, data: str) -> None:
+        types = set()
+        for item in data.split(","):
+            if item.startswith("@"):
+                for callback in self.on_scheduled:
+                    callback(int(item[1:]))
+            else:
+                types.add(item)
+        if types:
+            frozen = frozenset(types)
+            for wake in self.on_wake:
+                wake(frozen)

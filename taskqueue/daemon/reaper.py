@@ -1,0 +1,42 @@
+"""The reaper: returns the tasks of dead workers and forgets the workers.
+
+A lease expires ``worker_timeout`` after its worker's last heartbeat; then the attempt counts
+as failed and the task is retried (or dead-lettered). Every daemon runs a reaper; the Lua
+script is atomic, so several reaping at once is safe and costs a few cheap commands.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from taskqueue.broker import Broker
+from taskqueue.daemon.health import Health, RedisGuard
+
+log = logging.getLogger(__name__)
+
+
+class Reaper:
+    def __init__(self, broker: Broker, *, health: Health, interval: float) -> None:
+        self.broker = broker
+        self.health = health
+        self.interval = interval
+        self.reaped = 0
+        self.workers_removed = 0
+
+    async def reap_once(self) -> None:
+        result = await self.broker.reap()
+        if result.reaped:
+            self.reaped += result.reaped
+            log.warning("returned %d task(s) whose lease expired", result.reaped)
+        if result.workers_removed:
+            self.workers_removed += len(result.workers_removed)
+            log.warning("removed dead worker(s): %s", ", ".join(result.workers_removed))
+
+    async def run(self) -> None:
+        guard = RedisGuard(self.health)
+        while True:
+            async with guard:
+                await self.reap_once()
+                await trio.sleep(self.interval)
