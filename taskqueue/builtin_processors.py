@@ -1,4 +1,4 @@
-"""Built-in task types for tests, benchmarks and smoke checks: noop, sleep, echo and fail.
+"""Built-in task types for tests, benchmarks and smoke checks: noop, sleep, echo, fail, clock.
 
 They are registered through the same entry point mechanism as any other plugin (the
 ``builtin`` entry of the ``taskqueue`` group), so they also prove the plugin path works.
@@ -6,6 +6,7 @@ They are registered through the same entry point mechanism as any other plugin (
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
@@ -38,9 +39,15 @@ async def fail(ctx: TaskContext) -> None:
     raise RuntimeError(payload.get("message", "task failed on purpose"))
 
 
+async def clock(ctx: TaskContext) -> dict[str, float]:
+    """Returns the worker's wall-clock time when the task started (for latency benchmarks)."""
+    return {"started": time.time()}
+
+
 @hookimpl
 def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     registry.add("noop", noop)
     registry.add("sleep", sleep)
     registry.add("echo", echo)
     registry.add("fail", fail)
+    registry.add("clock", clock)

@@ -98,6 +98,19 @@ def bind_log_context(**fields: object) -> Iterator[Mapping[str, object]]:
         _context.reset(token)
 
 
+def set_log_context(fields: dict[str, object]) -> contextvars.Token[Mapping[str, object]]:
+    """Replace the context with exactly ``fields``; undo with :func:`reset_log_context`.
+
+    The cheap form of :func:`bind_log_context` for hot paths (the consumer binds every task):
+    no merge and no generator, about a microsecond.
+    """
+    return _context.set(fields)
+
+
+def reset_log_context(token: contextvars.Token[Mapping[str, object]]) -> None:
+    _context.reset(token)
+
+
 def current_log_context() -> dict[str, object]:
     """A copy of the fields bound by the enclosing :func:`bind_log_context` blocks."""
     return dict(_context.get())

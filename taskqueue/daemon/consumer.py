@@ -31,7 +31,7 @@ import trio
 from taskqueue import _json
 from taskqueue.broker import Broker, Report
 from taskqueue.daemon.health import Health, RedisGuard
-from taskqueue.logs import bind_log_context
+from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.models import ClaimedTask, TaskState
 from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
 
@@ -243,7 +243,8 @@ class Consumer:
                 self._queue_report(task, outcome)
             if self._hook_finished is not None:
                 self._hook_finished(task=task, outcome=outcome, worker_id=self.worker_id)
-            self._capacity_freed.set()
+            if self.capacity - len(self.running) >= self.claim_threshold:
+                self._capacity_freed.set()
             if self._stopping:
                 self._check_drained()
 
@@ -254,9 +255,15 @@ class Consumer:
         running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         if self._hook_started is not None:
             self._hook_started(task=task, worker_id=self.worker_id)
-        with bind_log_context(
-            task_id=task.id, task_type=task.type, attempt=task.attempt, worker_id=self.worker_id
-        ):
+        log_token = set_log_context(
+            {
+                "task_id": task.id,
+                "task_type": task.type,
+                "attempt": task.attempt,
+                "worker_id": self.worker_id,
+            }
+        )
+        try:
             ctx = TaskContext(
                 task,
                 worker_id=self.worker_id,
@@ -312,6 +319,8 @@ class Consumer:
                     error=f"timed out after {timeout:g}s",
                 )
             return Outcome(kind=_stopped_kind(running.stop_reason), duration_s=duration)
+        finally:
+            reset_log_context(log_token)
 
     async def _progress(self, task: ClaimedTask, value: Any) -> None:
         async with RedisGuard(self.health, maximum=0.5):

@@ -12,7 +12,7 @@ import attrs
 import trio
 
 from taskqueue.redis.connection import Command, Connection
-from taskqueue.redis.errors import NoScriptError, RedisConnectionError
+from taskqueue.redis.errors import AuthenticationError, NoScriptError, RedisConnectionError
 from taskqueue.redis.url import RedisAddress
 
 
@@ -64,6 +64,8 @@ class Redis:
         for attempt in range(1, self.connect_attempts + 1):
             try:
                 return await Connection.open(self.address, connect_timeout=self.connect_timeout)
+            except AuthenticationError:
+                raise  # a wrong password stays wrong: no point in retrying
             except RedisConnectionError:
                 if attempt == self.connect_attempts:
                     raise

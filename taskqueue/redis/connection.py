@@ -79,7 +79,7 @@ class Connection:
             if isinstance(exc, OSError | trio.BrokenResourceError) and not isinstance(
                 exc, RedisError
             ):
-                raise RedisConnectionError(f"cannot connect to {address}: {exc}") from exc
+                raise RedisConnectionError(f"cannot connect to {address}: {_reason(exc)}") from exc
             raise
 
     async def execute(self, *args: str | bytes | int | float) -> Any:
@@ -180,4 +180,15 @@ class _DiscardOnError:
         if isinstance(
             exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError
         ) and not isinstance(exc, RedisError):  # ours already name the address: no re-wrap
-            raise RedisConnectionError(f"connection to {self._conn.address} lost: {exc}") from exc
+            raise RedisConnectionError(
+                f"connection to {self._conn.address} lost: {_reason(exc)}"
+            ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The text of ``exc``, or of its cause when it has none (trio's ``BrokenResourceError``
+    around an ``ssl.SSLError`` says nothing itself: the certificate problem is in the cause)."""
+    text = str(exc)
+    if not text and exc.__cause__ is not None:
+        text = str(exc.__cause__)
+    return text or type(exc).__name__

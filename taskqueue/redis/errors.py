@@ -31,6 +31,6 @@ def reply_error(message: str) -> ResponseError:
     """The exception for an error reply, by the reply's error code."""
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
-    if message.startswith(("WRONGPASS", "NOAUTH", "NOPERM")):
+    if message.startswith(("WRONGPASS", "NOAUTH")):
         return AuthenticationError(message)
     return ResponseError(message)

@@ -1,0 +1,46 @@
+"""One mapping from errors to what the APIs answer: an HTTP status for REST (RFC 9457 problem
+details) and the matching gRPC status, so both APIs say the same thing about the same error."""
+
+from __future__ import annotations
+
+import attrs
+
+from taskqueue.errors import (
+    ConflictingStateError,
+    InvalidTaskError,
+    PayloadTooLargeError,
+    QueueFullError,
+    TaskNotFoundError,
+)
+from taskqueue.redis import RedisError
+
+
+@attrs.frozen
+class ApiError(Exception):
+    """An error as the APIs report it."""
+
+    http_status: int
+    grpc_status: str  # a grpclib.const.Status member name, e.g. "NOT_FOUND"
+    title: str
+    detail: str
+    field: str | None = None
+
+
+def api_error(exc: Exception) -> ApiError | None:
+    """The API form of a known error, or None for an unexpected one (a bug: 500 / INTERNAL)."""
+    if isinstance(exc, ApiError):
+        return exc
+    detail = str(exc)
+    if isinstance(exc, PayloadTooLargeError):
+        return ApiError(413, "RESOURCE_EXHAUSTED", "Payload too large", detail, exc.field)
+    if isinstance(exc, InvalidTaskError):
+        return ApiError(422, "INVALID_ARGUMENT", "Invalid field", detail, exc.field)
+    if isinstance(exc, TaskNotFoundError):
+        return ApiError(404, "NOT_FOUND", "Not found", detail)
+    if isinstance(exc, ConflictingStateError):
+        return ApiError(409, "FAILED_PRECONDITION", "Conflicting state", detail)
+    if isinstance(exc, QueueFullError):
+        return ApiError(429, "RESOURCE_EXHAUSTED", "Queue full", detail)
+    if isinstance(exc, RedisError):
+        return ApiError(503, "UNAVAILABLE", "Redis unavailable", f"Redis is unreachable: {exc}")
+    return None
