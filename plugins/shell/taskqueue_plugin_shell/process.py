@@ -4,7 +4,7 @@ The process starts in a session (and process group) of its own, so signals reach
 spawned. How it ends:
 
 * it exits: whatever it left running in its group is killed (it would hold our pipes open and
-  run unsupervised), and the pipes are drained for at most ``kill_grace_period``;
+  run unsupervised), and the pipes are drained for at most ``kill_grace_period`` (1 s at least);
 * we are cancelled (the task's timeout, a cancel request, worker shutdown): the group gets
   SIGTERM, then SIGKILL if the leader has not exited within ``kill_grace_period``. That clean-up
   is shielded, so cancellation returns at most ``kill_grace_period`` (plus a moment for the
@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
+
+#: Output left in the pipes after the process exited is read for at least this long.
+_MIN_DRAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,9 @@ async def run_capped(
             nursery.start_soon(stderr.drain, process.stderr)
             await process.wait()
             _signal_group(process, signal.SIGKILL)
-            nursery.cancel_scope.deadline = trio.current_time() + kill_grace_period
+            # Normally the pipes are at EOF now; only a process that left the group holds them.
+            drain = max(kill_grace_period, _MIN_DRAIN_SECONDS)
+            nursery.cancel_scope.deadline = trio.current_time() + drain
     finally:
         with trio.CancelScope(shield=True):
             if process.returncode is None:
