@@ -125,7 +125,7 @@ class Consumer:
     def request_cancel(self, worker_id: str, task_id: str) -> None:
         if worker_id == self.worker_id and (running := self.running.get(task_id)):
             log.info("cancelling task %s at request", task_id)
-            running.stop(_CANCELLED)
+            self._stop(running, _CANCELLED)
 
     def lease_lost(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:
@@ -133,7 +133,7 @@ class Consumer:
                 log.warning(
                     "lost the lease of task %s (another worker has it); stopping it", task_id
                 )
-                running.stop(_LOST)
+                self._stop(running, _LOST)
 
     def leases(self) -> list[tuple[str, int]]:
         """(id, attempt) of every task this consumer holds, for the heartbeat to extend."""
@@ -152,9 +152,9 @@ class Consumer:
         if self._stopping:
             return
         self._stopping = True
-        for running in self.running.values():
+        for running in list(self.running.values()):
             if not running.started:
-                running.stop(_INTERRUPTED)
+                self._stop(running, _INTERRUPTED)
         self._wake.set()
         self._capacity_freed.set()
         self._check_drained()
@@ -200,15 +200,13 @@ class Consumer:
             claimed: list[ClaimedTask] = []
             async with guard:
                 claimed = await self.broker.claim(self.worker_id, self.task_types, free)
-            if self.stopping:
-                # Claimed while the stop came: give them back untouched.
-                for task in claimed:
-                    self.running[task.id] = r = _Running(task)
-                    r.stop_reason = _INTERRUPTED
             for task in claimed:
-                if task.id not in self.running:
-                    self.running[task.id] = _Running(task)
-                self._send.send_nowait(task)
+                self.running[task.id] = running = _Running(task)
+                if self.stopping:
+                    # Claimed while the stop came: give it back untouched.
+                    self._stop(running, _INTERRUPTED)
+                else:
+                    self._send.send_nowait(task)
             if not claimed:
                 with trio.move_on_after(IDLE_RECHECK):
                     await wake.wait()
@@ -222,8 +220,8 @@ class Consumer:
                 "drain over: interrupting %d running task(s); they go back to the queue",
                 len(self.running),
             )
-        for running in self.running.values():
-            running.stop(_INTERRUPTED)
+        for running in list(self.running.values()):
+            self._stop(running, _INTERRUPTED)
 
     def _check_drained(self) -> None:
         if self._stopping and all(not r.started or r.stop_reason for r in self.running.values()):
@@ -231,22 +229,36 @@ class Consumer:
 
     # -- running one task ------------------------------------------------------------------
 
+    def _stop(self, running: _Running, reason: str) -> None:
+        """Stop a claimed task. A running one is cancelled through its scope and its slot
+        finishes it; one still waiting for a slot is finished here and now, so that a cancel
+        (or a release at shutdown) does not wait behind the tasks ahead of it."""
+        running.stop(reason)
+        if not running.started and self.running.get(running.task.id) is running:
+            self._finish(running, Outcome(kind=_stopped_kind(reason), duration_s=0.0))
+
+    def _finish(self, running: _Running, outcome: Outcome) -> None:
+        """The attempt is over on this worker: forget the task and queue its outcome."""
+        task = running.task
+        if self.running.get(task.id) is running:  # not a newer claim of the same task
+            del self.running[task.id]
+        if running.stop_reason != _LOST:
+            self._queue_report(task, outcome)
+        if self._hook_finished is not None:
+            _call_observer(
+                self._hook_finished, task=task, outcome=outcome, worker_id=self.worker_id
+            )
+        if self.capacity - len(self.running) >= self.claim_threshold:
+            self._capacity_freed.set()
+        if self._stopping:
+            self._check_drained()
+
     async def _slot(self) -> None:
         async for task in self._receive:
-            running = self.running[task.id]
-            if running.stop_reason is None:
-                outcome = await self._execute(task, running)
-            else:
-                outcome = Outcome(kind=_stopped_kind(running.stop_reason), duration_s=0.0)
-            del self.running[task.id]
-            if running.stop_reason != _LOST:
-                self._queue_report(task, outcome)
-            if self._hook_finished is not None:
-                self._hook_finished(task=task, outcome=outcome, worker_id=self.worker_id)
-            if self.capacity - len(self.running) >= self.claim_threshold:
-                self._capacity_freed.set()
-            if self._stopping:
-                self._check_drained()
+            running = self.running.get(task.id)
+            if running is None or running.task is not task:
+                continue  # stopped while it waited for a slot: already finished
+            self._finish(running, await self._execute(task, running))
 
     async def _execute(self, task: ClaimedTask, running: _Running) -> Outcome:
         spec = self.registry[task.type]
@@ -254,7 +266,7 @@ class Consumer:
         running.started = True
         running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         if self._hook_started is not None:
-            self._hook_started(task=task, worker_id=self.worker_id)
+            _call_observer(self._hook_started, task=task, worker_id=self.worker_id)
         log_token = set_log_context(
             {
                 "task_id": task.id,
@@ -271,6 +283,7 @@ class Consumer:
                 progress=lambda value: self._progress(task, value),
             )
             start = time.perf_counter()
+            returned = False
             try:
                 with scope:
                     if spec.is_async:
@@ -279,6 +292,10 @@ class Consumer:
                         result = await trio.to_thread.run_sync(
                             spec.func, ctx, abandon_on_cancel=True
                         )
+                    returned = True
+                # A processor that swallowed the cancellation and returned anyway still timed
+                # out (or was stopped): its result does not count.
+                if returned and not scope.cancel_called:
                     try:
                         encoded = _json.dumps(result)
                     except TypeError as exc:
@@ -382,6 +399,7 @@ class Consumer:
                             report.task_id,
                             report.attempt,
                             report.error,
+                            extra={"task_id": report.task_id, "attempt": report.attempt},
                         )
             if self._done_reporting:
                 self._reports_flushed.set()
@@ -390,3 +408,11 @@ class Consumer:
 
 def _stopped_kind(reason: str) -> OutcomeKind:
     return OutcomeKind.CANCELLED if reason == _CANCELLED else OutcomeKind.INTERRUPTED
+
+
+def _call_observer(hook: Any, **kwargs: Any) -> None:
+    """Call an observer hook; its failure is logged, never allowed to fail a task or the daemon."""
+    try:
+        hook(**kwargs)
+    except Exception:
+        log.exception("a taskqueue_task_started/finished hook implementation raised")

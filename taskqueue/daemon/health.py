@@ -67,6 +67,12 @@ class RedisGuard:
         self.maximum = maximum
         self._delay = initial
 
+    def succeeded(self) -> None:
+        """Redis answered. Leaving the block without an error says so too; a block that goes on
+        to wait (a sleep, a subscription) calls this first, or readiness would lag behind."""
+        self._delay = self.initial
+        self.health.redis_up()
+
     async def __aenter__(self) -> None:
         pass
 
@@ -77,8 +83,7 @@ class RedisGuard:
         tb: TracebackType | None,
     ) -> bool:
         if exc is None:
-            self._delay = self.initial
-            self.health.redis_up()
+            self.succeeded()
             return False
         if not isinstance(exc, RedisError):
             return False

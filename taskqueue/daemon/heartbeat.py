@@ -81,6 +81,7 @@ class Heartbeat:
         while True:
             async with guard:
                 await self.beat()
+                guard.succeeded()
                 if not started:
                     started = True
                     task_status.started()

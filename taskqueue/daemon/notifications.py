@@ -36,9 +36,11 @@ class Notifications:
         keys = self.broker.keys
         guard = RedisGuard(self.health)
         while True:
-            async with guard, self.broker.redis.subscribe(
-                keys.wake_channel, keys.cancel_channel
-            ) as sub:
+            async with (
+                guard,
+                self.broker.redis.subscribe(keys.wake_channel, keys.cancel_channel) as sub,
+            ):
+                guard.succeeded()
                 self._wake_all()
                 self.subscribed.set()
                 async for channel, data in sub:

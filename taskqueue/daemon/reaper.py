@@ -39,4 +39,5 @@ class Reaper:
         while True:
             async with guard:
                 await self.reap_once()
+                guard.succeeded()
                 await trio.sleep(self.interval)

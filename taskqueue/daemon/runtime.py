@@ -132,14 +132,22 @@ async def run_daemon(
                 nursery.start_soon(daemon.scheduler.run)
             if daemon.reaper is not None:
                 nursery.start_soon(daemon.reaper.run)
-            if daemon.heartbeat is not None:
-                health.expected.add("heartbeat")
-                await nursery.start(daemon.heartbeat.run)
-                health.started.add("heartbeat")
-            if api is not None and mode is not Mode.WORKER:
-                health.expected.add("api")
-                await nursery.start(api, daemon)
-                health.started.add("api")
+            # Start-up waits for Redis (the first heartbeat), however long it is away; a stop
+            # asked for meanwhile must end that wait, or the process could not be stopped.
+            with trio.CancelScope() as start_up:
+                nursery.start_soon(_cancel_on_shutdown, shutdown, start_up)
+                if daemon.heartbeat is not None:
+                    health.expected.add("heartbeat")
+                    await nursery.start(daemon.heartbeat.run)
+                    health.started.add("heartbeat")
+                if api is not None and mode is not Mode.WORKER:
+                    health.expected.add("api")
+                    await nursery.start(api, daemon)
+                    health.started.add("api")
+            if start_up.cancelled_caught:
+                log.info("taskqueue %s stopped before its start-up completed", mode.value)
+                nursery.cancel_scope.cancel()
+                return
             task_status.started(daemon)
             await notifier.ready(_status_line(daemon))
             nursery.start_soon(_report_status, daemon, notifier)
@@ -162,6 +170,11 @@ async def run_daemon(
     finally:
         await redis.aclose()
     log.info("taskqueue %s stopped", mode.value)
+
+
+async def _cancel_on_shutdown(shutdown: trio.Event, scope: trio.CancelScope) -> None:
+    await shutdown.wait()
+    scope.cancel()
 
 
 def _add_worker_services(daemon: Daemon) -> None:

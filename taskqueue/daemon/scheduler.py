@@ -42,6 +42,7 @@ class Scheduler:
             delay = 0.0
             async with guard:
                 result = await self.broker.promote(PROMOTE_BATCH)
+                guard.succeeded()
                 self.promoted += result.promoted
                 if result.promoted >= PROMOTE_BATCH:
                     continue

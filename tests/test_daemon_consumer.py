@@ -1,0 +1,127 @@
+"""How a running daemon takes work: at most ``concurrency`` tasks at once, woken by a submission
+rather than by polling, delayed tasks on time, and a cancel that reaches a claimed task before
+it starts.
+
+The daemons run in this trio run; this module is also a plugin adding ``test.gauge``, which
+measures how many of its tasks run at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+import trio
+from daemon_helpers import (
+    daemon_config,
+    running_daemon,
+    submit,
+    submit_many,
+    tasks_of,
+    wait_for_count,
+    wait_for_state,
+)
+from invariants import assert_invariants
+
+from taskqueue.broker import Broker, wall_clock_ms
+from taskqueue.models import TaskState
+from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
+from taskqueue.processors import LoadedPlugins, load_plugins
+from taskqueue.redis import Redis
+
+
+class Gauge:
+    """How many ``test.gauge`` tasks run now, and the most that ever ran at once."""
+
+    now = 0
+    peak = 0
+
+
+async def gauge(ctx: TaskContext) -> None:
+    Gauge.now += 1
+    Gauge.peak = max(Gauge.peak, Gauge.now)
+    try:
+        await trio.sleep(0.05)
+    finally:
+        Gauge.now -= 1
+
+
+@hookimpl
+def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
+    registry.add("test.gauge", gauge)
+
+
+@pytest.fixture
+def plugins() -> Iterator[LoadedPlugins]:
+    """The installed plugins plus this module's task type."""
+    Gauge.now = Gauge.peak = 0
+    yield load_plugins(extra=(sys.modules[__name__],))
+
+
+@pytest.fixture
+def broker(redis: Redis) -> Broker:
+    """The test's broker: the daemon's defaults and the wall clock, as the daemon has."""
+    return Broker(redis)
+
+
+async def test_worker_runs_at_most_its_concurrency_at_once(
+    redis_url: str, broker: Broker, plugins: LoadedPlugins
+) -> None:
+    ids = await submit_many(broker, "test.gauge", [None] * 30)
+    config = daemon_config(redis_url, worker__concurrency=4, worker__prefetch=10)
+    async with running_daemon(config, plugins):
+        await wait_for_count(broker, TaskState.SUCCEEDED, 30)
+
+    assert Gauge.peak == 4
+    assert {t.state for t in await tasks_of(broker, ids)} == {TaskState.SUCCEEDED}
+    await assert_invariants(broker)
+
+
+async def test_idle_worker_starts_a_new_task_within_milliseconds(
+    redis_url: str, broker: Broker
+) -> None:
+    async with running_daemon(daemon_config(redis_url)):
+        # Idle for longer than the consumer's safety-net recheck would take to notice.
+        warm_up = await submit(broker, "noop")
+        await wait_for_state(broker, warm_up)
+
+        latencies = []
+        for _ in range(5):
+            submitted = wall_clock_ms()
+            task = await wait_for_state(broker, await submit(broker, "clock"))
+            latencies.append(task.result["started"] * 1000 - submitted)
+
+    # Woken by a message: a consumer that polled, or waited for its 1 s recheck, would take
+    # half a second on the median.
+    assert sorted(latencies)[2] < 200, latencies
+
+
+async def test_delayed_task_runs_when_its_delay_is_over(redis_url: str, broker: Broker) -> None:
+    async with running_daemon(daemon_config(redis_url)):
+        task_id = await submit(broker, "clock", delay=0.4)
+        assert (await broker.get(task_id)).state is TaskState.SCHEDULED
+        task = await wait_for_state(broker, task_id)
+
+    assert task.state is TaskState.SUCCEEDED
+    started_ms = task.result["started"] * 1000
+    assert task.created_ms + 400 <= started_ms < task.created_ms + 400 + 500
+    await assert_invariants(broker)
+
+
+async def test_cancelling_a_claimed_task_that_has_not_started_ends_it_unrun(
+    redis_url: str, broker: Broker
+) -> None:
+    config = daemon_config(redis_url, worker__concurrency=1, worker__prefetch=2)
+    async with running_daemon(config):
+        blocker, queued = await submit_many(broker, "sleep", [{"seconds": 30}, {"seconds": 0}])
+        await wait_for_count(broker, TaskState.ACTIVE, 2)  # one runs, one waits in this worker
+
+        assert await broker.cancel(queued) == "requested"
+        task = await wait_for_state(broker, queued, within=1.5)
+        assert (task.state, task.result) == (TaskState.CANCELLED, None)
+        assert (await broker.get(blocker)).state is TaskState.ACTIVE
+
+        await broker.cancel(blocker)
+        await wait_for_state(broker, blocker, within=1.5)
+        await assert_invariants(broker)

@@ -1,0 +1,209 @@
+"""The daemon under systemd: notifications on ``NOTIFY_SOCKET`` from a real worker process, and
+task log lines as structured journal entries.
+
+The journal test runs the daemon in this process: the journal socket's path is fixed in
+:mod:`taskqueue.logs` (no variable moves it), so a real process could only log to the
+machine's journald. ``configure_logging(journal_socket=...)`` points it at a test socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import struct
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from daemon_helpers import (
+    STARTUP,
+    WorkerProcess,
+    daemon_config,
+    running_daemon,
+    submit,
+    wait_for_state,
+    wait_until,
+    worker_env,
+)
+
+from taskqueue.broker import Broker
+from taskqueue.logs import configure_logging
+from taskqueue.models import TaskState
+from taskqueue.redis import Redis
+
+
+@pytest.fixture
+def broker(redis: Redis) -> Broker:
+    """The test's broker: the daemon's defaults and the wall clock, as the daemon has."""
+    return Broker(redis)
+
+
+# -- sd_notify ----------------------------------------------------------------------------------
+
+Notification = dict[str, str]
+
+
+class NotifySocket:
+    """Stands in for systemd's notify socket: receives and keeps every notification."""
+
+    def __init__(self, sock: trio.socket.SocketType, path: Path) -> None:
+        self.sock = sock
+        self.path = path
+        self.received: list[Notification] = []
+
+    async def receive_until(
+        self, wanted: Callable[[Notification], bool], what: str, within: float = 5.0
+    ) -> Notification:
+        """The first notification from now on that ``wanted`` accepts."""
+        try:
+            with trio.fail_after(within):
+                while True:
+                    data = await self.sock.recv(65536)
+                    fields = dict(line.split("=", 1) for line in data.decode().split("\n"))
+                    self.received.append(fields)
+                    if wanted(fields):
+                        return fields
+        except trio.TooSlowError:
+            raise AssertionError(f"no {what} within {within}s; got {self.received}") from None
+
+
+@pytest.fixture
+async def notify_socket(tmp_path: Path) -> AsyncIterator[NotifySocket]:
+    path = tmp_path / "notify.sock"
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        await sock.bind(str(path))
+        yield NotifySocket(sock, path)
+
+
+async def test_worker_process_notifies_ready_watchdog_status_and_stopping(
+    redis_url: str, broker: Broker, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    env = worker_env(
+        redis_url,
+        NOTIFY_SOCKET=str(notify_socket.path),
+        WATCHDOG_USEC="200000",  # pings every 0.1 s
+        TASKQUEUE_WORKER__CONCURRENCY="4",
+    )
+    async with WorkerProcess(tmp_path, env) as worker:
+        ready = await notify_socket.receive_until(lambda n: "READY" in n, "READY=1", within=STARTUP)
+        assert ready == {"READY": "1", "STATUS": "processing 0/4, 0 done, 0 failed, redis ok"}
+
+        await submit(broker, "echo", "hello")
+        status = await notify_socket.receive_until(
+            lambda n: "1 done" in n.get("STATUS", ""), "a STATUS counting the task"
+        )
+        assert status == {"STATUS": "processing 0/4, 1 done, 0 failed, redis ok"}
+        pings = [n for n in notify_socket.received if n == {"WATCHDOG": "1"}]
+        assert len(pings) >= 2, notify_socket.received
+
+        worker.send_signal(signal.SIGTERM)
+        stopping = await notify_socket.receive_until(lambda n: "STOPPING" in n, "STOPPING=1")
+        assert stopping == {"STOPPING": "1", "STATUS": "draining 0 task(s)"}
+        assert await worker.wait_exit() == 0
+
+    assert sum("READY" in n for n in notify_socket.received) == 1
+
+
+# -- journald -----------------------------------------------------------------------------------
+
+
+def decode_journal_entry(data: bytes) -> dict[str, str]:
+    """The fields of one datagram in journald's native protocol (both value forms)."""
+    fields: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        line = data[pos:end]
+        if b"=" in line:
+            name, _, value = line.partition(b"=")
+            pos = end + 1
+        else:
+            name = line
+            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
+            value = data[end + 9 : end + 9 + size]
+            pos = end + 9 + size + 1
+        fields[name.decode()] = value.decode()
+    return fields
+
+
+class Journal:
+    """Stands in for journald's socket. A thread receives, because the daemon's handler sends
+    synchronously from the event loop: were the loop to receive, a full socket queue would
+    stall the very loop that must drain it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[dict[str, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            self.entries.append(decode_journal_entry(data))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    async def wait_for(self, wanted: Callable[[dict[str, str]], bool], what: str) -> dict[str, str]:
+        """The first entry received that ``wanted`` accepts, once it has arrived."""
+        found: list[dict[str, str]] = []
+
+        async def arrived() -> bool:
+            found[:] = [e for e in list(self.entries) if wanted(e)]
+            return bool(found)
+
+        try:
+            await wait_until(arrived, f"a journal entry {what} arrives")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; got {self.entries}") from None
+        return found[0]
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal socket, and the process's logging sent to it for the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    journal = Journal(tmp_path / "journal.sock")
+    configure_logging("info", "journald", journal_socket=str(journal.path))
+    try:
+        yield journal
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        journal.close()
+
+
+async def test_failing_task_is_logged_to_the_journal_with_its_task_fields(
+    redis_url: str, broker: Broker, journal: Journal
+) -> None:
+    async with running_daemon(daemon_config(redis_url, worker__id="journal-worker")):
+        task_id = await submit(broker, "fail", {"message": "disk full"}, max_retries=0)
+        assert (await wait_for_state(broker, task_id)).state is TaskState.DEAD
+
+        entry = await journal.wait_for(
+            lambda e: e.get("TASK_ID") == task_id, f"with TASK_ID={task_id}"
+        )
+
+    assert entry["TASK_TYPE"] == "fail"
+    assert entry["ATTEMPT"] == "1"
+    assert entry["WORKER_ID"] == "journal-worker"
+    assert entry["PRIORITY"] == "4"  # warning
+    assert entry["SYSLOG_IDENTIFIER"] == "taskqueue"
+    assert "RuntimeError: disk full" in entry["MESSAGE"]
