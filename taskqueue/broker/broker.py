@@ -49,6 +49,7 @@ from taskqueue.redis import Redis, ResponseError
 MAX_TYPE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 _FORBIDDEN_IN_TYPE = frozenset(" \t\r\n{}:|,@")
+_MAX_DELAY_MS = 10 * 365 * 86400 * 1000
 
 
 def wall_clock_ms() -> int:
@@ -211,7 +212,8 @@ class Broker:
         now = self.clock()
         args: list[str | int] = [
             now,
-            int(self.settings.idempotency_window * 1000),
+            # At least 1 ms: SET refuses PX 0 (a window the config allows, e.g. "0.5ms").
+            max(1, int(self.settings.idempotency_window * 1000)),
             self.settings.max_queue_depth,
         ]
         ids = new_task_ids(len(submissions), now)
@@ -276,7 +278,7 @@ class Broker:
         if s.delay is not None and s.eta is not None:
             raise InvalidTaskError("give either delay or eta, not both", field="delay")
         if s.delay is not None:
-            if not _is_number(s.delay) or not 0 <= s.delay < 10 * 365 * 86400:
+            if not _is_number(s.delay) or not 0 <= s.delay * 1000 < _MAX_DELAY_MS:
                 raise InvalidTaskError(
                     f"delay must be a number of seconds from 0 up, not {s.delay!r}", field="delay"
                 )
@@ -291,6 +293,11 @@ class Broker:
             else:
                 raise InvalidTaskError(
                     f"eta must be a datetime or epoch seconds, not {s.eta!r}", field="eta"
+                )
+            # The same bound as delay's: Lua would store a far-off time as "1e+23".
+            if ready_ms - now >= _MAX_DELAY_MS:
+                raise InvalidTaskError(
+                    f"eta must be less than 10 years from now, not {s.eta!r}", field="eta"
                 )
         key = s.idempotency_key
         if key is not None and (
@@ -535,12 +542,21 @@ class Broker:
             if task_type
             else sorted(await self.redis.execute("SMEMBERS", self.keys.types))
         )
-        queues = [self.keys.ready(p.value, t) for p in PRIORITY_ORDER for t in types]
-        position, offset = (int(x) for x in (cursor or "0:0").split(":")) if cursor else (0, 0)
+        queues = [(p.value, t) for p in PRIORITY_ORDER for t in types]
+        # The cursor names its queue ("priority:type:offset"), not its index in `queues`: a
+        # type submitted between two pages shifts the indexes.
+        position, offset = 0, 0
+        if cursor is not None:
+            priority, _, rest = cursor.partition(":")
+            queue_type, _, at = rest.rpartition(":")
+            if (priority, queue_type) not in queues or not at.isdigit():
+                raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
+            position, offset = queues.index((priority, queue_type)), int(at)
         items: list[Task] = []
         while position < len(queues) and len(items) < limit:
             wanted = limit - len(items)
-            ids = await self.redis.execute("LRANGE", queues[position], offset, offset + wanted - 1)
+            queue = self.keys.ready(*queues[position])
+            ids = await self.redis.execute("LRANGE", queue, offset, offset + wanted - 1)
             items.extend(t for t in await self.get_many(ids) if t is not None)
             if len(ids) < wanted:
                 position, offset = position + 1, 0
@@ -548,7 +564,8 @@ class Broker:
                 offset += len(ids)
         if position >= len(queues):
             return Page(items, None)
-        return Page(items, f"{position}:{offset}")
+        priority, queue_type = queues[position]
+        return Page(items, f"{priority}:{queue_type}:{offset}")
 
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""

@@ -7,6 +7,7 @@ local counts = {}
 local events = {}
 local woken = {}
 local pushes = {}
+local fronts = {}
 local zadds = {}
 local earliest_scheduled = nil
 
@@ -44,6 +45,14 @@ local function flush()
   for key, ids in pairs(pushes) do
     call_chunked('RPUSH', key, ids)
   end
+  for key, ids in pairs(fronts) do
+    -- LPUSH puts its last argument first: push in reverse so the tasks keep their order.
+    local reversed = {}
+    for i = #ids, 1, -1 do
+      reversed[#reversed + 1] = ids[i]
+    end
+    call_chunked('LPUSH', key, reversed)
+  end
   for key, pairs_ in pairs(zadds) do
     call_chunked('ZADD', key, pairs_)
   end
@@ -75,11 +84,7 @@ end
 -- Queue task `id` at the back of its ready list (`front`: at the front, where a task goes that
 -- was interrupted before it could finish).
 local function make_ready(id, priority, ttype, now, front, fields)
-  if front then
-    redis.call('LPUSH', key_ready(priority, ttype), id)
-  else
-    append(pushes, key_ready(priority, ttype), id)
-  end
+  append(front and fronts or pushes, key_ready(priority, ttype), id)
   redis.call('HSET', key_task(id), 'state', S_PENDING, 'ready_ms', now, unpack(fields))
   count_state(S_PENDING, priority, ttype, 1)
   woken[ttype] = true

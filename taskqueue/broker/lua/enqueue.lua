@@ -14,10 +14,25 @@ local max_depth = tonumber(ARGV[3])
 local FIELDS = 8
 
 if max_depth > 0 then
+  -- A submission whose idempotency key names an existing task (or an earlier one of this
+  -- batch) adds nothing, so a client retrying a submit gets its task back even when full.
   local adding = {}
+  local keyed = {}
   for i = 4, #ARGV, FIELDS do
-    local ttype = ARGV[i + 1]
-    adding[ttype] = (adding[ttype] or 0) + 1
+    local ttype, idem = ARGV[i + 1], ARGV[i + 7]
+    local known = false
+    if idem ~= '' then
+      if keyed[idem] then
+        known = true
+      else
+        keyed[idem] = true
+        local existing = redis.call('GET', key_idempotency(idem))
+        known = existing and redis.call('EXISTS', key_task(existing)) == 1
+      end
+    end
+    if not known then
+      adding[ttype] = (adding[ttype] or 0) + 1
+    end
   end
   for ttype, n in pairs(adding) do
     local depth = 0

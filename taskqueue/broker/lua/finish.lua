@@ -12,17 +12,27 @@
 --           'cancelled' reason    ''         stopped at the user's request
 --           'released'  ''        ''         the worker shut down first: back to the front of
 --                                            its queue, the attempt not spent
+--           A task whose cancellation was requested is not retried or released: it ends
+--           cancelled (as the reaper does with it), keeping a failure's error and traceback.
 -- Returns: per outcome, the task's new state, or '' when the report was stale and ignored.
 local now = tonumber(ARGV[1])
 local base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local FIELDS = 6
 local out = {}
 local done = {}
+local KINDS = {succeeded = true, failed = true, cancelled = true, released = true}
+
+-- Refuse a bad batch before the first write: Redis does not undo a script's writes on error.
+for i = 7, #ARGV, FIELDS do
+  if not KINDS[ARGV[i]] then
+    return redis.error_reply('unknown outcome kind ' .. ARGV[i])
+  end
+end
 
 for i = 5, #ARGV, FIELDS do
   local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested')
   if f[1] ~= S_ACTIVE or tonumber(f[2]) ~= attempt then
     out[#out + 1] = ''
   else
@@ -32,17 +42,19 @@ for i = 5, #ARGV, FIELDS do
     if kind == 'succeeded' then
       make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a})
       out[#out + 1] = S_SUCCEEDED
+    elseif f[6] == '1' and (kind == 'failed' or kind == 'released') then
+      local err = kind == 'failed' and a or 'cancelled at request; its worker released it first'
+      make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b})
+      out[#out + 1] = S_CANCELLED
     elseif kind == 'failed' then
       out[#out + 1] = fail_attempt(id, priority, ttype, attempt, tonumber(f[5]), now, a, b,
         tonumber(ARGV[i + 5]), base_ms, max_ms)
     elseif kind == 'cancelled' then
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', a})
       out[#out + 1] = S_CANCELLED
-    elseif kind == 'released' then
+    else -- released
       make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})
       out[#out + 1] = S_PENDING
-    else
-      return redis.error_reply('unknown outcome kind ' .. kind)
     end
   end
 end

@@ -1,0 +1,179 @@
+"""The broker's storage invariants, checked by walking every key of a namespace.
+
+DESIGN.md: "At every moment a task is in exactly one of these places in Redis." This module
+says what that means key by key, so any test (broker, daemon, end to end) can end with
+``await assert_invariants(broker)`` and learn at once if some operation left a task in two
+places, in none, or miscounted it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from taskqueue.broker import Broker
+from taskqueue.broker.keys import COUNTED_STATES, LAYOUT, STATE_ZSETS, count_field
+from taskqueue.models import Priority, TaskState
+
+_TASK_FIELDS = ("id", "type", "priority", "payload", "state", "attempt", "max_retries")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+async def _scan(broker: Broker) -> list[str]:
+    keys: list[str] = []
+    cursor = "0"
+    pattern = _glob_escape(broker.keys.prefix) + "*"
+    while True:
+        cursor, batch = await broker.redis.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        keys.extend(batch)
+        if cursor == "0":
+            return sorted(set(keys))
+
+
+async def assert_invariants(broker: Broker) -> None:
+    """Assert that the namespace of ``broker`` is consistent. Checks, for every key:
+
+    - it is one of the layout's keys, of the right Redis type;
+    - every task hash is complete, its ``id`` matches its key, and its id sits in exactly one
+      state structure, the one its ``state`` names: the ready list of its priority and type
+      for ``pending``, the state's sorted set for the others; an active task has a worker and
+      an attempt; a scheduled task's score is its ``ready_ms``, a finished one's its
+      ``finished_ms``;
+    - no ready list or state set holds an id without a task hash, or an id twice;
+    - the counts hash equals a recount by (state, priority, type) for pending, scheduled,
+      active and dead, and holds no zero or negative counters;
+    - :meth:`Broker.stats` agrees with a recount of every state (ZCARD for succeeded and
+      cancelled);
+    - every task type is in the types set, and every worker record in the workers set.
+    """
+    k = broker.keys
+    prefix = k.prefix
+    names = await _scan(broker)
+    types = await broker.redis.pipeline([("TYPE", name) for name in names])
+    kind_of = dict(zip(names, types, strict=True))
+
+    zset_keys = {k.zset_of(state): state for state in STATE_ZSETS}
+    fixed: dict[str, str] = {
+        **dict.fromkeys(zset_keys, "zset"),
+        k.workers: "zset",
+        k.counts: "hash",
+        k.types: "set",
+    }
+    task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
+    worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
+    idem_prefix = prefix + LAYOUT["idempotency"].removesuffix("{key}")
+    ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
+
+    task_keys: list[str] = []
+    ready_keys: list[str] = []
+    worker_keys: list[str] = []
+    for name in names:
+        kind = kind_of[name]
+        if name in fixed:
+            expected = fixed[name]
+        elif name.startswith(task_prefix):
+            expected = "hash"
+            task_keys.append(name)
+        elif name.startswith(ready_prefix):
+            expected = "list"
+            ready_keys.append(name)
+        elif name.startswith(worker_prefix):
+            expected = "hash"
+            worker_keys.append(name)
+        elif name.startswith(idem_prefix):
+            expected = "string"
+        else:
+            raise AssertionError(f"unexpected key {name!r} ({kind}) in the namespace")
+        assert kind == expected, f"key {name!r} is a {kind}, expected a {expected}"
+
+    reads: list[tuple[str, ...]] = [("HGETALL", name) for name in task_keys]
+    reads += [("LRANGE", name, "0", "-1") for name in ready_keys]
+    reads += [("ZRANGE", key, "0", "-1", "WITHSCORES") for key in zset_keys]
+    reads += [
+        ("HGETALL", k.counts),
+        ("SMEMBERS", k.types),
+        ("ZRANGE", k.workers, "0", "-1"),
+    ]
+    replies: list[Any] = await broker.redis.pipeline(reads)
+    task_replies = replies[: len(task_keys)]
+    list_replies = replies[len(task_keys) : len(task_keys) + len(ready_keys)]
+    rest = replies[len(task_keys) + len(ready_keys) :]
+    zset_replies, (counts_reply, known_types, registered) = rest[: len(zset_keys)], rest[-3:]
+
+    tasks: dict[str, dict[str, str]] = {}
+    for name, flat in zip(task_keys, task_replies, strict=True):
+        fields = _pairs(flat)
+        task_id = name.removeprefix(task_prefix)
+        missing = [f for f in _TASK_FIELDS if f not in fields]
+        assert not missing, f"task {task_id} lacks fields {missing}: {fields}"
+        assert fields["id"] == task_id, f"task hash {name!r} has id {fields['id']!r}"
+        assert fields["state"] in set(TaskState), f"task {task_id} state {fields['state']!r}"
+        assert fields["priority"] in set(Priority), f"task {task_id}: {fields['priority']!r}"
+        assert fields["type"] in known_types, f"task {task_id}: type not in the types set"
+        tasks[task_id] = fields
+
+    # Where each id was found: ("list", key) or ("zset", state), with multiplicity.
+    places: dict[str, list[tuple[str, str]]] = {}
+    for name, ids in zip(ready_keys, list_replies, strict=True):
+        assert ids, f"empty ready list {name!r} exists"  # Redis deletes empty lists itself
+        for task_id in ids:
+            places.setdefault(task_id, []).append(("list", name))
+    scores: dict[str, int] = {}
+    for state, flat in zip(zset_keys.values(), zset_replies, strict=True):
+        for task_id, score in _pairs(flat).items():
+            places.setdefault(task_id, []).append(("zset", state))
+            scores[task_id] = int(float(score))
+
+    orphans = sorted(set(places) - set(tasks))
+    assert not orphans, f"ids without a task hash: {[(i, places[i]) for i in orphans]}"
+
+    for task_id, fields in tasks.items():
+        state = TaskState(fields["state"])
+        found = places.get(task_id, [])
+        if state is TaskState.PENDING:
+            where = ("list", k.ready(fields["priority"], fields["type"]))
+        else:
+            where = ("zset", state.value)
+        assert found == [where], f"{state} task {task_id} is in {found}, expected [{where}]"
+        if state is TaskState.ACTIVE:
+            assert fields.get("worker_id"), f"active task {task_id} has no worker"
+            assert int(fields["attempt"]) >= 1, f"active task {task_id} was never claimed"
+        elif state is TaskState.SCHEDULED:
+            assert scores[task_id] == int(fields["ready_ms"]), f"task {task_id}: score/ready_ms"
+        elif state.is_terminal:
+            assert scores[task_id] == int(fields["finished_ms"]), f"task {task_id}: finished_ms"
+        if state is not TaskState.ACTIVE:
+            assert int(fields["attempt"]) <= int(fields["max_retries"]) + 1, (
+                f"task {task_id} ran {fields['attempt']} times, max_retries {fields['max_retries']}"
+            )
+
+    recount = Counter(
+        count_field(f["state"], f["priority"], f["type"])
+        for f in tasks.values()
+        if TaskState(f["state"]) in COUNTED_STATES
+    )
+    counts = {
+        field: int(value)
+        for field, value in _pairs(counts_reply).items()
+        if not field.startswith("total|")
+    }
+    bad = {field: n for field, n in counts.items() if n <= 0}
+    assert not bad, f"counters at zero or below: {bad}"
+    assert counts == dict(recount), f"counts hash {counts} != recount {dict(recount)}"
+
+    stats = await broker.stats()
+    by_state = Counter(TaskState(f["state"]) for f in tasks.values())
+    recounted = {state: by_state.get(state, 0) for state in TaskState}
+    assert stats.by_state == recounted, f"stats {stats.by_state} != recount {recounted}"
+
+    for name in worker_keys:
+        worker_id = name.removeprefix(worker_prefix)
+        assert worker_id in registered, f"worker record {worker_id!r} not in the workers set"

@@ -1,0 +1,528 @@
+"""A random walk through every broker operation, checked against a model after every step.
+
+Hypothesis drives submits (of several types, priorities, delays and idempotency keys), claims,
+reports of every kind (some stale), heartbeats, the clock, the reaper, the scheduler, cancels,
+requeues and purges. After each step the storage invariants must hold (:mod:`invariants`), and
+Redis must agree with a plain-Python model of the queue: every task's state and attempt, the
+exact order of every ready list, the registered workers, and which records exist at all.
+
+Hypothesis' stateful rules are synchronous, so each step hands its coroutine to a trio loop
+that runs on a thread of its own for the whole test (:class:`TrioThread`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+import trio
+import trio.lowlevel
+from conftest import FakeClock
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from invariants import assert_invariants
+
+from taskqueue.broker import Broker, BrokerSettings, Report, ReportKind, Submission
+from taskqueue.errors import ConflictingStateError, TaskNotFoundError
+from taskqueue.models import PRIORITY_ORDER, Priority, TaskState, WorkerInfo
+from taskqueue.redis import Redis
+
+T = TypeVar("T")
+
+TYPES = ("a", "b", "c")
+WORKERS = ("w1", "w2")
+IDEMPOTENCY_KEYS = ("k1", "k2")
+MAX_TASKS = 40
+SETTINGS = BrokerSettings(
+    lease_ttl=30.0, retry_base_delay=2.0, retry_max_delay=20.0, result_ttl=120.0
+)
+LEASE_MS = int(SETTINGS.lease_ttl * 1000)
+TTL_MS = int(SETTINGS.result_ttl * 1000)
+
+Queue = tuple[str, str]  # (priority, type)
+SubmissionFields = tuple[str, Priority, int | None, int, str | None]
+KINDS: list[ReportKind] = ["succeeded", "failed", "failed", "cancelled", "released"]
+
+
+def submissions(min_size: int, max_size: int) -> st.SearchStrategy[list[SubmissionFields]]:
+    """Batches of (type, priority, delay, max_retries, idempotency key)."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(TYPES),
+            st.sampled_from(list(Priority)),
+            st.one_of(st.none(), st.none(), st.integers(0, 60)),
+            st.sampled_from([0, 0, 1, 2]),
+            st.one_of(st.none(), st.none(), st.sampled_from(IDEMPOTENCY_KEYS)),
+        ),
+        min_size=min_size,
+        max_size=max_size,
+    )
+
+
+@attrs.define
+class ModelTask:
+    id: str
+    type: str
+    priority: Priority
+    max_retries: int
+    state: TaskState
+    attempt: int = 0
+    worker: str | None = None
+    lease_ms: int = 0
+    ready_ms: int = 0
+    finished_ms: int = 0
+    cancel_requested: bool = False
+
+    @property
+    def queue(self) -> Queue:
+        return (self.priority.value, self.type)
+
+
+def _worker(worker_id: str, now_ms: int) -> WorkerInfo:
+    return WorkerInfo(
+        id=worker_id,
+        host="h",
+        pid=1,
+        task_types=dict.fromkeys(TYPES, "test"),
+        concurrency=4,
+        in_flight=0,
+        started_ms=now_ms,
+        last_heartbeat_ms=now_ms,
+    )
+
+
+class TrioThread:
+    """A trio loop on a thread of its own, for synchronous code to run coroutines in.
+
+    Why not ``trio.run`` per step: a trio socket belongs to the run that opened it, so each
+    step would need a new Redis connection, which costs more than the step itself.
+    """
+
+    def __init__(self) -> None:
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+
+    async def _main(self) -> None:
+        self._stop = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self._started.set()
+        await self._stop.wait()
+
+    def __enter__(self) -> TrioThread:
+        self._thread.start()
+        if not self._started.wait(timeout=10):
+            raise RuntimeError("the trio thread did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._stop is not None
+        trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(timeout=10)
+
+    def run(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step()`` on the trio thread; its result, or its exception raised here."""
+        return trio.from_thread.run(step, trio_token=self._token)
+
+
+class BrokerMachine(RuleBasedStateMachine):
+    #: Set by the test on a subclass: the trio thread, and a client of the test's server.
+    trio_thread: TrioThread
+    redis: Redis
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run(lambda: self.redis.execute("FLUSHALL"))
+        self.clock = FakeClock()
+        self.broker = Broker(self.redis, SETTINGS, clock=self.clock, rng=random.Random(0))
+        self.tasks: dict[str, ModelTask] = {}
+        self.gone: list[str] = []  # ids purged or trimmed: unknown to the broker now
+        self.queues: dict[Queue, list[str]] = {}
+        self.idempotency: dict[str, str] = {}
+        self.workers: dict[str, int] = {}
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def run(self, step: Callable[[], Awaitable[T]]) -> T:
+        return self.trio_thread.run(step)
+
+    def now(self) -> int:
+        return self.clock()
+
+    def pick(self, index: int, states: tuple[TaskState, ...] | None = None) -> str | None:
+        ids = [i for i, t in self.tasks.items() if states is None or t.state in states]
+        return ids[index % len(ids)] if ids else None
+
+    def push(self, task: ModelTask, *, front: bool = False) -> None:
+        queue = self.queues.setdefault(task.queue, [])
+        if front:
+            queue.insert(0, task.id)
+        else:
+            queue.append(task.id)
+
+    def unqueue(self, task: ModelTask) -> None:
+        self.queues[task.queue].remove(task.id)
+
+    def finish(self, task: ModelTask, state: TaskState) -> None:
+        task.state, task.finished_ms = state, self.now()
+
+    def retry_or_pending(self, task: ModelTask, stored_state: TaskState, ready_ms: int) -> None:
+        """A failed attempt with retries left: backoff in [0, cap), as the broker reported."""
+        base, most = SETTINGS.retry_base_delay * 1000, SETTINGS.retry_max_delay * 1000
+        cap = min(most, base * 2 ** (task.attempt - 1))
+        if stored_state is TaskState.PENDING:
+            task.state = TaskState.PENDING
+            self.push(task)
+        else:
+            assert stored_state is TaskState.SCHEDULED
+            assert self.now() < ready_ms < self.now() + cap
+            task.state, task.ready_ms = TaskState.SCHEDULED, ready_ms
+
+    def trim(self) -> None:
+        """Finished records older than the result TTL go (reports and reaps do it)."""
+        for task_id, task in list(self.tasks.items()):
+            if (
+                task.state in (TaskState.SUCCEEDED, TaskState.CANCELLED)
+                and task.finished_ms <= self.now() - TTL_MS
+            ):
+                self.forget(task_id)
+
+    def forget(self, task_id: str) -> None:
+        del self.tasks[task_id]
+        self.gone.append(task_id)
+
+    async def ready_states(self, ids: list[str]) -> dict[str, tuple[TaskState, int]]:
+        found = await self.broker.get_many(ids)
+        return {t.id: (t.state, t.ready_ms) for t in found if t is not None}
+
+    # -- rules ----------------------------------------------------------------------------
+
+    def has(self, *states: TaskState) -> bool:
+        return any(t.state in states for t in self.tasks.values())
+
+    @initialize(batch=submissions(3, 12))
+    def start_with_a_batch(self, batch: list[SubmissionFields]) -> None:
+        self.enqueue(batch)
+
+    @rule(batch=submissions(1, 4))
+    def enqueue(self, batch: list[SubmissionFields]) -> None:
+        if len(self.tasks) + len(batch) > MAX_TASKS:
+            return
+        wanted = [
+            Submission(type=t, priority=p, delay=d, max_retries=r, idempotency_key=k)
+            for t, p, d, r, k in batch
+        ]
+        submitted = self.run(lambda: self.broker.enqueue_many(wanted))
+        for (task_type, priority, delay, retries, key), result in zip(
+            batch, submitted, strict=True
+        ):
+            known = self.idempotency.get(key) if key else None
+            if known in self.tasks:
+                assert (result.id, result.created) == (known, False)
+                assert result.state is self.tasks[known].state
+                continue
+            assert result.created
+            task = ModelTask(result.id, task_type, priority, retries, TaskState.PENDING)
+            if delay:
+                task.state, task.ready_ms = TaskState.SCHEDULED, self.now() + delay * 1000
+            else:
+                self.push(task)
+            assert result.state is task.state
+            self.tasks[task.id] = task
+            if key:
+                self.idempotency[key] = task.id
+
+    @precondition(lambda self: self.has(TaskState.PENDING))
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        types=st.sets(st.sampled_from(TYPES), min_size=1),
+        count=st.integers(1, 5),
+    )
+    def claim(self, worker: str, types: set[str], count: int) -> None:
+        ordered = sorted(types)
+        claimed = self.run(lambda: self.broker.claim(worker, ordered, count))
+        waiting = {q: ids for q, ids in self.queues.items() if q[1] in types and ids}
+        assert len(claimed) == min(count, sum(map(len, waiting.values())))
+        ranks = [PRIORITY_ORDER.index(c.priority) for c in claimed]
+        assert ranks == sorted(ranks), "a claim hands out the most urgent tasks first"
+        taken: dict[Queue, list[str]] = {}
+        for c in claimed:
+            taken.setdefault((c.priority.value, c.type), []).append(c.id)
+        for queue, ids in taken.items():
+            assert ids == waiting[queue][: len(ids)], f"{queue}: not first in, first out"
+        for queue, ids in waiting.items():
+            if ranks and PRIORITY_ORDER.index(Priority(queue[0])) < max(ranks):
+                assert len(taken.get(queue, [])) == len(ids), f"{queue} was passed over"
+        for c in claimed:
+            task = self.tasks[c.id]
+            self.unqueue(task)
+            task.state, task.worker = TaskState.ACTIVE, worker
+            task.attempt += 1
+            task.lease_ms = self.now() + LEASE_MS
+            assert c.attempt == task.attempt
+
+    @precondition(lambda self: self.has(TaskState.ACTIVE))
+    @rule(
+        picks=st.lists(
+            st.tuples(
+                st.integers(0, 1000),
+                st.sampled_from(KINDS),
+                st.sampled_from([0, 0, 0, -1, 1, None]),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def report(self, picks: list[tuple[int, ReportKind, int | None]]) -> None:
+        """Reports on running tasks; a skewed attempt, or (skew None) a task in any state with
+        its current attempt (e.g. reaped and waiting for its retry), makes a report stale."""
+        reports = []
+        for index, kind, skew in picks:
+            task_id = self.pick(index, (TaskState.ACTIVE,) if skew is not None else None)
+            assert task_id is not None
+            attempt = self.tasks[task_id].attempt + (skew or 0)
+            reports.append(Report(task_id=task_id, attempt=attempt, kind=kind, error="e"))
+
+        async def step() -> tuple[list[TaskState | None], dict[str, tuple[TaskState, int]]]:
+            states = await self.broker.report(reports)
+            return states, await self.ready_states([r.task_id for r in reports])
+
+        states, stored = self.run(step)
+        fronts: list[ModelTask] = []
+        for r, state in zip(reports, states, strict=True):
+            task = self.tasks[r.task_id]
+            if task.state is not TaskState.ACTIVE or task.attempt != r.attempt:
+                assert state is None, f"stale report of {r} was not ignored"
+                continue
+            if r.kind == "succeeded":
+                self.finish(task, TaskState.SUCCEEDED)
+            elif r.kind == "cancelled" or task.cancel_requested:
+                self.finish(task, TaskState.CANCELLED)
+            elif r.kind == "released":
+                task.attempt -= 1
+                task.state = TaskState.PENDING
+                fronts.append(task)
+            elif task.attempt > task.max_retries:
+                self.finish(task, TaskState.DEAD)
+            else:
+                self.retry_or_pending(task, *stored[task.id])
+            assert state is task.state, f"{r}: broker says {state}, model {task.state}"
+        for task in reversed(fronts):
+            self.push(task, front=True)
+        self.trim()
+
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        stray=st.one_of(st.none(), st.integers(0, 1000)),
+        stale=st.booleans(),
+    )
+    def heartbeat(self, worker: str, stray: int | None, stale: bool) -> None:
+        """The worker's running tasks; with ``stray`` one task it does not hold, with ``stale``
+        its first task under the attempt before (a lease it held before a reap)."""
+        held = [
+            t for t in self.tasks.values() if t.state is TaskState.ACTIVE and t.worker == worker
+        ]
+        lost = []
+        if stale and held:
+            lost.append(held.pop(0))
+        running = [(t.id, t.attempt) for t in held] + [(t.id, t.attempt - 1) for t in lost]
+        other = self.pick(stray) if stray is not None else None
+        if other is not None and self.tasks[other] not in held + lost:
+            lost.append(self.tasks[other])
+            running.append((other, self.tasks[other].attempt))
+        reply = self.run(lambda: self.broker.heartbeat(_worker(worker, self.now()), running))
+        assert reply.lost == [t.id for t in lost]
+        assert reply.cancel_requested == [t.id for t in held if t.cancel_requested]
+        for task in held:
+            task.lease_ms = self.now() + LEASE_MS
+        self.workers[worker] = self.now()
+
+    @rule(seconds=st.sampled_from([0.001, 1, 5, 15, 29, 31, 61, 130]))
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    # Claims, reports and the passing of time are most of a queue's life: give them more turns
+    # (Hypothesis picks uniformly among the rules whose preconditions hold).
+    claim_again = claim
+    report_again = report
+    advance_clock_again = advance_clock
+
+    @precondition(lambda self: self.has(TaskState.ACTIVE) or self.workers)
+    @rule()
+    def reap(self) -> None:
+        expired = sorted(
+            (t.lease_ms, t.id)
+            for t in self.tasks.values()
+            if t.state is TaskState.ACTIVE and t.lease_ms <= self.now()
+        )
+
+        async def step() -> tuple[Any, dict[str, tuple[TaskState, int]]]:
+            result = await self.broker.reap()
+            return result, await self.ready_states([i for _, i in expired])
+
+        result, stored = self.run(step)
+        assert result.reaped == len(expired)
+        silent = {w for w, beat in self.workers.items() if beat <= self.now() - LEASE_MS}
+        assert set(result.workers_removed) == silent
+        for worker in silent:
+            del self.workers[worker]
+        for _, task_id in expired:
+            task = self.tasks[task_id]
+            if task.cancel_requested:
+                self.finish(task, TaskState.CANCELLED)
+            elif task.attempt > task.max_retries:
+                self.finish(task, TaskState.DEAD)
+            else:
+                self.retry_or_pending(task, *stored[task_id])
+        self.trim()
+
+    @precondition(lambda self: self.has(TaskState.SCHEDULED))
+    @rule()
+    def promote(self) -> None:
+        result = self.run(self.broker.promote)
+        scheduled = sorted(
+            (t.ready_ms, t.id) for t in self.tasks.values() if t.state is TaskState.SCHEDULED
+        )
+        due = [i for ready, i in scheduled if ready <= self.now()]
+        later = [ready for ready, _ in scheduled if ready > self.now()]
+        assert result.promoted == len(due)
+        assert result.next_due_ms == (later[0] if later else None)
+        for task_id in due:
+            task = self.tasks[task_id]
+            task.state = TaskState.PENDING
+            self.push(task)
+
+    @rule(index=st.integers(0, 1000), which=st.sampled_from(["any", "running", "gone"]))
+    def cancel(self, index: int, which: str) -> None:
+        running = self.pick(index, (TaskState.ACTIVE,)) if which == "running" else None
+        task_id = running or (self.pick(index) if which != "gone" else None)
+        if task_id is None:
+            unknown = self.gone[index % len(self.gone)] if self.gone else "no-such-task"
+            with pytest.raises(TaskNotFoundError):
+                self.run(lambda: self.broker.cancel(unknown))
+            return
+        task = self.tasks[task_id]
+        if task.state.is_terminal:
+            with pytest.raises(ConflictingStateError):
+                self.run(lambda: self.broker.cancel(task_id))
+            return
+        outcome = self.run(lambda: self.broker.cancel(task_id))
+        if task.state is TaskState.ACTIVE:
+            assert outcome == "requested"
+            task.cancel_requested = True
+        else:
+            assert outcome == "cancelled"
+            if task.state is TaskState.PENDING:
+                self.unqueue(task)
+            self.finish(task, TaskState.CANCELLED)
+
+    @precondition(lambda self: self.tasks)
+    @rule(index=st.integers(0, 1000))
+    def requeue_one(self, index: int) -> None:
+        task_id = self.pick(index)
+        if task_id is None:
+            return
+        task = self.tasks[task_id]
+        if task.state is not TaskState.DEAD:
+            with pytest.raises(ConflictingStateError):
+                self.run(lambda: self.broker.requeue_dead(task_id))
+            return
+        self.run(lambda: self.broker.requeue_dead(task_id))
+        self.requeued(task)
+
+    def requeued(self, task: ModelTask) -> None:
+        task.state, task.attempt, task.cancel_requested = TaskState.PENDING, 0, False
+        self.push(task)
+
+    def dead_in_order(self, task_type: str | None) -> list[ModelTask]:
+        dead = [
+            t
+            for t in self.tasks.values()
+            if t.state is TaskState.DEAD and task_type in (None, t.type)
+        ]
+        return sorted(dead, key=lambda t: (t.finished_ms, t.id))
+
+    @precondition(lambda self: self.has(TaskState.DEAD))
+    @rule(task_type=st.one_of(st.none(), st.sampled_from(TYPES)))
+    def requeue_all(self, task_type: str | None) -> None:
+        dead = self.dead_in_order(task_type)
+        assert self.run(lambda: self.broker.requeue_all_dead(task_type)) == len(dead)
+        for task in dead:
+            self.requeued(task)
+
+    @precondition(lambda self: self.has(TaskState.DEAD))
+    @rule(task_type=st.one_of(st.none(), st.sampled_from(TYPES)))
+    def purge(self, task_type: str | None) -> None:
+        dead = self.dead_in_order(task_type)
+        assert self.run(lambda: self.broker.purge_dead(task_type)) == len(dead)
+        for task in dead:
+            self.forget(task.id)
+
+    @precondition(lambda self: self.workers)
+    @rule(worker=st.sampled_from(WORKERS))
+    def deregister(self, worker: str) -> None:
+        was_registered = self.run(lambda: self.broker.deregister(worker))
+        assert was_registered is (self.workers.pop(worker, None) is not None)
+
+    # -- the checks -------------------------------------------------------------------------
+
+    @invariant()
+    def redis_agrees_with_the_model(self) -> None:
+        ids = list(self.tasks)
+        k = self.broker.keys
+
+        async def read() -> tuple[list[Any], list[str], dict[Queue, list[str]], list[str]]:
+            await assert_invariants(self.broker)
+            stored = await self.broker.get_many(ids)
+            names = await self.broker.redis.execute("KEYS", k.task("*"))
+            queues = {
+                q: await self.broker.redis.execute("LRANGE", k.ready(*q), 0, -1)
+                for q in self.queues
+            }
+            workers = await self.broker.redis.execute("ZRANGE", k.workers, 0, -1)
+            return stored, names, queues, workers
+
+        stored, names, queues, workers = self.run(read)
+        assert len(names) == len(self.tasks), "the broker holds tasks the model does not know"
+        for task, found in zip(self.tasks.values(), stored, strict=True):
+            assert found is not None, f"task {task.id} vanished; model: {task}"
+            assert (found.state, found.attempt) == (task.state, task.attempt), (found, task)
+            assert found.cancel_requested is task.cancel_requested, (found, task)
+        for queue, expected in self.queues.items():
+            assert queues[queue] == expected, f"ready list {queue}"
+        assert sorted(workers) == sorted(self.workers)
+
+
+def test_broker_keeps_its_invariants_through_random_operations(redis_url: str) -> None:
+    with TrioThread() as thread:
+        client = Redis.from_url(redis_url)
+
+        class OnTheTestServer(BrokerMachine):
+            trio_thread = thread
+            redis = client
+
+        try:
+            run_state_machine_as_test(
+                OnTheTestServer,
+                settings=settings(
+                    max_examples=25,
+                    stateful_step_count=50,
+                    deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow],
+                ),
+            )
+        finally:
+            thread.run(client.aclose)
