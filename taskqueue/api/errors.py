@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import attrs
 
+from taskqueue.api.auth import AuthResult
 from taskqueue.errors import (
     ConflictingStateError,
     InvalidTaskError,
@@ -43,4 +44,22 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(429, "RESOURCE_EXHAUSTED", "Queue full", detail)
     if isinstance(exc, RedisError):
         return ApiError(503, "UNAVAILABLE", "Redis unavailable", f"Redis is unreachable: {exc}")
+    return None
+
+
+def auth_error(result: AuthResult) -> ApiError | None:
+    """What the APIs answer to a failed token check (None when it passed)."""
+    if result is AuthResult.MISSING:
+        return ApiError(
+            401,
+            "UNAUTHENTICATED",
+            "Unauthenticated",
+            "a bearer token is required: send 'authorization: Bearer <token>'",
+        )
+    if result is AuthResult.INVALID:
+        return ApiError(401, "UNAUTHENTICATED", "Unauthenticated", "unknown bearer token")
+    if result is AuthResult.FORBIDDEN:
+        return ApiError(
+            403, "PERMISSION_DENIED", "Forbidden", "this token may only read; the operation writes"
+        )
     return None

@@ -1,0 +1,246 @@
+"""Hypercorn's trio HTTP/2 server made safe under sustained load.
+
+Two faults of hypercorn 0.18 are fixed here, by subclasses that :func:`install` puts in place
+of hypercorn's own classes before the server starts:
+
+**Finished streams were not reaped.** Hypercorn forgets a stream (its send buffer and its node
+in the ``priority`` tree) only when the connection's single *send task* visits the stream again
+after its response is complete. Under steady load that visit keeps being postponed: the send
+task serves one stream per turn, it queues for the connection's write lock behind every
+request's own writes, and the priority scheduler places each new stream ahead of the finished
+ones. A response that ends with trailers (every gRPC call) is finished on the wire before that
+visit, so the client sends the next call while the old stream stays in the tree. The tree grows
+with every call until ``priority.TooManyStreamsError`` (at 1,000) kills the connection, and with
+it, in hypercorn's trio worker, the whole server. Measured on this machine with 8 calls in
+flight per connection: 470 unreaped streams after 1,000 calls; the server died in the second
+thousand. Responses whose request task stops half-way (a cancelled handler, a response
+timeout) were never reaped at all, and their client waited forever for the end of the stream.
+
+:class:`ReapingH2Protocol` reaps a stream in the task that finishes it, at the moment it
+finishes: when the body's end or the trailers are handed to h2, when the application stops
+without finishing (the stream is then reset, so the client learns it), when the peer resets
+it, and when the connection closes (which also wakes request tasks waiting to send). The tree
+then never holds more than the streams that are open at that moment, which h2 caps at
+``h2_max_concurrent_streams``. It also ignores PRIORITY frames, deprecated by RFC 9113, which
+could otherwise add tree nodes for streams that never open, and request body data that arrives
+for a stream whose response is already complete (a 413 sent while the client still uploads),
+which made hypercorn raise ``KeyError`` out of the connection.
+
+**One connection's error ended the server.** Any exception out of a connection's task reached
+``trio.serve_listeners``' nursery and cancelled every other connection. :class:`GuardedTCPServer`
+logs it and closes only that connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from importlib.metadata import version
+
+import h2.errors
+import h2.events
+import h2.exceptions
+import hypercorn.protocol
+import hypercorn.trio.run
+from hypercorn.events import Closed
+from hypercorn.events import Event as ConnectionEvent
+from hypercorn.protocol.events import (
+    EndBody,
+    EndData,
+    Trailers,
+)
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
+from hypercorn.trio.tcp_server import TCPServer
+from priority.priority import MissingStreamError
+
+log = logging.getLogger(__name__)
+
+#: The hypercorn releases whose internals these classes were written against and tested on.
+SUPPORTED_HYPERCORN = ("0.17.", "0.18.")
+
+_GONE = (BufferCompleteError, KeyError, MissingStreamError, h2.exceptions.ProtocolError)
+
+
+class ReapingH2Protocol(H2Protocol):
+    """Hypercorn's HTTP/2 protocol, reaping every stream as soon as it is finished."""
+
+    #: How many streams this connection has reaped (tests read it).
+    reaped: int = 0
+
+    # -- what the request tasks send ------------------------------------------------------
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        try:
+            if isinstance(event, EndBody | EndData):
+                await self._end_body(event.stream_id)
+            elif isinstance(event, Trailers):
+                await self._send_trailers(event.stream_id, event.headers)
+            else:
+                await super().stream_send(event)
+        except _GONE:
+            # The stream or the connection closed while this task waited to send: nothing
+            # more can reach the peer, and the stream is already reaped.
+            return
+
+    async def _end_body(self, stream_id: int) -> None:
+        """Send what is buffered, then END_STREAM, and forget the stream at once."""
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None:  # already finished by trailers, or reset
+            return
+        buffer.set_complete()
+        if not await self._drain(stream_id, buffer):
+            return
+        self._reap(stream_id)
+        self.connection.end_stream(stream_id)
+        await self._flush()
+
+    async def _send_trailers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send what is buffered, then the trailers (which end the stream), and forget it."""
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None:
+            return
+        if not await self._drain(stream_id, buffer):
+            return
+        buffer.set_complete()
+        self._reap(stream_id)
+        self.connection.send_headers(stream_id, headers, end_stream=True)
+        await self._flush()
+
+    async def _drain(self, stream_id: int, buffer: StreamBuffer) -> bool:
+        """Wait until the send task has handed all of ``buffer`` to h2.
+
+        Returns False when the stream was reaped meanwhile (reset, or the connection closed).
+        The send task passes a chunk to h2 in the same step as it empties the buffer, so once
+        the buffer is empty every byte precedes whatever this task sends next.
+        """
+        if buffer.buffer:
+            self.priority.unblock(stream_id)
+            await self.has_data.set()
+            await buffer.drain()
+        return self.stream_buffers.get(stream_id) is buffer
+
+    # -- what the send task does ----------------------------------------------------------
+
+    async def _send_data(self, stream_id: int) -> None:
+        """Send the next chunk of one stream's buffer (the send task's one step).
+
+        Ending the stream is left to the request task (``_end_body``), so the send task
+        never has to come back to a finished stream.
+        """
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None:
+            with suppress(MissingStreamError):
+                self.priority.remove_stream(stream_id)
+            return
+        try:
+            window = self.connection.local_flow_control_window(stream_id)
+            chunk_size = max(0, min(window, self.connection.max_outbound_frame_size))
+            data = await buffer.pop(chunk_size)
+            if data:
+                self.connection.send_data(stream_id, data)
+                await self._flush()
+            else:
+                self.priority.block(stream_id)
+        except (h2.exceptions.ProtocolError, MissingStreamError):
+            # The stream closed under us (the peer reset it): drop it and wake its task.
+            await self._abandon(stream_id)
+
+    # -- what the peer and the connection do ----------------------------------------------
+
+    async def handle(self, event: ConnectionEvent) -> None:
+        if isinstance(event, Closed):
+            # Nothing can be sent any more: wake every task waiting to send, so none waits
+            # forever on a connection that is gone.
+            for stream_id in list(self.stream_buffers):
+                await self._abandon(stream_id)
+        await super().handle(event)
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        # One event at a time: whether a DATA frame's stream exists depends on the events
+        # before it in the same batch (a request's HEADERS and DATA often arrive together).
+        for event in events:
+            if self._wanted(event):
+                await super()._handle_events([event])
+
+    def _wanted(self, event: h2.events.Event) -> bool:
+        if isinstance(event, h2.events.PriorityUpdated):
+            return False  # RFC 9113 deprecates priority signals; each one would add a node
+        if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+            # Body data for a stream whose response is complete: give the flow control
+            # credit back and drop it (hypercorn raised KeyError here).
+            self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return False
+        return True
+
+    async def _close_stream(self, stream_id: int) -> None:
+        """The stream ends for the application: it finished, stopped, or the peer reset it.
+
+        A response that was finished is already reaped. One that was not (the request task
+        stopped half-way) is reset with INTERNAL_ERROR, so the client does not wait forever.
+        """
+        if stream_id in self.stream_buffers:
+            with suppress(h2.exceptions.ProtocolError):  # already closed by the peer
+                self.connection.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            await self._abandon(stream_id)
+            if not self.closed:
+                await self._flush()
+        await super()._close_stream(stream_id)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _reap(self, stream_id: int) -> StreamBuffer | None:
+        """Forget a stream's buffer and tree node (idempotent; never awaits)."""
+        buffer = self.stream_buffers.pop(stream_id, None)
+        with suppress(MissingStreamError):
+            self.priority.remove_stream(stream_id)
+        if buffer is not None:
+            self.reaped += 1
+        return buffer
+
+    async def _abandon(self, stream_id: int) -> None:
+        """Reap a stream that will send nothing more, waking a task blocked on its buffer."""
+        buffer = self._reap(stream_id)
+        if buffer is not None:
+            await buffer.close()
+            await self.has_data.set()
+
+
+class GuardedTCPServer(TCPServer):
+    """One connection: an error in it closes it and is logged, never ending the server."""
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        except* Exception as group:
+            log.error(
+                "an HTTP connection failed and was closed; the server carries on",
+                exc_info=group,
+            )
+
+
+def installed() -> bool:
+    """Whether hypercorn's trio server uses the fixed classes."""
+    return (
+        hypercorn.protocol.H2Protocol is ReapingH2Protocol  # type: ignore[attr-defined]
+        and hypercorn.trio.run.TCPServer is GuardedTCPServer  # type: ignore[attr-defined]
+    )
+
+
+def install() -> None:
+    """Make hypercorn's trio server use the fixed classes (idempotent, process-wide).
+
+    Raises RuntimeError on a hypercorn release these classes were not written for: their
+    methods override hypercorn internals, and running them blind could break in subtle ways.
+    """
+    if installed():
+        return
+    found = version("hypercorn")
+    if not found.startswith(SUPPORTED_HYPERCORN):
+        raise RuntimeError(
+            f"taskqueue.api.h2 fixes hypercorn {' / '.join(SUPPORTED_HYPERCORN)}x, "
+            f"but hypercorn {found} is installed: check the fix against it and extend "
+            "SUPPORTED_HYPERCORN"
+        )
+    hypercorn.protocol.H2Protocol = ReapingH2Protocol  # type: ignore[attr-defined]
+    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]

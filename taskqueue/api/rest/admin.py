@@ -1,0 +1,141 @@
+"""``/api/v1/workers``, ``/queues`` and ``/dead-letters``: what runs, what waits, what failed."""
+
+from __future__ import annotations
+
+from quart_trio.wrappers import TrioResponse
+
+from taskqueue.api.rest.routing import (
+    API_PREFIX,
+    Access,
+    Call,
+    Operation,
+    Param,
+    Reply,
+    RouteTable,
+    json_response,
+)
+from taskqueue.api.rest.schema import DEFAULT_PAGE, ref
+from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER
+from taskqueue.api.rest.wire import stats_json, task_json, worker_json
+from taskqueue.models import TaskState
+
+routes = RouteTable()
+
+DEAD_ID = Param("task_id", {"type": "string", "minLength": 1}, "The dead task's id.", required=True)
+TYPE_SCOPE = Param(
+    "type", {"type": "string", "minLength": 1}, "Only dead tasks of this type (default: all)."
+)
+
+
+@routes.add(
+    Operation(
+        method="GET",
+        path=f"{API_PREFIX}/workers",
+        operation_id="listWorkers",
+        summary="List the live workers",
+        description="Workers whose heartbeat has not lapsed, most recent heartbeat first.",
+        tag="workers",
+        access=Access.READ,
+        replies={200: Reply("The workers.", ref("WorkerList"))},
+    )
+)
+async def list_workers(call: Call) -> TrioResponse:
+    workers = await call.api.daemon.broker.workers()
+    return json_response({"workers": [worker_json(w) for w in workers]})
+
+
+@routes.add(
+    Operation(
+        method="GET",
+        path=f"{API_PREFIX}/queues",
+        operation_id="getQueueStats",
+        summary="Queue depths and counts",
+        description="Tasks per state, ready tasks per priority, live tasks per type and "
+        "state, and lifetime totals. Read from counters the broker keeps: O(1) on Redis.",
+        tag="queues",
+        access=Access.READ,
+        replies={200: Reply("The counts.", ref("QueueStats"))},
+    )
+)
+async def queue_stats(call: Call) -> TrioResponse:
+    return json_response(stats_json(await call.api.daemon.broker.stats()))
+
+
+@routes.add(
+    Operation(
+        method="GET",
+        path=f"{API_PREFIX}/dead-letters",
+        operation_id="listDeadLetters",
+        summary="List dead-lettered tasks",
+        description="Tasks that failed their last attempt, newest first.",
+        tag="dead-letters",
+        access=Access.READ,
+        query=(TYPE_FILTER, LIMIT, CURSOR),
+        replies={200: Reply("One page of dead tasks.", ref("TaskPage"))},
+    )
+)
+async def list_dead(call: Call) -> TrioResponse:
+    q = call.query
+    page = await call.api.daemon.broker.list_tasks(
+        TaskState.DEAD,
+        task_type=q.get("type"),
+        limit=q.get("limit", DEFAULT_PAGE),
+        cursor=q.get("cursor"),
+    )
+    return json_response(
+        {"tasks": [task_json(t) for t in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@routes.add(
+    Operation(
+        method="POST",
+        path=f"{API_PREFIX}/dead-letters/{{task_id}}/requeue",
+        operation_id="requeueDeadLetter",
+        summary="Requeue one dead task",
+        description="Gives the task a fresh set of attempts and queues it again.",
+        tag="dead-letters",
+        access=Access.WRITE,
+        path_params=(DEAD_ID,),
+        replies={200: Reply("The task, pending again.", ref("Task"))},
+        errors={404: "No task has this id.", 409: "The task is not dead."},
+    )
+)
+async def requeue_one(call: Call) -> TrioResponse:
+    broker = call.api.daemon.broker
+    await broker.requeue_dead(call.path["task_id"])
+    return json_response(task_json(await broker.get(call.path["task_id"])))
+
+
+@routes.add(
+    Operation(
+        method="POST",
+        path=f"{API_PREFIX}/dead-letters/requeue",
+        operation_id="requeueDeadLetters",
+        summary="Requeue every dead task (of one type)",
+        tag="dead-letters",
+        access=Access.WRITE,
+        query=(TYPE_SCOPE,),
+        replies={200: Reply("How many were requeued.", ref("Requeued"))},
+    )
+)
+async def requeue_all(call: Call) -> TrioResponse:
+    count = await call.api.daemon.broker.requeue_all_dead(call.query.get("type"))
+    return json_response({"requeued": count})
+
+
+@routes.add(
+    Operation(
+        method="DELETE",
+        path=f"{API_PREFIX}/dead-letters",
+        operation_id="purgeDeadLetters",
+        summary="Delete every dead task (of one type)",
+        tag="dead-letters",
+        access=Access.WRITE,
+        query=(TYPE_SCOPE,),
+        replies={200: Reply("How many were deleted.", ref("Purged"))},
+    )
+)
+async def purge(call: Call) -> TrioResponse:
+    count = await call.api.daemon.broker.purge_dead(call.query.get("type"))
+    return json_response({"purged": count})

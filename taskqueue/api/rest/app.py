@@ -1,0 +1,211 @@
+"""The REST app: quart-trio serving the declared operations, and nothing but problem+json errors.
+
+Every operation runs behind the same checks, in this order, before its handler sees anything:
+the bearer token (401/403), the query parameters and headers (422), then for a body the content
+type (415), its size (413), its syntax (400) and its schema (422). A handler therefore only
+meets valid input, and every refusal names what was wrong. Errors raised later (unknown id,
+finished task, full queue, Redis down) go through the one mapping in
+:mod:`taskqueue.api.errors`; anything else is a bug, logged with its traceback and answered
+500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from quart import request
+from quart_trio import QuartTrio
+from quart_trio.wrappers import TrioResponse
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+
+from taskqueue import _json
+from taskqueue.api.auth import Authenticator, AuthResult
+from taskqueue.api.errors import ApiError, api_error, auth_error
+from taskqueue.api.events import EventHub
+from taskqueue.api.rest import admin, openapi, sse, tasks
+from taskqueue.api.rest.health import health_routes
+from taskqueue.api.rest.openapi import build_document
+from taskqueue.api.rest.problems import WWW_AUTHENTICATE, problem_response
+from taskqueue.api.rest.routing import (
+    Access,
+    Api,
+    Call,
+    Operation,
+    Route,
+)
+from taskqueue.api.rest.schema import Schema, invalid, validate
+from taskqueue.daemon.runtime import Daemon
+
+log = logging.getLogger(__name__)
+
+#: How long a client may take to send its request body.
+BODY_TIMEOUT = 30.0
+#: How long a (non-streaming) response may take to send.
+RESPONSE_TIMEOUT = 60.0
+
+_INTEGER = re.compile(r"[+-]?\d{1,18}")
+
+
+def create_rest_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> QuartTrio:
+    """The REST API of ``daemon`` (``events`` must be running for ``/api/v1/events``)."""
+    config = daemon.config
+    app = QuartTrio("taskqueue.api.rest")
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.server.max_request_bytes,
+        BODY_TIMEOUT=BODY_TIMEOUT,
+        RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    routes = all_routes(daemon)
+    document = build_document(
+        routes,
+        auth_enabled=authenticator.enabled,
+        health_open=config.server.open_health_endpoints,
+    )
+    api = Api(daemon=daemon, authenticator=authenticator, events=events, openapi=document)
+    for route in routes:
+        view = _view(api, route)
+        app.add_url_rule(
+            route.operation.quart_path,
+            endpoint=route.operation.operation_id,
+            view_func=view,
+            methods=[route.operation.method],
+            provide_automatic_options=False,
+        )
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _error)
+    return app
+
+
+def all_routes(daemon: Daemon) -> list[Route]:
+    """Every operation the REST app serves, in the order the document lists them."""
+    health = health_routes(daemon.config)
+    return [*tasks.routes, *admin.routes, *sse.routes, *health, *openapi.routes]
+
+
+def _view(api: Api, route: Route) -> Any:
+    op = route.operation
+
+    async def view(**path: str) -> TrioResponse:
+        refused = _authorize(api, op)
+        if refused is not None:
+            return refused
+        query = _query(op)
+        for param in op.headers:
+            value = request.headers.get(param.name)
+            if value is not None:
+                validate(param.schema, value, param.name)
+        body = await _body(op.body) if op.body is not None else None
+        return await route.handler(Call(api, path, query, request.headers, body))
+
+    view.__name__ = op.operation_id
+    return view
+
+
+def _authorize(api: Api, op: Operation) -> TrioResponse | None:
+    """The refusal for a request without the token ``op`` needs, or None to go on."""
+    if op.access is Access.PUBLIC:
+        return None
+    if op.access is Access.HEALTH and api.daemon.config.server.open_health_endpoints:
+        return None
+    result = api.authenticator.check(
+        request.headers.get("Authorization"), write=op.access is Access.WRITE
+    )
+    error = auth_error(result)
+    if error is None:
+        return None
+    headers = {}
+    if result is AuthResult.INVALID:
+        headers["WWW-Authenticate"] = f'{WWW_AUTHENTICATE}, error="invalid_token"'
+    elif result is AuthResult.FORBIDDEN:
+        headers["WWW-Authenticate"] = f'{WWW_AUTHENTICATE}, error="insufficient_scope"'
+    return problem_response(error, headers)
+
+
+def _query(op: Operation) -> dict[str, Any]:
+    """The query parameters ``op`` declares, converted and checked; any other is refused."""
+    declared = {param.name: param for param in op.query}
+    values: dict[str, Any] = {}
+    for name in request.args:
+        param = declared.get(name)
+        if param is None:
+            known = ", ".join(declared) or "none"
+            raise invalid(name, f"unknown query parameter; expected {known}")
+        given = request.args.getlist(name)
+        if len(given) > 1:
+            raise invalid(name, "given more than once")
+        values[name] = validate(param.schema, _from_text(param.schema, given[0], name), name)
+    return values
+
+
+def _from_text(schema: Schema, text: str, name: str) -> Any:
+    if schema.get("type") == "integer":
+        if not _INTEGER.fullmatch(text):
+            raise invalid(name, f"expected an integer, not {text!r}")
+        return int(text)
+    return text
+
+
+async def _body(schema: Schema) -> Any:
+    """The request body as JSON, checked against ``schema``."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        shown = request.headers.get("Content-Type") or "none"
+        raise ApiError(
+            415,
+            "INVALID_ARGUMENT",
+            "Unsupported media type",
+            f"the body must be JSON (Content-Type: application/json), not {shown}",
+        )
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise _too_large(limit)
+    try:
+        data = await request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise _too_large(limit) from None
+    try:
+        value = _json.loads(data)
+    except _json.JSONDecodeError as exc:
+        raise ApiError(
+            400, "INVALID_ARGUMENT", "Malformed JSON", f"the body is not valid JSON: {exc}"
+        ) from None
+    return validate(schema, value)
+
+
+def _too_large(limit: int | None) -> ApiError:
+    return ApiError(
+        413,
+        "RESOURCE_EXHAUSTED",
+        "Payload too large",
+        f"the request body is over the limit of {limit} bytes (server.max_request_bytes)",
+    )
+
+
+async def _http_error(exc: HTTPException) -> TrioResponse:
+    """Routing and protocol errors (404, 405, 413 …) as problems too."""
+    status = exc.code or 500
+    headers: dict[str, str] = {}
+    if status == 404:
+        detail = f"no such resource: {request.method} {request.path}"
+    elif isinstance(exc, MethodNotAllowed):
+        allowed = sorted(exc.valid_methods or ())
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.path} allows {', '.join(allowed)}, not {request.method}"
+    elif isinstance(exc, RequestEntityTooLarge):
+        return problem_response(_too_large(request.max_content_length))
+    else:
+        detail = exc.description or exc.name
+    title = exc.name or "Error"
+    error = ApiError(status, "UNKNOWN", title[:1].upper() + title[1:].lower(), detail)
+    return problem_response(error, headers)
+
+
+async def _error(exc: Exception) -> TrioResponse:
+    error = api_error(exc)
+    if error is None:
+        log.error("bug: %s %s failed", request.method, request.path, exc_info=exc)
+        error = ApiError(500, "INTERNAL", "Internal error", "the server failed; see its log")
+    return problem_response(error)

@@ -1,0 +1,99 @@
+"""``/healthz``, ``/readyz`` and the Prometheus ``/metrics``: for orchestrators and scrapers.
+
+Open to anyone by default (a probe rarely carries a token); ``server.open_health_endpoints =
+false`` puts them behind a read token.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+import trio
+from quart_trio.wrappers import TrioResponse
+
+from taskqueue.api.rest.routing import Access, Call, Operation, Reply, RouteTable, json_response
+from taskqueue.api.rest.schema import ref
+from taskqueue.config import Config
+from taskqueue.redis import RedisError
+
+#: Seconds /readyz waits for Redis to answer.
+PING_TIMEOUT = 1.0
+
+
+def health_routes(config: Config) -> RouteTable:
+    """The probes, and ``/metrics`` when metrics are on and served on the API port."""
+    routes = RouteTable()
+    routes.add(
+        Operation(
+            method="GET",
+            path="/healthz",
+            operation_id="healthz",
+            summary="Liveness",
+            description="200 whenever the process serves requests (its event loop runs).",
+            tag="health",
+            access=Access.HEALTH,
+            replies={200: Reply("Alive.", ref("Health"))},
+            uses_redis=False,
+        )
+    )(healthz)
+    routes.add(
+        Operation(
+            method="GET",
+            path="/readyz",
+            operation_id="readyz",
+            summary="Readiness",
+            description="200 when Redis answers and every service of the daemon has started "
+            "(and it is not shutting down); 503 otherwise, saying why.",
+            tag="health",
+            access=Access.HEALTH,
+            replies={
+                200: Reply("Ready.", ref("Readiness")),
+                503: Reply("Not ready.", ref("Readiness")),
+            },
+            uses_redis=False,
+        )
+    )(readyz)
+    if config.metrics.enabled and config.metrics.port is None:
+        routes.add(
+            Operation(
+                method="GET",
+                path=config.metrics.path,
+                operation_id="metrics",
+                summary="Prometheus metrics",
+                tag="health",
+                access=Access.HEALTH,
+                replies={
+                    200: Reply(
+                        "The registry in the Prometheus text format.",
+                        {"type": "string"},
+                        "text/plain",
+                    )
+                },
+                uses_redis=False,
+            )
+        )(metrics)
+    return routes
+
+
+async def healthz(call: Call) -> TrioResponse:
+    return json_response({"status": "ok"})
+
+
+async def readyz(call: Call) -> TrioResponse:
+    """Asks Redis now (a PING, at most ``PING_TIMEOUT``) rather than trusting the last report:
+    an API-only daemon runs no loop that would notice Redis coming back."""
+    health = call.api.daemon.health
+    try:
+        with trio.fail_after(PING_TIMEOUT):
+            await call.api.daemon.broker.redis.execute("PING")
+    except (RedisError, trio.TooSlowError) as exc:
+        health.redis_down(exc if isinstance(exc, RedisError) else RedisError("PING timed out"))
+    else:
+        health.redis_up()
+    return json_response(health.describe(), 200 if health.ready else 503)
+
+
+async def metrics(call: Call) -> TrioResponse:
+    return TrioResponse(
+        prometheus_client.generate_latest(),
+        content_type=prometheus_client.CONTENT_TYPE_LATEST,
+    )

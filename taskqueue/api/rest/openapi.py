@@ -1,0 +1,173 @@
+"""The OpenAPI 3.1 document, generated from the operations the server actually serves.
+
+Paths, parameters, bodies and replies come from each route's :class:`Operation`; schemas are
+the dicts the validator enforces (:mod:`taskqueue.api.rest.schema`). The error replies an
+operation can give are derived from what it declares (a body can be malformed, too large or
+not JSON; a token can be missing; Redis can be down), so they stay in step with the checks the
+app factory wraps around every handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from quart_trio.wrappers import TrioResponse
+
+from taskqueue.api.rest.problems import PROBLEM_JSON
+from taskqueue.api.rest.routing import (
+    API_PREFIX,
+    Access,
+    Call,
+    Operation,
+    Param,
+    Reply,
+    Route,
+    RouteTable,
+    json_response,
+)
+from taskqueue.api.rest.schema import COMPONENTS, Schema, ref
+
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+
+routes = RouteTable()
+
+
+@routes.add(
+    Operation(
+        method="GET",
+        path=OPENAPI_PATH,
+        operation_id="openapi",
+        summary="This document",
+        tag="meta",
+        access=Access.PUBLIC,
+        replies={200: Reply("The OpenAPI 3.1 document.", {"type": "object"})},
+        uses_redis=False,
+    )
+)
+async def openapi_document(call: Call) -> TrioResponse:
+    return json_response(call.api.openapi)
+
+
+#: Why each generic error status happens, as documented.
+ERRORS: dict[int, str] = {
+    400: "The body is not valid JSON.",
+    401: "No bearer token, or an unknown one (see the WWW-Authenticate header).",
+    403: "The token may only read; this operation writes.",
+    413: "The body is over `server.max_request_bytes`, or the payload over "
+    "`task.max_payload_bytes` (`field` names it).",
+    415: "The body is not JSON: send `Content-Type: application/json`.",
+    422: "A field or parameter is invalid or unknown; `field` names it.",
+    503: "Redis is unreachable; retry later (see Retry-After).",
+}
+
+DESCRIPTION = """\
+Submit, inspect, cancel and watch tasks. Every error is an RFC 9457 problem
+(`application/problem+json`) whose `detail` says what is wrong and, for an invalid field,
+whose `field` names it. Writes need an admin token, reads any valid token
+(`Authorization: Bearer <token>`), unless the server runs without tokens.
+The same operations are served over gRPC on the same port (`taskqueue.v1.TaskQueue`)."""
+
+
+def build_document(
+    routes: Iterable[Route], *, auth_enabled: bool, health_open: bool
+) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    tags: list[str] = []
+    for route in routes:
+        op = route.operation
+        if op.tag not in tags:
+            tags.append(op.tag)
+        needs_token = auth_enabled and (
+            op.access in (Access.READ, Access.WRITE)
+            or (op.access is Access.HEALTH and not health_open)
+        )
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, needs_token)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "taskqueue", "version": _version(), "description": DESCRIPTION},
+        "tags": [{"name": tag} for tag in tags],
+        "paths": paths,
+        "components": {
+            "schemas": dict(COMPONENTS),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(op: Operation, needs_token: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "security": [{"bearer": []}] if needs_token else [],
+    }
+    if op.description:
+        doc["description"] = op.description
+    parameters = [
+        *(_parameter(p, "path") for p in op.path_params),
+        *(_parameter(p, "query") for p in op.query),
+        *(_parameter(p, "header") for p in op.headers),
+    ]
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        content = {"application/json": {"schema": op.body}}
+        doc["requestBody"] = {"required": True, "content": content}
+    responses = {str(status): _reply(reply) for status, reply in sorted(op.replies.items())}
+    for status, why in sorted(error_statuses(op, needs_token).items()):
+        responses.setdefault(str(status), _problem(why))
+    doc["responses"] = responses
+    return doc
+
+
+def error_statuses(op: Operation, needs_token: bool) -> dict[int, str]:
+    """Every error status ``op`` can answer, with why."""
+    statuses = dict(op.errors)
+    if needs_token:
+        statuses[401] = ERRORS[401]
+        if op.access is Access.WRITE:
+            statuses[403] = ERRORS[403]
+    if op.body is not None:
+        for status in (400, 413, 415):
+            statuses[status] = ERRORS[status]
+    if op.body is not None or op.query or op.headers:
+        statuses[422] = ERRORS[422]
+    if op.uses_redis:
+        statuses[503] = ERRORS[503]
+    return statuses
+
+
+def _parameter(param: Param, where: str) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": where,
+        "required": param.required or where == "path",
+        "description": param.description,
+        "schema": param.schema,
+    }
+
+
+def _reply(reply: Reply) -> dict[str, Any]:
+    doc: dict[str, Any] = {"description": reply.description}
+    if reply.schema is not None:
+        doc["content"] = {reply.media_type: {"schema": reply.schema}}
+    if reply.headers:
+        doc["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in reply.headers.items()
+        }
+    return doc
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema: Schema = ref("Problem")
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": schema}}}
+
+
+def _version() -> str:
+    try:
+        return version("taskqueue")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"

@@ -1,0 +1,136 @@
+"""What a REST operation is: its path, who may call it, what it takes and what it answers.
+
+Each route module declares its operations with :class:`RouteTable`; the app factory serves them
+(checking auth, query and body against the declared schemas before the handler runs) and the
+OpenAPI document is generated from the same declarations.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from quart_trio.wrappers import TrioResponse
+from werkzeug.datastructures import Headers
+
+from taskqueue import _json
+from taskqueue.api.rest.schema import Schema
+
+if TYPE_CHECKING:
+    from taskqueue.api.auth import Authenticator
+    from taskqueue.api.events import EventHub
+    from taskqueue.daemon.runtime import Daemon
+
+API_PREFIX = "/api/v1"
+
+
+class Access(enum.Enum):
+    """Who may call an operation."""
+
+    PUBLIC = "public"  # anyone (the OpenAPI document)
+    HEALTH = "health"  # anyone, unless server.open_health_endpoints = false: then a read token
+    READ = "read"  # any valid token
+    WRITE = "write"  # an admin token
+
+
+@attrs.frozen
+class Param:
+    """A query, path or header parameter."""
+
+    name: str
+    schema: Schema
+    description: str
+    required: bool = False
+
+
+@attrs.frozen
+class Reply:
+    """One documented success response."""
+
+    description: str
+    schema: Schema | None = None
+    media_type: str = "application/json"
+    headers: Mapping[str, str] = attrs.field(factory=dict)  # name -> description
+
+
+@attrs.frozen(kw_only=True)
+class Operation:
+    """One method on one path, as served and as documented."""
+
+    method: str
+    path: str  # OpenAPI template, e.g. /api/v1/tasks/{task_id}
+    operation_id: str
+    summary: str
+    description: str = ""
+    tag: str
+    access: Access
+    replies: Mapping[int, Reply]
+    query: tuple[Param, ...] = ()
+    path_params: tuple[Param, ...] = ()
+    headers: tuple[Param, ...] = ()
+    body: Schema | None = None
+    #: Error statuses particular to this operation (auth, validation and 503 are implied).
+    errors: Mapping[int, str] = attrs.field(factory=dict)
+    #: Whether it reads or writes Redis (and so may answer 503 when Redis is down).
+    uses_redis: bool = True
+
+    @property
+    def quart_path(self) -> str:
+        return self.path.replace("{", "<").replace("}", ">")
+
+
+@attrs.frozen
+class Api:
+    """What the handlers work with: the daemon's parts and the API's own."""
+
+    daemon: Daemon
+    authenticator: Authenticator
+    events: EventHub
+    #: The OpenAPI document, built once from the routes served.
+    openapi: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Call:
+    """One request, validated: what a handler receives."""
+
+    api: Api
+    path: Mapping[str, str]
+    query: Mapping[str, Any]
+    headers: Headers
+    body: Any = None
+
+
+Handler = Callable[[Call], Awaitable[TrioResponse]]
+
+
+@attrs.frozen
+class Route:
+    operation: Operation
+    handler: Handler
+
+
+class RouteTable:
+    """Operations and their handlers, in declaration order (the order of the document)."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, operation: Operation) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self._routes.append(Route(operation, handler))
+            return handler
+
+        return register
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._routes)
+
+
+def json_response(
+    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> TrioResponse:
+    body = _json.dumps(data)
+    return TrioResponse(body, status, dict(headers or {}), content_type="application/json")

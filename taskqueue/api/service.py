@@ -1,0 +1,143 @@
+"""The daemon's API service: hypercorn (trio worker) serving REST and gRPC on one port.
+
+``server.host:server.port`` carries HTTP/1.1 and cleartext HTTP/2 (prior knowledge, as gRPC
+clients use, and the Upgrade dance). With ``server.certfile`` (and ``keyfile``, unless the
+certificate file holds the key) the same address serves TLS instead, offering HTTP/2 and
+HTTP/1.1 by ALPN: a port that still took cleartext would let tokens cross the network in clear.
+
+Before it binds, the service refuses to expose an API without tokens beyond the loopback
+interface unless ``server.allow_unauthenticated_public`` says so (:func:`check_exposure`).
+It applies the HTTP/2 fixes of :mod:`taskqueue.api.h2`, runs the event hub that feeds live
+task events to watchers, and stops gracefully when ``daemon.shutdown`` is set: no new
+connections, running requests get ``GRACEFUL_TIMEOUT`` seconds to finish, watch streams end.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from taskqueue.api import h2
+from taskqueue.api.asgi import create_app
+from taskqueue.api.auth import Authenticator
+from taskqueue.api.events import EventHub
+from taskqueue.config import ServerConfig
+from taskqueue.errors import ConfigError
+
+if TYPE_CHECKING:
+    from taskqueue.daemon.runtime import Daemon
+
+log = logging.getLogger(__name__)
+
+#: Seconds running requests get to finish once shutdown begins.
+GRACEFUL_TIMEOUT: Final = 5.0
+#: Seconds an idle keep-alive connection stays open (gRPC channels reconnect after it).
+KEEP_ALIVE_TIMEOUT: Final = 60.0
+#: Requests one connection may carry. Hypercorn's default (1,000) sends GOAWAY to busy
+#: HTTP/2 connections, which fails grpclib calls in flight; this is "never" in practice.
+KEEP_ALIVE_MAX_REQUESTS: Final = 2**62
+
+
+async def serve_api(
+    daemon: Daemon,
+    *,
+    events: EventHub | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the API until ``daemon.shutdown`` is set; report the bound URLs once listening.
+
+    ``task_status.started`` receives what hypercorn bound, e.g. ``["http://127.0.0.1:9090"]``
+    (with port 0, the port the system chose). ``events`` is the hub feeding watch streams;
+    by default the service makes its own. Either way the service runs it.
+    """
+    server = daemon.config.server
+    authenticator = Authenticator.from_config(server)
+    check_exposure(server, authenticator)
+    h2.install()
+    if events is None:
+        events = EventHub(daemon.broker, daemon.health)
+    app = create_app(daemon, authenticator, events)
+    config = hypercorn_config(server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(events.run)
+        binds: list[str] = await nursery.start(
+            partial(_serve_until_shutdown, app, config, daemon.shutdown, nursery.cancel_scope)
+        )
+        if not authenticator.enabled:
+            log.warning(
+                "API authentication is OFF (no server.tokens or server.token_file): "
+                "anyone who can reach %s may submit and cancel tasks",
+                ", ".join(binds),
+            )
+        log.info("API listening on %s (REST, gRPC, HTTP/1.1 and HTTP/2)", ", ".join(binds))
+        task_status.started(binds)
+
+
+async def _serve_until_shutdown(
+    app: object,
+    config: HypercornConfig,
+    shutdown: trio.Event,
+    siblings: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
+    siblings.cancel()  # serve() returns after a graceful stop: end the event hub too
+
+
+def hypercorn_config(server: ServerConfig) -> HypercornConfig:
+    config = HypercornConfig()
+    # Hypercorn's ``bind`` is TLS when a certificate is set and cleartext otherwise; its
+    # ``insecure_bind`` (a second, cleartext port beside TLS) stays unused, see above.
+    config.bind = [bind_address(server.host, server.port)]
+    config.insecure_bind = []
+    if server.certfile is not None:
+        config.certfile = server.certfile
+        config.keyfile = server.keyfile or server.certfile  # a PEM may hold both
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.include_server_header = False
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` as hypercorn parses it (an IPv6 address in brackets)."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def check_exposure(server: ServerConfig, authenticator: Authenticator) -> None:
+    """Refuse to serve an API without tokens beyond loopback, unless told to on purpose.
+
+    Raises ConfigError. Call it before starting the daemon to fail with a clear message.
+    """
+    if authenticator.enabled or server.allow_unauthenticated_public or is_loopback(server.host):
+        return
+    raise ConfigError(
+        f"server.host = {server.host!r} would open the API to the network with no token "
+        "configured, so anyone reaching it could submit and cancel tasks. Set server.tokens "
+        "or server.token_file, bind a loopback address (127.0.0.1), or set "
+        "server.allow_unauthenticated_public = true if that is really what you want"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine; an unknown host name counts as public."""
+    name = host.strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
