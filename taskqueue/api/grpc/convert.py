@@ -1,0 +1,181 @@
+"""Between the data model and the protobuf messages, both ways, without I/O.
+
+What the proto file promises is kept here: JSON text in ``*_json`` fields, epoch milliseconds,
+an ``UNSPECIFIED`` enum value meaning "the default", request field names in errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskqueue import _json
+from taskqueue.api.events import TaskEvent
+from taskqueue.api.grpc.gen.taskqueue import v1 as pb
+from taskqueue.broker import Submission, Submitted
+from taskqueue.errors import InvalidTaskError
+from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+
+#: The broker's names for submission fields -> the request's.
+_FIELD_NAMES = {
+    "payload": "payload_json",
+    "timeout": "timeout_seconds",
+    "delay": "delay_seconds",
+    "eta": "eta_ms",
+}
+
+#: Upper bound of a SubmitTasks batch: one Lua script runs the whole batch, and Redis serves
+#: no one else meanwhile.
+MAX_BATCH = 1000
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None) -> Submission:
+    """The broker's submission for ``request``; ``idempotency_key`` is the metadata's, used
+    when the request carries none. Raises InvalidTaskError naming the request's field."""
+    payload = None
+    if request.payload_json:
+        try:
+            payload = _json.loads(request.payload_json)
+        except _json.JSONDecodeError as exc:
+            raise InvalidTaskError(
+                f"payload_json is not valid JSON: {exc}", field="payload_json"
+            ) from None
+    priority: Priority | str = Priority.MEDIUM
+    if request.priority != pb.Priority.UNSPECIFIED:
+        if request.priority.name is None:  # a number this server's proto does not know
+            raise InvalidTaskError(f"unknown priority {int(request.priority)}", field="priority")
+        priority = request.priority.name.lower()
+    return Submission(
+        type=request.type,
+        payload=payload,
+        priority=priority,
+        max_retries=request.max_retries,
+        timeout=request.timeout_seconds,
+        delay=request.delay_seconds,
+        eta=None if request.eta_ms is None else request.eta_ms / 1000,
+        idempotency_key=request.idempotency_key or idempotency_key or None,
+    )
+
+
+def submissions(request: pb.SubmitTasksRequest) -> list[Submission]:
+    if len(request.tasks) > MAX_BATCH:
+        raise InvalidTaskError(
+            f"a batch holds at most {MAX_BATCH} tasks, not {len(request.tasks)}", field="tasks"
+        )
+    batch = []
+    for index, task in enumerate(request.tasks):
+        try:
+            batch.append(submission(task))
+        except InvalidTaskError as exc:
+            raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
+    return batch
+
+
+def request_field(exc: InvalidTaskError) -> InvalidTaskError:
+    """``exc`` with its field renamed as the request names it: ``timeout`` ->
+    ``timeout_seconds``, a batch's ``2.timeout`` -> ``tasks[2].timeout_seconds``."""
+    if exc.field is None:
+        return exc
+    index, dot, name = exc.field.rpartition(".")
+    name = _FIELD_NAMES.get(name, name)
+    field = f"tasks[{index}].{name}" if dot else name
+    return type(exc)(str(exc), field=field)
+
+
+def state_of(value: pb.TaskState, *, field: str = "state") -> TaskState:
+    """The model's state for a request's; UNSPECIFIED and unknown numbers are refused."""
+    if value == pb.TaskState.UNSPECIFIED or value.name is None:
+        names = ", ".join(s.name for s in pb.TaskState if s != pb.TaskState.UNSPECIFIED)
+        raise InvalidTaskError(f"{field} must be one of {names}", field=field)
+    return TaskState[value.name]
+
+
+def required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidTaskError(f"{field} is required", field=field)
+    return value
+
+
+def page_limit(limit: int) -> int:
+    """A request's page size: 0 means the default of 100 (the broker checks the range)."""
+    return limit or 100
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+def submitted_message(submitted: Submitted) -> pb.SubmitTaskResponse:
+    return pb.SubmitTaskResponse(
+        id=submitted.id, state=pb.TaskState[submitted.state.name], created=submitted.created
+    )
+
+
+def task_message(task: Task) -> pb.Task:
+    succeeded = task.state is TaskState.SUCCEEDED
+    return pb.Task(
+        id=task.id,
+        type=task.type,
+        priority=pb.Priority[task.priority.name],
+        payload_json=_json.dumps(task.payload),
+        state=pb.TaskState[task.state.name],
+        attempt=task.attempt,
+        max_retries=task.max_retries,
+        timeout_ms=task.timeout_ms,
+        created_ms=task.created_ms,
+        ready_ms=task.ready_ms,
+        started_ms=task.started_ms,
+        finished_ms=task.finished_ms,
+        result_json=_json.dumps(task.result) if succeeded else None,
+        error=task.error,
+        traceback=task.traceback,
+        idempotency_key=task.idempotency_key,
+        worker_id=task.worker_id,
+        cancel_requested=task.cancel_requested,
+        progress_json=None if task.progress is None else _json.dumps(task.progress),
+    )
+
+
+def tasks_message(tasks: Sequence[Task], next_cursor: str | None) -> pb.ListTasksResponse:
+    return pb.ListTasksResponse(
+        tasks=[task_message(t) for t in tasks], next_cursor=next_cursor or ""
+    )
+
+
+def worker_message(worker: WorkerInfo) -> pb.Worker:
+    return pb.Worker(
+        id=worker.id,
+        host=worker.host,
+        pid=worker.pid,
+        task_types=dict(worker.task_types),
+        concurrency=worker.concurrency,
+        in_flight=worker.in_flight,
+        started_ms=worker.started_ms,
+        last_heartbeat_ms=worker.last_heartbeat_ms,
+        processed=worker.processed,
+        failed=worker.failed,
+    )
+
+
+def stats_message(stats: QueueStats) -> pb.QueueStats:
+    return pb.QueueStats(
+        by_state={state.value: n for state, n in stats.by_state.items()},
+        pending_by_priority={p.value: n for p, n in stats.pending_by_priority.items()},
+        pending_by_type=dict(stats.pending_by_type),
+        by_state_and_type=[
+            pb.StateTypeCount(state=pb.TaskState[state.name], type=task_type, count=n)
+            for (state, task_type), n in sorted(stats.by_state_and_type.items())
+        ],
+        totals=dict(stats.totals),
+    )
+
+
+def event_message(event: TaskEvent) -> pb.TaskEvent:
+    if event.state == "progress":
+        return pb.TaskEvent(
+            task_id=event.task_id, type=event.task_type, state=pb.TaskState.ACTIVE, progress=True
+        )
+    return pb.TaskEvent(
+        task_id=event.task_id, type=event.task_type, state=pb.TaskState[event.state.upper()]
+    )

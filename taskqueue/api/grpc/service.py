@@ -1,0 +1,134 @@
+"""The ``taskqueue.v1.TaskQueue`` service: each method one broker call (or an event watch).
+
+Errors are raised, never turned into statuses here: the dispatcher maps them through
+:func:`taskqueue.api.errors.api_error`, the mapping the REST API uses too. The only care taken
+here is that an invalid field is named as the request names it (``timeout_seconds``, not the
+broker's ``timeout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+from betterproto.grpc.grpclib_server import ServiceBase
+
+from taskqueue.api.events import EventHub
+from taskqueue.api.grpc import convert
+from taskqueue.api.grpc.context import current_call
+from taskqueue.api.grpc.dispatcher import Access
+from taskqueue.api.grpc.gen.taskqueue import v1 as pb
+from taskqueue.broker import Broker
+from taskqueue.errors import InvalidTaskError
+from taskqueue.models import TaskState
+
+#: Methods that change tasks; they need a token with write scope.
+WRITE_METHODS = frozenset(
+    {"SubmitTask", "SubmitTasks", "CancelTask", "RequeueDeadLetters", "PurgeDeadLetters"}
+)
+
+
+def access(method: str) -> Access:
+    return Access.WRITE if method in WRITE_METHODS else Access.READ
+
+
+class ClosingStreams(ServiceBase):
+    """Closes a server-streaming handler's generator as soon as its call ends.
+
+    betterproto iterates the generator without closing it, so a call cancelled while it sends
+    would leave the generator suspended (and, here, an event watcher registered) until the
+    garbage collector finalises it; ``aclosing`` runs its ``finally`` blocks at once.
+    """
+
+    async def _call_rpc_handler_server_stream(
+        self, handler: Callable[[Any], Any], stream: Any, request: Any
+    ) -> None:
+        async with aclosing(handler(request)) as responses:
+            async for response in responses:
+                await stream.send_message(response)
+
+
+class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
+    def __init__(self, broker: Broker, events: EventHub) -> None:
+        self.broker = broker
+        self.events = events
+
+    async def submit_task(self, request: pb.SubmitTaskRequest) -> pb.SubmitTaskResponse:
+        try:
+            submission = convert.submission(request, current_call().get("idempotency-key"))
+            submitted = await self.broker.enqueue(submission)
+        except InvalidTaskError as exc:
+            raise convert.request_field(exc) from None
+        return convert.submitted_message(submitted)
+
+    async def submit_tasks(self, request: pb.SubmitTasksRequest) -> pb.SubmitTasksResponse:
+        try:
+            submitted = await self.broker.enqueue_many(convert.submissions(request))
+        except InvalidTaskError as exc:
+            raise convert.request_field(exc) from None
+        return pb.SubmitTasksResponse(results=[convert.submitted_message(s) for s in submitted])
+
+    async def get_task(self, request: pb.GetTaskRequest) -> pb.Task:
+        task = await self.broker.get(convert.required(request.id, "id"))
+        return convert.task_message(task)
+
+    async def list_tasks(self, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
+        page = await self.broker.list_tasks(
+            convert.state_of(request.state),
+            task_type=request.type or None,
+            limit=convert.page_limit(request.limit),
+            cursor=request.cursor or None,
+        )
+        return convert.tasks_message(page.items, page.next_cursor)
+
+    async def cancel_task(self, request: pb.CancelTaskRequest) -> pb.CancelTaskResponse:
+        outcome = await self.broker.cancel(convert.required(request.id, "id"))
+        return pb.CancelTaskResponse(
+            outcome=pb.CancelTaskResponseOutcome.OUTCOME_CANCELLED
+            if outcome == "cancelled"
+            else pb.CancelTaskResponseOutcome.OUTCOME_REQUESTED
+        )
+
+    async def list_workers(self, request: pb.ListWorkersRequest) -> pb.ListWorkersResponse:
+        workers = await self.broker.workers()
+        return pb.ListWorkersResponse(workers=[convert.worker_message(w) for w in workers])
+
+    async def get_queue_stats(self, request: pb.GetQueueStatsRequest) -> pb.QueueStats:
+        return convert.stats_message(await self.broker.stats())
+
+    async def list_dead_letters(self, request: pb.ListDeadLettersRequest) -> pb.ListTasksResponse:
+        page = await self.broker.list_tasks(
+            TaskState.DEAD,
+            task_type=request.type or None,
+            limit=convert.page_limit(request.limit),
+            cursor=request.cursor or None,
+        )
+        return convert.tasks_message(page.items, page.next_cursor)
+
+    async def requeue_dead_letters(
+        self, request: pb.RequeueDeadLettersRequest
+    ) -> pb.RequeueDeadLettersResponse:
+        if request.id:
+            if request.type:
+                raise InvalidTaskError("give id or type, not both", field="type")
+            await self.broker.requeue_dead(request.id)
+            return pb.RequeueDeadLettersResponse(requeued=1)
+        requeued = await self.broker.requeue_all_dead(request.type or None)
+        return pb.RequeueDeadLettersResponse(requeued=requeued)
+
+    async def purge_dead_letters(
+        self, request: pb.PurgeDeadLettersRequest
+    ) -> pb.PurgeDeadLettersResponse:
+        return pb.PurgeDeadLettersResponse(
+            purged=await self.broker.purge_dead(request.type or None)
+        )
+
+    async def watch_tasks(self, request: pb.WatchTasksRequest) -> AsyncIterator[pb.TaskEvent]:
+        """Events from now on. The call ends only from outside: the client cancels, the
+        deadline passes, or the daemon shuts down (the dispatcher cancels this generator)."""
+        async with self.events.watch(
+            task_id=request.task_id or None, task_type=request.type or None
+        ) as events:
+            async for event in events:
+                yield convert.event_message(event)
