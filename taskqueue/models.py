@@ -51,6 +51,9 @@ class Priority(enum.StrEnum):
 #: Priorities in the order claims visit them.
 PRIORITY_ORDER: tuple[Priority, ...] = tuple(Priority)
 
+#: The priority of a task whose submission and task type name none.
+DEFAULT_PRIORITY = Priority.MEDIUM
+
 
 @attrs.define(slots=True, kw_only=True)
 class Task:
@@ -128,3 +131,5 @@ class QueueStats:
     by_state_and_type: dict[tuple[TaskState, str], int]
     #: Lifetime totals of outcomes: submitted, succeeded, failed, retried, dead, cancelled, reaped.
     totals: dict[str, int]
+    #: Registered workers (a dead worker counts until the reaper removes its record).
+    workers: int = 0

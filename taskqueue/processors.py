@@ -12,13 +12,14 @@ import functools
 import importlib.metadata
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 import pluggy
 
 from taskqueue import hookspecs
+from taskqueue.broker import TypeDefaults, task_type_problem, valid_max_retries, valid_timeout
 from taskqueue.models import ClaimedTask, Priority
 
 ENTRY_POINT_GROUP = "taskqueue"
@@ -159,8 +160,13 @@ class ProcessorRegistry:
         description: str = "",
     ) -> None:
         """Register ``func`` as the processor of ``task_type`` with the type's defaults."""
-        if not task_type or any(c in task_type for c in " {}:\n"):
-            raise ValueError(f"invalid task type {task_type!r}: no spaces, braces or colons")
+        problem = task_type_problem(task_type)
+        if problem is not None:
+            raise ValueError(problem)
+        if timeout is not None and not valid_timeout(timeout):
+            raise ValueError(f"{task_type}: timeout must be above 0 and at most a week")
+        if max_retries is not None and not valid_max_retries(max_retries):
+            raise ValueError(f"{task_type}: max_retries must be a whole number from 0 to 1000")
         if task_type in self._specs:
             other = self._specs[task_type]
             raise ValueError(
@@ -194,6 +200,17 @@ class ProcessorRegistry:
 
     def specs(self) -> list[ProcessorSpec]:
         return [self._specs[t] for t in self.task_types]
+
+    def type_defaults(self, task_types: Iterable[str]) -> dict[str, TypeDefaults]:
+        """The submission defaults of ``task_types``, as the broker records them."""
+        return {
+            t: TypeDefaults(
+                priority=self._specs[t].priority,
+                max_retries=self._specs[t].max_retries,
+                timeout=self._specs[t].timeout,
+            )
+            for t in task_types
+        }
 
 
 class PluginLoadError(Exception):

@@ -66,6 +66,7 @@ async def assert_invariants(broker: Broker) -> None:
         k.workers: "zset",
         k.counts: "hash",
         k.types: "set",
+        k.type_defaults: "hash",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")

@@ -19,7 +19,7 @@ from broker_helpers import (
 from conftest import FakeClock, MakeBroker
 from invariants import assert_invariants
 
-from taskqueue.broker import Broker, Submission
+from taskqueue.broker import Broker, Submission, TypeDefaults
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError, QueueFullError
 from taskqueue.models import Priority, TaskState
 
@@ -69,6 +69,62 @@ async def test_enqueue_takes_unset_fields_from_the_broker_settings(
     assert task.priority is Priority.MEDIUM
     assert task.payload is None
     assert task.idempotency_key is None
+
+
+async def test_unset_fields_take_the_task_types_registered_defaults(broker: Broker) -> None:
+    await broker.set_type_defaults(
+        {
+            "mail.send": TypeDefaults(priority=Priority.HIGH, max_retries=9, timeout=4.5),
+            "report.build": TypeDefaults(timeout=600),  # the rest: the broker's
+        }
+    )
+
+    mail, report, other = await broker.enqueue_many(
+        [Submission(type="mail.send"), Submission(type="report.build"), Submission(type="x")]
+    )
+
+    mail_task, report_task, other_task = await broker.get_many([mail.id, report.id, other.id])
+    assert mail_task and report_task and other_task
+    assert (mail_task.priority, mail_task.max_retries, mail_task.timeout_ms) == (
+        Priority.HIGH,
+        9,
+        4500,
+    )
+    assert (report_task.priority, report_task.max_retries, report_task.timeout_ms) == (
+        Priority.MEDIUM,
+        broker.settings.default_max_retries,
+        600_000,
+    )
+    assert (other_task.max_retries, other_task.timeout_ms) == (
+        broker.settings.default_max_retries,
+        broker.settings.default_timeout * 1000,
+    )
+    assert await ready_list(broker, "high", "mail.send") == [mail.id]
+
+
+async def test_fields_a_submission_sets_override_the_types_defaults(broker: Broker) -> None:
+    await broker.set_type_defaults(
+        {"mail.send": TypeDefaults(priority=Priority.HIGH, max_retries=9, timeout=4.5)}
+    )
+
+    submitted = await broker.enqueue(
+        Submission(type="mail.send", priority="low", max_retries=0, timeout=1)
+    )
+
+    task = await broker.get(submitted.id)
+    assert (task.priority, task.max_retries, task.timeout_ms) == (Priority.LOW, 0, 1000)
+
+
+async def test_type_defaults_read_back_as_recorded_and_the_last_writer_wins(
+    broker: Broker,
+) -> None:
+    await broker.set_type_defaults({"a": TypeDefaults(priority=Priority.LOW), "b": TypeDefaults()})
+    await broker.set_type_defaults({"a": TypeDefaults(max_retries=2, timeout=0.25)})
+
+    assert await broker.type_defaults() == {
+        "a": TypeDefaults(max_retries=2, timeout=0.25),
+        "b": TypeDefaults(),
+    }
 
 
 async def test_enqueue_many_writes_a_batch_in_one_round_trip(broker: Broker) -> None:

@@ -14,8 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+from daemon_helpers import daemon_config, running_daemon, submit, wait_until
 
-from taskqueue.plugin import ProcessorRegistry, hookimpl
+from taskqueue.broker import Broker
+from taskqueue.models import Priority
+from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import PluginLoadError, load_plugins
 
 BUILTIN_TYPES = {"clock", "echo", "fail", "noop", "sleep"}
@@ -138,3 +141,44 @@ async def test_installed_plugin_that_fails_to_import_is_reported_and_skipped_whe
     assert done.returncode == 0, done.stderr.decode()
     assert "broken: BROKEN:" in done.stderr.decode()
     assert set(_listing(done.stdout)) >= {*BUILTIN_TYPES, "http.request", "shell.run"}
+
+
+async def _report(ctx: TaskContext) -> str:
+    return "built"
+
+
+def _register_report(registry: ProcessorRegistry) -> None:
+    registry.add("report.build", _report, timeout=900, max_retries=1, priority="low")
+
+
+REPORTS = SimpleNamespace(
+    __name__="reports", taskqueue_register_processors=hookimpl(_register_report)
+)
+
+
+async def test_a_types_registered_defaults_apply_to_submissions_that_leave_them_unset(
+    redis_url: str, broker: Broker
+) -> None:
+    plugins = load_plugins(extra=(REPORTS,))
+    async with running_daemon(daemon_config(redis_url), plugins):
+        await wait_until(
+            lambda: _has_defaults(broker, "report.build"), "the worker records its defaults"
+        )
+        bare = await broker.get(await submit(broker, "report.build"))
+        explicit = await broker.get(await submit(broker, "report.build", priority="high"))
+
+    assert (bare.priority, bare.max_retries, bare.timeout_ms) == (Priority.LOW, 1, 900_000)
+    assert explicit.priority is Priority.HIGH
+
+
+async def _has_defaults(broker: Broker, task_type: str) -> bool:
+    return task_type in await broker.type_defaults()
+
+
+def test_a_processor_registered_with_an_impossible_default_is_refused() -> None:
+    def register(registry: ProcessorRegistry) -> None:
+        registry.add("x", _report, timeout=0)
+
+    bad = SimpleNamespace(__name__="bad", taskqueue_register_processors=hookimpl(register))
+    with pytest.raises(PluginLoadError, match="timeout must be above 0"):
+        load_plugins(extra=(bad,))

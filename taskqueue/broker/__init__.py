@@ -12,6 +12,10 @@ from taskqueue.broker.broker import (
     ReportKind,
     Submission,
     Submitted,
+    TypeDefaults,
+    task_type_problem,
+    valid_max_retries,
+    valid_timeout,
     wall_clock_ms,
 )
 from taskqueue.broker.keys import Keys
@@ -29,5 +33,9 @@ __all__ = [
     "ReportKind",
     "Submission",
     "Submitted",
+    "TypeDefaults",
+    "task_type_problem",
+    "valid_max_retries",
+    "valid_timeout",
     "wall_clock_ms",
 ]

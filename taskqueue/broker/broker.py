@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from taskqueue.errors import (
 )
 from taskqueue.ids import new_task_ids
 from taskqueue.models import (
+    DEFAULT_PRIORITY,
     PRIORITY_ORDER,
     ClaimedTask,
     Priority,
@@ -48,6 +49,8 @@ from taskqueue.redis import Redis, ResponseError
 
 MAX_TYPE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_RETRIES_LIMIT = 1000
+MAX_TIMEOUT = 7 * 24 * 3600.0
 _FORBIDDEN_IN_TYPE = frozenset(" \t\r\n{}:|,@")
 _MAX_DELAY_MS = 10 * 365 * 86400 * 1000
 
@@ -102,12 +105,31 @@ class Submission:
 
     type: str
     payload: Any = None
-    priority: Priority | str = Priority.MEDIUM
+    priority: Priority | str | None = None
     max_retries: int | None = None
     timeout: float | None = None
     delay: float | None = None
     eta: datetime | float | None = None
     idempotency_key: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TypeDefaults:
+    """What a task type's submissions get when they leave a field unset (None: the broker's)."""
+
+    priority: Priority | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+    def encoded(self) -> str:
+        """The ``type-defaults`` hash value enqueue.lua reads: ``priority|max_retries|ms``."""
+        return "|".join(
+            (
+                "" if self.priority is None else self.priority.value,
+                "" if self.max_retries is None else str(self.max_retries),
+                "" if self.timeout is None else str(math.ceil(self.timeout * 1000)),
+            )
+        )
 
 
 @attrs.frozen
@@ -215,6 +237,9 @@ class Broker:
             # At least 1 ms: SET refuses PX 0 (a window the config allows, e.g. "0.5ms").
             max(1, int(self.settings.idempotency_window * 1000)),
             self.settings.max_queue_depth,
+            DEFAULT_PRIORITY.value,
+            self.settings.default_max_retries,
+            math.ceil(self.settings.default_timeout * 1000),
         ]
         ids = new_task_ids(len(submissions), now)
         for index, submission in enumerate(submissions):
@@ -240,16 +265,11 @@ class Broker:
     def _task_fields(self, s: Submission, task_id: str, now: int) -> list[str | int]:
         """The 8 enqueue.lua fields of one submission, validated."""
         task_type = s.type
-        if not isinstance(task_type, str) or not task_type:
-            raise InvalidTaskError("type must be a non-empty string", field="type")
-        if len(task_type) > MAX_TYPE_LENGTH or not _FORBIDDEN_IN_TYPE.isdisjoint(task_type):
-            raise InvalidTaskError(
-                f"invalid task type {task_type!r}: at most {MAX_TYPE_LENGTH} characters, "
-                "no spaces, braces, colons, commas, '|' or '@'",
-                field="type",
-            )
+        problem = task_type_problem(task_type)
+        if problem is not None:
+            raise InvalidTaskError(problem, field="type")
         try:
-            priority = Priority.parse(s.priority)
+            priority = "" if s.priority is None else Priority.parse(s.priority).value
         except ValueError as exc:
             raise InvalidTaskError(str(exc), field="priority") from None
         try:
@@ -262,14 +282,16 @@ class Broker:
                 f"{self.settings.max_payload_bytes}",
                 field="payload",
             )
-        max_retries = self.settings.default_max_retries if s.max_retries is None else s.max_retries
-        if not _is_int(max_retries) or not 0 <= max_retries <= 1000:
+        # Unset priority, max_retries and timeout go to Redis as '': enqueue.lua fills them
+        # from the task type's defaults (registered by its workers), else the broker's.
+        max_retries = s.max_retries
+        if max_retries is not None and not valid_max_retries(max_retries):
             raise InvalidTaskError(
                 f"max_retries must be a whole number from 0 to 1000, not {max_retries!r}",
                 field="max_retries",
             )
-        timeout = self.settings.default_timeout if s.timeout is None else s.timeout
-        if not _is_number(timeout) or not 0 < timeout <= 7 * 24 * 3600:
+        timeout = s.timeout
+        if timeout is not None and not valid_timeout(timeout):
             raise InvalidTaskError(
                 f"timeout must be a number of seconds above 0 and at most a week, not {timeout!r}",
                 field="timeout",
@@ -310,10 +332,10 @@ class Broker:
         return [
             task_id,
             task_type,
-            priority.value,
+            priority,
             payload,
-            max_retries,
-            math.ceil(timeout * 1000),
+            "" if max_retries is None else max_retries,
+            "" if timeout is None else math.ceil(timeout * 1000),
             ready_ms,
             key or "",
         ]
@@ -386,6 +408,30 @@ class Broker:
             args += (task_id, attempt)
         lost, cancel = await self.redis.run_script(self._scripts.heartbeat, self._ns, args)
         return HeartbeatReply(lost=lost, cancel_requested=cancel)
+
+    async def set_type_defaults(self, defaults: Mapping[str, TypeDefaults]) -> None:
+        """Record the defaults of task types (a worker does, for the types it can run), which
+        submissions of those types get for the fields they leave unset. The last worker to
+        start wins where two disagree."""
+        if defaults:
+            fields: list[str | int] = []
+            for task_type, d in defaults.items():
+                fields += (task_type, d.encoded())
+            await self.redis.execute("HSET", self.keys.type_defaults, *fields)
+
+    async def type_defaults(self) -> dict[str, TypeDefaults]:
+        """The recorded defaults of every task type that has any."""
+        out: dict[str, TypeDefaults] = {}
+        for task_type, value in _pairs(
+            await self.redis.execute("HGETALL", self.keys.type_defaults)
+        ).items():
+            priority, max_retries, timeout_ms = value.split("|")
+            out[task_type] = TypeDefaults(
+                priority=Priority(priority) if priority else None,
+                max_retries=int(max_retries) if max_retries else None,
+                timeout=int(timeout_ms) / 1000 if timeout_ms else None,
+            )
+        return out
 
     async def deregister(self, worker_id: str) -> bool:
         return bool(await self.redis.run_script(self._scripts.deregister, self._ns, [worker_id]))
@@ -569,11 +615,12 @@ class Broker:
 
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-        counts, succeeded, cancelled = await self.redis.pipeline(
+        counts, succeeded, cancelled, workers = await self.redis.pipeline(
             [
                 ("HGETALL", self.keys.counts),
                 ("ZCARD", self.keys.succeeded),
                 ("ZCARD", self.keys.cancelled),
+                ("ZCARD", self.keys.workers),
             ]
         )
         by_state = {state: 0 for state in TaskState}
@@ -603,6 +650,7 @@ class Broker:
             pending_by_type=pending_by_type,
             by_state_and_type=by_state_and_type,
             totals=totals,
+            workers=workers,
         )
 
     async def workers(self) -> list[WorkerInfo]:
@@ -617,6 +665,26 @@ class Broker:
 def _pairs(flat: list[str]) -> dict[str, str]:
     it = iter(flat)
     return dict(zip(it, it, strict=True))
+
+
+def task_type_problem(task_type: object) -> str | None:
+    """What is wrong with ``task_type`` as a task type name, or None if nothing is."""
+    if not isinstance(task_type, str) or not task_type:
+        return "type must be a non-empty string"
+    if len(task_type) > MAX_TYPE_LENGTH or not _FORBIDDEN_IN_TYPE.isdisjoint(task_type):
+        return (
+            f"invalid task type {task_type!r}: at most {MAX_TYPE_LENGTH} characters, "
+            "no spaces, braces, colons, commas, '|' or '@'"
+        )
+    return None
+
+
+def valid_max_retries(value: object) -> bool:
+    return _is_int(value) and 0 <= value <= MAX_RETRIES_LIMIT  # type: ignore[operator]
+
+
+def valid_timeout(value: object) -> bool:
+    return _is_number(value) and 0 < value <= MAX_TIMEOUT  # type: ignore[operator]
 
 
 def _is_int(value: object) -> bool:

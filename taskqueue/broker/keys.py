@@ -25,6 +25,7 @@ LAYOUT: dict[str, str] = {
     "cancelled": "cancelled",  # zset: id -> cancel time (trimmed after the result TTL)
     "counts": "counts",  # hash: "state|priority|type" -> count, "total|outcome" -> count
     "types": "types",  # set: every task type ever submitted
+    "type_defaults": "type-defaults",  # hash: type -> "priority|max_retries|timeout_ms"
     "workers": "workers",  # zset: worker id -> last heartbeat
     "worker": "w:{id}",  # hash: a worker's registration
     "idempotency": "idem:{key}",  # string: task id, expires after the idempotency window
@@ -69,6 +70,7 @@ class Keys:
         self.cancelled = p + LAYOUT["cancelled"]
         self.counts = p + LAYOUT["counts"]
         self.types = p + LAYOUT["types"]
+        self.type_defaults = p + LAYOUT["type_defaults"]
         self.workers = p + LAYOUT["workers"]
         self.wake_channel = p + LAYOUT["wake_channel"]
         self.cancel_channel = p + LAYOUT["cancel_channel"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import trio
 
-from taskqueue.broker import Broker, wall_clock_ms
+from taskqueue.broker import Broker, TypeDefaults, wall_clock_ms
 from taskqueue.daemon.consumer import Consumer
 from taskqueue.daemon.health import Health, RedisGuard
 from taskqueue.models import WorkerInfo
@@ -37,6 +37,7 @@ class Heartbeat:
         health: Health,
         interval: float,
         task_types: dict[str, str],
+        type_defaults: dict[str, TypeDefaults] | None = None,
         on_beat: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
@@ -44,6 +45,7 @@ class Heartbeat:
         self.health = health
         self.interval = interval
         self.task_types = task_types
+        self.type_defaults = type_defaults or {}
         self.on_beat = on_beat
         self.started_ms = wall_clock_ms()
         self.beats = 0
@@ -80,6 +82,9 @@ class Heartbeat:
         started = False
         while True:
             async with guard:
+                if not started:
+                    # Submissions of our types that leave a field unset get these.
+                    await self.broker.set_type_defaults(self.type_defaults)
                 await self.beat()
                 guard.succeeded()
                 if not started:

@@ -199,6 +199,7 @@ def _add_worker_services(daemon: Daemon) -> None:
         health=health,
         interval=config.worker.heartbeat_interval,
         task_types={t: f"{registry[t].plugin} {registry[t].version}".strip() for t in types},
+        type_defaults=registry.type_defaults(types),
     )
     daemon.scheduler = Scheduler(broker, health=health)
     daemon.reaper = Reaper(

@@ -42,7 +42,7 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
             raise InvalidTaskError(
                 f"payload_json is not valid JSON: {exc}", field="payload_json"
             ) from None
-    priority: Priority | str = Priority.MEDIUM
+    priority: Priority | str | None = None  # unset: the task type's default
     if request.priority != pb.Priority.UNSPECIFIED:
         if request.priority.name is None:  # a number this server's proto does not know
             raise InvalidTaskError(f"unknown priority {int(request.priority)}", field="priority")

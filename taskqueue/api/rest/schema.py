@@ -75,7 +75,8 @@ IDEMPOTENCY_KEY: Final[Schema] = {
 
 SUBMISSION: Final[Schema] = {
     "type": "object",
-    "description": "A task to submit. Unset fields take the configured defaults.",
+    "description": "A task to submit. An unset priority, max_retries or timeout takes the "
+    "task type's default (registered by its processor's plugin), else the server's.",
     "additionalProperties": False,
     "required": ["type"],
     "properties": {
@@ -85,7 +86,7 @@ SUBMISSION: Final[Schema] = {
             "description": "The processor's input: any JSON value (integers within 64 bits), "
             "at most `task.max_payload_bytes` once encoded, else 413.",
         },
-        "priority": {**PRIORITY, "default": Priority.MEDIUM.value},
+        "priority": PRIORITY,
         "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000},
         "timeout": {
             "type": "number",

@@ -125,7 +125,7 @@ def submission(body: dict[str, Any]) -> Submission:
     return Submission(
         type=body["type"],
         payload=body.get("payload"),
-        priority=body.get("priority", "medium"),
+        priority=body.get("priority"),  # unset: the task type's default
         max_retries=body.get("max_retries"),
         timeout=body.get("timeout"),
         delay=body.get("delay"),
