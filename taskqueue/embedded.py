@@ -12,15 +12,18 @@ The binary comes from, in order: the ``TASKQUEUE_REDIS_SERVER`` environment vari
 The server always binds to 127.0.0.1 with protected mode on, runs in the foreground as our child
 (in its own session, so a Ctrl-C at the terminal reaches the daemon, which drains its tasks, and not
 Redis underneath it), logs to a file (whose tail is shown if it fails to start), and is stopped when
-the Python process exits.  Readiness is checked by speaking RESP over a plain socket, and the server
-that answers is checked to be our child (``INFO server``'s ``process_id``), so a race for a free
-port can never make us talk to somebody else's Redis.
+the Python process exits; on Linux also when it is killed (``SIGKILL`` runs no ``atexit``: the
+kernel then sends the server SIGTERM, which it answers by saving and exiting). Readiness is
+checked by speaking RESP over a plain socket, and the server that answers is checked to be our
+child (``INFO server``'s ``process_id``), so a race for a free port can never make us talk to
+somebody else's Redis.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -28,6 +31,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -367,6 +371,7 @@ class EmbeddedRedis:
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
             except OSError as exc:
                 raise RuntimeError(
@@ -408,6 +413,24 @@ class EmbeddedRedis:
 
 class _PortTaken(Exception):
     pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask Linux to send SIGTERM when our parent dies.
+
+    The kernel ties this to the thread that forked, so servers are started from the main
+    thread (as ``taskqueue run`` and the test suite do). If the parent died before the call,
+    the child would be orphaned already: it exits instead of becoming a stray server.
+    """
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not fatal: atexit still stops the server on a normal exit
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _looks_like_port_taken(log_tail: str) -> bool:

@@ -291,6 +291,36 @@ def test_server_is_stopped_when_python_exits(tmp_path: Path) -> None:
         pytest.fail("redis-server outlived its Python process")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux only")
+def test_server_is_stopped_when_its_python_process_is_killed(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import time
+        from taskqueue.embedded import EmbeddedRedis
+        server = EmbeddedRedis(persistent=False)
+        server.start()
+        print(server.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    root = Path(embedded.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    assert not _process_gone(pid)
+    parent.kill()  # SIGKILL: no atexit, no finally
+    parent.wait(10)
+    deadline = time.monotonic() + 5
+    while not _process_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _process_gone(pid):
+        os.kill(pid, 9)
+        pytest.fail("redis-server outlived its SIGKILLed Python process")
+
+
 def test_live_registry_tracks_running_servers(tmp_path: Path) -> None:
     server = EmbeddedRedis(data_dir=tmp_path, persistent=False)
     with server:
