@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +12,12 @@ import attrs
 import trio
 
 from taskqueue.redis.connection import Command, Connection
-from taskqueue.redis.errors import AuthenticationError, NoScriptError, RedisConnectionError
+from taskqueue.redis.errors import (
+    AuthenticationError,
+    NoScriptError,
+    RedisConnectionError,
+    RedisError,
+)
 from taskqueue.redis.url import RedisAddress
 
 
@@ -37,6 +42,11 @@ class Redis:
     caller; long outages are the caller's to ride out (the daemon's loops back off and retry).
     When one connection turns out broken, the idle ones are dropped too: after a server restart
     they are all dead, and finding that out one command at a time would fail one command each.
+
+    Two optional hooks let the daemon count trouble without this package knowing about
+    metrics: ``on_error`` sees every :class:`RedisError` a command (or a subscription) raises
+    to its caller, and ``on_reconnect`` is called when a connection is made after one was lost
+    to a connection error. Both run in the caller's task and must be quick.
     """
 
     def __init__(
@@ -46,13 +56,19 @@ class Redis:
         pool_size: int = 16,
         connect_timeout: float = 5.0,
         connect_attempts: int = 3,
+        on_error: Callable[[RedisError], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self.connect_attempts = connect_attempts
+        self.on_error = on_error
+        self.on_reconnect = on_reconnect
         self._limiter = trio.CapacityLimiter(pool_size)
         self._idle: list[Connection] = []
         self._closed = False
+        # A connection was lost since the last one was made: the next one is a reconnect.
+        self._lost = False
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Redis:
@@ -63,15 +79,28 @@ class Redis:
         delay = 0.05
         for attempt in range(1, self.connect_attempts + 1):
             try:
-                return await Connection.open(self.address, connect_timeout=self.connect_timeout)
+                conn = await Connection.open(self.address, connect_timeout=self.connect_timeout)
             except AuthenticationError:
                 raise  # a wrong password stays wrong: no point in retrying
             except RedisConnectionError:
                 if attempt == self.connect_attempts:
                     raise
+            else:
+                if self._lost:
+                    self._lost = False
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()
+                return conn
             await trio.sleep(random.uniform(0, delay))
             delay *= 4
         raise AssertionError("unreachable")
+
+    def _failed(self, error: RedisError) -> None:
+        """A command raised ``error`` to its caller: remember a lost connection, tell the hook."""
+        if isinstance(error, RedisConnectionError):
+            self._lost = True
+        if self.on_error is not None:
+            self.on_error(error)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -108,33 +137,48 @@ class Redis:
         finally:
             self._limiter.release()
 
+    # The ``except RedisError`` around each command costs nothing until an error happens.
+
     async def execute(self, *args: str | bytes | int | float) -> Any:
-        conn = await self._borrow()
         try:
-            return await conn.execute(*args)
-        finally:
-            await self._give_back(conn)
+            conn = await self._borrow()
+            try:
+                return await conn.execute(*args)
+            finally:
+                await self._give_back(conn)
+        except RedisError as exc:
+            self._failed(exc)
+            raise
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        """Run ``commands`` in one round trip; error replies come back in place, unraised."""
-        conn = await self._borrow()
+        """Run ``commands`` in one round trip; error replies come back in place, unraised
+        (and uncounted by ``on_error``: the caller decides whether they are errors)."""
         try:
-            return await conn.execute_many(commands)
-        finally:
-            await self._give_back(conn)
+            conn = await self._borrow()
+            try:
+                return await conn.execute_many(commands)
+            finally:
+                await self._give_back(conn)
+        except RedisError as exc:
+            self._failed(exc)
+            raise
 
     async def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int | float]
     ) -> Any:
         """Run ``script`` by its SHA; if the server does not know it, send the source once."""
-        conn = await self._borrow()
         try:
+            conn = await self._borrow()
             try:
-                return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return await conn.execute("EVAL", script.source, len(keys), *keys, *args)
-        finally:
-            await self._give_back(conn)
+                try:
+                    return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    return await conn.execute("EVAL", script.source, len(keys), *keys, *args)
+            finally:
+                await self._give_back(conn)
+        except RedisError as exc:
+            self._failed(exc)
+            raise
 
     async def ping(self) -> bool:
         return bool(await self.execute("PING") == "PONG")
@@ -142,13 +186,17 @@ class Redis:
     @asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
         """A pub/sub subscription on a connection of its own, closed on exit."""
-        conn = await self.connect()
         try:
-            subscription = Subscription(conn)
-            await subscription.subscribe(*channels)
-            yield subscription
-        finally:
-            await conn.aclose()
+            conn = await self.connect()
+            try:
+                subscription = Subscription(conn)
+                await subscription.subscribe(*channels)
+                yield subscription
+            finally:
+                await conn.aclose()
+        except RedisError as exc:
+            self._failed(exc)
+            raise
 
     async def aclose(self) -> None:
         self._closed = True
