@@ -89,13 +89,13 @@ async def test_worker_process_notifies_ready_watchdog_status_and_stopping(
     )
     async with WorkerProcess(tmp_path, env) as worker:
         ready = await notify_socket.receive_until(lambda n: "READY" in n, "READY=1", within=STARTUP)
-        assert ready == {"READY": "1", "STATUS": "processing 0/4, 0 done, 0 failed, redis ok"}
+        assert ready == {"READY": "1", "STATUS": "processing 0/4, 0 done, 0 failed/min, redis ok"}
 
         await submit(broker, "echo", "hello")
         status = await notify_socket.receive_until(
             lambda n: "1 done" in n.get("STATUS", ""), "a STATUS counting the task"
         )
-        assert status == {"STATUS": "processing 0/4, 1 done, 0 failed, redis ok"}
+        assert status == {"STATUS": "processing 0/4, 1 done, 0 failed/min, redis ok"}
         pings = [n for n in notify_socket.received if n == {"WATCHDOG": "1"}]
         assert len(pings) >= 2, notify_socket.received
 

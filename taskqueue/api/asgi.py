@@ -6,28 +6,55 @@ app that ignored it would crash hypercorn's trio worker at startup), goes to the
 
 The gRPC package is imported lazily: a build without it still serves REST, and answers gRPC
 calls with status UNIMPLEMENTED (or, over HTTP/1.1, which cannot carry gRPC's trailers, 415).
+
+Every HTTP request, REST or gRPC, passes here once, so this is where both get the same
+observability:
+
+* a request id: the client's ``X-Request-ID`` when it sends a sane one, else a new one; it is
+  bound to the log context for everything the request logs and sent back as ``x-request-id``
+  (for gRPC, in the response metadata);
+* ``taskqueue_api_requests_total`` and ``taskqueue_api_request_duration_seconds`` by protocol
+  and route (the REST operation's path template, or the gRPC method; ``unmatched`` for
+  anything else, so made-up paths cannot add series), with the HTTP status, or for gRPC the
+  ``grpc-status`` read from the trailers (or from the headers of a trailers-only response);
+* one access log line (logger ``taskqueue.access``) when the response has ended: method, path,
+  status, duration, client address. Never a body: payloads stay out of the logs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
+
+import trio
 
 from taskqueue import _json
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.errors import ApiError
 from taskqueue.api.events import EventHub
 from taskqueue.api.rest import create_rest_app
+from taskqueue.api.rest.app import REQUEST_INFO_KEY
 from taskqueue.api.rest.problems import PROBLEM_JSON, problem_body
+from taskqueue.logs import bind_log_context
+from taskqueue.metrics import Metrics, grpc_status_name
 
 if TYPE_CHECKING:
     from taskqueue.daemon.runtime import Daemon
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("taskqueue.access")
 
 GRPC_CONTENT_TYPE: Final = b"application/grpc"
 GRPC_PACKAGE: Final = "taskqueue.api.grpc"
+
+REQUEST_ID_HEADER: Final = b"x-request-id"
+#: A client's request id is kept if it is this tame: it goes into log lines and headers as is.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:/+=@-]{1,128}")
+UNMATCHED: Final = "unmatched"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,21 +64,132 @@ Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[..., Awaitable[None]]
 
 
-class ApiDispatcher:
-    """Routes each request of the API port to the gRPC or the REST app."""
+class RequestInfo:
+    """What the dispatcher learns about one request while it is served."""
 
-    def __init__(self, rest: AsgiApp, grpc: AsgiApp | None) -> None:
+    __slots__ = ("grpc_status", "route", "status")
+
+    def __init__(self) -> None:
+        #: Set by the REST app to the operation's path template once it matched one.
+        self.route: str | None = None
+        self.status: int | None = None
+        self.grpc_status: int | None = None
+
+
+class ApiDispatcher:
+    """Routes each request of the API port to the gRPC or the REST app, and observes it."""
+
+    def __init__(self, rest: AsgiApp, grpc: AsgiApp | None, metrics: Metrics | None = None) -> None:
         self.rest = rest
         self.grpc = grpc
+        self.metrics = metrics
+        routes: Iterable[str] = getattr(grpc, "routes", ())
+        self._grpc_routes = frozenset(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and is_grpc(scope):
-            if self.grpc is None:
-                await grpc_unimplemented(scope, send)
-            else:
-                await self.grpc(scope, receive, send)
+        if scope["type"] != "http":
+            await self.rest(scope, receive, send)  # lifespan
+            return
+        grpc = False
+        request_id = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                grpc = bool(value[: len(GRPC_CONTENT_TYPE)].lower() == GRPC_CONTENT_TYPE)
+            elif name == REQUEST_ID_HEADER:
+                request_id = value
+        if not _SANE_REQUEST_ID.fullmatch(request_id):
+            request_id = secrets.token_hex(8).encode()
+        info = RequestInfo()
+        scope[REQUEST_INFO_KEY] = info
+
+        async def observed_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                info.status = message["status"]
+                headers = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
+                if grpc:
+                    info.grpc_status = _grpc_status(headers, info.grpc_status)
+                message = {**message, "headers": headers}
+            elif kind == "http.response.trailers" and grpc:
+                info.grpc_status = _grpc_status(message.get("headers", ()), info.grpc_status)
+            await send(message)
+
+        start = time.perf_counter()
+        failed = True
+        try:
+            with bind_log_context(request_id=request_id.decode("ascii")):
+                if not grpc:
+                    await self.rest(scope, receive, observed_send)
+                elif self.grpc is None:
+                    await grpc_unimplemented(scope, observed_send)
+                else:
+                    await self.grpc(scope, receive, observed_send)
+            failed = False
+        finally:
+            self._observe(scope, info, grpc, request_id, time.perf_counter() - start, failed)
+
+    def _observe(
+        self,
+        scope: Scope,
+        info: RequestInfo,
+        grpc: bool,
+        request_id: bytes,
+        seconds: float,
+        failed: bool,
+    ) -> None:
+        """Count the request and write its access log line."""
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "")
+        if info.status is None:
+            # No response started: the client went away (or the server is stopping), or the
+            # app crashed and hypercorn answers 500 itself.
+            status = "500" if failed and not _cancelled() else "499"
+        elif grpc and info.grpc_status is not None:
+            status = grpc_status_name(info.grpc_status)
         else:
-            await self.rest(scope, receive, send)
+            status = str(info.status)
+        if grpc:
+            api, route = "grpc", path if path in self._grpc_routes else UNMATCHED
+        else:
+            api, route = "rest", info.route or UNMATCHED
+        if self.metrics is not None:
+            self.metrics.api_request(api, route, method, status, seconds)
+        client = scope.get("client")
+        access_log.info(
+            "%s %s %s %.1fms",
+            "gRPC" if grpc else method,
+            path,
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": request_id.decode("ascii"),
+                "api": api,
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": client[0] if client else None,
+            },
+        )
+
+
+def _grpc_status(headers: Iterable[tuple[bytes, bytes]], current: int | None) -> int | None:
+    for name, value in headers:
+        if name == b"grpc-status":
+            try:
+                return int(value)
+            except ValueError:
+                return current
+    return current
+
+
+def _cancelled() -> bool:
+    """Whether the current task is being cancelled (the request was abandoned)."""
+    try:
+        return trio.current_effective_deadline() == -float("inf")
+    except RuntimeError:
+        return False
 
 
 def is_grpc(scope: Scope) -> bool:
@@ -64,7 +202,7 @@ def is_grpc(scope: Scope) -> bool:
 def create_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> ApiDispatcher:
     """The ASGI app of the API port: REST, and gRPC when its package is present."""
     rest = create_rest_app(daemon, authenticator, events)
-    return ApiDispatcher(rest, load_grpc_app(daemon, authenticator, events))
+    return ApiDispatcher(rest, load_grpc_app(daemon, authenticator, events), daemon.metrics)
 
 
 def load_grpc_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> AsgiApp | None:

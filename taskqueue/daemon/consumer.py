@@ -14,6 +14,11 @@ Lifecycle of one claimed task inside this process, and who may end it early:
 - shutdown (:meth:`Consumer.stop` then the drain deadline): tasks not started yet, and those
   still running at the deadline, are ``released``: back to the front of their queue, the
   attempt not spent.
+
+Metrics: each claimed task carries the :class:`~taskqueue.metrics.TaskCounts` of its type and
+priority; the slot observes its wait and run time, and the report loop counts the outcome from
+the state ``finish.lua`` answered (retried, dead-lettered, cancelled …), so the counters agree
+with Redis. That is a few integer increments per task, nothing that locks or looks up labels.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from taskqueue import _json
 from taskqueue.broker import Broker, Report
 from taskqueue.daemon.health import Health, RedisGuard
 from taskqueue.logs import reset_log_context, set_log_context
+from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState
 from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
 
@@ -53,10 +59,11 @@ _INTERRUPTED = "interrupted"
 class _Running:
     """A claimed task from its claim until its outcome is queued for reporting."""
 
-    __slots__ = ("scope", "started", "stop_reason", "task")
+    __slots__ = ("counts", "scope", "started", "stop_reason", "task")
 
-    def __init__(self, task: ClaimedTask) -> None:
+    def __init__(self, task: ClaimedTask, counts: TaskCounts) -> None:
         self.task = task
+        self.counts = counts
         self.scope: trio.CancelScope | None = None
         self.started = False
         self.stop_reason: str | None = None
@@ -81,6 +88,7 @@ class Consumer:
         prefetch: int = 50,
         drain_timeout: float = 30.0,
         hooks: pluggy.HookRelay | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -102,11 +110,14 @@ class Consumer:
             if hooks.taskqueue_task_finished.get_hookimpls():
                 self._hook_finished = hooks.taskqueue_task_finished
 
+        self.metrics = metrics if metrics is not None else Metrics(process_metrics=False)
         self.running: dict[str, _Running] = {}
         self.processed = 0
         self.failed = 0
         self._send, self._receive = trio.open_memory_channel[ClaimedTask](math.inf)
         self._reports: list[Report] = []
+        # Beside each queued report: the counters of its task and how the attempt ended.
+        self._report_counts: list[tuple[TaskCounts, OutcomeKind]] = []
         self._reports_ready = trio.Event()
         self._wake = trio.Event()
         self._capacity_freed = trio.Event()
@@ -200,8 +211,10 @@ class Consumer:
             claimed: list[ClaimedTask] = []
             async with guard:
                 claimed = await self.broker.claim(self.worker_id, self.task_types, free)
+            task_counts = self.metrics.task_counts
             for task in claimed:
-                self.running[task.id] = running = _Running(task)
+                counts = task_counts(task.type, task.priority)
+                self.running[task.id] = running = _Running(task, counts)
                 if self.stopping:
                     # Claimed while the stop came: give it back untouched.
                     self._stop(running, _INTERRUPTED)
@@ -242,8 +255,10 @@ class Consumer:
         task = running.task
         if self.running.get(task.id) is running:  # not a newer claim of the same task
             del self.running[task.id]
+        if running.started:
+            running.counts.duration.observe(outcome.duration_s)
         if running.stop_reason != _LOST:
-            self._queue_report(task, outcome)
+            self._queue_report(running, outcome)
         if self._hook_finished is not None:
             _call_observer(
                 self._hook_finished, task=task, outcome=outcome, worker_id=self.worker_id
@@ -264,6 +279,8 @@ class Consumer:
         spec = self.registry[task.type]
         timeout = task.timeout_ms / 1000
         running.started = True
+        wait = time.time() - task.ready_ms * 0.001
+        running.counts.wait.observe(wait if wait > 0.0 else 0.0)  # 0 if the clocks disagree
         running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         if self._hook_started is not None:
             _call_observer(self._hook_started, task=task, worker_id=self.worker_id)
@@ -345,7 +362,8 @@ class Consumer:
 
     # -- reporting -------------------------------------------------------------------------
 
-    def _queue_report(self, task: ClaimedTask, outcome: Outcome) -> None:
+    def _queue_report(self, running: _Running, outcome: Outcome) -> None:
+        task = running.task
         kind = outcome.kind
         if kind is OutcomeKind.SUCCEEDED:
             self.processed += 1
@@ -371,6 +389,7 @@ class Consumer:
                 traceback=outcome.traceback or "",
             )
         self._reports.append(report)
+        self._report_counts.append((running.counts, kind))
         self._reports_ready.set()
 
     async def _report_loop(self) -> None:
@@ -386,21 +405,41 @@ class Consumer:
             self._reports_ready = trio.Event()
             while self._reports:
                 batch, self._reports = self._reports, []
+                counted, self._report_counts = self._report_counts, []
                 states: list[TaskState | None] = []
                 async with guard:
                     states = await self.broker.report(batch)
                 if not states:
                     self._reports[:0] = batch
+                    self._report_counts[:0] = counted
                     continue
-                for report, state in zip(batch, states, strict=True):
-                    if state is TaskState.DEAD:
-                        log.error(
-                            "task %s dead-lettered after attempt %d: %s",
-                            report.task_id,
-                            report.attempt,
-                            report.error,
-                            extra={"task_id": report.task_id, "attempt": report.attempt},
-                        )
+                for report, state, (counts, kind) in zip(batch, states, counted, strict=True):
+                    if state is TaskState.SUCCEEDED:
+                        counts.processed += 1
+                    elif state is TaskState.CANCELLED:
+                        counts.cancelled += 1
+                    elif state is None or kind is OutcomeKind.INTERRUPTED:
+                        pass  # stale (another worker has it now), or released unspent
+                    else:  # a failed attempt: retried (scheduled or pending) or dead
+                        counts.failed += 1
+                        if kind is OutcomeKind.TIMED_OUT:
+                            counts.timed_out += 1
+                        if state is TaskState.DEAD:
+                            counts.dead += 1
+                            log.error(
+                                "task %s dead-lettered after attempt %d: %s",
+                                report.task_id,
+                                report.attempt,
+                                report.error,
+                                extra={
+                                    "task_id": report.task_id,
+                                    "task_type": counts.type,
+                                    "attempt": report.attempt,
+                                    "worker_id": self.worker_id,
+                                },
+                            )
+                        else:
+                            counts.retried += 1
             if self._done_reporting:
                 self._reports_flushed.set()
                 return

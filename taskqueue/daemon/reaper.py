@@ -13,20 +13,31 @@ import trio
 
 from taskqueue.broker import Broker
 from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
-    def __init__(self, broker: Broker, *, health: Health, interval: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        health: Health,
+        interval: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.broker = broker
         self.health = health
         self.interval = interval
+        self.metrics = metrics
         self.reaped = 0
         self.workers_removed = 0
 
     async def reap_once(self) -> None:
         result = await self.broker.reap()
+        if self.metrics is not None:
+            self.metrics.reaped(result.reaped, len(result.workers_removed))
         if result.reaped:
             self.reaped += result.reaped
             log.warning("returned %d task(s) whose lease expired", result.reaped)

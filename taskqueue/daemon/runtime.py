@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 import signal
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -28,10 +29,12 @@ from taskqueue.config import Config
 from taskqueue.daemon.consumer import Consumer
 from taskqueue.daemon.health import Health
 from taskqueue.daemon.heartbeat import Heartbeat, new_worker_id
+from taskqueue.daemon.metrics_server import serve_metrics
 from taskqueue.daemon.notifications import Notifications
 from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.scheduler import Scheduler
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
+from taskqueue.metrics import MeteredBroker, Metrics
 from taskqueue.processors import LoadedPlugins
 from taskqueue.redis import Redis, RedisAddress
 
@@ -59,6 +62,10 @@ class Daemon:
     heartbeat: Heartbeat | None = None
     scheduler: Scheduler | None = None
     reaper: Reaper | None = None
+    #: The process's metrics (its own registry), served at ``metrics.path``.
+    metrics: Metrics = attrs.field(factory=Metrics)
+    #: Where the metrics port listens, when ``metrics.port`` is set (e.g. with port 0).
+    metrics_urls: list[str] = attrs.field(factory=list)
 
 
 #: The API service: serves until the daemon's ``shutdown`` event, then returns. Reports
@@ -66,7 +73,8 @@ class Daemon:
 ApiService = Callable[..., Awaitable[None]]
 
 
-def open_redis(config: Config) -> Redis:
+def open_redis(config: Config, metrics: Metrics | None = None) -> Redis:
+    """The daemon's Redis client; with ``metrics``, its errors and reconnects are counted."""
     if config.redis.url is None:
         raise ValueError("redis.url is not set")
     address = RedisAddress.from_url(
@@ -76,7 +84,11 @@ def open_redis(config: Config) -> Redis:
         password=config.redis.password,
     )
     return Redis(
-        address, pool_size=config.redis.pool_size, connect_timeout=config.redis.connect_timeout
+        address,
+        pool_size=config.redis.pool_size,
+        connect_timeout=config.redis.connect_timeout,
+        on_error=metrics.redis_error if metrics is not None else None,
+        on_reconnect=metrics.redis_reconnected if metrics is not None else None,
     )
 
 
@@ -105,8 +117,9 @@ async def run_daemon(
 ) -> None:
     """Run the daemon until a signal (or ``Daemon.shutdown``) stops it."""
     notifier = notifier or SystemdNotifier()
-    redis = open_redis(config)
-    broker = Broker(redis, BrokerSettings.from_config(config))
+    metrics = Metrics()
+    redis = open_redis(config, metrics)
+    broker = MeteredBroker(redis, BrokerSettings.from_config(config), metrics=metrics)
     health = Health()
     shutdown = trio.Event()
     daemon = Daemon(
@@ -117,6 +130,7 @@ async def run_daemon(
         plugins=plugins,
         notifications=Notifications(broker, health),
         shutdown=shutdown,
+        metrics=metrics,
     )
     if mode is not Mode.SERVER:
         _add_worker_services(daemon)
@@ -144,13 +158,21 @@ async def run_daemon(
                     health.expected.add("api")
                     await nursery.start(api, daemon)
                     health.started.add("api")
+                if config.metrics.enabled and config.metrics.port is not None:
+                    daemon.metrics_urls = await nursery.start(serve_metrics, daemon)
+                    log.info(
+                        "metrics at %s",
+                        ", ".join(url + config.metrics.path for url in daemon.metrics_urls),
+                    )
             if start_up.cancelled_caught:
                 log.info("taskqueue %s stopped before its start-up completed", mode.value)
                 nursery.cancel_scope.cancel()
                 return
             task_status.started(daemon)
-            await notifier.ready(_status_line(daemon))
-            nursery.start_soon(_report_status, daemon, notifier)
+            status = StatusLine(daemon)
+            first_line = status.text(trio.current_time())
+            await notifier.ready(first_line)
+            nursery.start_soon(_report_status, status, notifier, first_line)
             log.info(
                 "taskqueue %s started: %s",
                 mode.value,
@@ -191,8 +213,10 @@ def _add_worker_services(daemon: Daemon) -> None:
         prefetch=config.worker.prefetch,
         drain_timeout=config.worker.drain_timeout,
         hooks=daemon.plugins.manager.hook,
+        metrics=daemon.metrics,
     )
     daemon.consumer = consumer
+    daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency)
     daemon.heartbeat = Heartbeat(
         broker,
         consumer,
@@ -200,12 +224,14 @@ def _add_worker_services(daemon: Daemon) -> None:
         interval=config.worker.heartbeat_interval,
         task_types={t: f"{registry[t].plugin} {registry[t].version}".strip() for t in types},
         type_defaults=registry.type_defaults(types),
+        on_beat=daemon.metrics.heartbeat_sent,
     )
     daemon.scheduler = Scheduler(broker, health=health)
     daemon.reaper = Reaper(
         broker,
         health=health,
         interval=min(config.worker.cleanup_interval, config.worker.heartbeat_interval),
+        metrics=daemon.metrics,
     )
     daemon.notifications.on_wake.append(consumer.wake)
     daemon.notifications.on_cancel.append(consumer.request_cancel)
@@ -239,19 +265,66 @@ async def _watch_signals(daemon: Daemon, notifier: SystemdNotifier) -> None:
                 daemon.consumer.end_drain()
 
 
-def _status_line(daemon: Daemon) -> str:
-    """What ``systemctl status`` shows, e.g. ``processing 37/50, 1200 done, 3 failed, redis ok``."""
-    redis = "redis ok" if daemon.health.redis_ok else "redis UNREACHABLE"
-    c = daemon.consumer
-    if c is None:
-        return f"serving API, {redis}"
-    state = "draining" if daemon.shutdown.is_set() else "processing"
-    return f"{state} {c.in_flight}/{c.concurrency}, {c.processed} done, {c.failed} failed, {redis}"
+#: How often the STATUS line is looked at; it is sent to systemd only when it changed.
+STATUS_INTERVAL = 1.0
 
 
-async def _report_status(daemon: Daemon, notifier: SystemdNotifier) -> None:
+class StatusLine:
+    """What ``systemctl status`` shows: ``processing 37/50, 120k done, 3 failed/min, redis ok``.
+
+    "failed/min" counts the failed attempts (raised or timed out) of the last minute, from
+    samples of the consumer's running total taken each time the line is built.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def failed_per_minute(self, now: float, failed: int) -> int:
+        samples = self._samples
+        samples.append((now, failed))
+        # Keep the newest sample at least a window old as the baseline; drop what is older.
+        while len(samples) > 1 and samples[1][0] <= now - self.WINDOW:
+            samples.popleft()
+        return failed - samples[0][1]
+
+    def text(self, now: float) -> str:
+        d = self.daemon
+        redis = "redis ok" if d.health.redis_ok else "redis UNREACHABLE"
+        c = d.consumer
+        if c is None:
+            return f"serving API, {redis}"
+        state = "draining" if d.shutdown.is_set() else "processing"
+        rate = self.failed_per_minute(now, c.failed)
+        return (
+            f"{state} {c.in_flight}/{c.concurrency}, {short_count(c.processed)} done, "
+            f"{rate} failed/min, {redis}"
+        )
+
+
+def short_count(n: int) -> str:
+    """``n`` in at most four characters, rounded down: 999, 1.2k, 120k, 3.4M, 56M."""
+    if n < 1000:
+        return str(n)
+    if n < 10_000:
+        return f"{n // 100 / 10:.1f}k"
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    if n < 10_000_000:
+        return f"{n // 100_000 / 10:.1f}M"
+    return f"{n // 1_000_000}M"
+
+
+async def _report_status(status: StatusLine, notifier: SystemdNotifier, sent: str) -> None:
+    """Keep the STATUS line current: look every second, send what changed."""
     if not notifier.enabled:
         return
+    interval = min(STATUS_INTERVAL, status.daemon.config.worker.heartbeat_interval)
     while True:
-        await notifier.status(_status_line(daemon))
-        await trio.sleep(daemon.config.worker.heartbeat_interval)
+        await trio.sleep(interval)
+        line = status.text(trio.current_time())
+        if line != sent:
+            await notifier.status(line)
+            sent = line

@@ -47,6 +47,10 @@ RESPONSE_TIMEOUT = 60.0
 
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
 
+#: The ASGI scope key under which the API dispatcher (:mod:`taskqueue.api.asgi`) leaves an
+#: object whose ``route`` the view sets to the operation's path template.
+REQUEST_INFO_KEY = "taskqueue.request"
+
 
 def create_rest_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> QuartTrio:
     """The REST API of ``daemon`` (``events`` must be running for ``/api/v1/events``)."""
@@ -89,6 +93,10 @@ def _view(api: Api, route: Route) -> Any:
     op = route.operation
 
     async def view(**path: str) -> TrioResponse:
+        # Tell the API dispatcher which operation this is, for its metrics' route label.
+        info: Any = request.scope.get(REQUEST_INFO_KEY)
+        if info is not None:
+            info.route = op.path
         refused = _authorize(api, op)
         if refused is not None:
             return refused

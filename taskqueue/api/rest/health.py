@@ -1,18 +1,19 @@
 """``/healthz``, ``/readyz`` and the Prometheus ``/metrics``: for orchestrators and scrapers.
 
 Open to anyone by default (a probe rarely carries a token); ``server.open_health_endpoints =
-false`` puts them behind a read token.
+false`` puts them behind a read token. ``/metrics`` renders the daemon's own registry
+(:class:`taskqueue.metrics.Metrics`), reading the queue depths from Redis first.
 """
 
 from __future__ import annotations
 
-import prometheus_client
 import trio
 from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.routing import Access, Call, Operation, Reply, RouteTable, json_response
 from taskqueue.api.rest.schema import ref
 from taskqueue.config import Config
+from taskqueue.metrics import CONTENT_TYPE
 from taskqueue.redis import RedisError
 
 #: Seconds /readyz waits for Redis to answer.
@@ -93,7 +94,6 @@ async def readyz(call: Call) -> TrioResponse:
 
 
 async def metrics(call: Call) -> TrioResponse:
-    return TrioResponse(
-        prometheus_client.generate_latest(),
-        content_type=prometheus_client.CONTENT_TYPE_LATEST,
-    )
+    daemon = call.api.daemon
+    await daemon.metrics.refresh(daemon.broker)
+    return TrioResponse(daemon.metrics.render(), content_type=CONTENT_TYPE)

@@ -1,0 +1,554 @@
+"""Prometheus metrics of one daemon process, named by Prometheus conventions.
+
+Counters of task outcomes are kept by the process that saw them: the worker that ran the
+attempt (from what ``finish.lua`` answered for it: retried, dead-lettered, cancelled …), the API
+process that accepted a submission or cancelled a waiting task. Prometheus sums them across
+processes. Queue depths and live workers are read from the broker's incremental counters when
+scraped: one round trip of two O(1)-in-tasks commands, however many tasks are queued.
+
+The consumer runs tens of thousands of tasks a second, so its per-task work here is a few
+increments of plain ``int`` attributes and two bucket lookups (:class:`TaskCounts`), turned into
+Prometheus samples only when scraped (:class:`_TaskCollector`); a ``labels()`` lookup or a
+locked ``inc()`` per task would cost more than the rest of the bookkeeping together.
+
+Each daemon has its own registry, so several can live in one process (tests do).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Final
+
+import trio
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from taskqueue.broker import Broker, CancelOutcome, Submission, Submitted
+from taskqueue.models import DEFAULT_PRIORITY, Priority, TaskState
+from taskqueue.redis import (
+    AuthenticationError,
+    RedisConnectionError,
+    RedisError,
+    ResponseError,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEPTH_STATES",
+    "DURATION_BUCKETS",
+    "MeteredBroker",
+    "Metrics",
+    "TaskCounts",
+]
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+#: From half a millisecond to an hour: tasks here range from no-ops to long batch jobs.
+DURATION_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+# The ``le`` labels, as prometheus-client writes them ("0.0005", "1.0", "+Inf").
+_BOUND_TEXT: Final = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
+
+#: The states ``taskqueue_queue_depth`` reports: where tasks wait or run, and the dead letters.
+#: Succeeded and cancelled records are history (kept for ``task.result_ttl``), not a queue.
+DEPTH_STATES: Final = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
+
+#: Most (task type, priority) series a process keeps. Task types are whatever submitters name,
+#: so an API process could otherwise grow a series per made-up type; beyond this many, new types
+#: are counted under the type ``_other``.
+MAX_TASK_SERIES: Final = 2000
+OTHER_TYPE: Final = "_other"
+
+#: How long a scrape waits for Redis before it answers without queue depths.
+REFRESH_TIMEOUT: Final = 2.0
+
+#: Redis error replies that say the server is in trouble (out of memory, read-only replica …).
+#: Other error replies, such as a script's ``NOTFOUND`` for an unknown task, are answers.
+_REDIS_ERROR_CODES: Final = frozenset(
+    {
+        "ERR", "WRONGTYPE", "OOM", "READONLY", "LOADING", "BUSY", "NOPERM", "MISCONF",
+        "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "EXECABORT", "NOREPLICAS",
+    }
+)  # fmt: skip
+
+# gRPC status names by code, for the API metrics' ``status`` label.
+_GRPC_STATUS: Final = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+)  # fmt: skip
+
+
+def grpc_status_name(code: int) -> str:
+    return _GRPC_STATUS[code] if 0 <= code < len(_GRPC_STATUS) else str(code)
+
+
+class Buckets:
+    """A histogram's raw bucket counts and sum; cumulated only when scraped."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le is <=).
+        self.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def add(self, other: Buckets) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, n in zip(_BOUND_TEXT, self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+class TaskCounts:
+    """What this process saw of the tasks of one (type, priority): plain counters.
+
+    The consumer holds one per running task and bumps its attributes directly. The outcome
+    counters exclude one another except ``timed_out``, a part of ``failed``; ``retried`` and
+    ``dead`` split ``failed``. So ``completed`` is ``processed + failed + cancelled``.
+    """
+
+    __slots__ = (
+        "cancelled",
+        "dead",
+        "duration",
+        "failed",
+        "priority",
+        "processed",
+        "retried",
+        "submitted",
+        "timed_out",
+        "type",
+        "wait",
+    )
+
+    def __init__(self, task_type: str, priority: str) -> None:
+        self.type = task_type
+        self.priority = priority
+        self.submitted = 0
+        self.processed = 0
+        self.failed = 0
+        self.timed_out = 0
+        self.retried = 0
+        self.dead = 0
+        self.cancelled = 0
+        #: Run time of attempts, from the processor's start to its end.
+        self.duration = Buckets()
+        #: From the task becoming ready to its attempt starting.
+        self.wait = Buckets()
+
+    @property
+    def completed(self) -> int:
+        return self.processed + self.failed + self.cancelled
+
+
+# name, help, attribute of TaskCounts
+_TASK_COUNTERS: Final = (
+    ("taskqueue_tasks_submitted", "Tasks accepted by this process (new ones, not an idempotent "
+     "repeat).", "submitted"),
+    ("taskqueue_tasks_processed", "Attempts that succeeded.", "processed"),
+    ("taskqueue_tasks_failed", "Attempts that failed: the processor raised or timed out.",
+     "failed"),
+    ("taskqueue_tasks_timed_out", "Failed attempts stopped at the task's timeout.", "timed_out"),
+    ("taskqueue_tasks_retried", "Failed attempts after which the task will run again.",
+     "retried"),
+    ("taskqueue_tasks_dead", "Tasks moved to the dead-letter queue after their last attempt.",
+     "dead"),
+    ("taskqueue_tasks_cancelled", "Tasks cancelled at a user's request: running ones by the "
+     "worker that stopped them, waiting ones by the API process.", "cancelled"),
+    ("taskqueue_tasks_completed", "Attempts that ended with a recorded outcome: processed, "
+     "failed or cancelled.", "completed"),
+)  # fmt: skip
+
+
+class _TaskCollector(Collector):
+    """Renders every :class:`TaskCounts` of a :class:`Metrics` as counters and histograms."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        counters, duration, wait = self._families()
+        return [*counters, duration, wait]
+
+    def collect(self) -> Iterable[Metric]:
+        counters, duration_family, wait_family = self._families()
+        by_type: dict[str, tuple[Buckets, Buckets]] = {}
+        for c in sorted(self._metrics._counts.values(), key=lambda c: (c.type, c.priority)):
+            labels = [c.type, c.priority]
+            for family, (_, _, attribute) in zip(counters, _TASK_COUNTERS, strict=True):
+                family.add_metric(labels, getattr(c, attribute))
+            duration, wait = by_type.setdefault(c.type, (Buckets(), Buckets()))
+            duration.add(c.duration)
+            wait.add(c.wait)
+        for task_type, (duration, wait) in by_type.items():
+            duration_family.add_metric([task_type], duration.cumulative(), duration.sum)
+            wait_family.add_metric([task_type], wait.cumulative(), wait.sum)
+        return [*counters, duration_family, wait_family]
+
+    @staticmethod
+    def _families() -> tuple[
+        list[CounterMetricFamily], HistogramMetricFamily, HistogramMetricFamily
+    ]:
+        counters = [
+            CounterMetricFamily(name, text, labels=("type", "priority"))
+            for name, text, _ in _TASK_COUNTERS
+        ]
+        duration = HistogramMetricFamily(
+            "taskqueue_task_duration_seconds",
+            "Run time of an attempt, from the processor's start to its end.",
+            labels=("type",),
+        )
+        wait = HistogramMetricFamily(
+            "taskqueue_task_wait_seconds",
+            "Time from a task becoming ready to run to its attempt starting.",
+            labels=("type",),
+        )
+        return counters, duration, wait
+
+
+class _StateCollector(Collector):
+    """Queue depths and workers as last read from Redis, and this worker's own gauges."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return [
+            GaugeMetricFamily("taskqueue_redis_up", ""),
+            GaugeMetricFamily("taskqueue_queue_depth", "", labels=("priority", "state")),
+            GaugeMetricFamily("taskqueue_workers_active", ""),
+            GaugeMetricFamily("taskqueue_tasks_in_flight", ""),
+            GaugeMetricFamily("taskqueue_worker_concurrency", ""),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        yield GaugeMetricFamily(
+            "taskqueue_redis_up",
+            "Whether Redis answered this scrape's read of the queue counters.",
+            value=1 if m.depths is not None else 0,
+        )
+        if m.depths is not None:
+            depth = GaugeMetricFamily(
+                "taskqueue_queue_depth",
+                "Tasks per priority and state, from the broker's counters at scrape time.",
+                labels=("priority", "state"),
+            )
+            for (priority, state), n in m.depths.items():
+                depth.add_metric([priority.value, state.value], n)
+            yield depth
+            yield GaugeMetricFamily(
+                "taskqueue_workers_active",
+                "Registered workers, from Redis at scrape time (a dead one counts until reaped).",
+                value=m.workers,
+            )
+        if m.in_flight is not None:
+            yield GaugeMetricFamily(
+                "taskqueue_tasks_in_flight",
+                "Tasks this worker holds: running, or claimed and waiting for a free slot.",
+                value=m.in_flight(),
+            )
+            yield GaugeMetricFamily(
+                "taskqueue_worker_concurrency",
+                "Tasks this worker runs at once at most.",
+                value=m.concurrency,
+            )
+
+
+class _EventCollector(Collector):
+    """The counters of the worker's services, the Redis client and the API."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> list[Metric]:
+        m = self._metrics
+        requests = CounterMetricFamily(
+            "taskqueue_api_requests",
+            "API requests by protocol (rest, grpc), route, method and status (the HTTP status; "
+            "for gRPC the grpc-status name).",
+            labels=("api", "route", "method", "status"),
+        )
+        for labels, n in sorted(m.api_requests.items()):
+            requests.add_metric(labels, n)
+        duration = HistogramMetricFamily(
+            "taskqueue_api_request_duration_seconds",
+            "Time from a request's arrival to the end of its response.",
+            labels=("api", "route"),
+        )
+        for (api, route), buckets in sorted(m.api_duration.items(), key=lambda item: item[0]):
+            duration.add_metric([api, route], buckets.cumulative(), buckets.sum)
+        errors = CounterMetricFamily(
+            "taskqueue_redis_errors",
+            "Redis commands that failed: kind is connection, auth, or the error code of a "
+            "reply that signals trouble (oom, readonly, busy …).",
+            labels=("kind",),
+        )
+        for kind, n in sorted(m.redis_errors.items()):
+            errors.add_metric([kind], n)
+        return [
+            CounterMetricFamily(
+                "taskqueue_worker_heartbeats",
+                "Heartbeats this worker sent.",
+                value=m.worker_heartbeats,
+            ),
+            CounterMetricFamily(
+                "taskqueue_workers_cleaned_up",
+                "Records of dead workers this process's reaper removed.",
+                value=m.workers_cleaned_up,
+            ),
+            CounterMetricFamily(
+                "taskqueue_leases_reaped",
+                "Expired leases this process's reaper took back (each a failed attempt, or a "
+                "cancellation when one was requested).",
+                value=m.leases_reaped,
+            ),
+            requests,
+            duration,
+            errors,
+            CounterMetricFamily(
+                "taskqueue_redis_reconnects",
+                "Connections to Redis made again after one was lost.",
+                value=m.redis_reconnects,
+            ),
+        ]
+
+
+class Metrics:
+    """Every metric of one daemon process; see the ``help`` texts for what each one counts."""
+
+    def __init__(self, *, process_metrics: bool = True) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        if process_metrics:
+            # The standard process_* and python_* series (CPU, memory, file descriptors, GC).
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
+        self._counts: dict[tuple[str, str], TaskCounts] = {}
+        self._index: dict[str, dict[str, TaskCounts]] = {}  # type -> priority -> counts
+        #: Set by :meth:`refresh`; None when Redis did not answer the last scrape.
+        self.depths: dict[tuple[Priority, TaskState], int] | None = None
+        self.workers = 0
+        #: Set by :meth:`watch_worker` in a daemon that runs tasks.
+        self.in_flight: Callable[[], int] | None = None
+        self.concurrency = 0
+        #: Events of the worker's services and of the Redis client, as plain counts.
+        self.worker_heartbeats = 0
+        self.workers_cleaned_up = 0
+        self.leases_reaped = 0
+        self.redis_errors: dict[str, int] = {}  # kind -> count
+        self.redis_reconnects = 0
+        #: API requests: (api, route, method, status) -> count; (api, route) -> latencies.
+        self.api_requests: dict[tuple[str, str, str, str], int] = {}
+        self.api_duration: dict[tuple[str, str], Buckets] = {}
+        r.register(_TaskCollector(self))
+        r.register(_StateCollector(self))
+        r.register(_EventCollector(self))
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def task_counts(self, task_type: str, priority: str) -> TaskCounts:
+        """The counters of ``task_type`` at ``priority``; hold on to it, it stays the same.
+
+        Called for every claimed task, so the common case is two dict lookups (a ``Priority``
+        works as the key: it is a ``str``).
+        """
+        try:
+            return self._index[task_type][priority]
+        except KeyError:
+            return self._new_task_counts(task_type, str(priority))
+
+    def _new_task_counts(self, task_type: str, priority: str) -> TaskCounts:
+        if len(self._counts) >= MAX_TASK_SERIES and task_type != OTHER_TYPE:
+            return self.task_counts(OTHER_TYPE, priority)  # not indexed: no growth per type
+        counts = self._counts[(task_type, priority)] = TaskCounts(task_type, priority)
+        self._index.setdefault(task_type, {})[priority] = counts
+        return counts
+
+    def watch_worker(self, in_flight: Callable[[], int], concurrency: int) -> None:
+        """Report a worker's in-flight tasks (read when scraped) and its concurrency limit."""
+        self.in_flight = in_flight
+        self.concurrency = concurrency
+
+    # -- Redis -----------------------------------------------------------------------------
+
+    def redis_error(self, error: RedisError) -> None:
+        """The Redis client's error hook: count what signals trouble, not a script's answer."""
+        if isinstance(error, AuthenticationError):
+            kind = "auth"
+        elif isinstance(error, RedisConnectionError):
+            kind = "connection"
+        elif isinstance(error, ResponseError):
+            code = str(error).split(" ", 1)[0]
+            if code not in _REDIS_ERROR_CODES:
+                return
+            kind = code.lower()
+        else:
+            kind = "other"
+        self.redis_errors[kind] = self.redis_errors.get(kind, 0) + 1
+
+    def redis_reconnected(self) -> None:
+        self.redis_reconnects += 1
+
+    # -- the worker's services ---------------------------------------------------------------
+
+    def heartbeat_sent(self) -> None:
+        self.worker_heartbeats += 1
+
+    def reaped(self, leases: int, workers: int) -> None:
+        self.leases_reaped += leases
+        self.workers_cleaned_up += workers
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def api_request(self, api: str, route: str, method: str, status: str, seconds: float) -> None:
+        """Count one request; ``route`` must be a template or "unmatched", never a raw path."""
+        key = (api, route, method, status)
+        self.api_requests[key] = self.api_requests.get(key, 0) + 1
+        buckets = self.api_duration.get((api, route))
+        if buckets is None:
+            buckets = self.api_duration[(api, route)] = Buckets()
+        buckets.observe(seconds)
+
+    # -- scraping --------------------------------------------------------------------------
+
+    async def refresh(self, broker: Broker) -> None:
+        """Read queue depths and the number of workers from Redis: one round trip.
+
+        When Redis does not answer within :data:`REFRESH_TIMEOUT`, the scrape goes on without
+        them (``taskqueue_redis_up`` 0) rather than failing: the process's own counters are
+        worth having most when Redis is in trouble.
+        """
+        try:
+            with trio.fail_after(REFRESH_TIMEOUT):
+                self.depths, self.workers = await queue_depths(broker)
+        except (RedisError, trio.TooSlowError) as exc:
+            log.debug("metrics: cannot read the queue depths: %s", exc)
+            self.depths = None
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+
+async def queue_depths(broker: Broker) -> tuple[dict[tuple[Priority, TaskState], int], int]:
+    """Tasks per (priority, state) of :data:`DEPTH_STATES`, and the registered workers.
+
+    The same counters :meth:`Broker.stats` reads (the counts hash, one field per state, priority
+    and type, kept by every script that moves a task), keeping the priority of every state: one
+    pipelined ``HGETALL`` (fields: states x priorities x types, never tasks) and ``ZCARD``.
+    """
+    counts, workers = await broker.redis.pipeline(
+        [("HGETALL", broker.keys.counts), ("ZCARD", broker.keys.workers)]
+    )
+    depths = {(p, s): 0 for p in Priority for s in DEPTH_STATES}
+    it = iter(counts)
+    for field, value in zip(it, it, strict=True):
+        state, _, rest = field.partition("|")
+        if state == "total":
+            continue
+        priority = rest.partition("|")[0]
+        key = (Priority(priority), TaskState(state))
+        if key in depths:
+            depths[key] += int(value)
+    return depths, int(workers)
+
+
+class MeteredBroker(Broker):
+    """The daemon's broker: counts the submissions and cancellations this process makes.
+
+    Only the API's operations are wrapped; the consumer's claims and reports pass straight
+    through (their outcomes are counted by the consumer, which knows each task's type).
+    """
+
+    #: How long the task types' default priorities are trusted before they are read again.
+    DEFAULTS_TTL: Final = 60.0
+    #: The least time between two reads prompted by a type not seen before.
+    DEFAULTS_RETRY: Final = 1.0
+
+    def __init__(self, *args: object, metrics: Metrics, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.metrics = metrics
+        self._default_priority: dict[str, str] = {}
+        self._defaults_read_at = -math.inf
+
+    async def enqueue_many(self, submissions: Sequence[Submission]) -> list[Submitted]:
+        submitted = await super().enqueue_many(submissions)
+        unset = {
+            s.type
+            for s, r in zip(submissions, submitted, strict=True)
+            if r.created and s.priority is None
+        }
+        defaults = await self._default_priorities(unset) if unset else {}
+        for s, r in zip(submissions, submitted, strict=True):
+            if r.created:
+                if s.priority is None:
+                    priority = defaults.get(s.type, DEFAULT_PRIORITY.value)
+                else:
+                    priority = Priority.parse(s.priority).value
+                self.metrics.task_counts(s.type, priority).submitted += 1
+        return submitted
+
+    async def _default_priorities(self, types: set[str]) -> dict[str, str]:
+        """The priority a submission of each type gets when it names none (as enqueue.lua
+        decides it: the type's registered default, else the broker's), cached; a failed read
+        leaves the cache as it was rather than failing a submission that succeeded."""
+        now = trio.current_time()
+        stale = now - self._defaults_read_at >= self.DEFAULTS_TTL
+        unknown = not types <= self._default_priority.keys()
+        if stale or (unknown and now - self._defaults_read_at >= self.DEFAULTS_RETRY):
+            self._defaults_read_at = now
+            try:
+                defaults = await self.type_defaults()
+            except RedisError as exc:
+                log.debug("metrics: cannot read the task types' defaults: %s", exc)
+            else:
+                self._default_priority = {
+                    t: (d.priority or DEFAULT_PRIORITY).value for t, d in defaults.items()
+                }
+        return self._default_priority
+
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        # Read type and priority first: once cancelled, the record may be trimmed any time.
+        task_type, priority = await self.redis.execute(
+            "HMGET", self.keys.task(task_id), "type", "priority"
+        )
+        outcome = await super().cancel(task_id)
+        if outcome == "cancelled" and task_type and priority:
+            self.metrics.task_counts(task_type, priority).cancelled += 1
+        return outcome
