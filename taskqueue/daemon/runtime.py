@@ -269,26 +269,35 @@ async def _watch_signals(daemon: Daemon, notifier: SystemdNotifier) -> None:
 STATUS_INTERVAL = 1.0
 
 
-class StatusLine:
-    """What ``systemctl status`` shows: ``processing 37/50, 120k done, 3 failed/min, redis ok``.
+class PerMinute:
+    """How much a running total grew in the last minute, from samples of it.
 
-    "failed/min" counts the failed attempts (raised or timed out) of the last minute, from
-    samples of the consumer's running total taken each time the line is built.
+    Each :meth:`update` adds a sample; the baseline is the newest sample at least a minute old
+    (before there is one, the first sample), so the answer covers a minute and a little.
     """
 
     WINDOW = 60.0
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()
 
-    def failed_per_minute(self, now: float, failed: int) -> int:
+    def update(self, now: float, total: int) -> int:
         samples = self._samples
-        samples.append((now, failed))
-        # Keep the newest sample at least a window old as the baseline; drop what is older.
+        samples.append((now, total))
         while len(samples) > 1 and samples[1][0] <= now - self.WINDOW:
             samples.popleft()
-        return failed - samples[0][1]
+        return total - samples[0][1]
+
+
+class StatusLine:
+    """What ``systemctl status`` shows: ``processing 37/50, 120k done, 3 failed/min, redis ok``.
+
+    "failed/min" counts the failed attempts (raised or timed out) of the last minute.
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._failed = PerMinute()
 
     def text(self, now: float) -> str:
         d = self.daemon
@@ -297,10 +306,10 @@ class StatusLine:
         if c is None:
             return f"serving API, {redis}"
         state = "draining" if d.shutdown.is_set() else "processing"
-        rate = self.failed_per_minute(now, c.failed)
+        failed = self._failed.update(now, c.failed)
         return (
             f"{state} {c.in_flight}/{c.concurrency}, {short_count(c.processed)} done, "
-            f"{rate} failed/min, {redis}"
+            f"{failed} failed/min, {redis}"
         )
 
 
