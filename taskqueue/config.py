@@ -637,7 +637,9 @@ class TaskConfig:
 class MetricsConfig:
     """Prometheus metrics: served at ``path`` on the API port, or on ``port`` when set.
 
-    A worker-only daemon has no API server, so it needs ``port`` to be scraped at all.
+    A worker-only daemon has no API server, so it needs ``port`` to be scraped at all. The
+    metrics port listens on ``server.host`` and asks for no token (there is nothing secret in
+    the metrics); 0 picks a free port.
     """
 
     enabled: bool = _setting(True)
