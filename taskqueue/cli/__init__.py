@@ -1,0 +1,68 @@
+"""The ``taskqueue`` command line: the daemon (``run``, ``worker``, ``server``) and the tools an
+operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``workers``,
+``queues``, ``dlq``, ``plugins``, ``config check``, ``bench``).
+
+The tools talk to Redis through :class:`taskqueue.Client` (the same scripts the API and the
+workers run), so they need no API server. One module per command group; what they print is
+built in :mod:`taskqueue.cli.views` and printed by :mod:`taskqueue.cli.output`: tables on a
+terminal, plain columns in a pipe, ``--json`` for scripts.
+
+Exit codes mean the same for every command (:mod:`taskqueue.cli.common`): 0 ok, 1 the task
+failed or the operation does not apply, 2 usage or invalid input, 3 no such task, 4 Redis
+cannot be reached. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from taskqueue.cli.bench import bench
+from taskqueue.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+from taskqueue.cli.configuration import config_group
+from taskqueue.cli.daemon import run, server, worker
+from taskqueue.cli.dlq import dlq
+from taskqueue.cli.observe import queues, workers
+from taskqueue.cli.plugins import plugins
+from taskqueue.cli.tasks import cancel, status, submit, tasks
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "main",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="taskqueue")
+def main() -> None:
+    """taskqueue: a distributed task queue on trio and Redis."""
+
+
+for command in (
+    run,
+    worker,
+    server,
+    submit,
+    status,
+    cancel,
+    tasks,
+    workers,
+    queues,
+    dlq,
+    plugins,
+    config_group,
+    bench,
+):
+    main.add_command(command)
+main.add_command(queues, name="stats")

@@ -1,0 +1,35 @@
+"""``taskqueue config check``: validate the configuration the daemon would start with and
+print it, secrets masked, as a TOML file that reads back."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from taskqueue.cli.common import client_options, load
+from taskqueue.cli.output import Output
+from taskqueue.cli.views import config_toml
+from taskqueue.config import CONFIG_ENV_VAR
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check and show the configuration."""
+
+
+@config_group.command("check")
+@client_options
+def config_check(config_path: str | None, json_mode: bool, **flags: Any) -> None:
+    """Validate the configuration (file, TASKQUEUE_* variables, flags) and print the effective
+    result with secrets masked. Exit 2 with the reason if it is wrong."""
+    config = load(config_path, flags)
+    out = Output(json_mode=json_mode)
+    masked = config.masked()
+    if json_mode:
+        out.json(masked)
+        return
+    source = config_path or os.environ.get(CONFIG_ENV_VAR) or "no file: defaults and environment"
+    out.note(f"configuration is valid ({source})")
+    out.toml(config_toml(masked))

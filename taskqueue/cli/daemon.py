@@ -1,0 +1,117 @@
+"""``taskqueue run``, ``worker`` and ``server``: the daemon in its three shapes.
+
+They start the same runtime (:mod:`taskqueue.daemon.runtime`) with different services
+switched on; only ``run`` may start an embedded Redis, since workers and servers on several
+machines must share one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+import trio
+
+from taskqueue.cli.common import EXIT_FAILED, config_options, fail, load, stack_options
+from taskqueue.config import Config
+from taskqueue.logs import configure_logging
+from taskqueue.processors import LoadedPlugins, PluginLoadError, load_plugins
+
+log = logging.getLogger("taskqueue")
+
+
+def worker_options(func: Any) -> Any:
+    return stack_options(
+        func,
+        [
+            click.option("--concurrency", type=int, help="Tasks run at once (worker.concurrency)."),
+            click.option("--worker-id", help="This worker's id (worker.id)."),
+            click.option("--task-types", help="Comma-separated types to run (worker.task_types)."),
+        ],
+    )
+
+
+def server_options(func: Any) -> Any:
+    return stack_options(
+        func,
+        [
+            click.option("--host", help="Address the API listens on (server.host)."),
+            click.option("--port", type=int, help="Port of the API (server.port)."),
+        ],
+    )
+
+
+def plugins_for(config: Config) -> LoadedPlugins:
+    """The installed plugins, or exit 1 naming the one that failed to load."""
+    try:
+        return load_plugins(settings=config.plugins, skip_broken=config.worker.skip_broken_plugins)
+    except PluginLoadError as exc:
+        fail(f"{exc} (set worker.skip_broken_plugins = true to start without it)", EXIT_FAILED)
+
+
+def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
+    from taskqueue.daemon.runtime import Mode, run_daemon  # the daemon's imports cost ~0.5s
+
+    config = load(config_path, flags)
+    configure_logging(config.logging.level, config.logging.format)
+    plugins = plugins_for(config)
+    with contextlib.ExitStack() as stack:
+        if config.redis.url is None:
+            if mode != "run":
+                fail(
+                    f"`taskqueue {mode}` needs redis.url: its processes share one Redis. "
+                    "`taskqueue run` starts an embedded Redis when none is configured."
+                )
+            from taskqueue.embedded import EmbeddedRedis
+
+            data_dir = Path(config.redis.data_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            server = stack.enter_context(EmbeddedRedis(data_dir=data_dir))
+            log.info(
+                "no redis.url configured: started an embedded Redis at %s (data in %s)",
+                server.url,
+                data_dir.resolve(),
+            )
+            config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=server.url))
+        try:
+            trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=_api_service()))
+        except ValueError as exc:
+            fail(str(exc))
+
+
+def _api_service() -> Any:
+    """The API service, when the API package is installed with this one."""
+    try:
+        from taskqueue.api.service import serve_api
+    except ImportError:
+        return None
+    return serve_api
+
+
+@click.command()
+@config_options
+@worker_options
+@server_options
+def run(config_path: str | None, **flags: Any) -> None:
+    """Everything in one process: API, worker, scheduler, reaper (embedded Redis if none)."""
+    _serve("run", config_path, flags)
+
+
+@click.command()
+@config_options
+@worker_options
+def worker(config_path: str | None, **flags: Any) -> None:
+    """Run tasks (no API). Several workers can share one Redis."""
+    _serve("worker", config_path, flags)
+
+
+@click.command()
+@config_options
+@server_options
+def server(config_path: str | None, **flags: Any) -> None:
+    """Serve the API only (no tasks run in this process)."""
+    _serve("server", config_path, flags)

@@ -1,0 +1,274 @@
+"""``taskqueue submit``, ``status``, ``cancel`` and ``tasks``: one task at a time, or a page.
+
+Piped, ``submit`` prints only the new id (``id=$(taskqueue submit ...)`` works); on a terminal
+it says more. ``submit --wait`` follows the task to its end and exits 1 unless it succeeded,
+so a shell script can run a task as a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import IO, Any
+
+import click
+from rich.text import Text
+
+from taskqueue.broker import Page, Submission, Submitted, wall_clock_ms
+from taskqueue.cli.common import (
+    DURATION,
+    EXIT_FAILED,
+    PRIORITIES,
+    STATES,
+    Session,
+    client_options,
+    fail,
+    read_payload,
+)
+from taskqueue.cli.views import (
+    span,
+    state_text,
+    submitted_json,
+    task_details,
+    task_json,
+    task_listing,
+)
+from taskqueue.client import Client
+from taskqueue.models import Task, TaskState
+
+
+@click.command()
+@click.argument("task_type", metavar="TYPE")
+@click.option("--payload", metavar="JSON", help="The payload, as JSON text.")
+@click.option(
+    "--payload-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the JSON payload from a file ('-': standard input).",
+)
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES),
+    help="Default: the task type's own, else medium.",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    help="Retries after a failed attempt (default: the type's, else task.max_retries).",
+)
+@click.option(
+    "--timeout",
+    **DURATION,
+    help="Run-time limit, e.g. 30s, 5m (default: the type's, else task.default_timeout).",
+)
+@click.option("--delay", **DURATION, help="Start no sooner than this from now, e.g. 10s, 1h.")
+@click.option("--idempotency-key", help="Submitting the same key again returns the first task.")
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Submit this many copies, in batches, with a progress bar.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Tasks per round trip with --count.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the task to end and print it; exit 1 unless it succeeded.",
+)
+@click.option("--wait-timeout", **DURATION, help="With --wait: give up after this long (exit 1).")
+@client_options
+def submit(
+    task_type: str,
+    payload: str | None,
+    payload_file: IO[str] | None,
+    priority: str | None,
+    max_retries: int | None,
+    timeout: float | None,
+    delay: float | None,
+    idempotency_key: str | None,
+    count: int,
+    batch: int,
+    wait: bool,
+    wait_timeout: float | None,
+    config_path: str | None,
+    json_mode: bool,
+    **flags: Any,
+) -> None:
+    """Submit a task of TYPE and print its id.
+
+    \b
+      taskqueue submit http.request --payload '{"url": "https://example.com/hook"}'
+      taskqueue submit echo --payload-file job.json --wait
+      taskqueue submit noop --count 10000
+    """
+    if count > 1 and wait:
+        fail("--wait follows one task; `taskqueue bench` submits many and waits for them")
+    if count > 1 and idempotency_key is not None:
+        fail("--idempotency-key with --count would make every copy the same task")
+    if wait_timeout is not None and not wait:
+        fail("--wait-timeout needs --wait")
+    value = read_payload(payload, payload_file)
+    s = Session.start(config_path, flags, json_mode)
+    submission = Submission(
+        type=task_type,
+        payload=value,
+        priority=priority,
+        max_retries=max_retries,
+        timeout=timeout,
+        delay=delay,
+        idempotency_key=idempotency_key,
+    )
+    if count > 1:
+        _submit_copies(s, submission, count, batch)
+    else:
+        _submit_one(s, submission, wait, wait_timeout)
+
+
+def _submit_one(s: Session, submission: Submission, wait: bool, wait_timeout: float | None) -> None:
+    out = s.out
+
+    async def one(client: Client) -> tuple[Submitted, Task | None]:
+        (first,) = await client.submit_many([submission])
+        if not out.json_mode:
+            if out.rich:
+                how = "submitted" if first.created else "already submitted (same idempotency key)"
+                out.line(
+                    Text.assemble(f"{how} ", (first.id, "bold"), " (", state_text(first.state), ")")
+                )
+            else:
+                out.line(first.id)
+        if not wait:
+            return first, None
+        waiting = out.err.status(f"waiting for {first.id} …") if out.err.is_terminal else None
+        with waiting or contextlib.nullcontext():
+            return first, await client.wait(first.id, timeout=wait_timeout)
+
+    first, task = s.call(one)
+    if task is None:
+        if out.json_mode:
+            out.json(submitted_json(first))
+        return
+    if out.json_mode:
+        out.json(task_json(task))
+    else:
+        out.show(task_details(task, wall_clock_ms()))
+    if task.state is not TaskState.SUCCEEDED:
+        why = f": {task.error.strip().splitlines()[-1]}" if task.error else ""
+        fail(f"task {task.id} ended {task.state.value}{why}", EXIT_FAILED)
+
+
+def _submit_copies(s: Session, submission: Submission, count: int, batch: int) -> None:
+    """``submit --count``: batches of one round trip each, a progress bar on a terminal."""
+    out = s.out
+
+    async def copies(client: Client) -> list[Submitted]:
+        done: list[Submitted] = []
+        with out.progress(("submitting", count)) as bars:
+            while len(done) < count:
+                part = await client.submit_many([submission] * min(batch, count - len(done)))
+                done += part
+                bars.advance(len(part))
+        return done
+
+    start = time.perf_counter()
+    done = s.call(copies)
+    seconds = time.perf_counter() - start
+    if out.json_mode:
+        out.json([submitted_json(x) for x in done])
+    elif out.rich:
+        out.line(
+            f"submitted {len(done)} tasks of type {submission.type} in {span(seconds)} "
+            f"({len(done) / max(seconds, 1e-9):,.0f}/s): {done[0].id} … {done[-1].id}"
+        )
+    else:
+        out.lines(x.id for x in done)
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@client_options
+def status(task_id: str, config_path: str | None, json_mode: bool, **flags: Any) -> None:
+    """Show one task: its state, attempts, times, result or last error (exit 3 if unknown)."""
+    s = Session.start(config_path, flags, json_mode)
+    task = s.call(lambda client: client.get(task_id))
+    if json_mode:
+        s.out.json(task_json(task))
+    else:
+        s.out.show(task_details(task, wall_clock_ms()))
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@client_options
+def cancel(task_id: str, config_path: str | None, json_mode: bool, **flags: Any) -> None:
+    """Cancel a task: at once if it waits, by request to its worker if it runs.
+
+    Exit 1 if it has already ended, 3 if there is no such task.
+    """
+    s = Session.start(config_path, flags, json_mode)
+    outcome = s.call(lambda client: client.cancel(task_id))
+    if json_mode:
+        s.out.json({"id": task_id, "outcome": outcome})
+    elif outcome == "cancelled":
+        s.out.line(f"cancelled {task_id}")
+    else:
+        s.out.line(f"cancel requested for {task_id}: it is running, and its worker stops it")
+
+
+def show_page(s: Session, page: Page, title: str, next_command: str) -> None:
+    """Print one page of tasks and, on stderr, how to get the next one."""
+    if s.out.json_mode:
+        s.out.json([task_json(t) for t in page.items])
+    else:
+        s.out.show(task_listing(page.items, wall_clock_ms(), title=title))
+    if page.next_cursor is not None:
+        s.out.note(f"more: {next_command} --cursor {page.next_cursor}")
+
+
+def listing_options(func: Any) -> Any:
+    """``--type``, ``--limit`` and ``--cursor``: the filters and paging of a task listing."""
+    func = click.option(
+        "--cursor", help="Where the previous page ended (printed on stderr after it)."
+    )(func)
+    func = click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)(
+        func
+    )
+    return click.option("--type", "task_type", metavar="TYPE", help="Only tasks of this type.")(
+        func
+    )
+
+
+@click.command()
+@click.option(
+    "--state",
+    type=click.Choice(STATES),
+    default="pending",
+    show_default=True,
+    help="List the tasks in this state.",
+)
+@listing_options
+@client_options
+def tasks(
+    state: str,
+    task_type: str | None,
+    limit: int,
+    cursor: str | None,
+    config_path: str | None,
+    json_mode: bool,
+    **flags: Any,
+) -> None:
+    """List tasks in one state, a page at a time (pending: by priority, then first in first
+    out; scheduled: by start time; ended states: newest first)."""
+    s = Session.start(config_path, flags, json_mode)
+    page = s.call(
+        lambda client: client.list_tasks(state, task_type=task_type, limit=limit, cursor=cursor)
+    )
+    of_type = f" of type {task_type}" if task_type else ""
+    again = f"taskqueue tasks --state {state}" + (f" --type {task_type}" if task_type else "")
+    show_page(s, page, f"{state} tasks{of_type}", again)

@@ -1,0 +1,381 @@
+"""What the ``taskqueue`` command shows, decided without any I/O: the JSON documents, the
+words for times and states, and each command's *view* — a :class:`Listing` of rows or
+:class:`Details` of one thing.
+
+:mod:`taskqueue.cli.output` prints a view in one of three forms (rich on a terminal, plain
+columns in a pipe, or JSON), so the same table can be a one-off print, a ``--watch`` screen
+redrawn in place or a plain snapshot, and tests can check a view without a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from rich.text import Text
+
+from taskqueue.broker import Submitted
+from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo
+
+if TYPE_CHECKING:  # importing the plugin machinery costs every command 0.15s
+    from taskqueue.processors import ProcessorSpec
+
+#: How each state is coloured on a terminal; the words themselves are what pipes get.
+STATE_STYLES: dict[TaskState, str] = {
+    TaskState.PENDING: "yellow",
+    TaskState.SCHEDULED: "cyan",
+    TaskState.ACTIVE: "bold blue",
+    TaskState.SUCCEEDED: "green",
+    TaskState.DEAD: "bold red",
+    TaskState.CANCELLED: "magenta",
+}
+
+Cell = str | Text
+
+
+# -- JSON: the REST API's shapes --------------------------------------------------------------
+# These repeat taskqueue.api.rest.wire on purpose: importing that module imports the whole web
+# stack (about a third of a second), which every CLI call would pay. tests/test_cli_views.py
+# checks they agree.
+
+
+def iso(ms: int | None) -> str | None:
+    """``ms`` (epoch milliseconds) as RFC 3339 UTC with milliseconds, e.g. ``…T12:00:00.250Z``."""
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "type": task.type,
+        "priority": task.priority.value,
+        "state": task.state.value,
+        "payload": task.payload,
+        "attempt": task.attempt,
+        "max_retries": task.max_retries,
+        "attempts_left": task.attempts_left,
+        "timeout_ms": task.timeout_ms,
+        "created_ms": task.created_ms,
+        "created_at": iso(task.created_ms),
+        "ready_ms": task.ready_ms,
+        "ready_at": iso(task.ready_ms),
+        "started_ms": task.started_ms,
+        "started_at": iso(task.started_ms),
+        "finished_ms": task.finished_ms,
+        "finished_at": iso(task.finished_ms),
+        "result": task.result,
+        "error": task.error,
+        "traceback": task.traceback,
+        "idempotency_key": task.idempotency_key,
+        "worker_id": task.worker_id,
+        "cancel_requested": task.cancel_requested,
+        "progress": task.progress,
+    }
+
+
+def submitted_json(submitted: Submitted) -> dict[str, Any]:
+    return {"id": submitted.id, "state": submitted.state.value, "created": submitted.created}
+
+
+def worker_json(worker: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "task_types": dict(worker.task_types),
+        "concurrency": worker.concurrency,
+        "in_flight": worker.in_flight,
+        "processed": worker.processed,
+        "failed": worker.failed,
+        "started_ms": worker.started_ms,
+        "started_at": iso(worker.started_ms),
+        "last_heartbeat_ms": worker.last_heartbeat_ms,
+        "last_heartbeat_at": iso(worker.last_heartbeat_ms),
+    }
+
+
+def stats_json(stats: QueueStats) -> dict[str, Any]:
+    by_type: dict[str, dict[str, int]] = {}
+    for (state, task_type), count in sorted(stats.by_state_and_type.items()):
+        by_type.setdefault(task_type, {})[state.value] = count
+    return {
+        "by_state": {state.value: n for state, n in stats.by_state.items()},
+        "pending_by_priority": {p.value: n for p, n in stats.pending_by_priority.items()},
+        "by_type": by_type,
+        "totals": dict(stats.totals),
+    }
+
+
+# -- words for times --------------------------------------------------------------------------
+
+
+def span(seconds: float) -> str:
+    """A duration the way people say it: ``350ms``, ``4.2s``, ``3m05s``, ``2h03m``, ``3d04h``."""
+    seconds = abs(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def ago(ms: int | None, now_ms: int) -> str:
+    """``5s ago``, or ``in 5s`` for a time still to come (a scheduled task's start)."""
+    if ms is None:
+        return "-"
+    delta = (now_ms - ms) / 1000
+    return f"{span(delta)} ago" if delta >= 0 else f"in {span(delta)}"
+
+
+def moment(ms: int | None, now_ms: int) -> str:
+    """An exact UTC time and how long ago it was, for details where both matter."""
+    if ms is None:
+        return "-"
+    return f"{iso(ms)} ({ago(ms, now_ms)})"
+
+
+def state_text(state: TaskState) -> Text:
+    return Text(state.value, style=STATE_STYLES[state])
+
+
+def compact(value: Any, width: int = 60) -> str:
+    """``value`` as one line of JSON, cut to ``width`` characters, for a table cell."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Listing:
+    """Rows under named columns. ``numeric`` columns are right-aligned; ``empty`` is what a
+    terminal shows when there are no rows (a pipe gets the header alone, so ``wc -l`` and
+    ``tail -n +2`` keep working)."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Cell, ...]]
+    title: str | None = None
+    empty: str = "nothing to show"
+    numeric: frozenset[int] = frozenset()
+
+
+@attrs.frozen
+class Details:
+    """``name: value`` pairs about one thing; a value may span several lines (a traceback)."""
+
+    pairs: list[tuple[str, Cell]]
+    title: str | None = None
+
+
+View = Listing | Details
+
+
+def task_details(task: Task, now_ms: int) -> Details:
+    pairs: list[tuple[str, Cell]] = [
+        ("id", task.id),
+        ("type", task.type),
+        ("state", state_text(task.state)),
+        ("priority", task.priority.value),
+        ("attempt", f"{task.attempt} of {task.max_retries + 1}"),
+        ("timeout", span(task.timeout_ms / 1000)),
+        ("payload", json.dumps(task.payload, ensure_ascii=False)),
+        ("created", moment(task.created_ms, now_ms)),
+    ]
+    if task.state is TaskState.SCHEDULED or task.ready_ms != task.created_ms:
+        pairs.append(("ready", moment(task.ready_ms, now_ms)))
+    if task.started_ms is not None:
+        pairs.append(("started", moment(task.started_ms, now_ms)))
+    if task.finished_ms is not None:
+        pairs.append(("finished", moment(task.finished_ms, now_ms)))
+        if task.started_ms is not None:
+            pairs.append(("ran for", span((task.finished_ms - task.started_ms) / 1000)))
+    if task.worker_id:
+        pairs.append(("worker", task.worker_id))
+    if task.idempotency_key:
+        pairs.append(("idempotency key", task.idempotency_key))
+    if task.cancel_requested and not task.state.is_terminal:
+        pairs.append(("cancel", Text("requested", style="magenta")))
+    if task.progress is not None:
+        pairs.append(("progress", json.dumps(task.progress, ensure_ascii=False)))
+    if task.state is TaskState.SUCCEEDED:
+        pairs.append(("result", json.dumps(task.result, ensure_ascii=False)))
+    if task.error:
+        pairs.append(("error", Text(task.error, style="red")))
+    if task.traceback:
+        pairs.append(("traceback", Text(task.traceback.rstrip(), style="dim")))
+    return Details(pairs, title=f"task {task.id}")
+
+
+def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None) -> Listing:
+    """Tasks as rows; the last column says what matters most in each state."""
+    rows: list[tuple[Cell, ...]] = []
+    for task in tasks:
+        if task.state is TaskState.SCHEDULED:
+            note = f"starts {ago(task.ready_ms, now_ms)}"
+        elif task.error:
+            note = compact(task.error)
+        elif task.state is TaskState.SUCCEEDED:
+            note = compact(task.result)
+        else:
+            note = compact(task.payload)
+        rows.append(
+            (
+                task.id,
+                task.type,
+                state_text(task.state),
+                task.priority.value,
+                f"{task.attempt}/{task.max_retries + 1}",
+                ago(task.created_ms, now_ms),
+                note,
+            )
+        )
+    return Listing(
+        ("ID", "TYPE", "STATE", "PRIORITY", "ATTEMPT", "CREATED", "DETAIL"),
+        rows,
+        title=title,
+        empty="no tasks",
+    )
+
+
+def worker_listing(workers: Sequence[WorkerInfo], now_ms: int) -> Listing:
+    rows: list[tuple[Cell, ...]] = [
+        (
+            w.id,
+            w.host,
+            str(w.pid),
+            f"{w.in_flight}/{w.concurrency}",
+            str(w.processed),
+            str(w.failed),
+            span((now_ms - w.started_ms) / 1000),
+            ago(w.last_heartbeat_ms, now_ms),
+            ",".join(sorted(w.task_types)),
+        )
+        for w in workers
+    ]
+    return Listing(
+        ("ID", "HOST", "PID", "BUSY", "PROCESSED", "FAILED", "UP", "LAST BEAT", "TYPES"),
+        rows,
+        title="workers",
+        empty="no workers registered",
+        numeric=frozenset({2, 3, 4, 5}),
+    )
+
+
+_TYPE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
+
+
+def stats_views(stats: QueueStats) -> list[View]:
+    """Three tables: tasks by state, live tasks by type, and the lifetime totals."""
+    states = Listing(
+        ("STATE", "TASKS"),
+        [(state_text(state), str(stats.by_state[state])) for state in TaskState],
+        title="tasks by state",
+        numeric=frozenset({1}),
+    )
+    by_type: dict[str, dict[TaskState, int]] = {}
+    for (state, task_type), count in stats.by_state_and_type.items():
+        by_type.setdefault(task_type, {})[state] = count
+    types = Listing(
+        ("TYPE", *(s.value.upper() for s in _TYPE_STATES)),
+        [
+            (task_type, *(str(counts.get(s, 0)) for s in _TYPE_STATES))
+            for task_type, counts in sorted(by_type.items())
+            if any(counts.values())
+        ],
+        title="live tasks by type",
+        empty="no live tasks",
+        numeric=frozenset(range(1, len(_TYPE_STATES) + 1)),
+    )
+    totals = Listing(
+        ("EVENT", "SINCE START"),
+        [(name, str(n)) for name, n in sorted(stats.totals.items())],
+        title="lifetime totals",
+        empty="nothing yet",
+        numeric=frozenset({1}),
+    )
+    return [states, types, totals]
+
+
+def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:
+    """The installed task types: who provides each, its version, and its own defaults."""
+
+    def default(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    rows: list[tuple[Cell, ...]] = [
+        (
+            spec.task_type,
+            spec.plugin,
+            spec.version or "-",
+            "-" if spec.timeout is None else span(spec.timeout),
+            default(spec.max_retries),
+            default(spec.priority),
+            spec.description,
+        )
+        for spec in specs
+    ]
+    return Listing(
+        ("TYPE", "PLUGIN", "VERSION", "TIMEOUT", "RETRIES", "PRIORITY", "DESCRIPTION"),
+        rows,
+        title="task types",
+        empty="no plugins installed",
+    )
+
+
+def plugin_json(spec: ProcessorSpec) -> dict[str, Any]:
+    return {
+        "task_type": spec.task_type,
+        "plugin": spec.plugin,
+        "version": spec.version,
+        "description": spec.description,
+        "timeout": spec.timeout,
+        "max_retries": spec.max_retries,
+        "priority": None if spec.priority is None else spec.priority.value,
+    }
+
+
+# -- configuration as TOML --------------------------------------------------------------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def config_toml(masked: dict[str, dict[str, object]]) -> str:
+    """The masked configuration as a TOML file that reads back (an unset key as a comment)."""
+    lines: list[str] = []
+    for section, values in masked.items():
+        if section == "plugins":
+            for plugin, table in values.items():
+                assert isinstance(table, dict)
+                lines += ["", f"[plugins.{plugin}]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            continue
+        lines += ["", f"[{section}]"]
+        for key, value in values.items():
+            lines.append(f"# {key} is unset" if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines).lstrip("\n") + "\n"

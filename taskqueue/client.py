@@ -1,0 +1,259 @@
+"""The trio client: submit, inspect, wait for and steer tasks from trio code.
+
+It talks to Redis directly through the broker (the same Lua scripts the API and the workers
+run), so submitting needs no API server and costs one round trip::
+
+    async with taskqueue.Client("redis://localhost:6379/0") as client:
+        submitted = await client.submit("http.request", {"url": "https://example.com/hook"})
+        task = await client.wait(submitted.id, timeout=30)
+
+For code that is not async, :class:`taskqueue.SyncClient` offers the same operations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from taskqueue import _json
+from taskqueue.broker import Broker, BrokerSettings, CancelOutcome, Page, Submission, Submitted
+from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.redis import Redis, RedisAddress, Subscription
+
+if TYPE_CHECKING:
+    from taskqueue.config import Config
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+@attrs.frozen
+class TaskEvent:
+    """One change of a task's state, as the broker's scripts publish it.
+
+    ``state`` is a :class:`TaskState` value, or ``"progress"`` when a running task reported
+    progress.
+    """
+
+    id: str
+    type: str
+    state: str
+
+    @property
+    def is_end(self) -> bool:
+        """The task reached a terminal state (succeeded, dead or cancelled)."""
+        return self.state in _TERMINAL
+
+
+_TERMINAL = frozenset(s.value for s in TaskState if s.is_terminal)
+
+
+def decode_events(data: str) -> list[TaskEvent]:
+    """The events of one message on the events channel (a JSON list of triples)."""
+    return [TaskEvent(task_id, task_type, state) for task_id, task_type, state in _json.loads(data)]
+
+
+class EventStream:
+    """The task events of one subscription (see :meth:`Client.events`), one at a time."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+        self._buffer: deque[TaskEvent] = deque()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> TaskEvent:
+        while not self._buffer:
+            _, data = await self._subscription.get_message()
+            self._buffer.extend(decode_events(data))
+        return self._buffer.popleft()
+
+
+class Client:
+    """Operations on one taskqueue namespace of one Redis, from trio code.
+
+    Holds a pool of connections: close it with :meth:`aclose`, or use ``async with``. Unset
+    submission options take ``settings``' defaults (the configuration's, with
+    :meth:`from_config`), exactly as a submission through the API would.
+    """
+
+    def __init__(
+        self,
+        url: str | Redis = DEFAULT_URL,
+        *,
+        settings: BrokerSettings | None = None,
+        pool_size: int = 8,
+    ) -> None:
+        redis = url if isinstance(url, Redis) else Redis.from_url(url, pool_size=pool_size)
+        self.broker = Broker(redis, settings)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, pool_size: int | None = None, connect_attempts: int = 3
+    ) -> Client:
+        """A client with the daemon's Redis (URL, database, credentials, timeout), namespace
+        and task defaults, so what it submits is what the daemon's API would have written."""
+        redis = config.redis
+        if redis.url is None:
+            raise ValueError("redis.url is not set: the client needs a Redis to talk to")
+        address = RedisAddress.from_url(
+            redis.url, db=redis.db, username=redis.username, password=redis.password
+        )
+        connection = Redis(
+            address,
+            pool_size=pool_size or redis.pool_size,
+            connect_timeout=redis.connect_timeout,
+            connect_attempts=connect_attempts,
+        )
+        return cls(connection, settings=BrokerSettings.from_config(config))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.broker.redis.aclose()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        priority: Priority | str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the task's run-time limit)
+        delay: float | None = None,
+        eta: datetime | float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Submit one task. ``timeout`` is the task's run-time limit, not this call's.
+
+        Unset ``priority``, ``max_retries`` and ``timeout`` take the task type's defaults (as
+        its workers registered them), else the client's settings.
+
+        Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
+        written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
+        """
+        return await self.broker.enqueue(
+            Submission(
+                type=type,
+                payload=payload,
+                priority=priority,
+                max_retries=max_retries,
+                timeout=timeout,
+                delay=delay,
+                eta=eta,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:
+        """Submit a batch atomically, in one round trip: all are written, or none."""
+        return await self.broker.enqueue_many(list(submissions))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
+        return await self.broker.get(task_id)
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Several tasks in one round trip, None where a task does not exist."""
+        return await self.broker.get_many(task_ids)
+
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> Task:  # noqa: ASYNC109
+        """Wait until the task ends (succeeded, dead or cancelled) and return it.
+
+        Woken by the task's own state change on the events channel, not by polling. It
+        subscribes first and reads the task second, so an end that falls in between is not
+        missed. Raises :class:`TimeoutError` after ``timeout`` seconds and
+        :class:`~taskqueue.TaskNotFoundError` for an unknown id.
+        """
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            async with self.events() as events:
+                task = await self.broker.get(task_id)
+                if task.state.is_terminal:
+                    return task
+                async for event in events:
+                    if event.id == task_id and event.is_end:
+                        return await self.broker.get(task_id)
+        raise TimeoutError(f"task {task_id} did not end within {timeout}s")
+
+    @asynccontextmanager
+    async def events(self) -> AsyncIterator[EventStream]:
+        """Every task state change in the namespace from now on, until the block ends.
+
+        The subscription is confirmed before the block starts, so nothing published after
+        ``async with`` is missed. Pub/sub delivers at most once: a connection lost to Redis
+        ends the iteration with :class:`~taskqueue.redis.RedisConnectionError`.
+        """
+        async with self.broker.redis.subscribe(self.broker.keys.events_channel) as subscription:
+            yield EventStream(subscription)
+
+    async def list_tasks(
+        self,
+        state: TaskState | str,
+        *,
+        task_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
+        return await self.broker.list_tasks(
+            TaskState(state), task_type=task_type, limit=limit, cursor=cursor
+        )
+
+    async def stats(self) -> QueueStats:
+        """Queue depths and lifetime totals (O(1) on Redis: kept as counters)."""
+        return await self.broker.stats()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The registered workers, most recent heartbeat first."""
+        return await self.broker.workers()
+
+    # -- steering ----------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        """Cancel a task: ``"cancelled"`` if it was waiting, ``"requested"`` if it runs (its
+        worker stops it, and it ends cancelled). Raises
+        :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
+        return await self.broker.cancel(task_id)
+
+    # -- the dead-letter queue ---------------------------------------------------------------
+
+    async def dead_letters(
+        self, *, task_type: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """One page of the dead-letter queue, newest death first."""
+        return await self.broker.list_tasks(
+            TaskState.DEAD, task_type=task_type, limit=limit, cursor=cursor
+        )
+
+    async def requeue(self, task_id: str) -> None:
+        """Give a dead task a fresh set of attempts and queue it again.
+
+        Raises :class:`~taskqueue.ConflictingStateError` if it is not dead.
+        """
+        await self.broker.requeue_dead(task_id)
+
+    async def requeue_all(self, task_type: str | None = None) -> int:
+        """Requeue every dead task (of ``task_type``, if given); how many were."""
+        return await self.broker.requeue_all_dead(task_type)
+
+    async def purge_dead(self, task_type: str | None = None) -> int:
+        """Delete every dead task (of ``task_type``, if given) for good; how many were."""
+        return await self.broker.purge_dead(task_type)
