@@ -4,6 +4,7 @@ The public surface; plugin authors import from :mod:`taskqueue.plugin`.
 """
 
 from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted
+from taskqueue.client import Client, TaskEvent
 from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
@@ -22,6 +23,7 @@ __all__ = [
     "Broker",
     "BrokerSettings",
     "ClaimedTask",
+    "Client",
     "ConfigError",
     "ConflictingStateError",
     "InvalidTaskError",
@@ -34,6 +36,7 @@ __all__ = [
     "Submission",
     "Submitted",
     "Task",
+    "TaskEvent",
     "TaskNotFoundError",
     "TaskQueueError",
     "TaskState",

@@ -14,6 +14,10 @@ cannot be reached. Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
 from taskqueue.cli.bench import bench
@@ -24,6 +28,7 @@ from taskqueue.cli.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    fail,
 )
 from taskqueue.cli.configuration import config_group
 from taskqueue.cli.daemon import run, server, worker
@@ -43,7 +48,31 @@ __all__ = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, with click's own errors (a missing argument, an unknown option, a
+    bad value) said in one line like every other error, instead of a usage block."""
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, standalone_mode: bool = True, **extra: Any
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `taskqueue` alone: the help, as click shows it
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "taskqueue"
+            fail(f"{exc.format_message()} (see `{where} --help`)", EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="taskqueue")
 def main() -> None:
     """taskqueue: a distributed task queue on trio and Redis."""

@@ -165,7 +165,7 @@ class Output:
     ) -> None:
         self.json_mode = json_mode
         self.console = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=False)
-        self.err = Console(file=stderr or sys.stderr, highlight=False)
+        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self.rich = not json_mode and self.console.is_terminal
 
     def json(self, value: Any, *, compact: bool = False) -> None:

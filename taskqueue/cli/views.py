@@ -151,11 +151,15 @@ def state_text(state: TaskState) -> Text:
     return Text(state.value, style=STATE_STYLES[state])
 
 
-def compact(value: Any, width: int = 60) -> str:
-    """``value`` as one line of JSON, cut to ``width`` characters, for a table cell."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def compact(text: str, width: int = 60) -> str:
+    """``text`` on one line, cut to ``width`` characters, for a table cell."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def compact_json(value: Any, width: int = 60) -> str:
+    """``value`` as one line of JSON (a string keeps its quotes), cut to ``width``."""
+    return compact(json.dumps(value, ensure_ascii=False), width)
 
 
 # -- views ------------------------------------------------------------------------------------
@@ -230,9 +234,9 @@ def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None
         elif task.error:
             note = compact(task.error)
         elif task.state is TaskState.SUCCEEDED:
-            note = compact(task.result)
+            note = compact_json(task.result)
         else:
-            note = compact(task.payload)
+            note = compact_json(task.payload)
         rows.append(
             (
                 task.id,
