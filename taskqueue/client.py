@@ -20,11 +20,18 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
-from taskqueue import _json
-from taskqueue.broker import Broker, BrokerSettings, CancelOutcome, Page, Submission, Submitted
+from taskqueue.broker import (
+    Broker,
+    BrokerSettings,
+    CancelOutcome,
+    Page,
+    Submission,
+    Submitted,
+    TaskEvent,
+    events_from_message,
+)
 from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
 from taskqueue.redis import Redis, RedisAddress, Subscription
 
@@ -32,32 +39,6 @@ if TYPE_CHECKING:
     from taskqueue.config import Config
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
-
-@attrs.frozen
-class TaskEvent:
-    """One change of a task's state, as the broker's scripts publish it.
-
-    ``state`` is a :class:`TaskState` value, or ``"progress"`` when a running task reported
-    progress.
-    """
-
-    id: str
-    type: str
-    state: str
-
-    @property
-    def is_end(self) -> bool:
-        """The task reached a terminal state (succeeded, dead or cancelled)."""
-        return self.state in _TERMINAL
-
-
-_TERMINAL = frozenset(s.value for s in TaskState if s.is_terminal)
-
-
-def decode_events(data: str) -> list[TaskEvent]:
-    """The events of one message on the events channel (a JSON list of triples)."""
-    return [TaskEvent(task_id, task_type, state) for task_id, task_type, state in _json.loads(data)]
 
 
 class EventStream:
@@ -73,7 +54,7 @@ class EventStream:
     async def __anext__(self) -> TaskEvent:
         while not self._buffer:
             _, data = await self._subscription.get_message()
-            self._buffer.extend(decode_events(data))
+            self._buffer.extend(events_from_message(data))
         return self._buffer.popleft()
 
 

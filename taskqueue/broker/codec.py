@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from taskqueue import _json
 from taskqueue.models import ClaimedTask, Priority, Task, TaskState, WorkerInfo
 
@@ -99,3 +101,29 @@ def worker_from_hash(fields: Mapping[str, str]) -> WorkerInfo:
         processed=info.get("processed", 0),
         failed=info.get("failed", 0),
     )
+
+
+@attrs.frozen
+class TaskEvent:
+    """One change of a task's state, as the scripts publish it on the events channel.
+
+    ``state`` is a :class:`~taskqueue.models.TaskState` value, or ``"progress"`` when a
+    running task reported progress.
+    """
+
+    id: str
+    type: str
+    state: str
+
+    @property
+    def is_end(self) -> bool:
+        """The task reached a terminal state (succeeded, dead or cancelled)."""
+        return self.state in _TERMINAL
+
+
+_TERMINAL = frozenset(s.value for s in TaskState if s.is_terminal)
+
+
+def events_from_message(data: str) -> list[TaskEvent]:
+    """The events of one message on the events channel (a JSON list of triples)."""
+    return [TaskEvent(task_id, task_type, state) for task_id, task_type, state in _json.loads(data)]

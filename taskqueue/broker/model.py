@@ -1,0 +1,126 @@
+"""What the queue operations take and give back: settings, submissions and their results.
+
+Plain values with no I/O, shared by the trio :class:`~taskqueue.broker.Broker` and the
+synchronous :class:`~taskqueue.SyncClient` (both run :mod:`taskqueue.broker.operations`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from taskqueue.models import Priority, Task, TaskState
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@attrs.frozen(kw_only=True)
+class BrokerSettings:
+    """The broker's knobs; :meth:`from_config` builds them from the daemon configuration."""
+
+    namespace: str = "taskqueue"
+    default_timeout: float = 300.0
+    default_max_retries: int = 3
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 300.0
+    max_payload_bytes: int = 1024 * 1024
+    result_ttl: float = 24 * 3600.0
+    idempotency_window: float = 24 * 3600.0
+    #: How long a lease lasts without a heartbeat; also how long a silent worker stays registered.
+    lease_ttl: float = 30.0
+    max_queue_depth: int = 0
+    #: 0: strict priorities. N > 0: every Nth claim first takes one task from each lower priority.
+    priority_guard: int = 0
+
+    @classmethod
+    def from_config(cls, config: Any) -> BrokerSettings:
+        task, worker = config.task, config.worker
+        return cls(
+            namespace=config.redis.namespace,
+            default_timeout=task.default_timeout,
+            default_max_retries=task.max_retries,
+            retry_base_delay=task.retry_base_delay,
+            retry_max_delay=task.retry_max_delay,
+            max_payload_bytes=task.max_payload_bytes,
+            result_ttl=task.result_ttl,
+            idempotency_window=task.idempotency_window,
+            lease_ttl=worker.worker_timeout,
+            max_queue_depth=task.max_queue_depth,
+            priority_guard=worker.priority_guard,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Submission:
+    """A task to submit. Unset fields take the broker's (or the task type's) defaults.
+
+    ``delay`` (seconds from now) and ``eta`` (a datetime, or epoch seconds) are alternatives;
+    a task with either starts ``scheduled`` and becomes pending when its time comes.
+    """
+
+    type: str
+    payload: Any = None
+    priority: Priority | str | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    eta: datetime | float | None = None
+    idempotency_key: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TypeDefaults:
+    """What a task type's submissions get when they leave a field unset (None: the broker's)."""
+
+    priority: Priority | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+    def encoded(self) -> str:
+        """The ``type-defaults`` hash value enqueue.lua reads: ``priority|max_retries|ms``."""
+        return "|".join(
+            (
+                "" if self.priority is None else self.priority.value,
+                "" if self.max_retries is None else str(self.max_retries),
+                "" if self.timeout is None else str(math.ceil(self.timeout * 1000)),
+            )
+        )
+
+    @classmethod
+    def decoded(cls, value: str) -> TypeDefaults:
+        priority, max_retries, timeout_ms = value.split("|")
+        return cls(
+            priority=Priority(priority) if priority else None,
+            max_retries=int(max_retries) if max_retries else None,
+            timeout=int(timeout_ms) / 1000 if timeout_ms else None,
+        )
+
+
+@attrs.frozen
+class Submitted:
+    """The result of one submission: the task's id, its state, and whether it is new.
+
+    ``created`` is False when the idempotency key matched an earlier task: then ``id`` is that
+    task's and nothing was written.
+    """
+
+    id: str
+    state: TaskState
+    created: bool
+
+
+CancelOutcome = Literal["cancelled", "requested"]
+
+
+@attrs.frozen
+class Page:
+    """One page of a listing; pass ``next_cursor`` back for the next one (None: the end)."""
+
+    items: list[Task]
+    next_cursor: str | None

@@ -1,0 +1,349 @@
+"""The queue operations a producer or an operator needs, written once and free of I/O.
+
+The trio :class:`~taskqueue.broker.Broker` and the synchronous
+:class:`~taskqueue.SyncClient` (on redis-py) both run these, so a submission's validation, a
+script's arguments, the meaning of its reply and every key name are defined in one place, as
+hypercorn keeps its protocols apart from its event loops.
+
+An operation is a generator. It yields a :data:`Step` (a command, a pipeline, or one of the
+broker's Lua scripts), is sent the reply, and returns its result; an error reply is thrown into
+it as :class:`~taskqueue.redis.ResponseError`, whichever client read it. A driver is a loop of
+a dozen lines (:meth:`Broker._run`, :meth:`SyncClient._run`). Most operations are one step;
+listings and bulk dead-letter operations take several, each decided by the replies before it.
+
+The worker's operations (claim, report, heartbeat, reap, promote) stay in the trio broker: the
+synchronous client never runs tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from taskqueue.broker.codec import task_from_hash, worker_from_hash
+from taskqueue.broker.keys import Keys
+from taskqueue.broker.model import (
+    BrokerSettings,
+    CancelOutcome,
+    Page,
+    Submission,
+    Submitted,
+    TypeDefaults,
+)
+from taskqueue.broker.scripts import load_scripts
+from taskqueue.broker.validation import task_fields
+from taskqueue.errors import (
+    ConflictingStateError,
+    InvalidTaskError,
+    QueueFullError,
+    TaskNotFoundError,
+)
+from taskqueue.ids import new_task_ids
+from taskqueue.models import (
+    DEFAULT_PRIORITY,
+    PRIORITY_ORDER,
+    Priority,
+    QueueStats,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
+from taskqueue.redis import ResponseError, Script
+
+T = TypeVar("T")
+Arg = str | int | float
+
+
+@attrs.frozen
+class Call:
+    """One command; its reply."""
+
+    args: tuple[Arg, ...]
+
+
+@attrs.frozen
+class Pipeline:
+    """Commands sent together in one round trip; their replies as a list."""
+
+    commands: tuple[tuple[Arg, ...], ...]
+
+
+@attrs.frozen
+class RunScript:
+    """One of the broker's Lua scripts; ``keys`` is always the namespace prefix alone."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+Step = Call | Pipeline | RunScript
+#: A queue operation: yields steps, is sent their replies, returns ``T``.
+Operation = Generator[Step, Any, T]
+
+#: Dead-letter ids read per step by the bulk operations.
+DEAD_CHUNK = 500
+
+
+def _script(keys: Keys, name: str, *args: Arg) -> RunScript:
+    return RunScript(getattr(load_scripts(), name), (keys.prefix,), args)
+
+
+def pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash from its flat HGETALL reply ``[field, value, field, value, ...]``."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+# -- submitting -------------------------------------------------------------------------------
+
+
+def enqueue_many(
+    settings: BrokerSettings, keys: Keys, submissions: Sequence[Submission], now: int
+) -> Operation[list[Submitted]]:
+    """Submit a batch atomically, in one round trip (see :meth:`Broker.enqueue_many`)."""
+    if not submissions:
+        return []
+    args: list[Arg] = [
+        now,
+        # At least 1 ms: SET refuses PX 0 (a window the config allows, e.g. "0.5ms").
+        max(1, int(settings.idempotency_window * 1000)),
+        settings.max_queue_depth,
+        DEFAULT_PRIORITY.value,
+        settings.default_max_retries,
+        math.ceil(settings.default_timeout * 1000),
+    ]
+    ids = new_task_ids(len(submissions), now)
+    for index, submission in enumerate(submissions):
+        try:
+            args += task_fields(settings, submission, ids[index], now)
+        except InvalidTaskError as exc:
+            if len(submissions) > 1:
+                raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
+            raise
+    try:
+        reply = yield _script(keys, "enqueue", *args)
+    except ResponseError as exc:
+        if str(exc).startswith("QUEUEFULL"):
+            _, task_type, depth, limit = str(exc).split()
+            raise QueueFullError(
+                f"queue of task type {task_type!r} is full: {depth} pending, limit {limit}"
+            ) from None
+        raise
+    return [
+        Submitted(task_id, TaskState(state), bool(created)) for task_id, created, state in reply
+    ]
+
+
+def type_defaults(keys: Keys) -> Operation[dict[str, TypeDefaults]]:
+    """The recorded defaults of every task type that has any."""
+    reply = yield Call(("HGETALL", keys.type_defaults))
+    return {task_type: TypeDefaults.decoded(value) for task_type, value in pairs(reply).items()}
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def get(keys: Keys, task_id: str) -> Operation[Task]:
+    """The task; :class:`TaskNotFoundError` if there is none."""
+    fields = yield Call(("HGETALL", keys.task(task_id)))
+    if not fields:
+        raise TaskNotFoundError(task_id)
+    return task_from_hash(pairs(fields))
+
+
+def get_many(keys: Keys, task_ids: Sequence[str]) -> Operation[list[Task | None]]:
+    """Several tasks in one round trip, None for the missing."""
+    if not task_ids:
+        return []
+    replies = yield Pipeline(tuple(("HGETALL", keys.task(i)) for i in task_ids))
+    return [task_from_hash(pairs(r)) if r else None for r in replies]
+
+
+def list_tasks(
+    keys: Keys,
+    state: TaskState,
+    *,
+    task_type: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Operation[Page]:
+    """One page of the tasks in ``state`` (see :meth:`Broker.list_tasks`)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidTaskError("limit must be from 1 to 1000", field="limit")
+    if state is TaskState.PENDING:
+        return (yield from _list_pending(keys, task_type, limit, cursor))
+    offset = _parse_cursor(cursor, 0)
+    key = keys.zset_of(state)
+    command = "ZREVRANGE" if state.is_terminal else "ZRANGE"
+    items: list[Task] = []
+    scan = limit if task_type is None else max(limit, 200)
+    while len(items) < limit:
+        ids = yield Call((command, key, offset, offset + scan - 1))
+        if not ids:
+            return Page(items, None)
+        for i, task in enumerate((yield from get_many(keys, ids))):
+            if task is not None and (task_type is None or task.type == task_type):
+                items.append(task)
+                if len(items) == limit:
+                    return Page(items, str(offset + i + 1))
+        offset += len(ids)
+    return Page(items, str(offset))
+
+
+def _list_pending(
+    keys: Keys, task_type: str | None, limit: int, cursor: str | None
+) -> Operation[Page]:
+    types = [task_type] if task_type else sorted((yield Call(("SMEMBERS", keys.types))))
+    queues = [(p.value, t) for p in PRIORITY_ORDER for t in types]
+    # The cursor names its queue ("priority:type:offset"), not its index in `queues`: a type
+    # submitted between two pages shifts the indexes.
+    position, offset = 0, 0
+    if cursor is not None:
+        priority, _, rest = cursor.partition(":")
+        queue_type, _, at = rest.rpartition(":")
+        if (priority, queue_type) not in queues or not at.isdigit():
+            raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
+        position, offset = queues.index((priority, queue_type)), int(at)
+    items: list[Task] = []
+    while position < len(queues) and len(items) < limit:
+        wanted = limit - len(items)
+        queue = keys.ready(*queues[position])
+        ids = yield Call(("LRANGE", queue, offset, offset + wanted - 1))
+        items.extend(t for t in (yield from get_many(keys, ids)) if t is not None)
+        if len(ids) < wanted:
+            position, offset = position + 1, 0
+        else:
+            offset += len(ids)
+    if position >= len(queues):
+        return Page(items, None)
+    priority, queue_type = queues[position]
+    return Page(items, f"{priority}:{queue_type}:{offset}")
+
+
+def _parse_cursor(cursor: str | None, default: int) -> int:
+    if cursor is None:
+        return default
+    if not cursor.isdigit():
+        raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
+    return int(cursor)
+
+
+def stats(keys: Keys) -> Operation[QueueStats]:
+    """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
+    counts, succeeded, cancelled, workers = yield Pipeline(
+        (
+            ("HGETALL", keys.counts),
+            ("ZCARD", keys.succeeded),
+            ("ZCARD", keys.cancelled),
+            ("ZCARD", keys.workers),
+        )
+    )
+    by_state = {state: 0 for state in TaskState}
+    by_state[TaskState.SUCCEEDED] = succeeded
+    by_state[TaskState.CANCELLED] = cancelled
+    pending_by_priority = {p: 0 for p in Priority}
+    pending_by_type: dict[str, int] = {}
+    by_state_and_type: dict[tuple[TaskState, str], int] = {}
+    totals: dict[str, int] = {}
+    for field, value in pairs(counts).items():
+        n = int(value)
+        head, _, rest = field.partition("|")
+        if head == "total":
+            totals[rest] = n
+            continue
+        state = TaskState(head)
+        priority, _, task_type = rest.partition("|")
+        by_state[state] += n
+        key = (state, task_type)
+        by_state_and_type[key] = by_state_and_type.get(key, 0) + n
+        if state is TaskState.PENDING:
+            pending_by_priority[Priority(priority)] += n
+            pending_by_type[task_type] = pending_by_type.get(task_type, 0) + n
+    return QueueStats(
+        by_state=by_state,
+        pending_by_priority=pending_by_priority,
+        pending_by_type=pending_by_type,
+        by_state_and_type=by_state_and_type,
+        totals=totals,
+        workers=workers,
+    )
+
+
+def workers(keys: Keys) -> Operation[list[WorkerInfo]]:
+    """The registered workers whose registration has not expired, newest beat first."""
+    ids = yield Call(("ZREVRANGE", keys.workers, 0, -1))
+    if not ids:
+        return []
+    replies = yield Pipeline(tuple(("HGETALL", keys.worker(i)) for i in ids))
+    return [worker_from_hash(pairs(r)) for r in replies if r]
+
+
+# -- steering ---------------------------------------------------------------------------------
+
+
+def cancel(keys: Keys, task_id: str, now: int) -> Operation[CancelOutcome]:
+    """Cancel a task (see :meth:`Broker.cancel`)."""
+    try:
+        outcome, state = yield _script(keys, "cancel", now, task_id)
+    except ResponseError as exc:
+        if str(exc).startswith("NOTFOUND"):
+            raise TaskNotFoundError(task_id) from None
+        raise
+    if outcome == "final":
+        raise ConflictingStateError(
+            f"task {task_id} has already ended ({state}); nothing to cancel"
+        )
+    assert outcome in ("cancelled", "requested"), outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def requeue_dead(keys: Keys, task_id: str, now: int) -> Operation[None]:
+    """Give one dead-lettered task a fresh set of attempts and queue it again."""
+    (done,) = yield _script(keys, "requeue_dead", now, task_id)
+    if not done:
+        task = yield from get(keys, task_id)  # raises TaskNotFoundError
+        raise ConflictingStateError(
+            f"task {task_id} is {task.state.value}, not in the dead-letter queue"
+        )
+
+
+def requeue_all_dead(keys: Keys, task_type: str | None, clock: Callable[[], int]) -> Operation[int]:
+    """Requeue every dead-lettered task (of ``task_type``, if given); how many."""
+    total, offset = 0, 0
+    while True:
+        ids, offset = yield from _dead_chunk(keys, task_type, offset)
+        if ids is None:
+            return total
+        if ids:
+            total += sum((yield _script(keys, "requeue_dead", clock(), *ids)))
+
+
+def purge_dead(keys: Keys, task_type: str | None) -> Operation[int]:
+    """Delete every dead-lettered task (of ``task_type``, if given); how many."""
+    total, offset = 0, 0
+    while True:
+        ids, offset = yield from _dead_chunk(keys, task_type, offset)
+        if ids is None:
+            return total
+        if ids:
+            total += yield _script(keys, "purge_dead", *ids)
+
+
+def _dead_chunk(
+    keys: Keys, task_type: str | None, offset: int
+) -> Operation[tuple[list[str] | None, int]]:
+    """The next chunk of dead-letter ids from ``offset``, oldest first, filtered by type (None
+    at the end), and where to read next. Each chunk is acted on (and so leaves the set) before
+    the next is read, so only ids of other types are skipped over."""
+    ids: list[str] = yield Call(("ZRANGE", keys.dead, offset, offset + DEAD_CHUNK - 1))
+    if not ids:
+        return None, offset
+    if task_type is None:
+        return ids, offset
+    types = yield Pipeline(tuple(("HGET", keys.task(i), "type") for i in ids))
+    matching = [i for i, t in zip(ids, types, strict=True) if t == task_type]
+    return matching, offset + len(ids) - len(matching)
