@@ -3,8 +3,8 @@
 The public surface; plugin authors import from :mod:`taskqueue.plugin`.
 """
 
-from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted
-from taskqueue.client import Client, TaskEvent
+from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted, TaskEvent
+from taskqueue.client import Client
 from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
@@ -16,6 +16,7 @@ from taskqueue.errors import (
 )
 from taskqueue.models import ClaimedTask, Priority, QueueStats, Task, TaskState, WorkerInfo
 from taskqueue.redis import Redis
+from taskqueue.sync_client import SyncClient
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "Report",
     "Submission",
     "Submitted",
+    "SyncClient",
     "Task",
     "TaskEvent",
     "TaskNotFoundError",

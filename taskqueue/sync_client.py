@@ -1,0 +1,342 @@
+"""The synchronous client: submit, inspect, wait for and steer tasks from code that is not async
+(a Django view, a script, a thread), on redis-py.
+
+It runs the very operations the trio broker runs (:mod:`taskqueue.broker.operations`: the same
+validation, key names and Lua scripts), only with a blocking redis-py connection underneath, so
+a task it submits is stored exactly as one submitted through the API::
+
+    with taskqueue.SyncClient("redis://localhost:6379/0") as client:
+        submitted = client.submit("http.request", {"url": "https://example.com/hook"})
+        task = client.wait(submitted.id, timeout=30)
+
+One client may be shared by threads: redis-py lends each command a connection from its pool.
+Errors are taskqueue's own (:class:`~taskqueue.redis.RedisConnectionError` for an unreachable
+Redis, as from the trio client), not redis-py's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+import redis.exceptions
+from redis.backoff import EqualJitterBackoff
+from redis.retry import Retry
+
+from taskqueue.broker import BrokerSettings, CancelOutcome, Page, Submission, Submitted
+from taskqueue.broker import operations as ops
+from taskqueue.broker.codec import events_from_message
+from taskqueue.broker.keys import Keys
+from taskqueue.broker.model import wall_clock_ms
+from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.redis import (
+    AuthenticationError,
+    RedisAddress,
+    RedisConnectionError,
+    RedisError,
+    ResponseError,
+)
+
+if TYPE_CHECKING:
+    from taskqueue.config import Config
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> redis.Redis:
+    """A redis-py client of ``address`` that returns replies as Redis sent them (strings,
+    integers, flat lists), as the trio client does, so one operation reads both the same."""
+    options: dict[str, Any] = {
+        "db": address.db,
+        "username": address.username,
+        "password": address.password,
+        "decode_responses": True,
+        "socket_connect_timeout": connect_timeout,
+        "protocol": 2,  # RESP2, as the trio client speaks: RESP3 would make maps of hashes
+        # Three attempts with jittered backoff, as the trio client makes: redis-py's default
+        # (ten, up to a second apart) leaves a caller waiting seconds on an unreachable Redis.
+        "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2),
+    }
+    if address.path:
+        client = redis.Redis(unix_socket_path=address.path, **options)
+    else:
+        client = redis.Redis(
+            host=address.host,
+            port=address.port,
+            ssl=address.tls,
+            ssl_ca_certs=address.ssl_ca_certs,
+            ssl_cert_reqs=address.ssl_cert_reqs,
+            ssl_certfile=address.ssl_certfile,
+            ssl_keyfile=address.ssl_keyfile,
+            **options,
+        )
+    # redis-py reshapes some replies (HGETALL into a dict, ZSCORE into a float); the
+    # operations expect them raw. This client is private to one SyncClient.
+    client.response_callbacks.clear()
+    return client
+
+
+class SyncClient:
+    """Operations on one taskqueue namespace of one Redis, from blocking code.
+
+    Close it (or use ``with``) to release its connections. Unset submission options take the
+    task type's defaults, else ``settings``' (the configuration's, with :meth:`from_config`).
+    """
+
+    def __init__(
+        self,
+        url: str | RedisAddress = DEFAULT_URL,
+        *,
+        settings: BrokerSettings | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.address = RedisAddress.from_url(url) if isinstance(url, str) else url
+        self.settings = settings or BrokerSettings()
+        self.keys = Keys(self.settings.namespace)
+        self.redis = redis_py_client(self.address, connect_timeout=connect_timeout)
+
+    @classmethod
+    def from_config(cls, config: Config) -> SyncClient:
+        """A client with the daemon's Redis (URL, database, credentials, timeout), namespace
+        and task defaults, so what it submits is what the daemon's API would have written."""
+        conf = config.redis
+        if conf.url is None:
+            raise ValueError("redis.url is not set: the client needs a Redis to talk to")
+        address = RedisAddress.from_url(
+            conf.url, db=conf.db, username=conf.username, password=conf.password
+        )
+        return cls(
+            address,
+            settings=BrokerSettings.from_config(config),
+            connect_timeout=conf.connect_timeout,
+        )
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        priority: Priority | str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        eta: datetime | float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Submit one task. ``timeout`` is the task's run-time limit, not this call's.
+
+        Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
+        written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
+        """
+        submission = Submission(
+            type=type,
+            payload=payload,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            eta=eta,
+            idempotency_key=idempotency_key,
+        )
+        (submitted,) = self.submit_many([submission])
+        return submitted
+
+    def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:
+        """Submit a batch atomically, in one round trip: all are written, or none."""
+        batch = list(submissions)
+        return self._run(ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms()))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
+        return self._run(ops.get(self.keys, task_id))
+
+    def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Several tasks in one round trip, None where a task does not exist."""
+        return self._run(ops.get_many(self.keys, task_ids))
+
+    def wait(self, task_id: str, *, timeout: float | None = None) -> Task:
+        """Block until the task ends (succeeded, dead or cancelled) and return it.
+
+        Woken by the task's own state change on the events channel, not by polling: it
+        subscribes (and waits for Redis to confirm) first and reads the task second, so an end
+        that falls in between is not missed. Raises :class:`TimeoutError` after ``timeout``
+        seconds and :class:`~taskqueue.TaskNotFoundError` for an unknown id.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            if deadline is None:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"task {task_id} did not end within {timeout}s")
+            return left
+
+        with self._subscription(remaining) as next_message:
+            task = self.get(task_id)
+            if task.state.is_terminal:
+                return task
+            while True:
+                data = next_message(remaining())
+                if data is not None and any(
+                    event.id == task_id and event.is_end for event in events_from_message(data)
+                ):
+                    return self.get(task_id)
+
+    @contextmanager
+    def _subscription(
+        self, remaining: Callable[[], float | None]
+    ) -> Iterator[Callable[[float | None], str | None]]:
+        """Subscribed to the events channel (confirmed by Redis) for the block; yields a
+        function that blocks up to a timeout for the next message's data (None: none came)."""
+        pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            with _redis_errors():
+                pubsub.subscribe(self.keys.events_channel)
+                while (message := pubsub.get_message(timeout=remaining())) is None or (
+                    message["type"] != "subscribe"
+                ):
+                    pass
+
+            def next_message(timeout: float | None) -> str | None:
+                with _redis_errors():
+                    message = pubsub.get_message(timeout=timeout)
+                if message is None or message["type"] != "message":
+                    return None
+                return str(message["data"])
+
+            yield next_message
+        finally:
+            pubsub.close()
+
+    def list_tasks(
+        self,
+        state: TaskState | str,
+        *,
+        task_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
+        return self._run(
+            ops.list_tasks(
+                self.keys, TaskState(state), task_type=task_type, limit=limit, cursor=cursor
+            )
+        )
+
+    def stats(self) -> QueueStats:
+        """Queue depths and lifetime totals (O(1) on Redis: kept as counters)."""
+        return self._run(ops.stats(self.keys))
+
+    def workers(self) -> list[WorkerInfo]:
+        """The registered workers, most recent heartbeat first."""
+        return self._run(ops.workers(self.keys))
+
+    # -- steering ----------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> CancelOutcome:
+        """Cancel a task: ``"cancelled"`` if it was waiting, ``"requested"`` if it runs (its
+        worker stops it, and it ends cancelled). Raises
+        :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
+        return self._run(ops.cancel(self.keys, task_id, wall_clock_ms()))
+
+    # -- the dead-letter queue ---------------------------------------------------------------
+
+    def dead_letters(
+        self, *, task_type: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """One page of the dead-letter queue, newest death first."""
+        return self.list_tasks(TaskState.DEAD, task_type=task_type, limit=limit, cursor=cursor)
+
+    def requeue(self, task_id: str) -> None:
+        """Give a dead task a fresh set of attempts and queue it again.
+
+        Raises :class:`~taskqueue.ConflictingStateError` if it is not dead.
+        """
+        self._run(ops.requeue_dead(self.keys, task_id, wall_clock_ms()))
+
+    def requeue_all(self, task_type: str | None = None) -> int:
+        """Requeue every dead task (of ``task_type``, if given); how many were."""
+        return self._run(ops.requeue_all_dead(self.keys, task_type, wall_clock_ms))
+
+    def purge_dead(self, task_type: str | None = None) -> int:
+        """Delete every dead task (of ``task_type``, if given) for good; how many were."""
+        return self._run(ops.purge_dead(self.keys, task_type))
+
+    # -- running operations ------------------------------------------------------------------
+
+    def _run(self, operation: Operation[T]) -> T:
+        """Drive an I/O-free operation on redis-py: the twin of ``Broker._run``."""
+        reply: Any = None
+        error: ResponseError | None = None
+        try:
+            while True:
+                step = operation.send(reply) if error is None else operation.throw(error)
+                reply, error = None, None
+                try:
+                    with _redis_errors():
+                        reply = self._execute(step)
+                except ResponseError as exc:
+                    error = exc
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            operation.close()
+
+    def _execute(self, step: Step) -> Any:
+        command = self.redis.execute_command  # (redis-py leaves it untyped)
+        if isinstance(step, Call):
+            return command(*step.args)  # type: ignore[no-untyped-call]
+        if isinstance(step, Pipeline):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for args in step.commands:
+                    pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+                replies = pipe.execute(raise_on_error=False)
+            return [
+                ResponseError(str(r)) if isinstance(r, redis.exceptions.ResponseError) else r
+                for r in replies
+            ]
+        assert isinstance(step, RunScript)
+        script, keys = step.script, step.keys
+        try:
+            return command("EVALSHA", script.sha, len(keys), *keys, *step.args)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            return command("EVAL", script.source, len(keys), *keys, *step.args)  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    """redis-py's errors as taskqueue's, so callers catch the same ones from either client."""
+    try:
+        yield
+    except redis.exceptions.AuthenticationError as exc:
+        raise AuthenticationError(str(exc)) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise RedisConnectionError(str(exc)) from exc
+    except redis.exceptions.ResponseError as exc:
+        raise ResponseError(str(exc)) from exc
+    except redis.exceptions.RedisError as exc:
+        raise RedisError(str(exc)) from exc
