@@ -140,12 +140,12 @@ def test_plugins_lists_task_types_with_versions() -> None:
     assert done.code == 0, done
     header, *rows = done.out.splitlines()
     assert header.split() == [
-        "TYPE", "PLUGIN", "VERSION", "TIMEOUT", "RETRIES", "PRIORITY", "DESCRIPTION"
+        "TYPE", "VERSION", "PLUGIN", "TIMEOUT", "RETRIES", "PRIORITY", "DESCRIPTION"
     ]  # fmt: skip
     by_type = {row.split()[0]: row.split() for row in rows}
-    assert by_type["echo"][1:4] == ["builtin", "taskqueue", "0.1.0"]
-    assert by_type["http.request"][1:3] == ["http", "taskqueue-plugin-http"]
-    assert by_type["shell.run"][1:3] == ["shell", "taskqueue-plugin-shell"]
+    assert by_type["echo"][1:4] == ["taskqueue", "0.1.0", "builtin"]
+    assert by_type["http.request"][1:4] == ["taskqueue-plugin-http", "0.1.0", "http"]
+    assert by_type["shell.run"][1:5] == ["taskqueue-plugin-shell", "0.1.0", "shell", "5m00s"]
 
     listed = run(env_without_redis(), "plugins", "--json").json()
     echo = next(p for p in listed if p["task_type"] == "echo")

@@ -30,4 +30,4 @@ def plugins(config_path: str | None, json_mode: bool, **flags: Any) -> None:
     else:
         out.show(plugin_listing(specs))
     for name, error in loaded.broken.items():
-        out.note(f"plugin {name} is broken: {error}")
+        out.note(f"{name}: BROKEN: {error}")

@@ -316,7 +316,8 @@ def stats_views(stats: QueueStats) -> list[View]:
 
 
 def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:
-    """The installed task types: who provides each, its version, and its own defaults."""
+    """The installed task types: the distribution and version that provide each, the plugin
+    (entry point) that registered it, and its own defaults."""
 
     def default(value: object) -> str:
         return "-" if value is None else str(value)
@@ -324,8 +325,8 @@ def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:
     rows: list[tuple[Cell, ...]] = [
         (
             spec.task_type,
-            spec.plugin,
             spec.version or "-",
+            spec.plugin,
             "-" if spec.timeout is None else span(spec.timeout),
             default(spec.max_retries),
             default(spec.priority),
@@ -334,7 +335,7 @@ def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:
         for spec in specs
     ]
     return Listing(
-        ("TYPE", "PLUGIN", "VERSION", "TIMEOUT", "RETRIES", "PRIORITY", "DESCRIPTION"),
+        ("TYPE", "VERSION", "PLUGIN", "TIMEOUT", "RETRIES", "PRIORITY", "DESCRIPTION"),
         rows,
         title="task types",
         empty="no plugins installed",
