@@ -71,12 +71,17 @@ def cli_env(redis_url: str, namespace: str, **variables: str) -> dict[str, str]:
 
 
 def run(
-    env: Mapping[str, str], *args: str, stdin: str | None = None, timeout: float = 30
+    env: Mapping[str, str],
+    *args: str,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 30,
 ) -> Result:
-    """Run ``taskqueue *args`` to its end."""
+    """Run ``taskqueue *args`` to its end (in ``cwd``, if given)."""
     done = subprocess.run(
         [TASKQUEUE, *args],
         env=dict(env),
+        cwd=cwd,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,

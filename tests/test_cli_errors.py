@@ -59,16 +59,17 @@ def test_wrong_credentials_exit_4(redis_server: EmbeddedRedis) -> None:
     assert done.error.startswith("Redis refused the credentials: ")
 
 
-def test_no_redis_configured_exits_2() -> None:
-    done = run(env_without_redis(), "queues")
+def test_no_redis_configured_exits_2(tmp_path: Path) -> None:
+    done = run(env_without_redis(), "queues", cwd=tmp_path)
     assert done.code == 2, done
     assert done.error == (
-        "no Redis to talk to: set redis.url (--redis-url, TASKQUEUE_REDIS__URL or the config file)"
+        "no Redis to talk to: set redis.url (--redis-url, TASKQUEUE_REDIS__URL or the config "
+        "file), or start `taskqueue run` in this directory"
     )
 
 
-def test_a_worker_without_redis_exits_2() -> None:
-    done = run(env_without_redis(), "worker")
+def test_a_worker_without_redis_exits_2(tmp_path: Path) -> None:
+    done = run(env_without_redis(), "worker", cwd=tmp_path)
     assert done.code == 2, done
     assert done.err.splitlines()[-1].startswith("taskqueue: `taskqueue worker` needs redis.url")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import attrs
@@ -46,6 +47,9 @@ EXIT_NOT_FOUND = 3
 EXIT_UNREACHABLE = 4
 #: Ctrl-C in a one-shot command, as shells report SIGINT. ``--watch`` ends on Ctrl-C with 0.
 EXIT_INTERRUPTED = 130
+
+#: Where ``taskqueue run`` leaves its embedded Redis's URL, in ``redis.data_dir``.
+EMBEDDED_URL_FILE = "redis.url"
 
 PRIORITIES = [p.value for p in Priority]
 STATES = [s.value for s in TaskState]
@@ -206,12 +210,23 @@ class Session:
 
     @classmethod
     def start(cls, config_path: str | None, flags: dict[str, Any], json_mode: bool) -> Session:
+        """The session of a command, or exit 2 if no Redis is configured.
+
+        Without redis.url, the Redis of a ``taskqueue run`` started in the same directory (its
+        embedded server, advertised in ``redis.data_dir``) is used: the set-up needs no
+        configuration, and neither do the tools next to it.
+        """
         config = load(config_path, flags)
         if config.redis.url is None:
-            fail(
-                "no Redis to talk to: set redis.url (--redis-url, TASKQUEUE_REDIS__URL or "
-                "the config file)"
-            )
+            advertised = Path(config.redis.data_dir) / EMBEDDED_URL_FILE
+            try:
+                url = advertised.read_text(encoding="utf-8").strip()
+            except OSError:
+                fail(
+                    "no Redis to talk to: set redis.url (--redis-url, TASKQUEUE_REDIS__URL or "
+                    "the config file), or start `taskqueue run` in this directory"
+                )
+            config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=url))
         return cls(config, Output(json_mode=json_mode))
 
     def call(self, operation: Callable[[Client], Awaitable[T]], *, interrupt_ok: bool = False) -> T:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import attrs
 import click
 import trio
 
-from taskqueue.cli.common import EXIT_FAILED, config_options, fail, load, stack_options
+from taskqueue.cli.common import (
+    EMBEDDED_URL_FILE,
+    EXIT_FAILED,
+    config_options,
+    fail,
+    load,
+    stack_options,
+)
 from taskqueue.config import Config
 from taskqueue.logs import configure_logging
 from taskqueue.processors import LoadedPlugins, PluginLoadError, load_plugins
@@ -68,19 +76,34 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
                 )
             from taskqueue.embedded import EmbeddedRedis
 
-            data_dir = Path(config.redis.data_dir)
+            # Absolute: redis-server runs in a directory of its own, where a relative one is wrong.
+            data_dir = Path(config.redis.data_dir).resolve()
             data_dir.mkdir(parents=True, exist_ok=True)
             server = stack.enter_context(EmbeddedRedis(data_dir=data_dir))
             log.info(
                 "no redis.url configured: started an embedded Redis at %s (data in %s)",
                 server.url,
-                data_dir.resolve(),
+                data_dir,
             )
             config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=server.url))
+            stack.enter_context(advertised(data_dir, server.url))
         try:
             trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=_api_service()))
         except ValueError as exc:
             fail(str(exc))
+
+
+@contextlib.contextmanager
+def advertised(data_dir: Path, url: str) -> Iterator[None]:
+    """Leave the embedded Redis's URL in ``data_dir`` while it runs, so the operator's tools
+    started from the same directory find it with no configuration (see
+    :meth:`Session.start <taskqueue.cli.common.Session.start>`)."""
+    path = data_dir / EMBEDDED_URL_FILE
+    path.write_text(url + "\n", encoding="utf-8")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _api_service() -> Any:
