@@ -107,6 +107,10 @@ def test_submit_wait_exits_1_with_the_error_when_the_task_dies(daemon: Daemon) -
     task_id = done.out.splitlines()[0]
     assert done.error == f"task {task_id} ended dead: RuntimeError: disk full"
     assert "state:     dead" in done.out
+    assert f"lines: taskqueue status {task_id} --traceback" in done.out
+    full = daemon.run("status", task_id, "--traceback").out
+    assert "traceback: Traceback (most recent call last):" in full
+    assert full.rstrip().endswith("RuntimeError: disk full")
 
 
 def test_submit_wait_gives_up_after_the_wait_timeout(daemon: Daemon) -> None:

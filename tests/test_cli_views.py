@@ -143,6 +143,14 @@ def test_task_details_say_what_happened_and_indent_the_traceback() -> None:
     ]
 
 
+def test_details_without_the_traceback_say_how_to_see_it() -> None:
+    lines = plain(views.task_details(a_task(), NOW, traceback=False)).splitlines()
+    assert lines[-2:] == [
+        "error:     RuntimeError: boom",
+        "traceback: 3 lines: taskqueue status 01a2-task --traceback",
+    ]
+
+
 def test_listings_are_aligned_columns_without_trailing_spaces() -> None:
     tasks = [a_task(), a_task(id="02", type="x", state=TaskState.SUCCEEDED, result=[1], error=None)]
     lines = plain(views.task_listing(tasks, NOW)).splitlines()
@@ -208,23 +216,24 @@ def test_a_table_that_fits_is_left_alone() -> None:
 
 
 def test_free_text_columns_share_what_the_short_ones_leave() -> None:
-    # id 20, state 9, detail 60, types 40 in 80 columns: 80 - 3*4 + 1 = 69 to share out.
-    widths = fit_widths([20, 9, 60, 40], 80)
-    assert widths is not None
-    assert widths[:2] == [20, 9]
-    assert sum(widths) == 69
-    assert widths[2] == widths[3] == 20
+    # id 20, state 9, detail 60, types 40 in 90 columns: 90 - 3*4 + 1 = 79; 50 to share out.
+    assert fit_widths([20, 9, 60, 40], 90) == {0: 20, 1: 9, 2: 25, 3: 25}
 
 
 def test_a_short_free_text_column_gives_its_spare_room_to_the_long_one() -> None:
-    widths = fit_widths([20, 14, 100], 80)
-    assert widths == [20, 14, 80 - 9 + 1 - 20 - 14]
+    assert fit_widths([20, 14, 100], 80) == {0: 20, 1: 14, 2: 80 - 9 + 1 - 20 - 14}
 
 
-def test_columns_that_cannot_fit_are_left_out_from_the_right() -> None:
-    # The id alone is 36 wide: only it and the next short columns fit in 50.
-    widths = fit_widths([36, 5, 9, 60], 60)
-    assert widths == [36, 5, 9]
+def test_optional_columns_are_hidden_first_then_others_from_the_right() -> None:
+    # id 36, type 12, state 9, priority 8, attempt 7, created 9, detail 40, in 100 columns.
+    widest = [36, 12, 9, 8, 7, 9, 40]
+    # Hiding PRIORITY and ATTEMPT would leave the detail 10, then 20 characters; with
+    # CREATED hidden too it gets 32, a comfortable width.
+    assert fit_widths(widest, 100, optional=(3, 4, 5)) == {0: 36, 1: 12, 2: 9, 6: 32}
+    # Not enough even so: optional columns go, then others from the right.
+    assert fit_widths(widest, 80, optional=(3, 4, 5)) == {0: 36, 1: 12, 2: 9}
+    assert fit_widths(widest, 100) == {0: 36, 1: 12, 2: 9, 3: 8, 4: 7, 5: 9}
+    assert fit_widths(widest, 40) == {0: 36}
 
 
 # -- bench arithmetic -------------------------------------------------------------------------

@@ -34,38 +34,63 @@ from taskqueue.cli.views import Cell, Details, Listing, View
 
 #: Columns no wider than this keep their width on a narrow terminal; wider ones share the rest.
 _KEPT_WIDTH = 12
-#: The narrowest a shared (free-text) column is squeezed to.
-_MIN_SHARED_WIDTH = 8
+#: The narrowest a shared (free-text) column is squeezed to: narrower says too little to keep.
+_MIN_SHARED_WIDTH = 16
+#: Optional columns are hidden until the free text gets this much, if that is enough.
+_COMFORTABLE_WIDTH = 32
 
 
 def _cell_text(cell: Cell) -> str:
     return cell.plain if isinstance(cell, Text) else cell
 
 
-def fit_widths(widest: Sequence[int], available: int) -> list[int] | None:
-    """Column widths for a table of one line per row in ``available`` characters.
+def fit_widths(
+    widest: Sequence[int], available: int, optional: Sequence[int] = ()
+) -> dict[int, int] | None:
+    """Which columns to show, and how wide, for a table of one line per row in ``available``
+    characters; None: the table fits as it is.
 
     The first column (an id) and short columns keep their width; the longer, free-text ones
     (details, descriptions, type lists) share what is left, cut with an ellipsis, so an id or
-    a state is never cut. Columns that cannot fit even so are left out from the right (fewer
-    widths than columns). None: the table fits as it is.
+    a state is never cut. Columns that cannot fit even so are left out: the ``optional`` ones
+    first, in their order, then the others from the right.
     """
     if sum(widest) + 3 * len(widest) - 1 <= available:
         return None
-    for count in range(len(widest), 0, -1):
+    # First hide optional columns to give the free text a comfortable width; failing that,
+    # hide what it takes for a readable one.
+    everything = [*optional, *range(len(widest) - 1, 0, -1)]
+    return (
+        _fit(widest, available, optional, _COMFORTABLE_WIDTH)
+        or _fit(widest, available, everything, _MIN_SHARED_WIDTH)
+        or {0: min(widest[0], available)}
+    )
+
+
+def _fit(
+    widest: Sequence[int], available: int, hideable: Sequence[int], minimum: int
+) -> dict[int, int] | None:
+    """The widths with the fewest of ``hideable`` hidden (in order) that leave each free-text
+    column ``minimum`` characters on average; None if hiding them all is not enough."""
+    shown = list(range(len(widest)))
+    for hidden in [None, *hideable]:
+        if hidden is not None:
+            if hidden not in shown:
+                continue
+            shown.remove(hidden)
         # Padding on each side of a column, a space between columns, none at the edges.
-        room = available - 3 * count + 1
-        shared = [i for i in range(1, count) if widest[i] > _KEPT_WIDTH]
-        spare = room - sum(widest[i] for i in range(count) if i not in shared)
-        if spare >= _MIN_SHARED_WIDTH * len(shared):
-            widths = list(widest[:count])
+        room = available - 3 * len(shown) + 1
+        shared = [i for i in shown if i > 0 and widest[i] > _KEPT_WIDTH]
+        spare = room - sum(widest[i] for i in shown if i not in shared)
+        if spare >= max(0, minimum * len(shared)):
+            widths = {i: widest[i] for i in shown}
             # The narrowest first: a column that needs less than an even share leaves the
             # rest to the wider ones.
             for n, i in enumerate(sorted(shared, key=lambda i: widest[i])):
                 widths[i] = min(widest[i], spare // (len(shared) - n))
                 spare -= widths[i]
             return widths
-    return [min(widest[0], available)]
+    return None
 
 
 def _rich(view: View, width: int) -> RenderableType:
@@ -79,13 +104,15 @@ def _rich(view: View, width: int) -> RenderableType:
             table.add_row(name, value)
         return table
     if not view.rows:
-        return Text(view.empty, style="dim")
+        empty = Text(f"  {view.empty}\n", style="dim")
+        return Text.assemble((view.title, "italic"), "\n", empty) if view.title else empty
     cells = [view.columns, *view.rows]
     widest = [max(len(_cell_text(row[i])) for row in cells) for i in range(len(view.columns))]
-    fitted = fit_widths(widest, width)
+    fitted = fit_widths(widest, width, view.optional)
+    shown = list(fitted) if fitted is not None else list(range(len(view.columns)))
     title = view.title
-    if fitted is not None and len(fitted) < len(view.columns):
-        hidden = ", ".join(view.columns[len(fitted) :])
+    if len(shown) < len(view.columns):
+        hidden = ", ".join(c for i, c in enumerate(view.columns) if i not in shown)
         title = f"{title or ''} ({hidden} hidden: the terminal is too narrow)".strip()
     table = Table(
         box=box.SIMPLE_HEAD,
@@ -94,16 +121,16 @@ def _rich(view: View, width: int) -> RenderableType:
         header_style="bold",
         pad_edge=False,
     )
-    for index, column in enumerate(view.columns[: len(fitted) if fitted else None]):
+    for index in shown:
         table.add_column(
-            column,
+            view.columns[index],
             justify="right" if index in view.numeric else "left",
             no_wrap=True,
             width=None if fitted is None else fitted[index],
             overflow="ellipsis",
         )
     for row in view.rows:
-        table.add_row(*row[: len(table.columns)])
+        table.add_row(*(row[i] for i in shown))
     return table
 
 

@@ -157,7 +157,7 @@ def _submit_one(s: Session, submission: Submission, wait: bool, wait_timeout: fl
     if out.json_mode:
         out.json(task_json(task))
     else:
-        out.show(task_details(task, wall_clock_ms()))
+        out.show(task_details(task, wall_clock_ms(), traceback=False))
     if task.state is not TaskState.SUCCEEDED:
         why = f": {task.error.strip().splitlines()[-1]}" if task.error else ""
         fail(f"task {task.id} ended {task.state.value}{why}", EXIT_FAILED)
@@ -192,15 +192,18 @@ def _submit_copies(s: Session, submission: Submission, count: int, batch: int) -
 
 @click.command()
 @click.argument("task_id", metavar="ID")
+@click.option("--traceback", is_flag=True, help="Show the last error's whole traceback.")
 @client_options
-def status(task_id: str, config_path: str | None, json_mode: bool, **flags: Any) -> None:
+def status(
+    task_id: str, traceback: bool, config_path: str | None, json_mode: bool, **flags: Any
+) -> None:
     """Show one task: its state, attempts, times, result or last error (exit 3 if unknown)."""
     s = Session.start(config_path, flags, json_mode)
     task = s.call(lambda client: client.get(task_id))
     if json_mode:
         s.out.json(task_json(task))
     else:
-        s.out.show(task_details(task, wall_clock_ms()))
+        s.out.show(task_details(task, wall_clock_ms(), traceback=traceback))
 
 
 @click.command()

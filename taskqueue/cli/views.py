@@ -169,13 +169,15 @@ def compact_json(value: Any, width: int = 60) -> str:
 class Listing:
     """Rows under named columns. ``numeric`` columns are right-aligned; ``empty`` is what a
     terminal shows when there are no rows (a pipe gets the header alone, so ``wc -l`` and
-    ``tail -n +2`` keep working)."""
+    ``tail -n +2`` keep working). ``optional`` columns are the first a narrow terminal hides,
+    in that order."""
 
     columns: tuple[str, ...]
     rows: list[tuple[Cell, ...]]
     title: str | None = None
     empty: str = "nothing to show"
     numeric: frozenset[int] = frozenset()
+    optional: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -189,7 +191,9 @@ class Details:
 View = Listing | Details
 
 
-def task_details(task: Task, now_ms: int) -> Details:
+def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
+    """Everything about one task. Without ``traceback``, the last error's traceback is
+    replaced by how long it is and how to see it: it can run to a screenful."""
     pairs: list[tuple[str, Cell]] = [
         ("id", task.id),
         ("type", task.type),
@@ -220,8 +224,12 @@ def task_details(task: Task, now_ms: int) -> Details:
         pairs.append(("result", json.dumps(task.result, ensure_ascii=False)))
     if task.error:
         pairs.append(("error", Text(task.error, style="red")))
-    if task.traceback:
+    if task.traceback and traceback:
         pairs.append(("traceback", Text(task.traceback.rstrip(), style="dim")))
+    elif task.traceback:
+        lines = len(task.traceback.rstrip().splitlines())
+        hint = f"{lines} lines: taskqueue status {task.id} --traceback"
+        pairs.append(("traceback", Text(hint, style="dim")))
     return Details(pairs, title=f"task {task.id}")
 
 
@@ -253,6 +261,7 @@ def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None
         rows,
         title=title,
         empty="no tasks",
+        optional=(3, 4, 5),
     )
 
 
@@ -277,6 +286,7 @@ def worker_listing(workers: Sequence[WorkerInfo], now_ms: int) -> Listing:
         title="workers",
         empty="no workers registered",
         numeric=frozenset({2, 3, 4, 5}),
+        optional=(2, 1, 6, 5, 4),
     )
 
 
@@ -339,6 +349,7 @@ def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:
         rows,
         title="task types",
         empty="no plugins installed",
+        optional=(2, 5, 4, 3),
     )
 
 
