@@ -151,6 +151,17 @@ def test_details_without_the_traceback_say_how_to_see_it() -> None:
     ]
 
 
+def test_a_task_that_succeeded_after_failing_shows_its_result_before_the_old_error() -> None:
+    task = a_task(state=TaskState.SUCCEEDED, result={"ok": True})
+    assert plain(views.task_listing([task], NOW)).splitlines()[1].endswith('{"ok": true}')
+    lines = plain(views.task_details(task, NOW, traceback=False)).splitlines()
+    assert lines[-3:] == [
+        'result:            {"ok": true}',
+        "earlier error:     RuntimeError: boom",
+        "earlier traceback: 3 lines: taskqueue status 01a2-task --traceback",
+    ]
+
+
 def test_listings_are_aligned_columns_without_trailing_spaces() -> None:
     tasks = [a_task(), a_task(id="02", type="x", state=TaskState.SUCCEEDED, result=[1], error=None)]
     lines = plain(views.task_listing(tasks, NOW)).splitlines()

@@ -222,14 +222,16 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         pairs.append(("progress", json.dumps(task.progress, ensure_ascii=False)))
     if task.state is TaskState.SUCCEEDED:
         pairs.append(("result", json.dumps(task.result, ensure_ascii=False)))
+    # A task that succeeded after failing (a retry, a requeue) keeps its last error.
+    earlier = "earlier " if task.state is TaskState.SUCCEEDED else ""
     if task.error:
-        pairs.append(("error", Text(task.error, style="red")))
+        pairs.append((f"{earlier}error", Text(task.error, style="dim" if earlier else "red")))
     if task.traceback and traceback:
-        pairs.append(("traceback", Text(task.traceback.rstrip(), style="dim")))
+        pairs.append((f"{earlier}traceback", Text(task.traceback.rstrip(), style="dim")))
     elif task.traceback:
         lines = len(task.traceback.rstrip().splitlines())
         hint = f"{lines} lines: taskqueue status {task.id} --traceback"
-        pairs.append(("traceback", Text(hint, style="dim")))
+        pairs.append((f"{earlier}traceback", Text(hint, style="dim")))
     return Details(pairs, title=f"task {task.id}")
 
 
@@ -239,10 +241,10 @@ def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None
     for task in tasks:
         if task.state is TaskState.SCHEDULED:
             note = f"starts {ago(task.ready_ms, now_ms)}"
-        elif task.error:
-            note = compact(task.error)
         elif task.state is TaskState.SUCCEEDED:
             note = compact_json(task.result)
+        elif task.error:
+            note = compact(task.error)
         else:
             note = compact_json(task.payload)
         rows.append(
