@@ -31,6 +31,8 @@ from taskqueue.logs import configure_logging
 both_http_versions = pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 
 _GENERATED = re.compile(r"[0-9a-f]{16}")
+#: A well-formed task id that names no task.
+MISSING_ID = "00000000-0000-7000-8000-000000000000"
 
 
 @pytest.fixture
@@ -120,7 +122,9 @@ async def test_a_line_logged_while_serving_a_request_carries_its_request_id(
 ) -> None:
     async with api_server(redis_url) as server, server.client(http2=http2) as client:
         break_get_task(server, monkeypatch)
-        response = await client.get("/api/v1/tasks/some-id", headers={"X-Request-ID": "req-7"})
+        response = await client.get(
+            f"/api/v1/tasks/{MISSING_ID}", headers={"X-Request-ID": "req-7"}
+        )
         assert response.status_code == 500
         assert response.headers["x-request-id"] == "req-7"
         await wait_for_access_lines(log_lines, 1)
@@ -152,7 +156,7 @@ async def test_grpc_calls_get_a_request_id_in_metadata_logs_and_the_access_line(
         host, _, port = server.url.removeprefix("http://").rpartition(":")
         target = Target(host, int(port))
         break_get_task(server, monkeypatch)
-        body = frame(bytes(pb.GetTaskRequest(id="some-id")))
+        body = frame(bytes(pb.GetTaskRequest(id=MISSING_ID)))
         given = await raw_call(
             target, "/taskqueue.v1.TaskQueue/GetTask", body, headers={"x-request-id": "rpc-1"}
         )

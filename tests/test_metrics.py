@@ -39,6 +39,9 @@ from taskqueue.metrics import DURATION_BUCKETS, Metrics
 from taskqueue.models import Priority, TaskState
 from taskqueue.redis import Redis, RedisConnectionError, ResponseError
 
+#: A well-formed task id that names no task.
+MISSING_ID = "00000000-0000-7000-8000-000000000000"
+
 # -- reading a scrape ---------------------------------------------------------------------------
 
 Labels = frozenset[tuple[str, str]]
@@ -155,7 +158,7 @@ async def test_scrape_after_a_known_mix_of_outcomes_shows_exact_counts_and_depth
             client, type="sleep", payload={"seconds": 30}, priority="critical"
         )
         await wait_until_started(server, running)
-        assert (await client.get("/api/v1/tasks/no-such-task")).status_code == 404
+        assert (await client.get(f"/api/v1/tasks/{MISSING_ID}")).status_code == 404
         assert (await client.get("/no/such/path")).status_code == 404
 
         # The worker counts an outcome when Redis has answered its report, a moment after the
@@ -372,7 +375,7 @@ async def test_grpc_calls_are_counted_by_method_and_grpc_status(redis_url: str) 
         await grpc_call(target, submit)
 
         async def get_missing(stub: TaskQueueStub) -> pb.Task:
-            return await stub.get_task(pb.GetTaskRequest(id="no-such-task"))
+            return await stub.get_task(pb.GetTaskRequest(id=MISSING_ID))
 
         for _ in range(2):
             with pytest.raises(GRPCError) as caught:
@@ -472,7 +475,7 @@ async def test_redis_hooks_count_errors_and_the_reconnect_after_a_lost_connectio
 async def test_a_scripts_refusal_is_an_answer_not_a_redis_error(redis_url: str) -> None:
     """Cancelling an unknown task gets NOTFOUND from cancel.lua: no Redis trouble at all."""
     async with api_server(redis_url) as server, server.client() as client:
-        response = await client.post("/api/v1/tasks/no-such-task/cancel")
+        response = await client.post(f"/api/v1/tasks/{MISSING_ID}/cancel")
         assert response.status_code == 404
         metrics = await scrape(client)
     assert metrics.nonzero("taskqueue_redis_errors_total") == {}
