@@ -164,6 +164,8 @@ async def run_daemon(
                         "metrics at %s",
                         ", ".join(url + config.metrics.path for url in daemon.metrics_urls),
                     )
+                elif config.metrics.enabled and mode is Mode.WORKER:
+                    log.info("metrics.port is not set: nothing serves this worker's metrics")
             if start_up.cancelled_caught:
                 log.info("taskqueue %s stopped before its start-up completed", mode.value)
                 nursery.cancel_scope.cancel()
