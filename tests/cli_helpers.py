@@ -117,16 +117,20 @@ class Daemon:
 
 
 @contextmanager
-def start_daemon(redis_url: str, namespace: str, log_dir: Path) -> Iterator[Daemon]:
-    """A ``taskqueue worker`` on ``namespace``, registered before the block starts; stopped
-    with SIGTERM (drained) after it."""
+def start_daemon(redis_url: str, namespace: str, log_dir: Path, *flags: str) -> Iterator[Daemon]:
+    """A ``taskqueue worker *flags`` on ``namespace``, registered before the block starts;
+    stopped with SIGTERM (drained) after it."""
     env = cli_env(redis_url, namespace)
     log = log_dir / f"worker-{namespace}.log"
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(namespace)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [TASKQUEUE, "worker"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            [TASKQUEUE, "worker", *flags],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
         )
     daemon = Daemon(env, keys, client, process, log)
     try:

@@ -68,10 +68,17 @@ def test_no_redis_configured_exits_2(tmp_path: Path) -> None:
     )
 
 
-def test_a_worker_without_redis_exits_2(tmp_path: Path) -> None:
-    done = run(env_without_redis(), "worker", cwd=tmp_path)
+@pytest.mark.parametrize("command", ["worker", "server"])
+def test_a_worker_or_server_without_redis_exits_2(tmp_path: Path, command: str) -> None:
+    done = run(env_without_redis(), command, cwd=tmp_path)
     assert done.code == 2, done
-    assert done.err.splitlines()[-1].startswith("taskqueue: `taskqueue worker` needs redis.url")
+    assert done.err.splitlines()[-1].startswith(f"taskqueue: `taskqueue {command}` needs redis.url")
+
+
+def test_a_daemon_flag_with_a_wrong_value_exits_2(unreachable: dict[str, str]) -> None:
+    done = run(unreachable, "worker", "--concurrency", "0")
+    assert done.code == 2, done
+    assert "worker.concurrency" in done.error
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,11 @@ from taskqueue.embedded import EmbeddedRedis
 def daemon(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
-    with start_daemon(redis_server.url, "cli-ops", tmp_path_factory.mktemp("cli")) as daemon:
+    # The common settings as flags: they win over the environment (worker.concurrency is 50).
+    flags = ("--worker-id", "cli-ops-worker", "--concurrency", "7", "--log-level", "warning")
+    with start_daemon(
+        redis_server.url, "cli-ops", tmp_path_factory.mktemp("cli"), *flags
+    ) as daemon:
         yield daemon
 
 
@@ -43,19 +47,19 @@ def dead_ids(daemon: Daemon) -> set[str]:
 
 
 def test_workers_lists_the_live_worker(daemon: Daemon) -> None:
-    (worker_id,) = daemon.worker_ids()
+    assert daemon.worker_ids() == ["cli-ops-worker"]
     table = daemon.run("workers")
     assert table.code == 0, table
     header, row = table.out.splitlines()
     assert header.split() == [
         "ID", "HOST", "PID", "BUSY", "PROCESSED", "FAILED", "UP", "LAST", "BEAT", "TYPES"
     ]  # fmt: skip
-    assert row.split()[0] == worker_id
-    assert row.split()[3] == "0/50"
+    assert row.split()[0] == "cli-ops-worker"
+    assert row.split()[3] == "0/7"
     assert "echo" in row.split()[-1].split(",")
 
     (worker,) = daemon.run("workers", "--json").json()
-    assert worker["id"] == worker_id
+    assert (worker["id"], worker["concurrency"]) == ("cli-ops-worker", 7)
     assert worker["pid"] == daemon.process.pid
     assert "shell.run" in worker["task_types"]
 
