@@ -15,13 +15,15 @@ from taskqueue.api.rest.routing import (
     json_response,
 )
 from taskqueue.api.rest.schema import DEFAULT_PAGE, ref
-from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER
+from taskqueue.api.rest.tasks import CURSOR, LIMIT, TASK_ID_SCHEMA, TYPE_FILTER
 from taskqueue.api.rest.wire import stats_json, task_json, worker_json
 from taskqueue.models import TaskState
 
 routes = RouteTable()
 
-DEAD_ID = Param("task_id", {"type": "string", "minLength": 1}, "The dead task's id.", required=True)
+DEAD_ID = Param(
+    "task_id", TASK_ID_SCHEMA, "The dead task's id.", required=True, converter="task_id"
+)
 TYPE_SCOPE = Param(
     "type", {"type": "string", "minLength": 1}, "Only dead tasks of this type (default: all)."
 )

@@ -28,6 +28,7 @@ from taskqueue.api.rest import admin, openapi, sse, tasks
 from taskqueue.api.rest.health import health_routes
 from taskqueue.api.rest.openapi import build_document
 from taskqueue.api.rest.problems import WWW_AUTHENTICATE, problem_response
+from taskqueue.api.rest.quart_app import RestQuart
 from taskqueue.api.rest.routing import (
     Access,
     Api,
@@ -55,7 +56,7 @@ REQUEST_INFO_KEY = "taskqueue.request"
 def create_rest_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> QuartTrio:
     """The REST API of ``daemon`` (``events`` must be running for ``/api/v1/events``)."""
     config = daemon.config
-    app = QuartTrio("taskqueue.api.rest")
+    app = RestQuart("taskqueue.api.rest")  # quart-trio's, corrected: see its module
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
         BODY_TIMEOUT=BODY_TIMEOUT,

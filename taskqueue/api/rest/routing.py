@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from quart_trio.wrappers import TrioResponse
 from werkzeug.datastructures import Headers
+from werkzeug.routing import BaseConverter
 
 from taskqueue import _json
 from taskqueue.api.rest.schema import Schema
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
     from taskqueue.daemon.runtime import Daemon
 
 API_PREFIX = "/api/v1"
+
+#: A task id as :mod:`taskqueue.ids` makes it: a UUIDv7 in lowercase hex.
+TASK_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+class TaskIdConverter(BaseConverter):
+    """Matches a task id only, so a fixed path beside a templated one is never read as an id:
+    ``/tasks/batch`` is not the task "batch" (which GET, and the ``Allow`` header of a 405,
+    would otherwise offer), as OpenAPI's rule that fixed paths match first also says."""
+
+    regex = TASK_ID_PATTERN
+
+
+#: Converters a :class:`Param` may name, registered on the app's URL map.
+CONVERTERS: Mapping[str, type[BaseConverter]] = {"task_id": TaskIdConverter}
 
 
 class Access(enum.Enum):
@@ -43,6 +59,8 @@ class Param:
     schema: Schema
     description: str
     required: bool = False
+    #: For a path parameter: the URL converter that matches it (see :data:`CONVERTERS`).
+    converter: str = "default"
 
 
 @attrs.frozen
@@ -78,7 +96,10 @@ class Operation:
 
     @property
     def quart_path(self) -> str:
-        return self.path.replace("{", "<").replace("}", ">")
+        path = self.path
+        for param in self.path_params:
+            path = path.replace(f"{{{param.name}}}", f"<{param.converter}:{param.name}>")
+        return path
 
 
 @attrs.frozen

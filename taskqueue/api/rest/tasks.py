@@ -8,6 +8,7 @@ from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.routing import (
     API_PREFIX,
+    TASK_ID_PATTERN,
     Access,
     Call,
     Operation,
@@ -21,6 +22,7 @@ from taskqueue.api.rest.schema import (
     IDEMPOTENCY_KEY,
     MAX_PAGE,
     STATE,
+    Schema,
     invalid,
     parse_datetime,
     ref,
@@ -32,7 +34,13 @@ from taskqueue.models import TaskState
 
 routes = RouteTable()
 
-TASK_ID = Param("task_id", {"type": "string", "minLength": 1}, "The task's id.", required=True)
+TASK_ID_SCHEMA: Schema = {
+    "type": "string",
+    "format": "uuid",
+    "pattern": f"^{TASK_ID_PATTERN}$",
+    "description": "A UUIDv7, as the server gives it.",
+}
+TASK_ID = Param("task_id", TASK_ID_SCHEMA, "The task's id.", required=True, converter="task_id")
 TYPE_FILTER = Param("type", {"type": "string", "minLength": 1}, "Only tasks of this type.")
 LIMIT = Param(
     "limit",
