@@ -9,8 +9,9 @@ last word: a value valid here but refused there still gets a 422 naming the fiel
 The validator understands the subset of JSON Schema (2020-12) these schemas use: ``type``
 (one or a list), ``enum``, ``minimum``/``maximum`` and their exclusive forms, ``minLength``/
 ``maxLength``, ``pattern`` (anchored with ``^…$``), ``format: date-time``, ``properties``
-with ``required`` and ``additionalProperties: false``, ``items`` with ``minItems``/
-``maxItems``, and ``$ref`` to the components below. Every error names the offending field as a
+with ``required`` and ``additionalProperties: false``, ``not: {required: [a, b]}`` (fields
+that exclude each other), ``items`` with ``minItems``/``maxItems``, and ``$ref`` to the
+components below. Every error names the offending field as a
 dotted path (``tasks.3.priority``).
 """
 
@@ -79,6 +80,7 @@ SUBMISSION: Final[Schema] = {
     "task type's default (registered by its processor's plugin), else the server's.",
     "additionalProperties": False,
     "required": ["type"],
+    "not": {"required": ["delay", "eta"]},
     "properties": {
         "type": TASK_TYPE,
         "payload": {
@@ -480,6 +482,10 @@ def _check_object(schema: Schema, value: dict[str, Any], field: str) -> dict[str
     for name, item in value.items():
         sub = properties.get(name, extra if isinstance(extra, dict) else {})
         result[name] = validate(sub, item, _join(field, name))
+    exclusive = schema.get("not", {}).get("required", ())
+    if exclusive and all(name in value for name in exclusive):
+        given = " or ".join(exclusive)
+        raise invalid(_join(field, exclusive[0]), f"give either {given}, not both")
     return result
 
 
