@@ -11,8 +11,7 @@ The validator understands the subset of JSON Schema (2020-12) these schemas use:
 ``maxLength``, ``pattern`` (anchored with ``^…$``), ``format: date-time``, ``properties``
 with ``required`` and ``additionalProperties: false``, ``not: {required: [a, b]}`` (fields
 that exclude each other), ``items`` with ``minItems``/``maxItems``, and ``$ref`` to the
-components below. Every error names the offending field as a
-dotted path (``tasks.3.priority``).
+components below. Every error names the offending field as a dotted path (``tasks.3.priority``).
 """
 
 from __future__ import annotations
