@@ -217,7 +217,9 @@ class EmbeddedRedis:
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {port}")
-        self._data_dir = Path(data_dir) if data_dir is not None else None
+        # Absolute: redis-server runs with its data directory as cwd and would resolve a
+        # relative "dir" against it (it refuses to start: FATAL CONFIG).
+        self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._requested_port = port
         self._persistent = persistent
         self._binary = binary

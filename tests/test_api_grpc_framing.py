@@ -81,16 +81,17 @@ def test_malformed_messages_fail_the_check(data: bytes) -> None:
 # -- conversions -------------------------------------------------------------------------------
 
 
-def test_a_bare_submission_takes_the_defaults() -> None:
+def test_a_bare_submission_leaves_the_defaults_to_the_broker() -> None:
+    # None: enqueue.lua fills in the task type's registered default, else the broker's.
     submission = convert.submission(pb.SubmitTaskRequest(type="email"))
-    assert submission.priority is Priority.MEDIUM
     assert submission.payload is None
-    assert (submission.max_retries, submission.timeout, submission.delay, submission.eta) == (
-        None,
-        None,
-        None,
-        None,
-    )
+    assert (
+        submission.priority,
+        submission.max_retries,
+        submission.timeout,
+        submission.delay,
+        submission.eta,
+    ) == (None, None, None, None, None)
     assert submission.idempotency_key is None
 
 

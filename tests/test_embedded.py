@@ -355,3 +355,11 @@ def test_free_port_race_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             assert _client(server).ping() is True
             assert repr(server) == f"<EmbeddedRedis pid={server.pid} url={server.url}>"
         assert repr(server) == "<EmbeddedRedis stopped>"
+
+
+def test_a_relative_data_dir_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with EmbeddedRedis(data_dir="data", persistent=True) as server:
+        assert _client(server).ping()
+        assert server.data_dir == tmp_path / "data"
+    assert _aof_files(tmp_path / "data")
