@@ -1,4 +1,7 @@
-"""How the data model looks as JSON (the schemas of :mod:`taskqueue.api.rest.schema`).
+"""How the data model looks as JSON: the REST API's documents (the schemas of
+:mod:`taskqueue.api.rest.schema`) and the ``taskqueue`` command's ``--json`` output.
+
+Kept out of the REST package so the command line need not import the web stack to use it.
 
 Times stay Unix epoch milliseconds, as stored, so nothing is lost or rounded; each is repeated
 as an RFC 3339 string for people and for clients that parse dates anyway.

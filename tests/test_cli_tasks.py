@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import Daemon, start_daemon, wait_until
 
-from taskqueue.api.rest.wire import task_json
 from taskqueue.broker.codec import task_from_hash
 from taskqueue.embedded import EmbeddedRedis
+from taskqueue.wire import task_json
 
 #: A task type no worker runs: its tasks wait in the queue for as long as a test looks.
 NOBODY = "nobody.runs"

@@ -10,8 +10,6 @@ import tomllib
 
 import pytest
 
-from taskqueue.api.rest import wire
-from taskqueue.broker import Submitted
 from taskqueue.cli import views
 from taskqueue.cli.loadgen import BenchPlan, due, percentile, summarize
 from taskqueue.cli.output import Output, fit_widths
@@ -67,18 +65,6 @@ def some_stats() -> QueueStats:
         totals={"submitted": 10, "dead": 4},
         workers=1,
     )
-
-
-# -- the JSON documents are the REST API's ----------------------------------------------------
-
-
-def test_json_documents_are_the_rest_apis() -> None:
-    for task in (a_task(), a_task(state=TaskState.PENDING, started_ms=None, finished_ms=None)):
-        assert views.task_json(task) == wire.task_json(task)
-    assert views.worker_json(a_worker()) == wire.worker_json(a_worker())
-    assert views.stats_json(some_stats()) == wire.stats_json(some_stats())
-    submitted = Submitted("t1", TaskState.PENDING, created=True)
-    assert views.submitted_json(submitted) == wire.submitted_json(submitted)
 
 
 # -- words ------------------------------------------------------------------------------------

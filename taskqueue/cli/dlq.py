@@ -11,9 +11,10 @@ import click
 from taskqueue.broker import wall_clock_ms
 from taskqueue.cli.common import EXIT_FAILED, Refused, Session, client_options, fail
 from taskqueue.cli.tasks import listing_options, show_page
-from taskqueue.cli.views import task_details, task_json
+from taskqueue.cli.views import task_details
 from taskqueue.client import Client
 from taskqueue.models import Task, TaskState
+from taskqueue.wire import task_json
 
 
 @click.group()

@@ -21,16 +21,14 @@ from taskqueue.broker import wall_clock_ms
 from taskqueue.cli.common import DURATION, Session, client_options, fail
 from taskqueue.cli.views import (
     View,
-    iso,
     span,
-    stats_json,
     stats_views,
-    worker_json,
     worker_listing,
 )
 from taskqueue.client import Client
 from taskqueue.models import QueueStats, WorkerInfo
 from taskqueue.redis import RedisConnectionError
+from taskqueue.wire import iso, stats_json, worker_json
 
 T = TypeVar("T")
 

@@ -28,13 +28,12 @@ from taskqueue.cli.common import (
 from taskqueue.cli.views import (
     span,
     state_text,
-    submitted_json,
     task_details,
-    task_json,
     task_listing,
 )
 from taskqueue.client import Client
 from taskqueue.models import Task, TaskState
+from taskqueue.wire import submitted_json, task_json
 
 
 @click.command()

@@ -16,8 +16,8 @@ from taskqueue.api.rest.routing import (
 )
 from taskqueue.api.rest.schema import DEFAULT_PAGE, ref
 from taskqueue.api.rest.tasks import CURSOR, LIMIT, TASK_ID_SCHEMA, TYPE_FILTER
-from taskqueue.api.rest.wire import stats_json, task_json, worker_json
 from taskqueue.models import TaskState
+from taskqueue.wire import stats_json, task_json, worker_json
 
 routes = RouteTable()
 

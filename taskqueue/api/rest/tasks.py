@@ -27,10 +27,10 @@ from taskqueue.api.rest.schema import (
     parse_datetime,
     ref,
 )
-from taskqueue.api.rest.wire import submitted_json, task_json
 from taskqueue.broker import Submission
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import TaskState
+from taskqueue.wire import submitted_json, task_json
 
 routes = RouteTable()
 
