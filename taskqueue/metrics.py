@@ -17,7 +17,6 @@ Each daemon has its own registry, so several can live in one process (tests do).
 from __future__ import annotations
 
 import logging
-import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
@@ -40,7 +39,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from taskqueue.broker import Broker, CancelOutcome, Submission, Submitted
-from taskqueue.models import DEFAULT_PRIORITY, Priority, TaskState
+from taskqueue.models import Priority, QueueStats, TaskState
 from taskqueue.redis import (
     AuthenticationError,
     RedisConnectionError,
@@ -448,7 +447,8 @@ class Metrics:
     # -- scraping --------------------------------------------------------------------------
 
     async def refresh(self, broker: Broker) -> None:
-        """Read queue depths and the number of workers from Redis: one round trip.
+        """Read queue depths and the number of workers from Redis: one round trip
+        (:meth:`Broker.stats`, which reads counters, never scans tasks).
 
         When Redis does not answer within :data:`REFRESH_TIMEOUT`, the scrape goes on without
         them (``taskqueue_redis_up`` 0) rather than failing: the process's own counters are
@@ -456,7 +456,8 @@ class Metrics:
         """
         try:
             with trio.fail_after(REFRESH_TIMEOUT):
-                self.depths, self.workers = await queue_depths(broker)
+                stats = await broker.stats()
+            self.depths, self.workers = queue_depths(stats), stats.workers
         except (RedisError, trio.TooSlowError) as exc:
             log.debug("metrics: cannot read the queue depths: %s", exc)
             self.depths = None
@@ -466,27 +467,13 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def queue_depths(broker: Broker) -> tuple[dict[tuple[Priority, TaskState], int], int]:
-    """Tasks per (priority, state) of :data:`DEPTH_STATES`, and the registered workers.
-
-    The same counters :meth:`Broker.stats` reads (the counts hash, one field per state, priority
-    and type, kept by every script that moves a task), keeping the priority of every state: one
-    pipelined ``HGETALL`` (fields: states x priorities x types, never tasks) and ``ZCARD``.
-    """
-    counts, workers = await broker.redis.pipeline(
-        [("HGETALL", broker.keys.counts), ("ZCARD", broker.keys.workers)]
-    )
+def queue_depths(stats: QueueStats) -> dict[tuple[Priority, TaskState], int]:
+    """Tasks per (priority, state) of :data:`DEPTH_STATES`, every pair present."""
     depths = {(p, s): 0 for p in Priority for s in DEPTH_STATES}
-    it = iter(counts)
-    for field, value in zip(it, it, strict=True):
-        state, _, rest = field.partition("|")
-        if state == "total":
-            continue
-        priority = rest.partition("|")[0]
-        key = (Priority(priority), TaskState(state))
-        if key in depths:
-            depths[key] += int(value)
-    return depths, int(workers)
+    for (state, priority), count in stats.by_state_and_priority.items():
+        if (priority, state) in depths:
+            depths[(priority, state)] = count
+    return depths
 
 
 class MeteredBroker(Broker):
@@ -496,52 +483,16 @@ class MeteredBroker(Broker):
     through (their outcomes are counted by the consumer, which knows each task's type).
     """
 
-    #: How long the task types' default priorities are trusted before they are read again.
-    DEFAULTS_TTL: Final = 60.0
-    #: The least time between two reads prompted by a type not seen before.
-    DEFAULTS_RETRY: Final = 1.0
-
     def __init__(self, *args: object, metrics: Metrics, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.metrics = metrics
-        self._default_priority: dict[str, str] = {}
-        self._defaults_read_at = -math.inf
 
     async def enqueue_many(self, submissions: Sequence[Submission]) -> list[Submitted]:
         submitted = await super().enqueue_many(submissions)
-        unset = {
-            s.type
-            for s, r in zip(submissions, submitted, strict=True)
-            if r.created and s.priority is None
-        }
-        defaults = await self._default_priorities(unset) if unset else {}
         for s, r in zip(submissions, submitted, strict=True):
-            if r.created:
-                if s.priority is None:
-                    priority = defaults.get(s.type, DEFAULT_PRIORITY.value)
-                else:
-                    priority = Priority.parse(s.priority).value
-                self.metrics.task_counts(s.type, priority).submitted += 1
+            if r.created and r.priority is not None:  # the priority enqueue.lua gave it
+                self.metrics.task_counts(s.type, r.priority).submitted += 1
         return submitted
-
-    async def _default_priorities(self, types: set[str]) -> dict[str, str]:
-        """The priority a submission of each type gets when it names none (as enqueue.lua
-        decides it: the type's registered default, else the broker's), cached; a failed read
-        leaves the cache as it was rather than failing a submission that succeeded."""
-        now = trio.current_time()
-        stale = now - self._defaults_read_at >= self.DEFAULTS_TTL
-        unknown = not types <= self._default_priority.keys()
-        if stale or (unknown and now - self._defaults_read_at >= self.DEFAULTS_RETRY):
-            self._defaults_read_at = now
-            try:
-                defaults = await self.type_defaults()
-            except RedisError as exc:
-                log.debug("metrics: cannot read the task types' defaults: %s", exc)
-            else:
-                self._default_priority = {
-                    t: (d.priority or DEFAULT_PRIORITY).value for t, d in defaults.items()
-                }
-        return self._default_priority
 
     async def cancel(self, task_id: str) -> CancelOutcome:
         # Read type and priority first: once cancelled, the record may be trimmed any time.

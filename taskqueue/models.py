@@ -133,3 +133,5 @@ class QueueStats:
     totals: dict[str, int]
     #: Registered workers (a dead worker counts until the reaper removes its record).
     workers: int = 0
+    #: (state, priority) -> count, for the live states (pending, scheduled, active, dead).
+    by_state_and_priority: dict[tuple[TaskState, Priority], int] = attrs.Factory(dict)

@@ -100,6 +100,8 @@ async def test_unset_fields_take_the_task_types_registered_defaults(broker: Brok
         broker.settings.default_timeout * 1000,
     )
     assert await ready_list(broker, "high", "mail.send") == [mail.id]
+    # The reply says which priority each task got, so a caller need not look it up.
+    assert (mail.priority, report.priority) == (Priority.HIGH, Priority.MEDIUM)
 
 
 async def test_fields_a_submission_sets_override_the_types_defaults(broker: Broker) -> None:
@@ -243,7 +245,7 @@ async def test_same_idempotency_key_returns_the_first_task_and_creates_nothing(
     again = await broker.enqueue(Submission(type="mail.send", payload=2, idempotency_key="k1"))
 
     assert first.created
-    assert again == type(again)(first.id, TaskState.PENDING, False)
+    assert again == type(again)(first.id, TaskState.PENDING, False, Priority.MEDIUM)
     assert (await broker.get(first.id)).payload == 1
     assert await namespace_keys(broker) == keys_before
     assert await broker.stats() == stats_before

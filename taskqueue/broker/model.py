@@ -107,12 +107,14 @@ class Submitted:
     """The result of one submission: the task's id, its state, and whether it is new.
 
     ``created`` is False when the idempotency key matched an earlier task: then ``id`` is that
-    task's and nothing was written.
+    task's and nothing was written. ``priority`` is the one the task got (a submission that
+    named none gets its type's default); None only where a caller built the record itself.
     """
 
     id: str
     state: TaskState
     created: bool
+    priority: Priority | None = None
 
 
 CancelOutcome = Literal["cancelled", "requested"]

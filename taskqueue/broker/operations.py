@@ -134,7 +134,8 @@ def enqueue_many(
             ) from None
         raise
     return [
-        Submitted(task_id, TaskState(state), bool(created)) for task_id, created, state in reply
+        Submitted(task_id, TaskState(state), bool(created), Priority(priority))
+        for task_id, created, state, priority in reply
     ]
 
 
@@ -248,6 +249,7 @@ def stats(keys: Keys) -> Operation[QueueStats]:
     pending_by_priority = {p: 0 for p in Priority}
     pending_by_type: dict[str, int] = {}
     by_state_and_type: dict[tuple[TaskState, str], int] = {}
+    by_state_and_priority: dict[tuple[TaskState, Priority], int] = {}
     totals: dict[str, int] = {}
     for field, value in pairs(counts).items():
         n = int(value)
@@ -260,6 +262,8 @@ def stats(keys: Keys) -> Operation[QueueStats]:
         by_state[state] += n
         key = (state, task_type)
         by_state_and_type[key] = by_state_and_type.get(key, 0) + n
+        at = (state, Priority(priority))
+        by_state_and_priority[at] = by_state_and_priority.get(at, 0) + n
         if state is TaskState.PENDING:
             pending_by_priority[Priority(priority)] += n
             pending_by_type[task_type] = pending_by_type.get(task_type, 0) + n
@@ -268,6 +272,7 @@ def stats(keys: Keys) -> Operation[QueueStats]:
         pending_by_priority=pending_by_priority,
         pending_by_type=pending_by_type,
         by_state_and_type=by_state_and_type,
+        by_state_and_priority=by_state_and_priority,
         totals=totals,
         workers=workers,
     )

@@ -8,7 +8,7 @@
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none).
 --           An empty priority, max_retries or timeout_ms takes the task type's default (the
 --           type-defaults hash, written by the type's workers), else the broker's.
--- Returns: per task, {id, created (1) or found by its idempotency key (0), state}.
+-- Returns: per task, {id, created (1) or found by its idempotency key (0), state, priority}.
 -- Errors:  "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
 --          nothing is written then.
 local now = tonumber(ARGV[1])
@@ -94,7 +94,8 @@ for i = FIRST, #ARGV, FIELDS do
     end
   end
   if existing then
-    result[#result + 1] = {existing, 0, redis.call('HGET', key_task(existing), 'state')}
+    local known = redis.call('HMGET', key_task(existing), 'state', 'priority')
+    result[#result + 1] = {existing, 0, known[1], known[2]}
   else
     local fields = {
       'id', id, 'type', ttype, 'priority', priority, 'payload', payload, 'attempt', 0,
@@ -104,10 +105,10 @@ for i = FIRST, #ARGV, FIELDS do
     seen_types[ttype] = true
     if ready_ms > now then
       make_scheduled(id, priority, ttype, ready_ms, fields)
-      result[#result + 1] = {id, 1, S_SCHEDULED}
+      result[#result + 1] = {id, 1, S_SCHEDULED, priority}
     else
       make_ready(id, priority, ttype, now, false, fields)
-      result[#result + 1] = {id, 1, S_PENDING}
+      result[#result + 1] = {id, 1, S_PENDING, priority}
     end
   end
 end
