@@ -37,3 +37,9 @@ class QueueFullError(TaskQueueError):
 
 class ConfigError(TaskQueueError):
     """The configuration is wrong; the message names the key, the value and what was expected."""
+
+
+class PermanentError(TaskQueueError):
+    """Raised by a processor when retrying cannot help (a malformed payload, a 4xx from a
+    webhook's receiver): the task goes to the dead-letter queue at once, its remaining
+    retries unspent. Any other exception fails the attempt, and the task is retried."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
+from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
 
@@ -16,6 +17,7 @@ __all__ = [
     "ClaimedTask",
     "Outcome",
     "OutcomeKind",
+    "PermanentError",
     "Priority",
     "ProcessorRegistry",
     "TaskContext",

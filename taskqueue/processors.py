@@ -116,6 +116,7 @@ class OutcomeKind(enum.StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the processor raised
+    REJECTED = "rejected"  # the processor raised PermanentError: no retries
     TIMED_OUT = "timed_out"  # the task's deadline passed (a failed attempt)
     CANCELLED = "cancelled"  # somebody asked for the task to be cancelled
     INTERRUPTED = (

@@ -133,6 +133,42 @@ async def test_a_task_without_retries_is_dead_after_one_failure(broker: Broker) 
     assert await broker.report([failed(await claim_one(broker))]) == [TaskState.DEAD]
 
 
+async def test_a_rejected_attempt_dead_letters_the_task_with_retries_left(
+    broker: Broker, clock: FakeClock
+) -> None:
+    task_id = await submit(broker, max_retries=5)
+    task = await claim_one(broker)
+
+    rejection = Report(
+        task_id=task.id,
+        attempt=task.attempt,
+        kind="rejected",
+        error="PermanentError: bad payload",
+        traceback="Traceback: bad",
+    )
+    assert await broker.report([rejection]) == [TaskState.DEAD]
+
+    dead = await broker.get(task_id)
+    assert (dead.state, dead.attempt, dead.attempts_left) == (TaskState.DEAD, 1, 5)
+    assert (dead.error, dead.traceback) == ("PermanentError: bad payload", "Traceback: bad")
+    assert await zscore(broker, broker.keys.dead, task_id) == clock()
+    totals = (await broker.stats()).totals
+    assert (totals["failed"], totals["dead"], totals.get("retried", 0)) == (1, 1, 0)
+    await assert_invariants(broker)
+
+
+async def test_a_rejected_attempt_of_a_task_being_cancelled_ends_it_cancelled(
+    broker: Broker,
+) -> None:
+    task_id = await submit(broker)
+    task = await claim_one(broker)
+    assert await broker.cancel(task_id) == "requested"
+
+    rejection = Report(task_id=task.id, attempt=task.attempt, kind="rejected", error="no")
+    assert await broker.report([rejection]) == [TaskState.CANCELLED]
+    await assert_invariants(broker)
+
+
 async def test_stale_report_is_ignored_and_changes_nothing(broker: Broker) -> None:
     task_id = await submit(broker)
     task = await claim_one(broker)

@@ -24,7 +24,7 @@ from invariants import assert_invariants
 from taskqueue.broker import Broker, wall_clock_ms
 from taskqueue.config import Config
 from taskqueue.models import TaskState
-from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
+from taskqueue.plugin import PermanentError, ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import LoadedPlugins, load_plugins
 from taskqueue.redis import Redis
 
@@ -44,6 +44,12 @@ async def explode(ctx: TaskContext) -> None:
     _detonate(ctx.attempt)
 
 
+async def refuse(ctx: TaskContext) -> None:
+    """Fails for good: retrying cannot fix its input."""
+    explosions.append(ctx.attempt)
+    raise PermanentError(f"payload {ctx.payload!r} can never work")
+
+
 def stubborn(ctx: TaskContext) -> str:
     """A synchronous processor that blocks its thread and cannot see its deadline."""
     stubborn_release.wait(10)
@@ -53,6 +59,7 @@ def stubborn(ctx: TaskContext) -> str:
 @hookimpl
 def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     registry.add("test.explode", explode)
+    registry.add("test.refuse", refuse)
     registry.add("test.stubborn", stubborn)
 
 
@@ -92,6 +99,23 @@ async def test_raising_processor_is_retried_then_dead_lettered_with_error_and_tr
     totals = (await broker.stats()).totals
     assert (totals["failed"], totals["retried"], totals["dead"]) == (3, 2, 1)
     assert list((await broker.list_tasks(TaskState.DEAD)).items) == [task]
+    await assert_invariants(broker)
+
+
+async def test_permanent_error_dead_letters_at_once_leaving_its_retries_unspent(
+    redis_url: str, broker: Broker, plugins: LoadedPlugins
+) -> None:
+    async with running_daemon(daemon_config(redis_url), plugins):
+        task_id = await submit(broker, "test.refuse", payload=7, max_retries=3)
+        task = await wait_for_state(broker, task_id)
+
+    assert task.state is TaskState.DEAD
+    assert explosions == [1]
+    assert (task.attempt, task.attempts_left) == (1, 3)
+    assert task.error == "PermanentError: payload 7 can never work"
+    assert task.traceback is not None and "in refuse" in task.traceback
+    totals = (await broker.stats()).totals
+    assert (totals["failed"], totals["dead"], totals.get("retried", 0)) == (1, 1, 0)
     await assert_invariants(broker)
 
 

@@ -68,7 +68,8 @@ __all__ = [
 T = TypeVar("T")
 
 
-ReportKind = Literal["succeeded", "failed", "cancelled", "released"]
+#: "rejected": failed for good (the processor raised PermanentError), no retry whatever is left.
+ReportKind = Literal["succeeded", "failed", "rejected", "cancelled", "released"]
 
 
 @attrs.frozen(kw_only=True)

@@ -36,6 +36,7 @@ import trio
 from taskqueue import _json
 from taskqueue.broker import Broker, Report
 from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.errors import PermanentError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState
@@ -324,16 +325,18 @@ class Consumer:
                     )
             except Exception as exc:
                 duration = time.perf_counter() - start
+                permanent = isinstance(exc, PermanentError)
                 task_log.warning(
-                    "task %s (%s) attempt %d failed: %s: %s",
+                    "task %s (%s) attempt %d failed%s: %s: %s",
                     task.id,
                     task.type,
                     task.attempt,
+                    " for good (PermanentError: no retry)" if permanent else "",
                     type(exc).__name__,
                     exc,
                 )
                 return Outcome(
-                    kind=OutcomeKind.FAILED,
+                    kind=OutcomeKind.REJECTED if permanent else OutcomeKind.FAILED,
                     duration_s=duration,
                     error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(),
@@ -384,7 +387,7 @@ class Consumer:
             report = Report(
                 task_id=task.id,
                 attempt=task.attempt,
-                kind="failed",
+                kind="rejected" if kind is OutcomeKind.REJECTED else "failed",
                 error=outcome.error or "",
                 traceback=outcome.traceback or "",
             )

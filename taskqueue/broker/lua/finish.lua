@@ -9,6 +9,8 @@
 -- ARGV[5..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind and a, b are
 --           'succeeded' result-JSON ''        the processor returned
 --           'failed'    error     traceback  the processor raised or timed out (jitter in [0,1))
+--           'rejected'  error     traceback  the processor raised PermanentError: dead-lettered
+--                                            at once, whatever retries were left
 --           'cancelled' reason    ''         stopped at the user's request
 --           'released'  ''        ''         the worker shut down first: back to the front of
 --                                            its queue, the attempt not spent
@@ -20,7 +22,7 @@ local base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(A
 local FIELDS = 6
 local out = {}
 local done = {}
-local KINDS = {succeeded = true, failed = true, cancelled = true, released = true}
+local KINDS = {succeeded = true, failed = true, rejected = true, cancelled = true, released = true}
 
 -- Refuse a bad batch before the first write: Redis does not undo a script's writes on error.
 for i = 7, #ARGV, FIELDS do
@@ -42,12 +44,14 @@ for i = 5, #ARGV, FIELDS do
     if kind == 'succeeded' then
       make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a})
       out[#out + 1] = S_SUCCEEDED
-    elseif f[6] == '1' and (kind == 'failed' or kind == 'released') then
-      local err = kind == 'failed' and a or 'cancelled at request; its worker released it first'
+    elseif f[6] == '1' and kind ~= 'cancelled' then
+      local err = kind == 'released' and 'cancelled at request; its worker released it first' or a
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b})
       out[#out + 1] = S_CANCELLED
-    elseif kind == 'failed' then
-      out[#out + 1] = fail_attempt(id, priority, ttype, attempt, tonumber(f[5]), now, a, b,
+    elseif kind == 'failed' or kind == 'rejected' then
+      -- A rejected attempt is failed as if it were the last one.
+      local max_retries = kind == 'rejected' and attempt - 1 or tonumber(f[5])
+      out[#out + 1] = fail_attempt(id, priority, ttype, attempt, max_retries, now, a, b,
         tonumber(ARGV[i + 5]), base_ms, max_ms)
     elseif kind == 'cancelled' then
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', a})
