@@ -87,7 +87,9 @@ class TaskContext:
     async def report_progress(self, progress: Any) -> None:
         """Record ``progress`` (any JSON value) on the task, visible to ``get`` and watchers.
 
-        Cheap to call often: the worker may coalesce frequent updates.
+        Cheap to call often: it returns at once, and the worker writes only the newest value
+        not yet written, for all its tasks in one round trip. Progress is advisory: reported
+        just before the task ends, it may never be written.
         """
         if self._progress is not None:
             await self._progress(progress)

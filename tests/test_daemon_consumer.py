@@ -8,6 +8,7 @@ measures how many of its tasks run at once.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 
@@ -47,9 +48,21 @@ async def gauge(ctx: TaskContext) -> None:
         Gauge.now -= 1
 
 
+#: How often ``test.chatty`` reports its progress.
+CHATTY_REPORTS = 1000
+
+
+async def chatty(ctx: TaskContext) -> None:
+    """Reports its progress in a tight loop, then waits to be told to finish."""
+    for n in range(1, CHATTY_REPORTS + 1):
+        await ctx.report_progress({"done": n})
+    await trio.sleep_forever()
+
+
 @hookimpl
 def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     registry.add("test.gauge", gauge)
+    registry.add("test.chatty", chatty)
 
 
 @pytest.fixture
@@ -125,3 +138,26 @@ async def test_cancelling_a_claimed_task_that_has_not_started_ends_it_unrun(
         await broker.cancel(blocker)
         await wait_for_state(broker, blocker, within=1.5)
         await assert_invariants(broker)
+
+
+async def test_progress_reported_in_a_tight_loop_is_coalesced_and_the_newest_value_kept(
+    redis_url: str, broker: Broker, redis: Redis, plugins: LoadedPlugins
+) -> None:
+    progress_events = 0
+    final = trio.Event()
+    async with running_daemon(daemon_config(redis_url), plugins):
+        async with redis.subscribe(broker.keys.events_channel) as subscription:
+            task_id = await submit(broker, "test.chatty")
+            with trio.fail_after(10):
+                async for _channel, data in subscription:
+                    events = json.loads(data)
+                    progress_events += sum(1 for e in events if e[2] == "progress")
+                    task = await broker.get(task_id)
+                    if task.progress == {"done": CHATTY_REPORTS}:
+                        final.set()
+                        break
+        await broker.cancel(task_id)
+
+    assert final.is_set()
+    # Each write carries the newest value: far fewer writes than reports.
+    assert 1 <= progress_events < CHATTY_REPORTS

@@ -236,8 +236,19 @@ class Broker:
 
     async def set_progress(self, task_id: str, attempt: int, progress: Any) -> bool:
         """Record a running task's progress; False if ``attempt`` no longer holds the lease."""
-        args: list[str | int] = [task_id, attempt, _json.dumps(progress)]
-        return bool(await self.redis.run_script(self._scripts.progress, self._ns, args))
+        (recorded,) = await self.set_progress_many([(task_id, attempt, progress)])
+        return recorded
+
+    async def set_progress_many(self, updates: Sequence[tuple[str, int, Any]]) -> list[bool]:
+        """Record the progress of many running tasks, (id, attempt, progress) each, in one
+        round trip; per update, False if its attempt no longer holds the lease."""
+        if not updates:
+            return []
+        args: list[str | int] = []
+        for task_id, attempt, progress in updates:
+            args += (task_id, attempt, _json.dumps(progress))
+        reply = await self.redis.run_script(self._scripts.progress, self._ns, args)
+        return [bool(recorded) for recorded in reply]
 
     async def reap(self, limit: int = 1000) -> ReapResult:
         """Fail the attempts whose lease expired, and remove workers that stopped beating."""

@@ -126,6 +126,10 @@ class Consumer:
         self._reports_flushed = trio.Event()
         self._stopping = False
         self._done_reporting = False
+        # The newest progress each running task reported, by id, not written yet: a processor
+        # reporting in a tight loop costs one write per round trip, not one per call.
+        self._progress_pending: dict[str, tuple[int, Any]] = {}
+        self._progress_ready = trio.Event()
 
     # -- called by other services ----------------------------------------------------------
 
@@ -182,12 +186,15 @@ class Consumer:
         """Claim and run tasks until :meth:`stop`, then drain and report every outcome."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._report_loop)
+            progress = trio.CancelScope()
+            nursery.start_soon(self._progress_loop, progress)
             async with trio.open_nursery() as slots:
                 for _ in range(self.concurrency):
                     slots.start_soon(self._slot)
                 await self._claim_loop()
                 await self._drain()
                 self._send.close()
+            progress.cancel()  # progress of tasks that have ended means nothing any more
             self._done_reporting = True
             self._reports_ready.set()
             with trio.move_on_after(FINAL_REPORT_TIMEOUT):
@@ -360,8 +367,29 @@ class Consumer:
             reset_log_context(log_token)
 
     async def _progress(self, task: ClaimedTask, value: Any) -> None:
-        async with RedisGuard(self.health, maximum=0.5):
-            await self.broker.set_progress(task.id, task.attempt, value)
+        """Queue ``value`` as the task's progress (replacing one not written yet)."""
+        self._progress_pending[task.id] = (task.attempt, value)
+        self._progress_ready.set()
+        await trio.lowlevel.checkpoint()
+
+    async def _progress_loop(self, scope: trio.CancelScope) -> None:
+        """Write the queued progress of every task in one round trip, as often as Redis takes
+        it. Progress is advisory: a write that fails is retried only if nothing newer came."""
+        guard = RedisGuard(self.health, maximum=0.5)
+        with scope:
+            while True:
+                await self._progress_ready.wait()
+                self._progress_ready = trio.Event()
+                batch, self._progress_pending = self._progress_pending, {}
+                written = False
+                async with guard:
+                    await self.broker.set_progress_many(
+                        [(task_id, attempt, value) for task_id, (attempt, value) in batch.items()]
+                    )
+                    written = True
+                if not written:
+                    self._progress_pending = batch | self._progress_pending
+                    self._progress_ready.set()
 
     # -- reporting -------------------------------------------------------------------------
 
