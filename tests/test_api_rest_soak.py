@@ -34,8 +34,8 @@ REQUESTS = 50_000
 CONNECTIONS = 4
 CONCURRENCY = 16  # requests in flight per connection
 WARM_UP = 2_000
-#: The run must end within this. It took 148 s on a 2-core machine shared with other work: each
-#: request costs about 1 ms of CPU in the server and as much in the (httpx) client.
+#: The run must end within this. It took 62 to 148 s on a 2-core machine shared with other work:
+#: each request costs about 1 ms of CPU in the server and as much in the (httpx) client.
 TIME_LIMIT = 400.0
 #: How much the server process' resident memory may grow over the run, after a warm-up.
 MEMORY_SLACK = 32 * 2**20

@@ -13,9 +13,10 @@ before the test starts.
 
 One check is left out, on purpose: ``positive_data_acceptance`` wants every request the
 document allows to be accepted. The API promises less (see :mod:`taskqueue.api.rest.schema`):
-a few rules depend on the time or on state, which a schema cannot say, and break them gets a
-422 naming the field. An ``eta`` must be less than 10 years from *now*; a ``cursor`` must be one
-an earlier page gave; the ``Idempotency-Key`` header must agree with the body's key.
+a few rules depend on the time or on state, which a schema cannot say, and a request that
+breaks one gets a 422 naming the field. An ``eta`` must be less than 10 years from *now*; a
+``cursor`` must be one an earlier page gave; the ``Idempotency-Key`` header must agree with the
+body's key.
 
 What the run found is pinned by the plain tests at the end, so it stays fixed whatever
 schemathesis happens to generate.
@@ -41,7 +42,7 @@ from taskqueue.api.rest.openapi import OPENAPI_PATH
 #: Test cases per operation and phase; fewer for operations with little to vary.
 MAX_EXAMPLES = 50
 SEED = 20240601
-#: The run takes about 15 s on a 2-core machine; this allows for one loaded by other tests.
+#: The run takes about 10 s on a 2-core machine; this allows for one loaded by other tests.
 TIME_LIMIT = 300.0
 CHECKS_LEFT_OUT = ["positive_data_acceptance"]
 #: An endless stream: schemathesis would wait on it forever. test_api_rest_events covers it.
