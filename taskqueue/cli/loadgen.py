@@ -187,7 +187,9 @@ async def run_bench(client: Client, plan: BenchPlan, bars: ProgressBars) -> Benc
             else:
                 behind = due(time.perf_counter() - start, plan.rate, plan.count) - len(ids)
                 if behind <= 0:
-                    await trio.sleep((len(ids) / plan.rate) - (time.perf_counter() - start))
+                    # When the next task is due; rounding in due() can put it a hair behind.
+                    next_due = len(ids) / plan.rate - (time.perf_counter() - start)
+                    await trio.sleep(max(0.0, next_due))
                     continue
                 want = min(plan.batch, behind)
             done = await client.submit_many([submission] * want)
