@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -51,36 +50,6 @@ TASKQUEUE_SERVICE = "/taskqueue.v1.TaskQueue/"
 
 
 # -- TLS --------------------------------------------------------------------------------------
-
-
-def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """A certificate and key for 127.0.0.1 and localhost (P-256, one day), made by openssl."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def client_ssl_context(cafile: Path) -> ssl.SSLContext:

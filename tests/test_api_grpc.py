@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+from api_helpers import make_self_signed_cert
 from daemon_helpers import submit
 from grpc_helpers import (
     GrpcServer,
@@ -16,7 +17,6 @@ from grpc_helpers import (
     closing,
     grpc_call,
     grpc_server,
-    make_self_signed_cert,
     wait_for_watchers,
 )
 from grpclib.const import Status

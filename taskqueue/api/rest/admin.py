@@ -14,8 +14,8 @@ from taskqueue.api.rest.routing import (
     RouteTable,
     json_response,
 )
-from taskqueue.api.rest.schema import DEFAULT_PAGE, ref
-from taskqueue.api.rest.tasks import CURSOR, LIMIT, TASK_ID_SCHEMA, TYPE_FILTER
+from taskqueue.api.rest.schema import ref
+from taskqueue.api.rest.tasks import CURSOR, LIMIT, TASK_ID_SCHEMA, TYPE_FILTER, task_page
 from taskqueue.models import TaskState
 from taskqueue.wire import stats_json, task_json, worker_json
 
@@ -77,16 +77,7 @@ async def queue_stats(call: Call) -> TrioResponse:
     )
 )
 async def list_dead(call: Call) -> TrioResponse:
-    q = call.query
-    page = await call.api.daemon.broker.list_tasks(
-        TaskState.DEAD,
-        task_type=q.get("type"),
-        limit=q.get("limit", DEFAULT_PAGE),
-        cursor=q.get("cursor"),
-    )
-    return json_response(
-        {"tasks": [task_json(t) for t in page.items], "next_cursor": page.next_cursor}
-    )
+    return await task_page(call, TaskState.DEAD)
 
 
 @routes.add(

@@ -180,12 +180,15 @@ async def get_task(call: Call) -> TrioResponse:
     )
 )
 async def list_tasks(call: Call) -> TrioResponse:
+    return await task_page(call, TaskState(call.query.get("state", TaskState.PENDING.value)))
+
+
+async def task_page(call: Call, state: TaskState) -> TrioResponse:
+    """One page of the tasks in ``state``, as the ``type``, ``limit`` and ``cursor`` query
+    parameters ask (shared by ``/tasks`` and ``/dead-letters``)."""
     q = call.query
     page = await call.api.daemon.broker.list_tasks(
-        TaskState(q.get("state", TaskState.PENDING.value)),
-        task_type=q.get("type"),
-        limit=q.get("limit", DEFAULT_PAGE),
-        cursor=q.get("cursor"),
+        state, task_type=q.get("type"), limit=q.get("limit", DEFAULT_PAGE), cursor=q.get("cursor")
     )
     return json_response(
         {"tasks": [task_json(t) for t in page.items], "next_cursor": page.next_cursor}
