@@ -433,6 +433,19 @@ class Metrics:
         self.leases_reaped += leases
         self.workers_cleaned_up += workers
 
+    def lease_expired(self, task_type: str, priority: str, state: TaskState) -> None:
+        """Count the outcome of an attempt the reaper ended (its worker died): a failed
+        attempt, retried or dead-lettered, or a cancellation that had been asked for."""
+        counts = self.task_counts(task_type, priority)
+        if state is TaskState.CANCELLED:
+            counts.cancelled += 1
+            return
+        counts.failed += 1
+        if state is TaskState.DEAD:
+            counts.dead += 1
+        else:
+            counts.retried += 1
+
     # -- the API ---------------------------------------------------------------------------
 
     def api_request(self, api: str, route: str, method: str, status: str, seconds: float) -> None:

@@ -14,7 +14,7 @@ from broker_helpers import (
 from conftest import FakeClock, MakeBroker
 from invariants import assert_invariants
 
-from taskqueue.broker import Broker
+from taskqueue.broker import Broker, ReapedTask
 from taskqueue.models import TaskState
 
 # -- heartbeat -------------------------------------------------------------------------------
@@ -176,6 +176,7 @@ async def test_reaper_retries_a_task_whose_lease_expired_counting_the_attempt(
     assert result.reaped == 1
     task = await broker.get(task_id)
     assert task.state in (TaskState.SCHEDULED, TaskState.PENDING)
+    assert result.outcomes == [ReapedTask(task_id, task.type, task.priority, task.state)]
     assert clock() <= task.ready_ms < clock() + 1000  # the first backoff: below base delay
     assert task.attempt == 1
     assert task.error == "lease expired: worker w1 stopped sending heartbeats"
@@ -202,10 +203,11 @@ async def test_reaper_dead_letters_an_expired_task_without_retries_left(
     await claim_one(broker)
     clock.advance(31)
 
-    await broker.reap()
+    result = await broker.reap()
 
     task = await broker.get(task_id)
     assert task.state is TaskState.DEAD
+    assert [(o.id, o.state) for o in result.outcomes] == [(task_id, TaskState.DEAD)]
     assert task.finished_ms == clock()
     assert "lease expired" in (task.error or "")
     await assert_invariants(broker)
@@ -219,7 +221,9 @@ async def test_reaper_cancels_an_expired_task_whose_cancellation_was_requested(
     await broker.cancel(task_id)
     clock.advance(31)
 
-    assert (await broker.reap()).reaped == 1
+    result = await broker.reap()
+    assert result.reaped == 1
+    assert [(o.id, o.state) for o in result.outcomes] == [(task_id, TaskState.CANCELLED)]
 
     task = await broker.get(task_id)
     assert task.state is TaskState.CANCELLED

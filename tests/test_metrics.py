@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import ApiServer, api_server
+from conftest import FakeClock, MakeBroker
 from daemon_helpers import (
     daemon_config,
     running_daemon,
@@ -33,6 +34,9 @@ from prometheus_client.samples import Sample
 
 from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.api.grpc.framing import frame
+from taskqueue.broker import Submission
+from taskqueue.daemon.health import Health
+from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.runtime import Mode
 from taskqueue.embedded import EmbeddedRedis
 from taskqueue.metrics import DURATION_BUCKETS, Metrics
@@ -499,3 +503,29 @@ async def test_scrape_without_redis_still_answers_with_the_process_counters(
         )
         == 1
     )
+
+
+async def test_attempts_the_reaper_ends_are_counted_per_type_like_the_workers_own(
+    make_broker: MakeBroker, clock: FakeClock
+) -> None:
+    broker = make_broker()
+    metrics = Metrics(process_metrics=False)
+    reaper = Reaper(broker, health=Health(), interval=1.0, metrics=metrics)
+    await broker.enqueue(Submission(type="mail", max_retries=2))  # will be retried
+    await broker.enqueue(Submission(type="mail", max_retries=0))  # will be dead
+    cancelled = await broker.enqueue(Submission(type="report", priority="high"))
+    await broker.claim("w-gone", ["mail", "report"], 3)
+    await broker.cancel(cancelled.id)
+    clock.advance(broker.settings.lease_ttl)
+
+    await reaper.reap_once()
+
+    scraped = Scrape(metrics.render().decode())
+    mail = {"type": "mail", "priority": "medium"}
+    assert scraped.value("taskqueue_tasks_failed_total", **mail) == 2
+    assert scraped.value("taskqueue_tasks_retried_total", **mail) == 1
+    assert scraped.value("taskqueue_tasks_dead_total", **mail) == 1
+    report = {"type": "report", "priority": "high"}
+    assert scraped.value("taskqueue_tasks_cancelled_total", **report) == 1
+    assert scraped.value("taskqueue_tasks_failed_total", **report) == 0
+    assert scraped.value("taskqueue_leases_reaped_total") == 3

@@ -39,7 +39,7 @@ from taskqueue.broker.validation import (
     valid_max_retries,
     valid_timeout,
 )
-from taskqueue.models import ClaimedTask, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import ClaimedTask, Priority, QueueStats, Task, TaskState, WorkerInfo
 from taskqueue.redis import Redis, ResponseError
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Page",
     "PromoteResult",
     "ReapResult",
+    "ReapedTask",
     "Report",
     "ReportKind",
     "Submission",
@@ -99,6 +100,17 @@ class HeartbeatReply:
 class ReapResult:
     reaped: int
     workers_removed: list[str]
+    #: What became of each task that was still active: its attempt failed (now scheduled,
+    #: pending or dead), or it was cancelled (its cancellation had been asked for).
+    outcomes: list[ReapedTask] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ReapedTask:
+    id: str
+    type: str
+    priority: Priority
+    state: TaskState
 
 
 @attrs.frozen
@@ -261,8 +273,15 @@ class Broker:
             int(s.result_ttl * 1000),
         ]
         args += [self._rng.random() for _ in range(limit)]
-        reaped, gone = await self.redis.run_script(self._scripts.reap, self._ns, args)
-        return ReapResult(reaped=reaped, workers_removed=gone)
+        reaped, gone, flat = await self.redis.run_script(self._scripts.reap, self._ns, args)
+        fields = iter(flat)
+        outcomes = [
+            ReapedTask(task_id, task_type, Priority(priority), TaskState(state))
+            for task_id, task_type, priority, state in zip(
+                fields, fields, fields, fields, strict=True
+            )
+        ]
+        return ReapResult(reaped=reaped, workers_removed=gone, outcomes=outcomes)
 
     async def promote(self, limit: int = 1000) -> PromoteResult:
         """Make scheduled tasks whose time has come pending."""

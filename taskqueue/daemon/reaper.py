@@ -38,6 +38,8 @@ class Reaper:
         result = await self.broker.reap()
         if self.metrics is not None:
             self.metrics.reaped(result.reaped, len(result.workers_removed))
+            for task in result.outcomes:
+                self.metrics.lease_expired(task.type, task.priority, task.state)
         if result.reaped:
             self.reaped += result.reaped
             log.warning("returned %d task(s) whose lease expired", result.reaped)

@@ -8,12 +8,14 @@
 -- ARGV[4]  retry maximum delay (ms)
 -- ARGV[5]  result TTL (ms), for trimming old finished records
 -- ARGV[6..] jitter values in [0, 1), one per task that may be reaped (also the batch limit)
--- Returns: {number of tasks reaped, ids of the workers removed}
+-- Returns: {number of leases expired, ids of the workers removed, and per task that was still
+--          active, 4 fields: id, type, priority, its new state}
 local now = tonumber(ARGV[1])
 local worker_ttl, base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit = #ARGV - 5
 
 local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
+local outcomes = {}
 for n, id in ipairs(expired) do
   local key = key_task(id)
   local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested')
@@ -22,13 +24,17 @@ for n, id in ipairs(expired) do
   if f[1] == S_ACTIVE then
     local priority, ttype = f[3], f[4]
     count_state(S_ACTIVE, priority, ttype, -1)
+    local state = S_CANCELLED
     if f[7] == '1' then
       make_final(id, priority, ttype, S_CANCELLED, now,
         {'error', 'cancelled at request; its worker stopped before confirming'})
     else
       local err = 'lease expired: worker ' .. (f[6] or '?') .. ' stopped sending heartbeats'
-      fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
+      state = fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
         tonumber(ARGV[5 + n]), base_ms, max_ms)
+    end
+    for _, v in ipairs({id, ttype, priority, state}) do
+      outcomes[#outcomes + 1] = v
     end
   end
 end
@@ -43,4 +49,4 @@ if #gone > 0 then
 end
 trim_finished(now, ttl_ms, 1000)
 flush()
-return {#expired, gone}
+return {#expired, gone, outcomes}
