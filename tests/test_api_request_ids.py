@@ -10,11 +10,9 @@ them.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import re
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 from api_helpers import ApiServer, api_server
 from daemon_helpers import wait_until
 from grpc_helpers import Target, raw_call
+from log_helpers import captured_json_logs, journal_entry, json_records
 
 from taskqueue.api.grpc import pb
 from taskqueue.api.grpc.framing import frame
@@ -38,26 +37,12 @@ MISSING_ID = "00000000-0000-7000-8000-000000000000"
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """The process's logging as JSON lines on a stream, for the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("info", "json", stream=stream)
-    try:
+    with captured_json_logs("info") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-
-
-def records(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [r for r in records(stream) if r["logger"] == "taskqueue.access"]
+    return [r for r in json_records(stream) if r["logger"] == "taskqueue.access"]
 
 
 async def wait_for_access_lines(stream: io.StringIO, count: int) -> list[dict[str, Any]]:
@@ -129,7 +114,7 @@ async def test_a_line_logged_while_serving_a_request_carries_its_request_id(
         assert response.headers["x-request-id"] == "req-7"
         await wait_for_access_lines(log_lines, 1)
 
-    (bug,) = [r for r in records(log_lines) if r["message"].startswith("bug:")]
+    (bug,) = [r for r in json_records(log_lines) if r["message"].startswith("bug:")]
     assert bug["request_id"] == "req-7"
     assert "RuntimeError: disk on fire" in bug["traceback"]
     (line,) = access_lines(log_lines)
@@ -166,7 +151,9 @@ async def test_grpc_calls_get_a_request_id_in_metadata_logs_and_the_access_line(
     assert given.headers["x-request-id"] == "rpc-1"
     assert _GENERATED.fullmatch(made.headers["x-request-id"])
     assert given.grpc_status == made.grpc_status == 13  # INTERNAL
-    bugs = [r for r in records(log_lines) if "gRPC" in r["message"] and "failed" in r["message"]]
+    bugs = [
+        r for r in json_records(log_lines) if "gRPC" in r["message"] and "failed" in r["message"]
+    ]
     assert [b["request_id"] for b in bugs] == ["rpc-1", made.headers["x-request-id"]]
     assert [(r["request_id"], r["api"], r["route"], r["status"]) for r in lines] == [
         ("rpc-1", "grpc", "/taskqueue.v1.TaskQueue/GetTask", "INTERNAL"),
@@ -176,25 +163,6 @@ async def test_grpc_calls_get_a_request_id_in_metadata_logs_and_the_access_line(
 
 
 # -- journald -----------------------------------------------------------------------------------
-
-
-def decode_journal_entry(data: bytes) -> dict[str, str]:
-    """The fields of one datagram in journald's native protocol (both value forms)."""
-    fields: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        line = data[pos:end]
-        if b"=" in line:
-            name, _, value = line.partition(b"=")
-            pos = end + 1
-        else:
-            name = line
-            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
-            value = data[end + 9 : end + 9 + size]
-            pos = end + 9 + size + 1
-        fields[name.decode()] = value.decode()
-    return fields
 
 
 @pytest.fixture
@@ -230,7 +198,7 @@ async def test_access_line_reaches_journald_with_its_request_fields(
     async def access_entry_arrived() -> bool:
         while True:
             try:
-                entries.append(decode_journal_entry(journal.recv(1 << 20)))
+                entries.append(journal_entry(journal.recv(1 << 20)))
             except BlockingIOError:
                 break
         return any(e.get("LOGGER") == "taskqueue.access" for e in entries)

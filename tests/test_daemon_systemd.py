@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from daemon_helpers import (
     wait_until,
     worker_env,
 )
+from log_helpers import journal_entry
 
 from taskqueue.broker import Broker
 from taskqueue.logs import configure_logging
@@ -110,25 +110,6 @@ async def test_worker_process_notifies_ready_watchdog_status_and_stopping(
 # -- journald -----------------------------------------------------------------------------------
 
 
-def decode_journal_entry(data: bytes) -> dict[str, str]:
-    """The fields of one datagram in journald's native protocol (both value forms)."""
-    fields: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        line = data[pos:end]
-        if b"=" in line:
-            name, _, value = line.partition(b"=")
-            pos = end + 1
-        else:
-            name = line
-            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
-            value = data[end + 9 : end + 9 + size]
-            pos = end + 9 + size + 1
-        fields[name.decode()] = value.decode()
-    return fields
-
-
 class Journal:
     """Stands in for journald's socket. A thread receives, because the daemon's handler sends
     synchronously from the event loop: were the loop to receive, a full socket queue would
@@ -150,7 +131,7 @@ class Journal:
                 data = self._sock.recv(1 << 20)
             except TimeoutError:
                 continue
-            self.entries.append(decode_journal_entry(data))
+            self.entries.append(journal_entry(data))
 
     def close(self) -> None:
         self._stop.set()

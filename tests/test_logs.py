@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
+from log_helpers import journal_fields, json_records
 
 from taskqueue.logs import (
     ConsoleFormatter,
@@ -72,32 +73,8 @@ def journal(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
         yield sock, path
 
 
-def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
-def parse_journal_entry(data: bytes) -> list[tuple[str, str]]:
-    """Decode the native protocol: ``NAME=value\\n`` or ``NAME\\n<u64 le length><value>\\n``."""
-    fields = []
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        line = data[pos:end]
-        if b"=" in line:
-            name, _, value = line.partition(b"=")
-            pos = end + 1
-        else:
-            name = line
-            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
-            value = data[end + 9 : end + 9 + size]
-            assert data[end + 9 + size : end + 10 + size] == b"\n", "binary value not terminated"
-            pos = end + 10 + size
-        fields.append((name.decode(), value.decode()))
-    return fields
-
-
 def receive_entry(sock: socket.socket) -> dict[str, str]:
-    fields = parse_journal_entry(sock.recv(1 << 20))
+    fields = journal_fields(sock.recv(1 << 20))
     names = [name for name, _ in fields]
     assert len(names) == len(set(names)), f"repeated fields in {names}"
     return dict(fields)
@@ -138,7 +115,7 @@ async def test_context_follows_into_child_tasks_but_not_siblings() -> None:
             nursery.start_soon(child, "child")
         nursery.start_soon(child, "sibling")
 
-    by_message = {entry["message"]: entry for entry in json_lines(stream)}
+    by_message = {entry["message"]: entry for entry in json_records(stream)}
     assert by_message["from child"]["task_id"] == "t-1"
     assert by_message["from child"]["task_type"] == "email.send"
     assert by_message["from child"]["worker_id"] == "w-1"
@@ -157,7 +134,7 @@ def test_json_lines_carry_base_keys_context_and_extra_fields() -> None:
         log.info("claimed %d tasks", 3, extra={"queue": "default", "level": "shadowed"})
     log.debug("below the level")
 
-    [entry] = json_lines(stream)
+    [entry] = json_records(stream)
     assert entry["level"] == "info"
     assert entry["logger"] == "taskqueue.consumer"
     assert entry["message"] == "claimed 3 tasks"
@@ -182,7 +159,7 @@ def test_json_exception_becomes_a_traceback_string_and_odd_values_become_text() 
     except KeyError:
         logging.getLogger("taskqueue.x").exception("failed", extra={"where": Path("/tmp/x")})
 
-    [entry] = json_lines(stream)
+    [entry] = json_records(stream)
     assert entry["level"] == "error"
     traceback = str(entry["traceback"])
     assert traceback.startswith("Traceback (most recent call last):")
@@ -200,7 +177,7 @@ def test_explicit_extra_wins_over_the_bound_context(logger: logging.Logger) -> N
     with bind_log_context(task_id="from-context", worker_id="w-1"):
         logger.info("hello", extra={"task_id": "explicit"})
 
-    [entry] = json_lines(stream)
+    [entry] = json_records(stream)
     assert entry["task_id"] == "explicit"
     assert entry["worker_id"] == "w-1"
 
@@ -296,7 +273,7 @@ def test_journald_multiline_message_uses_the_binary_form(
         logger.exception("task failed")
 
     raw = sock.recv(1 << 20)
-    message = parse_journal_entry(raw)[0]
+    message = journal_fields(raw)[0]
     assert message[0] == "MESSAGE"
     assert message[1].startswith("task failed\nTraceback (most recent call last):")
     assert message[1].endswith("RuntimeError: line one\nline two")
@@ -348,7 +325,7 @@ def test_journald_entry_too_big_for_a_datagram_goes_through_a_sealed_memfd(
         content = os.pread(fd, os.fstat(fd).st_size, 0)
     finally:
         os.close(fd)
-    entry = dict(parse_journal_entry(content))
+    entry = dict(journal_fields(content))
     assert entry["MESSAGE"] == big
     assert entry["PRIORITY"] == "4"
 
@@ -457,7 +434,7 @@ def test_configure_logging_replaces_its_own_handler_and_keeps_others() -> None:
     logging.getLogger("taskqueue.x").debug("once")
 
     assert first.getvalue() == ""
-    assert [e["message"] for e in json_lines(second)] == ["once"]
+    assert [e["message"] for e in json_records(second)] == ["once"]
     assert foreign in root.handlers
     assert root.level == logging.DEBUG
 

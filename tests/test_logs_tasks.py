@@ -9,7 +9,6 @@ payload and result never appear in the log.
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -18,9 +17,9 @@ from typing import Any
 import pytest
 import trio
 from daemon_helpers import daemon_config, running_daemon, submit, wait_for_state
+from log_helpers import captured_json_logs, json_records
 
 from taskqueue.broker import Broker
-from taskqueue.logs import configure_logging
 from taskqueue.models import TaskState
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import load_plugins
@@ -58,23 +57,8 @@ CHATTY = SimpleNamespace(__name__="chatty", taskqueue_register_processors=hookim
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
     """The process's logging as JSON lines on a stream (DEBUG and up), for the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("debug", "json", stream=stream)
-    try:
+    with captured_json_logs("debug") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-
-
-def records(stream: io.StringIO) -> list[dict[str, Any]]:
-    """Every line, each of which must be one JSON object."""
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 async def test_lines_logged_while_a_task_runs_carry_its_fields(
@@ -90,7 +74,7 @@ async def test_lines_logged_while_a_task_runs_carry_its_fields(
         assert (await wait_for_state(broker, chatty_id)).state is TaskState.SUCCEEDED
         assert (await wait_for_state(broker, blocking_id)).state is TaskState.SUCCEEDED
 
-    lines = records(log_lines)
+    lines = json_records(log_lines)
     by_message: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         by_message.setdefault(line["message"], []).append(line)
