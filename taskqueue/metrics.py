@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from taskqueue.broker import Broker, CancelOutcome, Submission, Submitted
+from taskqueue.broker import Broker, Cancellation, Submission, Submitted
 from taskqueue.models import Priority, QueueStats, TaskState
 from taskqueue.redis import (
     AuthenticationError,
@@ -507,12 +507,8 @@ class MeteredBroker(Broker):
                 self.metrics.task_counts(s.type, r.priority).submitted += 1
         return submitted
 
-    async def cancel(self, task_id: str) -> CancelOutcome:
-        # Read type and priority first: once cancelled, the record may be trimmed any time.
-        task_type, priority = await self.redis.execute(
-            "HMGET", self.keys.task(task_id), "type", "priority"
-        )
-        outcome = await super().cancel(task_id)
-        if outcome == "cancelled" and task_type and priority:
-            self.metrics.task_counts(task_type, priority).cancelled += 1
-        return outcome
+    async def cancel_task(self, task_id: str) -> Cancellation:
+        cancellation = await super().cancel_task(task_id)
+        if cancellation.outcome == "cancelled":  # a waiting task: no worker will count it
+            self.metrics.task_counts(cancellation.type, cancellation.priority).cancelled += 1
+        return cancellation

@@ -261,7 +261,7 @@ class SyncClient:
         """Cancel a task: ``"cancelled"`` if it was waiting, ``"requested"`` if it runs (its
         worker stops it, and it ends cancelled). Raises
         :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
-        return self._run(ops.cancel(self.keys, task_id, wall_clock_ms()))
+        return self._run(ops.cancel(self.keys, task_id, wall_clock_ms())).outcome
 
     # -- the dead-letter queue ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from taskqueue.broker.broker import (
     Broker,
     BrokerSettings,
+    Cancellation,
     CancelOutcome,
     HeartbeatReply,
     Page,
@@ -26,6 +27,7 @@ __all__ = [
     "Broker",
     "BrokerSettings",
     "CancelOutcome",
+    "Cancellation",
     "HeartbeatReply",
     "Keys",
     "Page",

@@ -21,6 +21,7 @@ from taskqueue.broker.codec import claimed_from_reply, worker_to_json
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
     BrokerSettings,
+    Cancellation,
     CancelOutcome,
     Page,
     Submission,
@@ -50,6 +51,7 @@ __all__ = [
     "Broker",
     "BrokerSettings",
     "CancelOutcome",
+    "Cancellation",
     "HeartbeatReply",
     "Page",
     "PromoteResult",
@@ -299,6 +301,10 @@ class Broker:
         and it ends ``cancelled``). Raises :class:`TaskNotFoundError` for an unknown id and
         :class:`ConflictingStateError` for a task that has already finished.
         """
+        return (await self.cancel_task(task_id)).outcome
+
+    async def cancel_task(self, task_id: str) -> Cancellation:
+        """:meth:`cancel`, also saying the task's type and priority (from the same script)."""
         return await self._run(operations.cancel(self.keys, task_id, self.clock()))
 
     async def requeue_dead(self, task_id: str) -> None:

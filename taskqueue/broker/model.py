@@ -121,6 +121,15 @@ CancelOutcome = Literal["cancelled", "requested"]
 
 
 @attrs.frozen
+class Cancellation:
+    """What a cancel did (``outcome``), and to a task of which type and priority."""
+
+    outcome: CancelOutcome
+    type: str
+    priority: Priority
+
+
+@attrs.frozen
 class Page:
     """One page of a listing; pass ``next_cursor`` back for the next one (None: the end)."""
 

@@ -27,7 +27,7 @@ from taskqueue.broker.codec import task_from_hash, worker_from_hash
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
     BrokerSettings,
-    CancelOutcome,
+    Cancellation,
     Page,
     Submission,
     Submitted,
@@ -290,10 +290,10 @@ def workers(keys: Keys) -> Operation[list[WorkerInfo]]:
 # -- steering ---------------------------------------------------------------------------------
 
 
-def cancel(keys: Keys, task_id: str, now: int) -> Operation[CancelOutcome]:
+def cancel(keys: Keys, task_id: str, now: int) -> Operation[Cancellation]:
     """Cancel a task (see :meth:`Broker.cancel`)."""
     try:
-        outcome, state = yield _script(keys, "cancel", now, task_id)
+        outcome, state, task_type, priority = yield _script(keys, "cancel", now, task_id)
     except ResponseError as exc:
         if str(exc).startswith("NOTFOUND"):
             raise TaskNotFoundError(task_id) from None
@@ -303,7 +303,7 @@ def cancel(keys: Keys, task_id: str, now: int) -> Operation[CancelOutcome]:
             f"task {task_id} has already ended ({state}); nothing to cancel"
         )
     assert outcome in ("cancelled", "requested"), outcome
-    return outcome  # type: ignore[no-any-return]
+    return Cancellation(outcome, task_type, Priority(priority))
 
 
 def requeue_dead(keys: Keys, task_id: str, now: int) -> Operation[None]:

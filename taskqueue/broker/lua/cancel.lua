@@ -4,8 +4,9 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  task id
--- Returns: {outcome, state before}: outcome is 'cancelled', 'requested' (active: flagged),
---          or 'final' (already finished: nothing changed); error "NOTFOUND" for unknown ids.
+-- Returns: {outcome, state before, type, priority}: outcome is 'cancelled', 'requested'
+--          (active: flagged), or 'final' (already finished: nothing changed); error "NOTFOUND"
+--          for unknown ids.
 local now, id = tonumber(ARGV[1]), ARGV[2]
 local key = key_task(id)
 local f = redis.call('HMGET', key, 'state', 'priority', 'type', 'worker_id')
@@ -17,11 +18,11 @@ if state == S_PENDING or state == S_SCHEDULED then
   take_out(id, state, priority, ttype)
   make_final(id, priority, ttype, S_CANCELLED, now, {'error', 'cancelled before it ran'})
   flush()
-  return {'cancelled', state}
+  return {'cancelled', state, ttype, priority}
 end
 if state == S_ACTIVE then
   redis.call('HSET', key, 'cancel_requested', 1)
   redis.call('PUBLISH', K_CANCEL_CHANNEL, (f[4] or '') .. ' ' .. id)
-  return {'requested', state}
+  return {'requested', state, ttype, priority}
 end
-return {'final', state}
+return {'final', state, ttype, priority}
