@@ -18,16 +18,21 @@ from taskqueue.models import Priority
 MAX_TYPE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_RETRIES_LIMIT = 1000
-MAX_TIMEOUT = 7 * 24 * 3600.0
-_FORBIDDEN_IN_TYPE = frozenset(" \t\r\n{}:|,@")
-_MAX_DELAY_MS = 10 * 365 * 86400 * 1000
+MAX_TIMEOUT = 7 * 24 * 3600  # seconds
+#: How far ahead ``delay`` and ``eta`` may reach, in seconds (Lua would print a farther time
+#: in exponent notation).
+MAX_DELAY = 10 * 365 * 86400
+#: Characters a task type may not contain: they separate fields in keys and messages.
+FORBIDDEN_IN_TYPE = " \t\r\n{}:|,@"
+_FORBIDDEN = frozenset(FORBIDDEN_IN_TYPE)
+_MAX_DELAY_MS = MAX_DELAY * 1000
 
 
 def task_type_problem(task_type: object) -> str | None:
     """What is wrong with ``task_type`` as a task type name, or None if nothing is."""
     if not isinstance(task_type, str) or not task_type:
         return "type must be a non-empty string"
-    if len(task_type) > MAX_TYPE_LENGTH or not _FORBIDDEN_IN_TYPE.isdisjoint(task_type):
+    if len(task_type) > MAX_TYPE_LENGTH or not _FORBIDDEN.isdisjoint(task_type):
         return (
             f"invalid task type {task_type!r}: at most {MAX_TYPE_LENGTH} characters, "
             "no spaces, braces, colons, commas, '|' or '@'"

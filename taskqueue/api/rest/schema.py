@@ -24,7 +24,14 @@ from functools import cache
 from typing import Any, Final
 
 from taskqueue.api.errors import ApiError
-from taskqueue.broker.broker import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_TYPE_LENGTH
+from taskqueue.broker.validation import (
+    FORBIDDEN_IN_TYPE,
+    MAX_DELAY,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_RETRIES_LIMIT,
+    MAX_TIMEOUT,
+    MAX_TYPE_LENGTH,
+)
 from taskqueue.models import Priority, TaskState
 
 Schema = dict[str, Any]
@@ -35,10 +42,15 @@ MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
 #: ``delay`` and ``eta`` may reach at most this far ahead (the broker's bound).
-MAX_DELAY_SECONDS: Final = 10 * 365 * 86400
-MAX_TIMEOUT_SECONDS: Final = 7 * 86400
+MAX_DELAY_SECONDS: Final = MAX_DELAY
+MAX_TIMEOUT_SECONDS: Final = MAX_TIMEOUT
 #: Epoch seconds beyond which no ``eta`` can be within MAX_DELAY_SECONDS of now (year 2286).
 MAX_EPOCH_SECONDS: Final = 9_999_999_999
+
+
+#: How the control characters among FORBIDDEN_IN_TYPE are written in a regex character class
+#: (the others stand for themselves there).
+_CHAR_CLASS = {"\t": r"\t", "\r": r"\r", "\n": r"\n"}
 
 
 def ref(name: str) -> Schema:
@@ -61,7 +73,7 @@ TASK_TYPE: Final[Schema] = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TYPE_LENGTH,
-    "pattern": r"^[^ \t\r\n{}:|,@]+$",
+    "pattern": "^[^" + "".join(_CHAR_CLASS.get(c, c) for c in FORBIDDEN_IN_TYPE) + "]+$",
     "description": "Names the processor that runs the task, e.g. `email.send`.",
     "examples": ["echo"],
 }
@@ -88,7 +100,7 @@ SUBMISSION: Final[Schema] = {
             "at most `task.max_payload_bytes` once encoded, else 413.",
         },
         "priority": PRIORITY,
-        "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000},
+        "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES_LIMIT},
         "timeout": {
             "type": "number",
             "exclusiveMinimum": 0,
