@@ -192,13 +192,6 @@ def _cancelled() -> bool:
         return False
 
 
-def is_grpc(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return bool(value[: len(GRPC_CONTENT_TYPE)].lower() == GRPC_CONTENT_TYPE)
-    return False
-
-
 def create_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> ApiDispatcher:
     """The ASGI app of the API port: REST, and gRPC when its package is present."""
     rest = create_rest_app(daemon, authenticator, events)
