@@ -55,7 +55,7 @@ async def settled(server: GrpcServer) -> tuple[int, int]:
     return live_streams(), resident_bytes()
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 async def test_50000_grpc_calls_on_long_lived_connections(redis_url: str) -> None:
     h2.install()
     assert h2.installed()

@@ -84,7 +84,7 @@ async def settled() -> tuple[int, int]:
     return live_streams(), resident_bytes()
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 async def test_50000_http2_requests_on_long_lived_connections(redis_url: str) -> None:
     h2.install()
     assert h2.installed()

@@ -481,7 +481,7 @@ async def test_connect_timeout_on_a_silent_server() -> None:
         elapsed = trio.current_time() - start
         await pool.aclose()
         nursery.cancel_scope.cancel()
-    assert 0.2 <= elapsed < 1.0
+    assert 0.2 <= elapsed < 4.0  # its own timeout, not the default of 5 s
     assert f"127.0.0.1:{port}" in str(info.value)
     assert PASSWORD not in str(info.value)
 
