@@ -51,7 +51,6 @@ __all__ = [
     "CONTENT_TYPE",
     "DEPTH_STATES",
     "DURATION_BUCKETS",
-    "MeteredBroker",
     "Metrics",
     "TaskCounts",
 ]
@@ -448,6 +447,19 @@ class Metrics:
 
     # -- the API ---------------------------------------------------------------------------
 
+    def tasks_submitted(
+        self, submissions: Sequence[Submission], results: Sequence[Submitted]
+    ) -> None:
+        """As the broker's observer: count the new tasks, at the priority enqueue.lua gave."""
+        for s, r in zip(submissions, results, strict=True):
+            if r.created and r.priority is not None:
+                self.task_counts(s.type, r.priority).submitted += 1
+
+    def task_cancelled(self, cancellation: Cancellation) -> None:
+        """As the broker's observer: a waiting task cancelled (no worker will count it)."""
+        if cancellation.outcome == "cancelled":
+            self.task_counts(cancellation.type, cancellation.priority).cancelled += 1
+
     def api_request(self, api: str, route: str, method: str, status: str, seconds: float) -> None:
         """Count one request; ``route`` must be a template or "unmatched", never a raw path."""
         key = (api, route, method, status)
@@ -487,28 +499,3 @@ def queue_depths(stats: QueueStats) -> dict[tuple[Priority, TaskState], int]:
         if (priority, state) in depths:
             depths[(priority, state)] = count
     return depths
-
-
-class MeteredBroker(Broker):
-    """The daemon's broker: counts the submissions and cancellations this process makes.
-
-    Only the API's operations are wrapped; the consumer's claims and reports pass straight
-    through (their outcomes are counted by the consumer, which knows each task's type).
-    """
-
-    def __init__(self, *args: object, metrics: Metrics, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.metrics = metrics
-
-    async def enqueue_many(self, submissions: Sequence[Submission]) -> list[Submitted]:
-        submitted = await super().enqueue_many(submissions)
-        for s, r in zip(submissions, submitted, strict=True):
-            if r.created and r.priority is not None:  # the priority enqueue.lua gave it
-                self.metrics.task_counts(s.type, r.priority).submitted += 1
-        return submitted
-
-    async def cancel_task(self, task_id: str) -> Cancellation:
-        cancellation = await super().cancel_task(task_id)
-        if cancellation.outcome == "cancelled":  # a waiting task: no worker will count it
-            self.metrics.task_counts(cancellation.type, cancellation.priority).cancelled += 1
-        return cancellation

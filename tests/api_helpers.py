@@ -1,7 +1,7 @@
 """Helpers for the REST and server tests: a real daemon serving the API on a real socket.
 
 * :func:`api_server` runs :func:`taskqueue.daemon.runtime.run_daemon` with
-  :func:`taskqueue.api.service.serve_api` on 127.0.0.1 port 0 (an API-only daemon by default;
+  :class:`taskqueue.api.service.ApiServer` on 127.0.0.1 port 0 (an API-only daemon by default;
   ``mode=Mode.RUN`` adds a worker running the built-in task types) and reports where it listens.
 * :func:`make_self_signed_cert` makes a certificate for 127.0.0.1 with the ``openssl`` CLI (no
   ``cryptography`` needed).
@@ -23,8 +23,9 @@ import httpx
 import trio
 from daemon_helpers import daemon_config
 
+from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
-from taskqueue.api.service import serve_api
+from taskqueue.api.service import ApiServer as ApiService
 from taskqueue.broker import Broker
 from taskqueue.daemon.runtime import Daemon, Mode, begin_shutdown, run_daemon
 from taskqueue.processors import load_plugins
@@ -74,18 +75,6 @@ class ApiServer:
         )
 
 
-class _Recorder:
-    """Stands in for a ``trio.TaskStatus`` to keep what ``serve_api`` reports."""
-
-    def __init__(self, status: trio.TaskStatus[list[str]], urls: list[str]) -> None:
-        self.status = status
-        self.urls = urls
-
-    def started(self, value: list[str]) -> None:
-        self.urls.extend(value)
-        self.status.started(value)
-
-
 @asynccontextmanager
 async def api_server(
     redis_url: str,
@@ -103,20 +92,21 @@ async def api_server(
     if cert is not None:
         overrides.update(server__certfile=str(cert[0]), server__keyfile=str(cert[1]))
     config = daemon_config(redis_url, **overrides)
-    urls: list[str] = []
-    hubs: list[EventHub] = []
+    services: list[ApiService] = []
 
-    async def api(daemon: Daemon, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        hubs.append(EventHub(daemon.broker, daemon.health))
-        recorder = _Recorder(task_status, urls)
-        await serve_api(daemon, events=hubs[0], task_status=recorder)  # type: ignore[arg-type]
+    def api(context: ApiContext) -> ApiService:
+        services.append(ApiService(context))
+        return services[0]
 
     plugins = load_plugins(settings=config.plugins)
     async with trio.open_nursery() as nursery:
         daemon: Daemon = await nursery.start(
             functools.partial(run_daemon, config, plugins, mode=mode, api=api, handle_signals=False)
         )
-        server = ApiServer(daemon, hubs[0], urls, cert[0] if cert is not None else None)
+        service = services[0]
+        server = ApiServer(
+            daemon, service.events, service.urls, cert[0] if cert is not None else None
+        )
         try:
             yield server
         except BaseException:

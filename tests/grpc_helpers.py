@@ -35,14 +35,14 @@ from hypercorn.trio import serve
 
 from taskqueue.api import h2 as h2_fix
 from taskqueue.api.auth import Authenticator
+from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import GrpcApp, TaskQueueStub, create_grpc_app
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.config import load_config
-from taskqueue.daemon.health import Health
-from taskqueue.daemon.notifications import Notifications
-from taskqueue.daemon.runtime import Daemon, Mode, open_redis
-from taskqueue.processors import load_plugins
+from taskqueue.daemon.runtime import open_redis
+from taskqueue.health import Health
+from taskqueue.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -82,7 +82,7 @@ class Target:
 
 @attrs.define
 class GrpcServer:
-    daemon: Daemon
+    context: ApiContext
     events: EventHub
     app: GrpcApp
     h2c: Target
@@ -90,7 +90,7 @@ class GrpcServer:
 
     @property
     def broker(self) -> Broker:
-        return self.daemon.broker
+        return self.context.broker
 
     def target(self, transport: str) -> Target:
         if transport == "tls":
@@ -120,24 +120,22 @@ async def grpc_server(
     ``settings`` are configuration overrides (``task__max_queue_depth=1``); ``cert`` adds a
     TLS port. The daemon is real except that nothing but the API runs (no consumer): tasks
     stay where the test puts them. Leaving the block stops it the way the daemon stops:
-    ``daemon.shutdown`` first (streams end), then hypercorn.
+    ``context.shutdown`` first (streams end), then hypercorn.
     """
     h2_fix.install()  # as the API service does: hypercorn's HTTP/2 fixes, process-wide
     config = server_config(redis_url, **settings)
     redis = open_redis(config)
     broker = Broker(redis, BrokerSettings.from_config(config))
     health = Health()
-    daemon = Daemon(
-        config=config,
-        mode=Mode.SERVER,
+    context = ApiContext(
         broker=broker,
         health=health,
-        plugins=load_plugins(settings=config.plugins),
-        notifications=Notifications(broker, health),
         shutdown=trio.Event(),
+        server=config.server,
+        metrics=Metrics(process_metrics=False),
     )
     events = EventHub(broker, health)
-    app = create_grpc_app(daemon, Authenticator.from_config(config.server), events)
+    app = create_grpc_app(context, Authenticator.from_config(config.server), events)
     hconfig = HypercornConfig()
     hconfig.bind = ["127.0.0.1:0"]
     if cert is not None:
@@ -167,7 +165,7 @@ async def grpc_server(
             plain = next(b for b in binds if b.startswith("http://"))
             secure = next((b for b in binds if b.startswith("https://")), None)
             server = GrpcServer(
-                daemon=daemon,
+                context=context,
                 events=events,
                 app=app,
                 h2c=_target(plain),
@@ -176,7 +174,7 @@ async def grpc_server(
             try:
                 yield server
             finally:
-                daemon.shutdown.set()
+                context.shutdown.set()
                 stop_serving.set()
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await served.wait()

@@ -251,7 +251,7 @@ async def test_health_follows_readiness_and_refuses_unknown_services(server: Grp
     serving = health_pb.HealthCheckResponseServingStatus
     named = await grpc_call(server.h2c, lambda s: check(s, "taskqueue.v1.TaskQueue"))
     assert named.status == serving.SERVING
-    server.daemon.health.draining = True
+    server.context.health.draining = True
     assert (await grpc_call(server.h2c, lambda s: check(s, ""))).status == serving.NOT_SERVING
     with pytest.raises(GRPCError) as info:
         await grpc_call(server.h2c, lambda s: check(s, "no.such.Service"))

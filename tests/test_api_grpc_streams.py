@@ -111,7 +111,7 @@ async def test_a_daemon_shutdown_ends_a_watch_cleanly(server: GrpcServer) -> Non
     request = frame(bytes(pb.WatchTasksRequest()))
     async with raw_stream(server.h2c, WATCH, request) as stream:
         await wait_for_watchers(server, 1)
-        server.daemon.shutdown.set()
+        server.context.shutdown.set()
         with trio.fail_after(5):
             response = await stream.read()
     assert response.grpc_status == Status.OK.value

@@ -35,10 +35,10 @@ from prometheus_client.samples import Sample
 from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.api.grpc.framing import frame
 from taskqueue.broker import Submission
-from taskqueue.daemon.health import Health
 from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.runtime import Mode
 from taskqueue.embedded import EmbeddedRedis
+from taskqueue.health import Health
 from taskqueue.metrics import DURATION_BUCKETS, Metrics
 from taskqueue.models import Priority, TaskState
 from taskqueue.redis import Redis, RedisConnectionError, ResponseError

@@ -28,12 +28,13 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import trio
 
 from taskqueue import _json
 from taskqueue.api.auth import Authenticator
+from taskqueue.api.context import ApiContext
 from taskqueue.api.errors import ApiError
 from taskqueue.api.events import EventHub
 from taskqueue.api.rest import create_rest_app
@@ -41,9 +42,6 @@ from taskqueue.api.rest.app import REQUEST_INFO_KEY
 from taskqueue.api.rest.problems import PROBLEM_JSON, problem_body
 from taskqueue.logs import bind_log_context
 from taskqueue.metrics import Metrics, grpc_status_name
-
-if TYPE_CHECKING:
-    from taskqueue.daemon.runtime import Daemon
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("taskqueue.access")
@@ -192,13 +190,17 @@ def _cancelled() -> bool:
         return False
 
 
-def create_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> ApiDispatcher:
+def create_app(
+    context: ApiContext, authenticator: Authenticator, events: EventHub
+) -> ApiDispatcher:
     """The ASGI app of the API port: REST, and gRPC when its package is present."""
-    rest = create_rest_app(daemon, authenticator, events)
-    return ApiDispatcher(rest, load_grpc_app(daemon, authenticator, events), daemon.metrics)
+    rest = create_rest_app(context, authenticator, events)
+    return ApiDispatcher(rest, load_grpc_app(context, authenticator, events), context.metrics)
 
 
-def load_grpc_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> AsgiApp | None:
+def load_grpc_app(
+    context: ApiContext, authenticator: Authenticator, events: EventHub
+) -> AsgiApp | None:
     """The gRPC app, or None when ``taskqueue.api.grpc`` is absent (a broken one raises)."""
     try:
         from taskqueue.api.grpc import create_grpc_app
@@ -207,7 +209,7 @@ def load_grpc_app(daemon: Daemon, authenticator: Authenticator, events: EventHub
             raise
         log.warning("gRPC is not available (%s is missing): serving REST only", GRPC_PACKAGE)
         return None
-    app: AsgiApp = create_grpc_app(daemon, authenticator, events)
+    app: AsgiApp = create_grpc_app(context, authenticator, events)
     return app
 
 

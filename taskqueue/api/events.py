@@ -18,7 +18,7 @@ import trio
 
 from taskqueue import _json
 from taskqueue.broker import Broker
-from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.health import Health, RedisGuard
 
 log = logging.getLogger(__name__)
 

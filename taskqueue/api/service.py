@@ -8,7 +8,7 @@ HTTP/1.1 by ALPN: a port that still took cleartext would let tokens cross the ne
 Before it binds, the service refuses to expose an API without tokens beyond the loopback
 interface unless ``server.allow_unauthenticated_public`` says so (:func:`check_exposure`).
 It applies the HTTP/2 fixes of :mod:`taskqueue.api.h2`, runs the event hub that feeds live
-task events to watchers, and stops gracefully when ``daemon.shutdown`` is set: no new
+task events to watchers, and stops gracefully when ``context.shutdown`` is set: no new
 connections, running requests get ``GRACEFUL_TIMEOUT`` seconds to finish, watch streams end.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -26,12 +26,10 @@ from hypercorn.trio import serve
 from taskqueue.api import h2
 from taskqueue.api.asgi import create_app
 from taskqueue.api.auth import Authenticator
+from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.config import ServerConfig
 from taskqueue.errors import ConfigError
-
-if TYPE_CHECKING:
-    from taskqueue.daemon.runtime import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +42,54 @@ KEEP_ALIVE_TIMEOUT: Final = 60.0
 KEEP_ALIVE_MAX_REQUESTS: Final = 2**62
 
 
-async def serve_api(
-    daemon: Daemon,
-    *,
-    events: EventHub | None = None,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the API until ``daemon.shutdown`` is set; report the bound URLs once listening.
+class ApiServer:
+    """The API as a daemon service: serves until ``context.shutdown`` is set, then drains.
 
-    ``task_status.started`` receives what hypercorn bound, e.g. ``["http://127.0.0.1:9090"]``
-    (with port 0, the port the system chose). ``events`` is the hub feeding watch streams;
-    by default the service makes its own. Either way the service runs it.
+    ``urls`` holds what hypercorn bound once the service has started, e.g.
+    ``["http://127.0.0.1:9090"]`` (with port 0, the port the system chose). ``events`` is the
+    hub feeding watch streams; by default the service makes its own. Either way it runs it.
     """
-    server = daemon.config.server
-    authenticator = Authenticator.from_config(server)
-    check_exposure(server, authenticator)
-    h2.install()
-    if events is None:
-        events = EventHub(daemon.broker, daemon.health)
-    app = create_app(daemon, authenticator, events)
-    config = hypercorn_config(server)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(events.run)
-        binds: list[str] = await nursery.start(
-            partial(_serve_until_shutdown, app, config, daemon.shutdown, nursery.cancel_scope)
-        )
-        if not authenticator.enabled:
-            log.warning(
-                "API authentication is OFF (no server.tokens or server.token_file): "
-                "anyone who can reach %s may submit and cancel tasks",
-                ", ".join(binds),
+
+    name = "api"
+    drains = True
+
+    def __init__(self, context: ApiContext, *, events: EventHub | None = None) -> None:
+        self.context = context
+        self.events = events or EventHub(context.broker, context.health)
+        self.urls: list[str] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        server = self.context.server
+        authenticator = Authenticator.from_config(server)
+        check_exposure(server, authenticator)
+        h2.install()
+        app = create_app(self.context, authenticator, self.events)
+        config = hypercorn_config(server)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.events.run)
+            self.urls = await nursery.start(
+                partial(_serve_until_shutdown, app, config, self.context.shutdown, nursery)
             )
-        log.info("API listening on %s (REST, gRPC, HTTP/1.1 and HTTP/2)", ", ".join(binds))
-        task_status.started(binds)
+            if not authenticator.enabled:
+                log.warning(
+                    "API authentication is OFF (no server.tokens or server.token_file): "
+                    "anyone who can reach %s may submit and cancel tasks",
+                    ", ".join(self.urls),
+                )
+            log.info("API listening on %s (REST, gRPC, HTTP/1.1 and HTTP/2)", ", ".join(self.urls))
+            task_status.started()
 
 
 async def _serve_until_shutdown(
     app: object,
     config: HypercornConfig,
     shutdown: trio.Event,
-    siblings: trio.CancelScope,
+    siblings: trio.Nursery,
     *,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
     await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
-    siblings.cancel()  # serve() returns after a graceful stop: end the event hub too
+    siblings.cancel_scope.cancel()  # serve() returns after a graceful stop: end the event hub too
 
 
 def hypercorn_config(server: ServerConfig) -> HypercornConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -49,6 +49,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "MAX_TYPE_LENGTH",
     "Broker",
+    "BrokerObserver",
     "BrokerSettings",
     "CancelOutcome",
     "Cancellation",
@@ -122,6 +123,20 @@ class PromoteResult:
     next_due_ms: int | None
 
 
+class BrokerObserver(Protocol):
+    """Told what the submitting side changed, once Redis has said so (the metrics are one).
+
+    Claims and reports are not observed: the consumer counts their outcomes itself, knowing
+    each task's type without another lookup.
+    """
+
+    def tasks_submitted(
+        self, submissions: Sequence[Submission], results: Sequence[Submitted]
+    ) -> None: ...
+
+    def task_cancelled(self, cancellation: Cancellation) -> None: ...
+
+
 class Broker:
     """Queue operations on one namespace of one Redis."""
 
@@ -132,11 +147,13 @@ class Broker:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         rng: random.Random | None = None,
+        observer: BrokerObserver | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings or BrokerSettings()
         self.keys = Keys(self.settings.namespace)
         self.clock = clock
+        self.observer = observer
         self._rng = rng or random.Random()
         self._scripts = load_scripts()
         self._ns = [self.keys.prefix]
@@ -158,9 +175,12 @@ class Broker:
         """
         if not submissions:
             return []
-        return await self._run(
+        submitted = await self._run(
             operations.enqueue_many(self.settings, self.keys, submissions, self.clock())
         )
+        if self.observer is not None:
+            self.observer.tasks_submitted(submissions, submitted)
+        return submitted
 
     # -- working -------------------------------------------------------------------------
 
@@ -305,7 +325,10 @@ class Broker:
 
     async def cancel_task(self, task_id: str) -> Cancellation:
         """:meth:`cancel`, also saying the task's type and priority (from the same script)."""
-        return await self._run(operations.cancel(self.keys, task_id, self.clock()))
+        cancellation = await self._run(operations.cancel(self.keys, task_id, self.clock()))
+        if self.observer is not None:
+            self.observer.task_cancelled(cancellation)
+        return cancellation
 
     async def requeue_dead(self, task_id: str) -> None:
         """Give one dead-lettered task a fresh set of attempts and queue it again."""

@@ -109,10 +109,10 @@ def advertised(data_dir: Path, url: str) -> Iterator[None]:
 def _api_service() -> Any:
     """The API service, when the API package is installed with this one."""
     try:
-        from taskqueue.api.service import serve_api
+        from taskqueue.api.service import ApiServer
     except ImportError:
         return None
-    return serve_api
+    return ApiServer
 
 
 @click.command()

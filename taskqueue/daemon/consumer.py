@@ -35,8 +35,8 @@ import trio
 
 from taskqueue import _json
 from taskqueue.broker import Broker, Report
-from taskqueue.daemon.health import Health, RedisGuard
 from taskqueue.errors import PermanentError
+from taskqueue.health import Health, RedisGuard
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState

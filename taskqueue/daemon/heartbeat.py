@@ -17,7 +17,7 @@ import trio
 
 from taskqueue.broker import Broker, TypeDefaults, wall_clock_ms
 from taskqueue.daemon.consumer import Consumer
-from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.health import Health, RedisGuard
 from taskqueue.models import WorkerInfo
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ def new_worker_id() -> str:
 
 
 class Heartbeat:
+    name = "heartbeat"
+    drains = False
+
     def __init__(
         self,
         broker: Broker,

@@ -9,14 +9,13 @@ serving through a drain, so the drain itself can be watched; it closes with the 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 import trio
 
-from taskqueue.metrics import CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from taskqueue.daemon.runtime import Daemon
+from taskqueue.broker import Broker
+from taskqueue.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +23,10 @@ log = logging.getLogger(__name__)
 class MetricsApp:
     """A minimal ASGI app: ``GET path`` renders the daemon's registry, anything else is 404."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.path = daemon.config.metrics.path
+    def __init__(self, metrics: Metrics, broker: Broker, path: str) -> None:
+        self.metrics = metrics
+        self.broker = broker
+        self.path = path
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -44,9 +44,8 @@ class MetricsApp:
         elif scope["method"] not in ("GET", "HEAD"):
             await _reply(send, 405, b"GET only\n", [(b"allow", b"GET, HEAD")])
         else:
-            metrics = self.daemon.metrics
-            await metrics.refresh(self.daemon.broker)
-            body = metrics.render()
+            await self.metrics.refresh(self.broker)
+            body = self.metrics.render()
             await _reply(send, 200, body if scope["method"] == "GET" else b"", content=CONTENT_TYPE)
 
 
@@ -72,27 +71,39 @@ async def _reply(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def serve_metrics(
-    daemon: Daemon, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve the metrics port until cancelled; report the bound URLs once listening."""
-    from hypercorn.config import Config as HypercornConfig
-    from hypercorn.trio import serve
+class MetricsServer:
+    """The metrics port as a daemon service; ``urls`` holds what it bound once started."""
 
-    host, port = daemon.config.server.host, daemon.config.metrics.port or 0
-    config = HypercornConfig()
-    # An IPv6 address goes in brackets, as hypercorn parses binds.
-    config.bind = [
-        f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-    ]
-    config.insecure_bind = []
-    config.include_server_header = False
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 1.0
-    await serve(
-        MetricsApp(daemon),  # type: ignore[arg-type]
-        config,
-        shutdown_trigger=trio.sleep_forever,
-        task_status=task_status,
-    )
+    name = "metrics"
+    drains = False
+
+    def __init__(self, app: MetricsApp, *, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.urls: list[str] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; report started once listening."""
+        from hypercorn.config import Config as HypercornConfig
+        from hypercorn.trio import serve
+
+        config = HypercornConfig()
+        # An IPv6 address goes in brackets, as hypercorn parses binds.
+        host = self.host
+        config.bind = [
+            f"[{host}]:{self.port}"
+            if ":" in host and not host.startswith("[")
+            else f"{host}:{self.port}"
+        ]
+        config.insecure_bind = []
+        config.include_server_header = False
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = 1.0
+        async with trio.open_nursery() as nursery:
+            self.urls = await nursery.start(
+                partial(serve, self.app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+            )
+            log.info("metrics at %s", ", ".join(url + self.app.path for url in self.urls))
+            task_status.started()

@@ -13,13 +13,16 @@ from collections.abc import Callable
 import trio
 
 from taskqueue.broker import Broker
-from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.health import Health, RedisGuard
 
 log = logging.getLogger(__name__)
 
 
 class Notifications:
     """Dispatches messages to callbacks registered by the other services."""
+
+    name = "notifications"
+    drains = False
 
     def __init__(self, broker: Broker, health: Health) -> None:
         self.broker = broker
@@ -32,9 +35,12 @@ class Notifications:
         self.on_cancel: list[Callable[[str, str], None]] = []
         self.subscribed = trio.Event()
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reports started at once: an API-only daemon must start (and say it is not ready)
+        while Redis is away; the consumer's safety-net recheck covers a late subscription."""
         keys = self.broker.keys
         guard = RedisGuard(self.health)
+        task_status.started()
         while True:
             async with (
                 guard,

@@ -12,13 +12,16 @@ import logging
 import trio
 
 from taskqueue.broker import Broker
-from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.health import Health, RedisGuard
 from taskqueue.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
+    name = "reaper"
+    drains = False
+
     def __init__(
         self,
         broker: Broker,
@@ -47,8 +50,9 @@ class Reaper:
             self.workers_removed += len(result.workers_removed)
             log.warning("removed dead worker(s): %s", ", ".join(result.workers_removed))
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         guard = RedisGuard(self.health)
+        task_status.started()
         while True:
             async with guard:
                 await self.reap_once()

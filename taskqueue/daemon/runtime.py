@@ -19,22 +19,24 @@ import enum
 import logging
 import signal
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import attrs
 import trio
 
+from taskqueue.api.context import ApiContext
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.config import Config
 from taskqueue.daemon.consumer import Consumer
-from taskqueue.daemon.health import Health
 from taskqueue.daemon.heartbeat import Heartbeat, new_worker_id
-from taskqueue.daemon.metrics_server import serve_metrics
+from taskqueue.daemon.metrics_server import MetricsApp, MetricsServer
 from taskqueue.daemon.notifications import Notifications
 from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.scheduler import Scheduler
+from taskqueue.daemon.service import Service
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
-from taskqueue.metrics import MeteredBroker, Metrics
+from taskqueue.health import Health
+from taskqueue.metrics import Metrics
 from taskqueue.processors import LoadedPlugins
 from taskqueue.redis import Redis, RedisAddress
 
@@ -47,9 +49,14 @@ class Mode(enum.StrEnum):
     SERVER = "server"  # serves the API; runs no tasks
 
 
+#: Builds the API service from what the API may use (:mod:`taskqueue.api.service` makes the
+#: real one); passed in, so a daemon can run without the web stack installed.
+ApiFactory = Callable[[ApiContext], Service]
+
+
 @attrs.define
 class Daemon:
-    """The parts of a running daemon, handed to the API service (and to tests)."""
+    """The parts of a running daemon, handed to tests and to the signal handler."""
 
     config: Config
     mode: Mode
@@ -64,13 +71,26 @@ class Daemon:
     reaper: Reaper | None = None
     #: The process's metrics (its own registry), served at ``metrics.path``.
     metrics: Metrics = attrs.field(factory=Metrics)
-    #: Where the metrics port listens, when ``metrics.port`` is set (e.g. with port 0).
-    metrics_urls: list[str] = attrs.field(factory=list)
+    metrics_server: MetricsServer | None = None
+    #: Every service, in the order they start.
+    services: list[Service] = attrs.field(factory=list)
 
+    @property
+    def metrics_urls(self) -> list[str]:
+        """Where the metrics port listens, when ``metrics.port`` is set (e.g. with port 0)."""
+        return self.metrics_server.urls if self.metrics_server is not None else []
 
-#: The API service: serves until the daemon's ``shutdown`` event, then returns. Reports
-#: ``task_status.started()`` once it listens. Filled in by the API package.
-ApiService = Callable[..., Awaitable[None]]
+    def api_context(self) -> ApiContext:
+        metrics = self.config.metrics
+        on_api_port = metrics.enabled and metrics.port is None
+        return ApiContext(
+            broker=self.broker,
+            health=self.health,
+            shutdown=self.shutdown,
+            server=self.config.server,
+            metrics=self.metrics,
+            metrics_path=metrics.path if on_api_port else None,
+        )
 
 
 def open_redis(config: Config, metrics: Metrics | None = None) -> Redis:
@@ -110,18 +130,23 @@ async def run_daemon(
     plugins: LoadedPlugins,
     *,
     mode: Mode = Mode.RUN,
-    api: ApiService | None = None,
+    api: ApiFactory | None = None,
     notifier: SystemdNotifier | None = None,
     handle_signals: bool = True,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the daemon until a signal (or ``Daemon.shutdown``) stops it."""
+    """Run the daemon until a signal (or ``Daemon.shutdown``) stops it.
+
+    The services of ``mode`` start one after the other (see :mod:`taskqueue.daemon.service`);
+    once all have, the daemon reports READY. It stops when every draining service (the
+    consumer, the API) has finished its work after shutdown began; the others are cancelled
+    then, the heartbeat last among the worker's, so running tasks keep their leases to the end.
+    """
     notifier = notifier or SystemdNotifier()
     metrics = Metrics()
     redis = open_redis(config, metrics)
-    broker = MeteredBroker(redis, BrokerSettings.from_config(config), metrics=metrics)
+    broker = Broker(redis, BrokerSettings.from_config(config), observer=metrics)
     health = Health()
-    shutdown = trio.Event()
     daemon = Daemon(
         config=config,
         mode=mode,
@@ -129,71 +154,88 @@ async def run_daemon(
         health=health,
         plugins=plugins,
         notifications=Notifications(broker, health),
-        shutdown=shutdown,
+        shutdown=trio.Event(),
         metrics=metrics,
     )
-    if mode is not Mode.SERVER:
-        _add_worker_services(daemon)
+    daemon.services = _services(daemon, api)
     try:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as supervisor:
             if handle_signals:
-                nursery.start_soon(_watch_signals, daemon, notifier)
-            nursery.start_soon(run_watchdog, notifier, watchdog_interval())
-            nursery.start_soon(daemon.notifications.run)
-            health.expected.add("notifications")
-            health.started.add("notifications")
-            if daemon.scheduler is not None:
-                nursery.start_soon(daemon.scheduler.run)
-            if daemon.reaper is not None:
-                nursery.start_soon(daemon.reaper.run)
-            # Start-up waits for Redis (the first heartbeat), however long it is away; a stop
-            # asked for meanwhile must end that wait, or the process could not be stopped.
-            with trio.CancelScope() as start_up:
-                nursery.start_soon(_cancel_on_shutdown, shutdown, start_up)
-                if daemon.heartbeat is not None:
-                    health.expected.add("heartbeat")
-                    await nursery.start(daemon.heartbeat.run)
-                    health.started.add("heartbeat")
-                if api is not None and mode is not Mode.WORKER:
-                    health.expected.add("api")
-                    await nursery.start(api, daemon)
-                    health.started.add("api")
-                if config.metrics.enabled and config.metrics.port is not None:
-                    daemon.metrics_urls = await nursery.start(serve_metrics, daemon)
-                    log.info(
-                        "metrics at %s",
-                        ", ".join(url + config.metrics.path for url in daemon.metrics_urls),
-                    )
-                elif config.metrics.enabled and mode is Mode.WORKER:
-                    log.info("metrics.port is not set: nothing serves this worker's metrics")
-            if start_up.cancelled_caught:
-                log.info("taskqueue %s stopped before its start-up completed", mode.value)
-                nursery.cancel_scope.cancel()
-                return
-            task_status.started(daemon)
-            status = StatusLine(daemon)
-            first_line = status.text(trio.current_time())
-            await notifier.ready(first_line)
-            nursery.start_soon(_report_status, status, notifier, first_line)
-            log.info(
-                "taskqueue %s started: %s",
-                mode.value,
-                f"worker {daemon.consumer.worker_id}, types {', '.join(daemon.consumer.task_types)}"
-                if daemon.consumer
-                else "API only",
-            )
-            if daemon.consumer is not None:
-                health.expected.add("consumer")
-                health.started.add("consumer")
-                await daemon.consumer.run()
-                assert daemon.heartbeat is not None
+                supervisor.start_soon(_watch_signals, daemon, notifier)
+            supervisor.start_soon(run_watchdog, notifier, watchdog_interval())
+            async with trio.open_nursery() as draining:
+                # Start-up waits for Redis (the first heartbeat), however long it is away; a
+                # stop asked for meanwhile must end that wait, or the process could not stop.
+                with trio.CancelScope() as start_up:
+                    supervisor.start_soon(_cancel_on_shutdown, daemon.shutdown, start_up)
+                    health.expected.update(service.name for service in daemon.services)
+                    for service in daemon.services:
+                        await (draining if service.drains else supervisor).start(service.run)
+                        health.started.add(service.name)
+                if start_up.cancelled_caught:
+                    log.info("taskqueue %s stopped before its start-up completed", mode.value)
+                    supervisor.cancel_scope.cancel()
+                    return
+                task_status.started(daemon)
+                await _announce(daemon, notifier, supervisor)
+                await daemon.shutdown.wait()
+            # Every draining service has returned: the tasks have ended, the API has closed.
+            if daemon.heartbeat is not None:
                 await daemon.heartbeat.deregister()
-            else:
-                await shutdown.wait()
-            nursery.cancel_scope.cancel()
+            supervisor.cancel_scope.cancel()
     finally:
         await redis.aclose()
     log.info("taskqueue %s stopped", mode.value)
+
+
+def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
+    """The services of the daemon's mode, in the order they start."""
+    services: list[Service] = [daemon.notifications]
+    if daemon.mode is not Mode.SERVER:
+        services += _worker_services(daemon)
+    if api is not None and daemon.mode is not Mode.WORKER:
+        services.append(api(daemon.api_context()))
+    config = daemon.config.metrics
+    if config.enabled and config.port is not None:
+        app = MetricsApp(daemon.metrics, daemon.broker, config.path)
+        daemon.metrics_server = MetricsServer(app, host=daemon.config.server.host, port=config.port)
+        services.append(daemon.metrics_server)
+    elif config.enabled and daemon.mode is Mode.WORKER:
+        log.info("metrics.port is not set: nothing serves this worker's metrics")
+    if daemon.consumer is not None:
+        services.append(ConsumerService(daemon.consumer))
+    return services
+
+
+class ConsumerService:
+    """The consumer as a service: it starts claiming once every other service runs (the
+    heartbeat that keeps its leases alive above all), and returns when it has drained."""
+
+    name = "consumer"
+    drains = True
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.consumer.run()
+
+
+async def _announce(daemon: Daemon, notifier: SystemdNotifier, nursery: trio.Nursery) -> None:
+    """Tell systemd (READY, then a STATUS line kept current) and the log that it runs."""
+    status = StatusLine(daemon)
+    first_line = status.text(trio.current_time())
+    await notifier.ready(first_line)
+    nursery.start_soon(_report_status, status, notifier, first_line)
+    consumer = daemon.consumer
+    log.info(
+        "taskqueue %s started: %s",
+        daemon.mode.value,
+        f"worker {consumer.worker_id}, types {', '.join(consumer.task_types)}"
+        if consumer
+        else "API only",
+    )
 
 
 async def _cancel_on_shutdown(shutdown: trio.Event, scope: trio.CancelScope) -> None:
@@ -201,7 +243,8 @@ async def _cancel_on_shutdown(shutdown: trio.Event, scope: trio.CancelScope) -> 
     scope.cancel()
 
 
-def _add_worker_services(daemon: Daemon) -> None:
+def _worker_services(daemon: Daemon) -> list[Service]:
+    """Builds the consumer and the services around it; the consumer itself starts last."""
     config, broker, health = daemon.config, daemon.broker, daemon.health
     registry = daemon.plugins.registry
     types = worker_task_types(config, daemon.plugins)
@@ -238,6 +281,7 @@ def _add_worker_services(daemon: Daemon) -> None:
     daemon.notifications.on_wake.append(consumer.wake)
     daemon.notifications.on_cancel.append(consumer.request_cancel)
     daemon.notifications.on_scheduled.append(daemon.scheduler.scheduled)
+    return [daemon.scheduler, daemon.reaper, daemon.heartbeat]
 
 
 def begin_shutdown(daemon: Daemon) -> None:

@@ -12,7 +12,7 @@ import math
 import trio
 
 from taskqueue.broker import Broker
-from taskqueue.daemon.health import Health, RedisGuard
+from taskqueue.health import Health, RedisGuard
 
 PROMOTE_BATCH = 1000
 #: The longest it sleeps with nothing scheduled (a safety net: wake-ups come by message).
@@ -20,6 +20,9 @@ IDLE_SLEEP = 30.0
 
 
 class Scheduler:
+    name = "scheduler"
+    drains = False
+
     def __init__(self, broker: Broker, *, health: Health) -> None:
         self.broker = broker
         self.health = health
@@ -32,8 +35,9 @@ class Scheduler:
         if at_ms < self._next_due_ms:
             self._wakeup.set()
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         guard = RedisGuard(self.health)
+        task_status.started()
         while True:
             # A fresh event, and "wake me for anything", before asking Redis: a task scheduled
             # while the promote runs must not be missed.

@@ -16,9 +16,8 @@ any asyncio application::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from taskqueue.api.auth import Authenticator
+from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import health, service
 from taskqueue.api.grpc.context import CallContext, current_call
@@ -27,9 +26,6 @@ from taskqueue.api.grpc.gen.grpc.health import v1 as health_pb
 from taskqueue.api.grpc.gen.grpc.health.v1 import HealthStub
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.api.grpc.gen.taskqueue.v1 import TaskQueueStub
-
-if TYPE_CHECKING:
-    from taskqueue.daemon.runtime import Daemon
 
 __all__ = [
     "Access",
@@ -44,17 +40,17 @@ __all__ = [
 ]
 
 
-def create_grpc_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> GrpcApp:
-    """The ASGI app serving the gRPC API of ``daemon``.
+def create_grpc_app(context: ApiContext, authenticator: Authenticator, events: EventHub) -> GrpcApp:
+    """The ASGI app serving the gRPC API.
 
-    ``events`` must be running (``EventHub.run`` in the daemon's nursery) for WatchTasks to
-    stream anything; streams end when ``daemon.shutdown`` is set.
+    ``events`` must be running (``EventHub.run``, as the API service does) for WatchTasks to
+    stream anything; streams end when ``context.shutdown`` is set.
     """
     app = GrpcApp(
         authenticator=authenticator,
-        shutdown=daemon.shutdown,
-        max_request_bytes=daemon.config.server.max_request_bytes,
+        shutdown=context.shutdown,
+        max_request_bytes=context.server.max_request_bytes,
     )
-    app.add_service(service.TaskQueueService(daemon.broker, events), service.access)
-    app.add_service(health.HealthService(daemon.health), health.access)
+    app.add_service(service.TaskQueueService(context.broker, events), service.access)
+    app.add_service(health.HealthService(context.health), health.access)
     return app

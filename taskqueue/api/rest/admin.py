@@ -42,7 +42,7 @@ TYPE_SCOPE = Param(
     )
 )
 async def list_workers(call: Call) -> TrioResponse:
-    workers = await call.api.daemon.broker.workers()
+    workers = await call.api.context.broker.workers()
     return json_response({"workers": [worker_json(w) for w in workers]})
 
 
@@ -60,7 +60,7 @@ async def list_workers(call: Call) -> TrioResponse:
     )
 )
 async def queue_stats(call: Call) -> TrioResponse:
-    return json_response(stats_json(await call.api.daemon.broker.stats()))
+    return json_response(stats_json(await call.api.context.broker.stats()))
 
 
 @routes.add(
@@ -95,7 +95,7 @@ async def list_dead(call: Call) -> TrioResponse:
     )
 )
 async def requeue_one(call: Call) -> TrioResponse:
-    broker = call.api.daemon.broker
+    broker = call.api.context.broker
     await broker.requeue_dead(call.path["task_id"])
     return json_response(task_json(await broker.get(call.path["task_id"])))
 
@@ -113,7 +113,7 @@ async def requeue_one(call: Call) -> TrioResponse:
     )
 )
 async def requeue_all(call: Call) -> TrioResponse:
-    count = await call.api.daemon.broker.requeue_all_dead(call.query.get("type"))
+    count = await call.api.context.broker.requeue_all_dead(call.query.get("type"))
     return json_response({"requeued": count})
 
 
@@ -130,5 +130,5 @@ async def requeue_all(call: Call) -> TrioResponse:
     )
 )
 async def purge(call: Call) -> TrioResponse:
-    count = await call.api.daemon.broker.purge_dead(call.query.get("type"))
+    count = await call.api.context.broker.purge_dead(call.query.get("type"))
     return json_response({"purged": count})

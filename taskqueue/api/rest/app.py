@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 
 from taskqueue import _json
 from taskqueue.api.auth import Authenticator, AuthResult
+from taskqueue.api.context import ApiContext
 from taskqueue.api.errors import ApiError, api_error, auth_error
 from taskqueue.api.events import EventHub
 from taskqueue.api.rest import admin, openapi, sse, tasks
@@ -37,7 +38,6 @@ from taskqueue.api.rest.routing import (
     Route,
 )
 from taskqueue.api.rest.schema import Schema, invalid, validate
-from taskqueue.daemon.runtime import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,25 @@ _INTEGER = re.compile(r"[+-]?\d{1,18}")
 REQUEST_INFO_KEY = "taskqueue.request"
 
 
-def create_rest_app(daemon: Daemon, authenticator: Authenticator, events: EventHub) -> QuartTrio:
-    """The REST API of ``daemon`` (``events`` must be running for ``/api/v1/events``)."""
-    config = daemon.config
+def create_rest_app(
+    context: ApiContext, authenticator: Authenticator, events: EventHub
+) -> QuartTrio:
+    """The REST API (``events`` must be running for ``/api/v1/events``)."""
+    server = context.server
     app = RestQuart("taskqueue.api.rest")  # quart-trio's, corrected: see its module
     app.config.update(
-        MAX_CONTENT_LENGTH=config.server.max_request_bytes,
+        MAX_CONTENT_LENGTH=server.max_request_bytes,
         BODY_TIMEOUT=BODY_TIMEOUT,
         RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    routes = all_routes(daemon)
+    routes = all_routes(context.metrics_path)
     document = build_document(
         routes,
         auth_enabled=authenticator.enabled,
-        health_open=config.server.open_health_endpoints,
+        health_open=server.open_health_endpoints,
     )
-    api = Api(daemon=daemon, authenticator=authenticator, events=events, openapi=document)
+    api = Api(context=context, authenticator=authenticator, events=events, openapi=document)
     for route in routes:
         view = _view(api, route)
         app.add_url_rule(
@@ -84,9 +86,10 @@ def create_rest_app(daemon: Daemon, authenticator: Authenticator, events: EventH
     return app
 
 
-def all_routes(daemon: Daemon) -> list[Route]:
-    """Every operation the REST app serves, in the order the document lists them."""
-    health = health_routes(daemon.config)
+def all_routes(metrics_path: str | None = None) -> list[Route]:
+    """Every operation the REST app serves (``/metrics`` at ``metrics_path``, if given), in
+    the order the document lists them."""
+    health = health_routes(metrics_path)
     return [*tasks.routes, *admin.routes, *sse.routes, *health, *openapi.routes]
 
 
@@ -117,7 +120,7 @@ def _authorize(api: Api, op: Operation) -> TrioResponse | None:
     """The refusal for a request without the token ``op`` needs, or None to go on."""
     if op.access is Access.PUBLIC:
         return None
-    if op.access is Access.HEALTH and api.daemon.config.server.open_health_endpoints:
+    if op.access is Access.HEALTH and api.context.server.open_health_endpoints:
         return None
     result = api.authenticator.check(
         request.headers.get("Authorization"), write=op.access is Access.WRITE

@@ -12,7 +12,6 @@ from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.routing import Access, Call, Operation, Reply, RouteTable, json_response
 from taskqueue.api.rest.schema import ref
-from taskqueue.config import Config
 from taskqueue.metrics import CONTENT_TYPE
 from taskqueue.redis import RedisError
 
@@ -20,7 +19,7 @@ from taskqueue.redis import RedisError
 PING_TIMEOUT = 1.0
 
 
-def health_routes(config: Config) -> RouteTable:
+def health_routes(metrics_path: str | None) -> RouteTable:
     """The probes, and ``/metrics`` when metrics are on and served on the API port."""
     routes = RouteTable()
     routes.add(
@@ -53,11 +52,11 @@ def health_routes(config: Config) -> RouteTable:
             uses_redis=False,
         )
     )(readyz)
-    if config.metrics.enabled and config.metrics.port is None:
+    if metrics_path is not None:
         routes.add(
             Operation(
                 method="GET",
-                path=config.metrics.path,
+                path=metrics_path,
                 operation_id="metrics",
                 summary="Prometheus metrics",
                 tag="health",
@@ -82,10 +81,10 @@ async def healthz(call: Call) -> TrioResponse:
 async def readyz(call: Call) -> TrioResponse:
     """Asks Redis now (a PING, at most ``PING_TIMEOUT``) rather than trusting the last report:
     an API-only daemon runs no loop that would notice Redis coming back."""
-    health = call.api.daemon.health
+    health = call.api.context.health
     try:
         with trio.fail_after(PING_TIMEOUT):
-            await call.api.daemon.broker.redis.execute("PING")
+            await call.api.context.broker.redis.execute("PING")
     except (RedisError, trio.TooSlowError) as exc:
         health.redis_down(exc if isinstance(exc, RedisError) else RedisError("PING timed out"))
     else:
@@ -94,6 +93,6 @@ async def readyz(call: Call) -> TrioResponse:
 
 
 async def metrics(call: Call) -> TrioResponse:
-    daemon = call.api.daemon
-    await daemon.metrics.refresh(daemon.broker)
-    return TrioResponse(daemon.metrics.render(), content_type=CONTENT_TYPE)
+    context = call.api.context
+    await context.metrics.refresh(context.broker)
+    return TrioResponse(context.metrics.render(), content_type=CONTENT_TYPE)

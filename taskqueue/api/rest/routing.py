@@ -21,8 +21,8 @@ from taskqueue.api.rest.schema import Schema
 
 if TYPE_CHECKING:
     from taskqueue.api.auth import Authenticator
+    from taskqueue.api.context import ApiContext
     from taskqueue.api.events import EventHub
-    from taskqueue.daemon.runtime import Daemon
 
 API_PREFIX = "/api/v1"
 
@@ -104,9 +104,9 @@ class Operation:
 
 @attrs.frozen
 class Api:
-    """What the handlers work with: the daemon's parts and the API's own."""
+    """What the handlers work with: the process's parts (``context``) and the API's own."""
 
-    daemon: Daemon
+    context: ApiContext
     authenticator: Authenticator
     events: EventHub
     #: The OpenAPI document, built once from the routes served.

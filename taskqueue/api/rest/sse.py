@@ -56,7 +56,7 @@ SUBSCRIBE_WAIT: Final = 5.0
 async def watch(call: Call) -> TrioResponse:
     stream = event_stream(
         call.api.events,
-        call.api.daemon.shutdown,
+        call.api.context.shutdown,
         task_id=call.query.get("task_id"),
         task_type=call.query.get("type"),
     )

@@ -85,7 +85,7 @@ async def submit_task(call: Call) -> TrioResponse:
         raise invalid("idempotency_key", "differs from the Idempotency-Key header")
     if header_key is not None:
         body = {**body, "idempotency_key": header_key}
-    broker = call.api.daemon.broker
+    broker = call.api.context.broker
     submitted = await broker.enqueue(submission(body))
     task = await broker.get(submitted.id)
     if not submitted.created:
@@ -117,7 +117,7 @@ async def submit_task(call: Call) -> TrioResponse:
 async def submit_tasks(call: Call) -> TrioResponse:
     submissions = [submission(item) for item in call.body["tasks"]]
     try:
-        results = await call.api.daemon.broker.enqueue_many(submissions)
+        results = await call.api.context.broker.enqueue_many(submissions)
     except InvalidTaskError as exc:
         field = f"tasks.{exc.field}" if exc.field else "tasks"
         raise type(exc)(str(exc), field=field) from None
@@ -156,7 +156,7 @@ def submission(body: dict[str, Any]) -> Submission:
     )
 )
 async def get_task(call: Call) -> TrioResponse:
-    task = await call.api.daemon.broker.get(call.path["task_id"])
+    task = await call.api.context.broker.get(call.path["task_id"])
     return json_response(task_json(task))
 
 
@@ -187,7 +187,7 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
     """One page of the tasks in ``state``, as the ``type``, ``limit`` and ``cursor`` query
     parameters ask (shared by ``/tasks`` and ``/dead-letters``)."""
     q = call.query
-    page = await call.api.daemon.broker.list_tasks(
+    page = await call.api.context.broker.list_tasks(
         state, task_type=q.get("type"), limit=q.get("limit", DEFAULT_PAGE), cursor=q.get("cursor")
     )
     return json_response(
@@ -214,7 +214,7 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
     )
 )
 async def cancel_task(call: Call) -> TrioResponse:
-    broker = call.api.daemon.broker
+    broker = call.api.context.broker
     outcome = await broker.cancel(call.path["task_id"])
     task = await broker.get(call.path["task_id"])
     return json_response(task_json(task), 200 if outcome == "cancelled" else 202)

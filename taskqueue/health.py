@@ -1,4 +1,9 @@
-"""What the daemon knows about its own health: the source of /readyz and of systemd's STATUS."""
+"""What a process knows about its own health: the source of ``/readyz``, of gRPC health checks
+and of systemd's STATUS line.
+
+Shared by the daemon's services and the API alike: loops report Redis successes and failures
+through :class:`RedisGuard`; the probes read :class:`Health`.
+"""
 
 from __future__ import annotations
 
