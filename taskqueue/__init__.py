@@ -3,7 +3,7 @@
 The public surface; plugin authors import from :mod:`taskqueue.plugin`.
 """
 
-from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted, TaskEvent
+from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted
 from taskqueue.client import Client
 from taskqueue.errors import (
     ConfigError,
@@ -15,7 +15,15 @@ from taskqueue.errors import (
     TaskNotFoundError,
     TaskQueueError,
 )
-from taskqueue.models import ClaimedTask, Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import (
+    ClaimedTask,
+    Priority,
+    QueueStats,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 from taskqueue.redis import Redis
 from taskqueue.sync_client import SyncClient
 

@@ -29,10 +29,9 @@ from taskqueue.broker import (
     Page,
     Submission,
     Submitted,
-    TaskEvent,
     events_from_message,
 )
-from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import Priority, QueueStats, Task, TaskEvent, TaskState, WorkerInfo
 from taskqueue.redis import Redis, RedisAddress, Subscription
 
 if TYPE_CHECKING:
@@ -170,7 +169,7 @@ class Client:
                 if task.state.is_terminal:
                     return task
                 async for event in events:
-                    if event.id == task_id and event.is_end:
+                    if event.task_id == task_id and event.is_end:
                         return await self.broker.get(task_id)
         raise TimeoutError(f"task {task_id} did not end within {timeout}s")
 

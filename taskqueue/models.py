@@ -1,15 +1,30 @@
-"""The data model: tasks, their states and priorities, worker records, queue statistics.
+"""The data model: tasks, their states and priorities, submissions, worker records, statistics.
 
-These are plain attrs classes with no I/O. How they are stored in Redis is the broker's
-business (:mod:`taskqueue.broker.codec`); how they look on the wire is the API's.
+Each is a :class:`msgspec.Struct`, defined once here with its constraints, and everything else
+is derived from it: the broker's Redis codec (:mod:`taskqueue.broker.codec`), the validation of
+every submission whatever its source (:func:`validated`), the REST API's documents and their
+JSON Schemas (:mod:`taskqueue.wire`), and the ``--json`` output of the command line. A new
+field is declared here, written by the Lua script that stores it, and mapped to its protobuf
+field in :mod:`taskqueue.api.grpc.convert`.
+
+A Struct checks its constraints when it is decoded or converted, not when Python code builds
+one, so the broker passes every :class:`Submission` through :func:`validated` before it
+reaches Redis. Times are Unix epoch milliseconds (``int``), so they survive Redis and JSON
+unchanged.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
-import attrs
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta, Struct
+
+from taskqueue.errors import InvalidTaskError
 
 
 class TaskState(enum.StrEnum):
@@ -54,43 +69,150 @@ PRIORITY_ORDER: tuple[Priority, ...] = tuple(Priority)
 #: The priority of a task whose submission and task type name none.
 DEFAULT_PRIORITY = Priority.MEDIUM
 
+if TYPE_CHECKING:
+    #: A priority, or its name: Python code may write ``priority="high"``, and validation turns
+    #: the name into the member (msgspec sees only ``Priority``, which decodes from the name).
+    PriorityName = Priority | str
+else:
+    PriorityName = Priority
 
-@attrs.define(slots=True, kw_only=True)
-class Task:
+# -- limits: one definition each, used by the broker, both APIs and the plugin registry ----------
+
+MAX_TYPE_LENGTH: Final = 200
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
+MAX_RETRIES_LIMIT: Final = 1000
+#: The longest run time one attempt may be given, in seconds (a week).
+MAX_TIMEOUT: Final = 7 * 24 * 3600
+#: How far ahead ``delay`` and ``eta`` may reach, in seconds (Lua would print a farther time in
+#: exponent notation).
+MAX_DELAY: Final = 10 * 365 * 86400
+#: Epoch seconds beyond which no ``eta`` can be within MAX_DELAY of now (year 2286).
+MAX_EPOCH_SECONDS: Final = 9_999_999_999
+#: Submissions in one batch: one Lua script runs it, and Redis serves no one else meanwhile.
+MAX_BATCH: Final = 1000
+#: Tasks in one page of a listing, and the page size when none is asked for.
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 100
+#: Characters a task type may not contain: they separate fields in keys and messages.
+FORBIDDEN_IN_TYPE: Final = " \t\r\n{}:|,@"
+
+#: The control characters among FORBIDDEN_IN_TYPE as a regex character class writes them.
+_ESCAPED = {"\t": r"\t", "\r": r"\r", "\n": r"\n"}
+_TYPE_PATTERN = "^[^" + "".join(_ESCAPED.get(c, c) for c in FORBIDDEN_IN_TYPE) + "]+$"
+#: What a task type that breaks the pattern is told (the regex itself says little to people).
+TYPE_RULE: Final = (
+    f"at most {MAX_TYPE_LENGTH} characters, no spaces, braces, colons, commas, '|' or '@'"
+)
+
+TaskType = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TYPE_LENGTH,
+        pattern=_TYPE_PATTERN,
+        description="Names the processor that runs the task, e.g. `email.send`.",
+        examples=["echo"],
+    ),
+]
+MaxRetries = Annotated[int, Meta(ge=0, le=MAX_RETRIES_LIMIT)]
+Timeout = Annotated[float, Meta(gt=0, le=MAX_TIMEOUT, description="Seconds one attempt may run.")]
+Delay = Annotated[
+    float,
+    Meta(
+        ge=0,
+        lt=MAX_DELAY,
+        description="Start no sooner than this many seconds from now. Not with `eta`.",
+    ),
+]
+EpochSeconds = Annotated[float, Meta(ge=0, le=MAX_EPOCH_SECONDS)]
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+IdempotencyKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description="A second submission with the same key within `task.idempotency_window` "
+        "returns the first task instead. The `Idempotency-Key` header is the same.",
+    ),
+]
+#: Epoch milliseconds.
+Millis = Annotated[int, Meta(ge=0, description="Unix epoch milliseconds.")]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A task to submit. An unset priority, max_retries or timeout takes the task type's
+    default (registered by its processor's plugin), else the server's.
+
+    ``delay`` (seconds from now) and ``eta`` (a datetime with a time zone, or epoch seconds)
+    are alternatives; a task with either starts ``scheduled`` and becomes pending when its time
+    comes.
+    """
+
+    type: TaskType
+    payload: Annotated[
+        Any,
+        Meta(
+            description="The processor's input: any JSON value (integers within 64 bits), at "
+            "most `task.max_payload_bytes` once encoded, else 413."
+        ),
+    ] = None
+    priority: PriorityName | None = None
+    max_retries: MaxRetries | None = None
+    timeout: Timeout | None = None
+    delay: Delay | None = None
+    eta: (
+        Annotated[
+            EpochSeconds | AwareDatetime,
+            Meta(
+                description="Start no sooner than this time: RFC 3339 with an offset, or Unix "
+                "epoch seconds; less than 10 years from now. Not with `delay`."
+            ),
+        ]
+        | None
+    ) = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class Task(Struct, kw_only=True):
     """One unit of work and everything known about it.
 
-    Times are Unix epoch milliseconds (``int``) so they survive Redis and JSON unchanged.
     ``attempt`` counts the times the task has been claimed: 0 before its first run, and it
     doubles as the fencing token of the current lease.
     """
 
-    id: str
+    id: Annotated[str, Meta(description="A UUIDv7: ids sort by creation time.")]
     type: str
     priority: Priority = Priority.MEDIUM
-    payload: Any = None
+    payload: Annotated[Any, Meta(description="Any JSON value.")] = None
     state: TaskState = TaskState.PENDING
-    attempt: int = 0
-    max_retries: int = 3
-    timeout_ms: int = 300_000
-    created_ms: int = 0
-    ready_ms: int = 0  # when it became (or becomes) ready to run
-    started_ms: int | None = None
-    finished_ms: int | None = None
-    result: Any = None
+    attempt: Annotated[
+        int, Meta(ge=0, description="Times the task was claimed; 0 before its first run.")
+    ] = 0
+    max_retries: Count = 3
+    timeout_ms: Count = 300_000
+    created_ms: Millis = 0
+    ready_ms: Annotated[
+        int, Meta(ge=0, description="When it became (or becomes) ready to run.")
+    ] = 0
+    started_ms: Millis | None = None
+    finished_ms: Millis | None = None
+    result: Annotated[Any, Meta(description="What the processor returned (null until then).")] = (
+        None
+    )
     error: str | None = None
     traceback: str | None = None
     idempotency_key: str | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
-    progress: Any = None
+    progress: Annotated[Any, Meta(description="The last progress a running task reported.")] = None
 
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_retries + 1 - self.attempt)
 
 
-@attrs.define(slots=True, kw_only=True, frozen=True)
-class ClaimedTask:
+class ClaimedTask(Struct, kw_only=True, frozen=True):
     """What a worker receives from a claim: just enough to run the task and report on it."""
 
     id: str
@@ -104,24 +226,25 @@ class ClaimedTask:
     started_ms: int
 
 
-@attrs.define(slots=True, kw_only=True)
-class WorkerInfo:
+class WorkerInfo(Struct, kw_only=True):
     """A worker's registration, refreshed by its heartbeat."""
 
     id: str
     host: str
     pid: int
-    task_types: dict[str, str]  # task type -> "plugin-name version"
-    concurrency: int
-    in_flight: int
-    started_ms: int
-    last_heartbeat_ms: int
-    processed: int = 0
-    failed: int = 0
+    task_types: Annotated[
+        dict[str, str],
+        Meta(description="Each task type it runs, with the plugin and version providing it."),
+    ]
+    concurrency: Count
+    in_flight: Count
+    started_ms: Millis
+    last_heartbeat_ms: Millis
+    processed: Count = 0
+    failed: Count = 0
 
 
-@attrs.define(slots=True, kw_only=True)
-class QueueStats:
+class QueueStats(Struct, kw_only=True):
     """Counts kept incrementally by the broker, so reading them costs O(1) on Redis."""
 
     by_state: dict[TaskState, int]
@@ -134,4 +257,129 @@ class QueueStats:
     #: Registered workers (a dead worker counts until the reaper removes its record).
     workers: int = 0
     #: (state, priority) -> count, for the live states (pending, scheduled, active, dead).
-    by_state_and_priority: dict[tuple[TaskState, Priority], int] = attrs.Factory(dict)
+    by_state_and_priority: dict[tuple[TaskState, Priority], int] = msgspec.field(
+        default_factory=dict
+    )
+
+
+class TaskEvent(Struct, frozen=True):
+    """One change of a task's state, as the scripts publish it on the events channel and the
+    APIs stream it to watchers.
+
+    ``state`` is a :class:`TaskState` value, or ``"progress"`` when a running task reported
+    progress.
+    """
+
+    task_id: str
+    type: str
+    state: Annotated[str, Meta(description="A task state, or `progress`.")]
+
+    @property
+    def is_end(self) -> bool:
+        """The task reached a terminal state (succeeded, dead or cancelled)."""
+        return self.state in _TERMINAL_NAMES
+
+
+_TERMINAL_NAMES = frozenset(s.value for s in _TERMINAL)
+
+# -- validation ------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+#: msgspec's errors end with where they happened: "Expected `int`, got `str` - at `$.a[0].b`".
+_WHERE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]+)`$")
+
+
+def validated(value: object, kind: type[T], *, prefix: str = "") -> T:
+    """``value`` (plain Python data) as ``kind``, its constraints checked; else an
+    :class:`~taskqueue.errors.InvalidTaskError` naming the field at fault as a dotted path
+    (``tasks.3.priority``), after ``prefix``."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise invalid_field(exc, kind, value, prefix=prefix) from None
+
+
+def invalid_field(
+    exc: msgspec.ValidationError, kind: object, value: object, *, prefix: str = ""
+) -> InvalidTaskError:
+    """The :class:`~taskqueue.errors.InvalidTaskError` for one of msgspec's errors about
+    ``value`` (decoded as plain data) as ``kind``: the field named as a dotted path, and the
+    message completed with the value given and, for an enum, the values it may take."""
+    match = _WHERE.match(str(exc))
+    assert match is not None  # the pattern matches any text
+    message = match["message"]
+    parts = [part for part in re.split(r"[.\[\]]+", match["path"] or "") if part]
+    named = _NAMED_FIELD.match(message)
+    if named is not None:
+        parts.append(named[1])
+        message = "unknown field" if "unknown" in message else "this field is required"
+    else:
+        given = _at(value, parts)
+        shown = "" if given is _MISSING else _show(given)
+        if "matching regex" in message:  # only a task type has a pattern
+            message = f"invalid task type {shown}: {TYPE_RULE}"
+        elif "got `" in message and shown:
+            message += f" ({shown})"
+        elif shown and not (isinstance(given, str) and shown in message):
+            message += f", not {shown}"
+        choices = _enum_choices(kind, parts)
+        if choices:
+            message += f"; expected one of {choices}"
+    field = ".".join([*([prefix] if prefix else []), *parts])
+    return InvalidTaskError(f"{field}: {message}" if field else message, field=field or None)
+
+
+_MISSING = object()
+
+
+def _at(value: object, parts: list[str]) -> object:
+    """What ``value`` holds at the path ``parts``, or _MISSING."""
+    for part in parts:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _enum_choices(kind: object, parts: list[str]) -> str:
+    """The values of the enum at ``parts`` in ``kind`` (a Struct), or "" when it is none."""
+    info = mi.type_info(kind)
+    for part in parts:
+        info = _unwrap(info)
+        if isinstance(info, mi.StructType):
+            fields = {f.name: f.type for f in info.fields}
+            if part not in fields:
+                return ""
+            info = fields[part]
+        elif isinstance(info, mi.ListType):
+            info = info.item_type
+        else:
+            return ""
+    info = _unwrap(info)
+    if isinstance(info, mi.EnumType):
+        return ", ".join(str(member.value) for member in info.cls)
+    return ""
+
+
+def _unwrap(info: Any) -> Any:
+    """The type inside annotations and ``| None``."""
+    while True:
+        if isinstance(info, mi.Metadata):
+            info = info.type
+        elif isinstance(info, mi.UnionType):
+            kinds = [t for t in info.types if not isinstance(t, mi.NoneType)]
+            if len(kinds) != 1:
+                return info
+            info = kinds[0]
+        else:
+            return info
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -202,7 +202,7 @@ class SyncClient:
             while True:
                 data = next_message(remaining())
                 if data is not None and any(
-                    event.id == task_id and event.is_end for event in events_from_message(data)
+                    event.task_id == task_id and event.is_end for event in events_from_message(data)
                 ):
                     return self.get(task_id)
 

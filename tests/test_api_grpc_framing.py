@@ -9,7 +9,6 @@ import pytest
 from grpclib.const import Status
 
 from taskqueue.api.errors import ApiError
-from taskqueue.api.events import TaskEvent
 from taskqueue.api.grpc import convert, pb
 from taskqueue.api.grpc.dispatcher import Outcome, _outcome_of
 from taskqueue.api.grpc.framing import (
@@ -20,7 +19,7 @@ from taskqueue.api.grpc.framing import (
     unframe,
 )
 from taskqueue.errors import InvalidTaskError, TaskNotFoundError
-from taskqueue.models import Priority, Task, TaskState
+from taskqueue.models import MAX_BATCH, Priority, Task, TaskEvent, TaskState
 
 # -- frames, timeouts, messages ----------------------------------------------------------------
 
@@ -131,7 +130,7 @@ def test_broker_field_names_become_request_field_names(
 
 
 def test_a_batch_over_the_limit_is_refused() -> None:
-    batch = pb.SubmitTasksRequest(tasks=[pb.SubmitTaskRequest(type="a")] * (convert.MAX_BATCH + 1))
+    batch = pb.SubmitTasksRequest(tasks=[pb.SubmitTaskRequest(type="a")] * (MAX_BATCH + 1))
     with pytest.raises(InvalidTaskError) as info:
         convert.submissions(batch)
     assert info.value.field == "tasks"

@@ -236,7 +236,7 @@ async def test_events_report_every_state_change(client: Client, worker: Broker) 
         submitted = await client.submit(TYPE)
         await finish(worker)
         seen = [await anext(events) for _ in range(3)]
-    assert [(e.id, e.type, e.state) for e in seen] == [
+    assert [(e.task_id, e.type, e.state) for e in seen] == [
         (submitted.id, TYPE, "pending"),
         (submitted.id, TYPE, "active"),
         (submitted.id, TYPE, "succeeded"),

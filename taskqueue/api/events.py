@@ -16,20 +16,13 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from taskqueue import _json
-from taskqueue.broker import Broker
+from taskqueue.broker import Broker, events_from_message
 from taskqueue.health import Health, RedisGuard
+from taskqueue.models import TaskEvent
 
 log = logging.getLogger(__name__)
 
 WATCHER_BUFFER = 1000
-
-
-@attrs.frozen
-class TaskEvent:
-    task_id: str
-    task_type: str
-    state: str  # a TaskState value, or "progress"
 
 
 @attrs.define(eq=False)
@@ -41,7 +34,7 @@ class Watcher:
 
     def wants(self, event: TaskEvent) -> bool:
         return (self.task_id is None or event.task_id == self.task_id) and (
-            self.task_type is None or event.task_type == self.task_type
+            self.task_type is None or event.type == self.task_type
         )
 
 
@@ -64,8 +57,7 @@ class EventHub:
     def publish(self, data: str) -> None:
         if not self._watchers:
             return
-        for task_id, task_type, state in _json.loads(data):
-            event = TaskEvent(task_id, task_type, state)
+        for event in events_from_message(data):
             for watcher in self._watchers:
                 if watcher.wants(event):
                     try:

@@ -20,7 +20,7 @@ from taskqueue.broker.broker import (
     valid_timeout,
     wall_clock_ms,
 )
-from taskqueue.broker.codec import TaskEvent, events_from_message
+from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "ReportKind",
     "Submission",
     "Submitted",
-    "TaskEvent",
     "TypeDefaults",
     "events_from_message",
     "task_type_problem",

@@ -1,4 +1,5 @@
-"""What the queue operations take and give back: settings, submissions and their results.
+"""What the queue operations take and give back: settings and results (the submissions
+themselves are part of the data model, :class:`taskqueue.models.Submission`).
 
 Plain values with no I/O, shared by the trio :class:`~taskqueue.broker.Broker` and the
 synchronous :class:`~taskqueue.SyncClient` (both run :mod:`taskqueue.broker.operations`).
@@ -8,12 +9,23 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
+import msgspec
 
-from taskqueue.models import Priority, Task, TaskState
+from taskqueue.models import Priority, Submission, Task, TaskState
+
+__all__ = [
+    "BrokerSettings",
+    "CancelOutcome",
+    "Cancellation",
+    "Page",
+    "Submission",
+    "Submitted",
+    "TypeDefaults",
+    "wall_clock_ms",
+]
 
 
 def wall_clock_ms() -> int:
@@ -57,24 +69,6 @@ class BrokerSettings:
 
 
 @attrs.frozen(kw_only=True)
-class Submission:
-    """A task to submit. Unset fields take the broker's (or the task type's) defaults.
-
-    ``delay`` (seconds from now) and ``eta`` (a datetime, or epoch seconds) are alternatives;
-    a task with either starts ``scheduled`` and becomes pending when its time comes.
-    """
-
-    type: str
-    payload: Any = None
-    priority: Priority | str | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    delay: float | None = None
-    eta: datetime | float | None = None
-    idempotency_key: str | None = None
-
-
-@attrs.frozen(kw_only=True)
 class TypeDefaults:
     """What a task type's submissions get when they leave a field unset (None: the broker's)."""
 
@@ -102,8 +96,7 @@ class TypeDefaults:
         )
 
 
-@attrs.frozen
-class Submitted:
+class Submitted(msgspec.Struct, frozen=True):
     """The result of one submission: the task's id, its state, and whether it is new.
 
     ``created`` is False when the idempotency key matched an earlier task: then ``id`` is that
@@ -113,7 +106,13 @@ class Submitted:
 
     id: str
     state: TaskState
-    created: bool
+    created: Annotated[
+        bool,
+        msgspec.Meta(
+            description="False when the idempotency key matched an earlier task, whose id "
+            "this is; nothing was written then."
+        ),
+    ]
     priority: Priority | None = None
 
 

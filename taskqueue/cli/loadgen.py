@@ -210,7 +210,7 @@ async def run_bench(client: Client, plan: BenchPlan, bars: ProgressBars) -> Benc
             task_status.started()
             async for event in events:
                 if event.is_end:
-                    ended(event.id)
+                    ended(event.task_id)
 
     async def reconcile() -> None:
         while True:

@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskqueue import _json
-from taskqueue.api.events import TaskEvent
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.broker import Submission, Submitted
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import (
+    DEFAULT_PAGE,
+    MAX_BATCH,
+    Priority,
+    QueueStats,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 
 #: The broker's names for submission fields -> the request's.
 _FIELD_NAMES = {
@@ -22,10 +30,6 @@ _FIELD_NAMES = {
     "delay": "delay_seconds",
     "eta": "eta_ms",
 }
-
-#: Upper bound of a SubmitTasks batch: one Lua script runs the whole batch, and Redis serves
-#: no one else meanwhile.
-MAX_BATCH = 1000
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -99,8 +103,8 @@ def required(value: str, field: str) -> str:
 
 
 def page_limit(limit: int) -> int:
-    """A request's page size: 0 means the default of 100 (the broker checks the range)."""
-    return limit or 100
+    """A request's page size: 0 means the default (the broker checks the range)."""
+    return limit or DEFAULT_PAGE
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -174,8 +178,8 @@ def stats_message(stats: QueueStats) -> pb.QueueStats:
 def event_message(event: TaskEvent) -> pb.TaskEvent:
     if event.state == "progress":
         return pb.TaskEvent(
-            task_id=event.task_id, type=event.task_type, state=pb.TaskState.ACTIVE, progress=True
+            task_id=event.task_id, type=event.type, state=pb.TaskState.ACTIVE, progress=True
         )
     return pb.TaskEvent(
-        task_id=event.task_id, type=event.task_type, state=pb.TaskState[event.state.upper()]
+        task_id=event.task_id, type=event.type, state=pb.TaskState[event.state.upper()]
     )

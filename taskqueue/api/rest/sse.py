@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final
 
+import msgspec
 import trio
 from quart_trio.wrappers import TrioResponse
 
 from taskqueue import _json
-from taskqueue.api.events import EventHub, TaskEvent
+from taskqueue.api.events import EventHub
 from taskqueue.api.rest.routing import API_PREFIX, Access, Call, Operation, Param, Reply, RouteTable
 from taskqueue.api.rest.schema import ref
+from taskqueue.models import TaskEvent
 
 routes = RouteTable()
 
@@ -97,5 +99,5 @@ async def event_stream(
 
 
 def sse_event(event: TaskEvent) -> bytes:
-    data = _json.dumps({"task_id": event.task_id, "type": event.task_type, "state": event.state})
+    data = _json.dumps(msgspec.structs.asdict(event))
     return f"event: task\ndata: {data}\n\n".encode()
