@@ -140,13 +140,17 @@ Millis = Annotated[int, Meta(ge=0, description="Unix epoch milliseconds.")]
 Count = Annotated[int, Meta(ge=0)]
 
 
+#: Submission fields that exclude each other: a task waits for a delay, or until a time.
+EXCLUSIVE_SUBMISSION_FIELDS: Final = ("delay", "eta")
+
+
 class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A task to submit. An unset priority, max_retries or timeout takes the task type's
     default (registered by its processor's plugin), else the server's.
 
-    ``delay`` (seconds from now) and ``eta`` (a datetime with a time zone, or epoch seconds)
-    are alternatives; a task with either starts ``scheduled`` and becomes pending when its time
-    comes.
+    `delay` (seconds from now) and `eta` (a time with its zone, or epoch seconds) are
+    alternatives; a task with either starts `scheduled` and becomes `pending` when its time
+    comes. (Single backticks: this text is also the OpenAPI document's, which is Markdown.)
     """
 
     type: TaskType
@@ -177,7 +181,7 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
 class Task(Struct, kw_only=True):
     """One unit of work and everything known about it.
 
-    ``attempt`` counts the times the task has been claimed: 0 before its first run, and it
+    `attempt` counts the times the task has been claimed: 0 before its first run, and it
     doubles as the fencing token of the current lease.
     """
 

@@ -1,19 +1,154 @@
-"""How the data model looks as JSON: the REST API's documents (the schemas of
-:mod:`taskqueue.api.rest.schema`) and the ``taskqueue`` command's ``--json`` output.
+"""The documents of the REST API and of the ``taskqueue`` command's ``--json`` output.
 
-Kept out of the REST package so the command line need not import the web stack to use it.
+Each is a :class:`msgspec.Struct`: the REST app validates request bodies by converting them to
+one, encodes replies from one, and publishes their JSON Schemas as the OpenAPI components, so
+the document, the checks and the replies cannot drift apart. A task or worker document is the
+model itself (:mod:`taskqueue.models`) with a few derived fields, so a field added to the model
+appears here with nothing more to write.
 
 Times stay Unix epoch milliseconds, as stored, so nothing is lost or rounded; each is repeated
-as an RFC 3339 string for people and for clients that parse dates anyway.
+as an RFC 3339 string (``*_at``) for people and for clients that parse dates anyway.
+
+Kept out of the REST package so the command line need not import the web stack to use it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import Meta, Struct
+
+from taskqueue import models
 from taskqueue.broker import Submitted
-from taskqueue.models import QueueStats, Task, WorkerInfo
+from taskqueue.models import MAX_BATCH, Count, Submission, TaskEvent
+
+__all__ = [
+    "BatchResult",
+    "Health",
+    "Problem",
+    "Purged",
+    "QueueStats",
+    "Readiness",
+    "Requeued",
+    "Submission",
+    "SubmissionBatch",
+    "Submitted",
+    "Task",
+    "TaskEvent",
+    "TaskPage",
+    "Worker",
+    "WorkerList",
+    "iso",
+    "stats_json",
+    "submitted_json",
+    "task_document",
+    "task_json",
+    "worker_document",
+    "worker_json",
+]
+
+Iso = Annotated[
+    str,
+    Meta(description="The same time, RFC 3339 (UTC).", extra_json_schema={"format": "date-time"}),
+]
+
+
+class SubmissionBatch(Struct, forbid_unknown_fields=True):
+    tasks: Annotated[list[Submission], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class BatchResult(Struct):
+    tasks: list[Submitted]
+
+
+class Task(models.Task, kw_only=True):
+    """A task and everything known about it. Times are Unix epoch milliseconds (`*_ms`), each
+    repeated as an RFC 3339 string (`*_at`)."""
+
+    attempts_left: Count
+    created_at: Iso
+    ready_at: Iso
+    started_at: Iso | None
+    finished_at: Iso | None
+
+
+class TaskPage(Struct):
+    tasks: list[Task]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass as `cursor` for the next page; null on the last page.")
+    ]
+
+
+class Worker(models.WorkerInfo, kw_only=True):
+    """A live worker's registration, as its last heartbeat left it."""
+
+    started_at: Iso
+    last_heartbeat_at: Iso
+
+
+class WorkerList(Struct):
+    workers: list[Worker]
+
+
+Counts = dict[str, Count]
+
+
+class QueueStats(Struct):
+    by_state: Annotated[Counts, Meta(description="Tasks in each state.")]
+    pending_by_priority: Annotated[Counts, Meta(description="Ready tasks at each priority.")]
+    by_type: Annotated[
+        dict[str, Counts],
+        Meta(
+            description="Per task type, its tasks in each live state (pending, scheduled, "
+            "active, dead)."
+        ),
+    ]
+    totals: Annotated[
+        Counts,
+        Meta(
+            description="Lifetime counts: submitted, succeeded, failed, retried, dead, "
+            "cancelled, reaped."
+        ),
+    ]
+
+
+class Requeued(Struct):
+    requeued: Annotated[int, Meta(ge=0, description="Dead-lettered tasks queued again.")]
+
+
+class Purged(Struct):
+    purged: Annotated[int, Meta(ge=0, description="Dead-lettered tasks deleted.")]
+
+
+class Problem(Struct, omit_defaults=True):
+    """An error, as RFC 9457 problem details."""
+
+    type: Annotated[str, Meta(description="A URI naming the kind of problem.")]
+    title: str
+    status: int
+    detail: Annotated[str, Meta(description="What exactly is wrong.")]
+    field: (
+        Annotated[
+            str, Meta(description="The request field at fault (dotted path), for 413 and 422.")
+        ]
+        | None
+    ) = None
+
+
+class Health(Struct):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(Struct):
+    ready: bool
+    redis: Annotated[str, Meta(description="`ok`, or why Redis is not reachable.")]
+    services: dict[str, bool]
+    draining: bool
+
+
+# -- from the model ---------------------------------------------------------------------------
 
 
 def iso(ms: int | None) -> str | None:
@@ -24,63 +159,51 @@ def iso(ms: int | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def task_json(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "type": task.type,
-        "priority": task.priority.value,
-        "state": task.state.value,
-        "payload": task.payload,
-        "attempt": task.attempt,
-        "max_retries": task.max_retries,
-        "attempts_left": task.attempts_left,
-        "timeout_ms": task.timeout_ms,
-        "created_ms": task.created_ms,
-        "created_at": iso(task.created_ms),
-        "ready_ms": task.ready_ms,
-        "ready_at": iso(task.ready_ms),
-        "started_ms": task.started_ms,
-        "started_at": iso(task.started_ms),
-        "finished_ms": task.finished_ms,
-        "finished_at": iso(task.finished_ms),
-        "result": task.result,
-        "error": task.error,
-        "traceback": task.traceback,
-        "idempotency_key": task.idempotency_key,
-        "worker_id": task.worker_id,
-        "cancel_requested": task.cancel_requested,
-        "progress": task.progress,
-    }
+def task_document(task: models.Task) -> Task:
+    return Task(
+        **msgspec.structs.asdict(task),
+        attempts_left=task.attempts_left,
+        created_at=iso(task.created_ms) or "",
+        ready_at=iso(task.ready_ms) or "",
+        started_at=iso(task.started_ms),
+        finished_at=iso(task.finished_ms),
+    )
 
 
-def submitted_json(submitted: Submitted) -> dict[str, Any]:
-    return {"id": submitted.id, "state": submitted.state.value, "created": submitted.created}
+def worker_document(worker: models.WorkerInfo) -> Worker:
+    return Worker(
+        **msgspec.structs.asdict(worker),
+        started_at=iso(worker.started_ms) or "",
+        last_heartbeat_at=iso(worker.last_heartbeat_ms) or "",
+    )
 
 
-def worker_json(worker: WorkerInfo) -> dict[str, Any]:
-    return {
-        "id": worker.id,
-        "host": worker.host,
-        "pid": worker.pid,
-        "task_types": dict(worker.task_types),
-        "concurrency": worker.concurrency,
-        "in_flight": worker.in_flight,
-        "processed": worker.processed,
-        "failed": worker.failed,
-        "started_ms": worker.started_ms,
-        "started_at": iso(worker.started_ms),
-        "last_heartbeat_ms": worker.last_heartbeat_ms,
-        "last_heartbeat_at": iso(worker.last_heartbeat_ms),
-    }
-
-
-def stats_json(stats: QueueStats) -> dict[str, Any]:
+def stats_document(stats: models.QueueStats) -> QueueStats:
     by_type: dict[str, dict[str, int]] = {}
     for (state, task_type), count in sorted(stats.by_state_and_type.items()):
         by_type.setdefault(task_type, {})[state.value] = count
-    return {
-        "by_state": {state.value: n for state, n in stats.by_state.items()},
-        "pending_by_priority": {p.value: n for p, n in stats.pending_by_priority.items()},
-        "by_type": by_type,
-        "totals": dict(stats.totals),
-    }
+    return QueueStats(
+        by_state={state.value: n for state, n in stats.by_state.items()},
+        pending_by_priority={p.value: n for p, n in stats.pending_by_priority.items()},
+        by_type=by_type,
+        totals=dict(stats.totals),
+    )
+
+
+# -- as plain JSON values, for the command line --------------------------------------------------
+
+
+def task_json(task: models.Task) -> dict[str, Any]:
+    return msgspec.to_builtins(task_document(task))  # type: ignore[no-any-return]
+
+
+def worker_json(worker: models.WorkerInfo) -> dict[str, Any]:
+    return msgspec.to_builtins(worker_document(worker))  # type: ignore[no-any-return]
+
+
+def stats_json(stats: models.QueueStats) -> dict[str, Any]:
+    return msgspec.to_builtins(stats_document(stats))  # type: ignore[no-any-return]
+
+
+def submitted_json(submitted: Submitted) -> dict[str, Any]:
+    return msgspec.to_builtins(submitted)  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ plugin's fixture loader (``schemathesis.pytest.from_fixture``) fails under pytes
 before the test starts.
 
 One check is left out, on purpose: ``positive_data_acceptance`` wants every request the
-document allows to be accepted. The API promises less (see :mod:`taskqueue.api.rest.schema`):
+document allows to be accepted. The API promises less (see :mod:`taskqueue.api.rest.inputs`):
 a few rules depend on the time or on state, which a schema cannot say, and a request that
 breaks one gets a 422 naming the field. An ``eta`` must be less than 10 years from *now*; a
 ``cursor`` must be one an earlier page gave; the ``Idempotency-Key`` header must agree with the

@@ -27,6 +27,12 @@ class ApiError(Exception):
     field: str | None = None
 
 
+def invalid(field: str | None, detail: str) -> ApiError:
+    """The 422 for one field (``field`` None: the request as a whole)."""
+    where = f"{field}: " if field else ""
+    return ApiError(422, "INVALID_ARGUMENT", "Invalid field", f"{where}{detail}", field)
+
+
 def api_error(exc: Exception) -> ApiError | None:
     """The API form of a known error, or None for an unexpected one (a bug: 500 / INTERNAL)."""
     if isinstance(exc, ApiError):

@@ -17,6 +17,7 @@ from taskqueue import _json
 from taskqueue.broker.model import BrokerSettings
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError
 from taskqueue.models import (
+    EXCLUSIVE_SUBMISSION_FIELDS,
     FORBIDDEN_IN_TYPE,
     MAX_DELAY,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -103,8 +104,11 @@ def task_fields(settings: BrokerSettings, s: Submission, task_id: str, now: int)
 
 def _ready_ms(s: Submission, now: int) -> int:
     """When the task becomes ready to run: now, or after its delay, or at its eta."""
-    if s.delay is not None and s.eta is not None:
-        raise InvalidTaskError("give either delay or eta, not both", field="delay")
+    if all(getattr(s, name) is not None for name in EXCLUSIVE_SUBMISSION_FIELDS):
+        either = " or ".join(EXCLUSIVE_SUBMISSION_FIELDS)
+        raise InvalidTaskError(
+            f"give either {either}, not both", field=EXCLUSIVE_SUBMISSION_FIELDS[0]
+        )
     if s.delay is not None:
         return now + math.ceil(s.delay * 1000)
     if s.eta is None:

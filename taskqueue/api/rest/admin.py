@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart_trio.wrappers import TrioResponse
 
+from taskqueue.api.rest.inputs import NonEmpty, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
     Access,
@@ -14,19 +15,24 @@ from taskqueue.api.rest.routing import (
     RouteTable,
     json_response,
 )
-from taskqueue.api.rest.schema import ref
-from taskqueue.api.rest.tasks import CURSOR, LIMIT, TASK_ID_SCHEMA, TYPE_FILTER, task_page
+from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER, task_page
 from taskqueue.models import TaskState
-from taskqueue.wire import stats_json, task_json, worker_json
+from taskqueue.wire import (
+    Purged,
+    QueueStats,
+    Requeued,
+    Task,
+    TaskPage,
+    WorkerList,
+    stats_document,
+    task_document,
+    worker_document,
+)
 
 routes = RouteTable()
 
-DEAD_ID = Param(
-    "task_id", TASK_ID_SCHEMA, "The dead task's id.", required=True, converter="task_id"
-)
-TYPE_SCOPE = Param(
-    "type", {"type": "string", "minLength": 1}, "Only dead tasks of this type (default: all)."
-)
+DEAD_ID = Param("task_id", TaskId, "The dead task's id.", required=True, converter="task_id")
+TYPE_SCOPE = Param("type", NonEmpty, "Only dead tasks of this type (default: all).")
 
 
 @routes.add(
@@ -38,12 +44,12 @@ TYPE_SCOPE = Param(
         description="Workers whose heartbeat has not lapsed, most recent heartbeat first.",
         tag="workers",
         access=Access.READ,
-        replies={200: Reply("The workers.", ref("WorkerList"))},
+        replies={200: Reply("The workers.", WorkerList)},
     )
 )
 async def list_workers(call: Call) -> TrioResponse:
     workers = await call.api.context.broker.workers()
-    return json_response({"workers": [worker_json(w) for w in workers]})
+    return json_response(WorkerList(workers=[worker_document(w) for w in workers]))
 
 
 @routes.add(
@@ -56,11 +62,11 @@ async def list_workers(call: Call) -> TrioResponse:
         "state, and lifetime totals. Read from counters the broker keeps: O(1) on Redis.",
         tag="queues",
         access=Access.READ,
-        replies={200: Reply("The counts.", ref("QueueStats"))},
+        replies={200: Reply("The counts.", QueueStats)},
     )
 )
 async def queue_stats(call: Call) -> TrioResponse:
-    return json_response(stats_json(await call.api.context.broker.stats()))
+    return json_response(stats_document(await call.api.context.broker.stats()))
 
 
 @routes.add(
@@ -73,7 +79,7 @@ async def queue_stats(call: Call) -> TrioResponse:
         tag="dead-letters",
         access=Access.READ,
         query=(TYPE_FILTER, LIMIT, CURSOR),
-        replies={200: Reply("One page of dead tasks.", ref("TaskPage"))},
+        replies={200: Reply("One page of dead tasks.", TaskPage)},
     )
 )
 async def list_dead(call: Call) -> TrioResponse:
@@ -90,14 +96,14 @@ async def list_dead(call: Call) -> TrioResponse:
         tag="dead-letters",
         access=Access.WRITE,
         path_params=(DEAD_ID,),
-        replies={200: Reply("The task, pending again.", ref("Task"))},
+        replies={200: Reply("The task, pending again.", Task)},
         errors={404: "No task has this id.", 409: "The task is not dead."},
     )
 )
 async def requeue_one(call: Call) -> TrioResponse:
     broker = call.api.context.broker
     await broker.requeue_dead(call.path["task_id"])
-    return json_response(task_json(await broker.get(call.path["task_id"])))
+    return json_response(task_document(await broker.get(call.path["task_id"])))
 
 
 @routes.add(
@@ -109,12 +115,12 @@ async def requeue_one(call: Call) -> TrioResponse:
         tag="dead-letters",
         access=Access.WRITE,
         query=(TYPE_SCOPE,),
-        replies={200: Reply("How many were requeued.", ref("Requeued"))},
+        replies={200: Reply("How many were requeued.", Requeued)},
     )
 )
 async def requeue_all(call: Call) -> TrioResponse:
     count = await call.api.context.broker.requeue_all_dead(call.query.get("type"))
-    return json_response({"requeued": count})
+    return json_response(Requeued(requeued=count))
 
 
 @routes.add(
@@ -126,9 +132,9 @@ async def requeue_all(call: Call) -> TrioResponse:
         tag="dead-letters",
         access=Access.WRITE,
         query=(TYPE_SCOPE,),
-        replies={200: Reply("How many were deleted.", ref("Purged"))},
+        replies={200: Reply("How many were deleted.", Purged)},
     )
 )
 async def purge(call: Call) -> TrioResponse:
     count = await call.api.context.broker.purge_dead(call.query.get("type"))
-    return json_response({"purged": count})
+    return json_response(Purged(purged=count))

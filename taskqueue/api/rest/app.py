@@ -12,32 +12,24 @@ finished task, full queue, Redis down) go through the one mapping in
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
+import msgspec
 from quart import request
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from taskqueue import _json
 from taskqueue.api.auth import Authenticator, AuthResult
 from taskqueue.api.context import ApiContext
-from taskqueue.api.errors import ApiError, api_error, auth_error
+from taskqueue.api.errors import ApiError, api_error, auth_error, invalid
 from taskqueue.api.events import EventHub
-from taskqueue.api.rest import admin, openapi, sse, tasks
+from taskqueue.api.rest import admin, inputs, openapi, sse, tasks
 from taskqueue.api.rest.health import health_routes
 from taskqueue.api.rest.openapi import build_document
 from taskqueue.api.rest.problems import WWW_AUTHENTICATE, problem_response
 from taskqueue.api.rest.quart_app import RestQuart
-from taskqueue.api.rest.routing import (
-    Access,
-    Api,
-    Call,
-    Operation,
-    Route,
-)
-from taskqueue.api.rest.schema import Schema, invalid, validate
+from taskqueue.api.rest.routing import Access, Api, Call, Operation, Param, Route
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +37,6 @@ log = logging.getLogger(__name__)
 BODY_TIMEOUT = 30.0
 #: How long a (non-streaming) response may take to send.
 RESPONSE_TIMEOUT = 60.0
-
-_INTEGER = re.compile(r"[+-]?\d{1,18}")
 
 #: The ASGI scope key under which the API dispatcher (:mod:`taskqueue.api.asgi`) leaves an
 #: object whose ``route`` the view sets to the operation's path template.
@@ -105,11 +95,11 @@ def _view(api: Api, route: Route) -> Any:
         if refused is not None:
             return refused
         query = _query(op)
-        for param in op.headers:
-            value = request.headers.get(param.name)
-            if value is not None:
-                validate(param.schema, value, param.name)
+        headers = _headers(op)
         body = await _body(op.body) if op.body is not None else None
+        for param in op.headers:
+            if param.body_field and param.field_name in headers:
+                body = _from_header(body, param, headers[param.field_name])
         return await route.handler(Call(api, path, query, request.headers, body))
 
     view.__name__ = op.operation_id
@@ -148,20 +138,35 @@ def _query(op: Operation) -> dict[str, Any]:
         given = request.args.getlist(name)
         if len(given) > 1:
             raise invalid(name, "given more than once")
-        values[name] = validate(param.schema, _from_text(param.schema, given[0], name), name)
+        values[name] = inputs.parameter(param, given[0])
+    for param in op.query:
+        if param.name not in values and param.default is not None:
+            values[param.name] = param.default
     return values
 
 
-def _from_text(schema: Schema, text: str, name: str) -> Any:
-    if schema.get("type") == "integer":
-        if not _INTEGER.fullmatch(text):
-            raise invalid(name, f"expected an integer, not {text!r}")
-        return int(text)
-    return text
+def _headers(op: Operation) -> dict[str, Any]:
+    """The header parameters ``op`` declares that the request carries, converted and checked,
+    by their names in snake case."""
+    values: dict[str, Any] = {}
+    for param in op.headers:
+        text = request.headers.get(param.name)
+        if text is not None:
+            values[param.field_name] = inputs.parameter(param, text)
+    return values
 
 
-async def _body(schema: Schema) -> Any:
-    """The request body as JSON, checked against ``schema``."""
+def _from_header(body: Any, param: Param, value: Any) -> Any:
+    """``body`` with its field set from the header ``param``, which it must not contradict."""
+    name = param.field_name
+    given = getattr(body, name)
+    if given is not None and given != value:
+        raise invalid(name, f"differs from the {param.name} header")
+    return msgspec.structs.replace(body, **{name: value})
+
+
+async def _body(kind: type) -> Any:
+    """The request body, as a ``kind`` document."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         shown = request.headers.get("Content-Type") or "none"
@@ -178,13 +183,7 @@ async def _body(schema: Schema) -> Any:
         data = await request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise _too_large(limit) from None
-    try:
-        value = _json.loads(data)
-    except _json.JSONDecodeError as exc:
-        raise ApiError(
-            400, "INVALID_ARGUMENT", "Malformed JSON", f"the body is not valid JSON: {exc}"
-        ) from None
-    return validate(schema, value)
+    return inputs.body(kind, data)
 
 
 def _too_large(limit: int | None) -> ApiError:

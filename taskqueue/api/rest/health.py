@@ -7,13 +7,14 @@ false`` puts them behind a read token. ``/metrics`` renders the daemon's own reg
 
 from __future__ import annotations
 
+import msgspec
 import trio
 from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.routing import Access, Call, Operation, Reply, RouteTable, json_response
-from taskqueue.api.rest.schema import ref
 from taskqueue.metrics import CONTENT_TYPE
 from taskqueue.redis import RedisError
+from taskqueue.wire import Health, Readiness
 
 #: Seconds /readyz waits for Redis to answer.
 PING_TIMEOUT = 1.0
@@ -31,7 +32,7 @@ def health_routes(metrics_path: str | None) -> RouteTable:
             description="200 whenever the process serves requests (its event loop runs).",
             tag="health",
             access=Access.HEALTH,
-            replies={200: Reply("Alive.", ref("Health"))},
+            replies={200: Reply("Alive.", Health)},
             uses_redis=False,
         )
     )(healthz)
@@ -46,8 +47,8 @@ def health_routes(metrics_path: str | None) -> RouteTable:
             tag="health",
             access=Access.HEALTH,
             replies={
-                200: Reply("Ready.", ref("Readiness")),
-                503: Reply("Not ready.", ref("Readiness")),
+                200: Reply("Ready.", Readiness),
+                503: Reply("Not ready.", Readiness),
             },
             uses_redis=False,
         )
@@ -75,7 +76,7 @@ def health_routes(metrics_path: str | None) -> RouteTable:
 
 
 async def healthz(call: Call) -> TrioResponse:
-    return json_response({"status": "ok"})
+    return json_response(Health())
 
 
 async def readyz(call: Call) -> TrioResponse:
@@ -89,7 +90,9 @@ async def readyz(call: Call) -> TrioResponse:
         health.redis_down(exc if isinstance(exc, RedisError) else RedisError("PING timed out"))
     else:
         health.redis_up()
-    return json_response(health.describe(), 200 if health.ready else 503)
+    return json_response(
+        msgspec.convert(health.describe(), Readiness), 200 if health.ready else 503
+    )
 
 
 async def metrics(call: Call) -> TrioResponse:

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document, generated from the operations the server actually serves.
 
-Paths, parameters, bodies and replies come from each route's :class:`Operation`; schemas are
-the dicts the validator enforces (:mod:`taskqueue.api.rest.schema`). The error replies an
+Paths, parameters, bodies and replies come from each route's :class:`Operation`; the schemas
+are msgspec's JSON Schemas of the very types the app converts requests to and encodes replies
+from (:mod:`taskqueue.wire`, :mod:`taskqueue.models`), published as components. The error replies an
 operation can give are derived from what it declares (a body can be malformed, too large or
 not JSON; a token can be missing; Redis can be down), so they stay in step with the checks the
 app factory wraps around every handler.
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import msgspec
 from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.problems import PROBLEM_JSON
@@ -25,9 +27,11 @@ from taskqueue.api.rest.routing import (
     Reply,
     Route,
     RouteTable,
+    Schema,
     json_response,
 )
-from taskqueue.api.rest.schema import COMPONENTS, Schema, ref
+from taskqueue.models import EXCLUSIVE_SUBMISSION_FIELDS
+from taskqueue.wire import Problem
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 
@@ -73,6 +77,7 @@ The same operations are served over gRPC on the same port (`taskqueue.v1.TaskQue
 def build_document(
     routes: Iterable[Route], *, auth_enabled: bool, health_open: bool
 ) -> dict[str, Any]:
+    schemas = Schemas()
     paths: dict[str, dict[str, Any]] = {}
     tags: list[str] = []
     for route in routes:
@@ -83,20 +88,58 @@ def build_document(
             op.access in (Access.READ, Access.WRITE)
             or (op.access is Access.HEALTH and not health_open)
         )
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, needs_token)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, needs_token, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskqueue", "version": _version(), "description": DESCRIPTION},
         "tags": [{"name": tag} for tag in tags],
         "paths": paths,
         "components": {
-            "schemas": dict(COMPONENTS),
+            "schemas": schemas.components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
 
-def _operation(op: Operation, needs_token: bool) -> dict[str, Any]:
+class Schemas:
+    """The JSON Schemas of the types an operation names, their Structs gathered as components.
+
+    A reply's document always carries every field (null where there is no value), so its
+    schema requires them all; a request's requires only what has no default.
+    """
+
+    REF_TEMPLATE = "#/components/schemas/{name}"
+
+    def __init__(self) -> None:
+        self._components: dict[str, Schema] = {}
+        self._requests: set[str] = set()
+
+    def of(self, kind: Any, *, request: bool = False) -> Schema:
+        """``kind``'s schema (a dict passes as it is), its components recorded."""
+        if isinstance(kind, dict):
+            return kind
+        (schema,), components = msgspec.json.schema_components(
+            [kind], ref_template=self.REF_TEMPLATE
+        )
+        self._components.update(components)
+        if request:
+            self._requests.update(components)
+        return schema
+
+    def components(self) -> dict[str, Schema]:
+        result = {}
+        for name, schema in sorted(self._components.items()):
+            schema = dict(schema)
+            properties = schema.get("properties")
+            if properties and name not in self._requests and name != Problem.__name__:
+                schema["required"] = list(properties)
+            if name == "Submission":  # the one rule between fields, which a Struct cannot say
+                schema["not"] = {"required": list(EXCLUSIVE_SUBMISSION_FIELDS)}
+            result[name] = schema
+        return result
+
+
+def _operation(op: Operation, needs_token: bool, schemas: Schemas) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -106,18 +149,20 @@ def _operation(op: Operation, needs_token: bool) -> dict[str, Any]:
     if op.description:
         doc["description"] = op.description
     parameters = [
-        *(_parameter(p, "path") for p in op.path_params),
-        *(_parameter(p, "query") for p in op.query),
-        *(_parameter(p, "header") for p in op.headers),
+        *(_parameter(p, "path", schemas) for p in op.path_params),
+        *(_parameter(p, "query", schemas) for p in op.query),
+        *(_parameter(p, "header", schemas) for p in op.headers),
     ]
     if parameters:
         doc["parameters"] = parameters
     if op.body is not None:
-        content = {"application/json": {"schema": op.body}}
+        content = {"application/json": {"schema": schemas.of(op.body, request=True)}}
         doc["requestBody"] = {"required": True, "content": content}
-    responses = {str(status): _reply(reply) for status, reply in sorted(op.replies.items())}
+    responses = {
+        str(status): _reply(reply, schemas) for status, reply in sorted(op.replies.items())
+    }
     for status, why in sorted(error_statuses(op, needs_token).items()):
-        responses.setdefault(str(status), _problem(why))
+        responses.setdefault(str(status), _problem(why, schemas))
     doc["responses"] = responses
     return doc
 
@@ -139,20 +184,23 @@ def error_statuses(op: Operation, needs_token: bool) -> dict[int, str]:
     return statuses
 
 
-def _parameter(param: Param, where: str) -> dict[str, Any]:
+def _parameter(param: Param, where: str, schemas: Schemas) -> dict[str, Any]:
+    schema = schemas.of(param.kind)
+    if param.default is not None:
+        schema = {**schema, "default": msgspec.to_builtins(param.default)}
     return {
         "name": param.name,
         "in": where,
         "required": param.required or where == "path",
         "description": param.description,
-        "schema": param.schema,
+        "schema": schema,
     }
 
 
-def _reply(reply: Reply) -> dict[str, Any]:
+def _reply(reply: Reply, schemas: Schemas) -> dict[str, Any]:
     doc: dict[str, Any] = {"description": reply.description}
-    if reply.schema is not None:
-        doc["content"] = {reply.media_type: {"schema": reply.schema}}
+    if reply.body is not None:
+        doc["content"] = {reply.media_type: {"schema": schemas.of(reply.body)}}
     if reply.headers:
         doc["headers"] = {
             name: {"description": text, "schema": {"type": "string"}}
@@ -161,9 +209,8 @@ def _reply(reply: Reply) -> dict[str, Any]:
     return doc
 
 
-def _problem(description: str) -> dict[str, Any]:
-    schema: Schema = ref("Problem")
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": schema}}}
+def _problem(description: str, schemas: Schemas) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": schemas.of(Problem)}}}
 
 
 def _version() -> str:

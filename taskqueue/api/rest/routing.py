@@ -1,8 +1,10 @@
 """What a REST operation is: its path, who may call it, what it takes and what it answers.
 
 Each route module declares its operations with :class:`RouteTable`; the app factory serves them
-(checking auth, query and body against the declared schemas before the handler runs) and the
-OpenAPI document is generated from the same declarations.
+(checking auth, then converting the query, headers and body to their declared types before the
+handler runs) and the OpenAPI document is generated from the same declarations: parameters and
+bodies are typed with the model's types (:mod:`taskqueue.models`, :mod:`taskqueue.wire`), whose
+JSON Schemas msgspec derives.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import msgspec
 from quart_trio.wrappers import TrioResponse
 from werkzeug.datastructures import Headers
 from werkzeug.routing import BaseConverter
-
-from taskqueue import _json
-from taskqueue.api.rest.schema import Schema
 
 if TYPE_CHECKING:
     from taskqueue.api.auth import Authenticator
@@ -51,24 +51,38 @@ class Access(enum.Enum):
     WRITE = "write"  # an admin token
 
 
+#: A JSON Schema, for what has no type of its own (the metrics' text, this document).
+Schema = dict[str, Any]
+
+
 @attrs.frozen
 class Param:
-    """A query, path or header parameter."""
+    """A query, path or header parameter: its text is converted to ``kind``."""
 
     name: str
-    schema: Schema
+    #: A type msgspec converts the text to, e.g. ``Annotated[int, Meta(ge=1)]`` or an enum.
+    kind: Any
     description: str
     required: bool = False
+    #: The value when it is not given (documented, and passed to the handler).
+    default: Any = None
     #: For a path parameter: the URL converter that matches it (see :data:`CONVERTERS`).
     converter: str = "default"
+    #: A header that stands for the body field of the same name in snake case (the
+    #: ``Idempotency-Key`` header, say); a body that sets both must agree.
+    body_field: bool = False
+
+    @property
+    def field_name(self) -> str:
+        return self.name.lower().replace("-", "_")
 
 
 @attrs.frozen
 class Reply:
-    """One documented success response."""
+    """One documented success response: ``body`` is its document's type, or a JSON Schema."""
 
     description: str
-    schema: Schema | None = None
+    body: Any = None
     media_type: str = "application/json"
     headers: Mapping[str, str] = attrs.field(factory=dict)  # name -> description
 
@@ -88,7 +102,8 @@ class Operation:
     query: tuple[Param, ...] = ()
     path_params: tuple[Param, ...] = ()
     headers: tuple[Param, ...] = ()
-    body: Schema | None = None
+    #: The body's document type (a Struct of :mod:`taskqueue.wire`), if it takes one.
+    body: type | None = None
     #: Error statuses particular to this operation (auth, validation and 503 are implied).
     errors: Mapping[int, str] = attrs.field(factory=dict)
     #: Whether it reads or writes Redis (and so may answer 503 when Redis is down).
@@ -150,8 +165,12 @@ class RouteTable:
         return iter(self._routes)
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def json_response(
-    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+    document: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> TrioResponse:
-    body = _json.dumps(data)
+    """``document`` (a Struct of :mod:`taskqueue.wire`, or plain JSON data) as the reply."""
+    body = _encode(document)
     return TrioResponse(body, status, dict(headers or {}), content_type="application/json")

@@ -20,10 +20,9 @@ import msgspec
 import trio
 from quart_trio.wrappers import TrioResponse
 
-from taskqueue import _json
 from taskqueue.api.events import EventHub
+from taskqueue.api.rest.inputs import NonEmpty
 from taskqueue.api.rest.routing import API_PREFIX, Access, Call, Operation, Param, Reply, RouteTable
-from taskqueue.api.rest.schema import ref
 from taskqueue.models import TaskEvent
 
 routes = RouteTable()
@@ -34,6 +33,8 @@ KEEPALIVE_SECONDS: Final = 15.0
 POLL_SECONDS: Final = 0.5
 #: How long a new stream waits for the event hub's first Redis subscription.
 SUBSCRIBE_WAIT: Final = 5.0
+
+_encode = msgspec.json.Encoder().encode
 
 
 @routes.add(
@@ -48,10 +49,10 @@ SUBSCRIBE_WAIT: Final = 5.0
         tag="tasks",
         access=Access.READ,
         query=(
-            Param("task_id", {"type": "string", "minLength": 1}, "Only this task's events."),
-            Param("type", {"type": "string", "minLength": 1}, "Only events of this task type."),
+            Param("task_id", NonEmpty, "Only this task's events."),
+            Param("type", NonEmpty, "Only events of this task type."),
         ),
-        replies={200: Reply("The event stream.", ref("TaskEvent"), "text/event-stream")},
+        replies={200: Reply("The event stream.", TaskEvent, "text/event-stream")},
         uses_redis=False,
     )
 )
@@ -99,5 +100,5 @@ async def event_stream(
 
 
 def sse_event(event: TaskEvent) -> bytes:
-    data = _json.dumps(msgspec.structs.asdict(event))
+    data = _encode(event).decode()
     return f"event: task\ndata: {data}\n\n".encode()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart_trio.wrappers import TrioResponse
 
+from taskqueue.api.rest.inputs import NonEmpty, PageSize, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
-    TASK_ID_PATTERN,
     Access,
     Call,
     Operation,
@@ -17,40 +15,17 @@ from taskqueue.api.rest.routing import (
     RouteTable,
     json_response,
 )
-from taskqueue.api.rest.schema import (
-    DEFAULT_PAGE,
-    IDEMPOTENCY_KEY,
-    MAX_PAGE,
-    STATE,
-    Schema,
-    invalid,
-    parse_datetime,
-    ref,
-)
-from taskqueue.broker import Submission
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import TaskState
-from taskqueue.wire import submitted_json, task_json
+from taskqueue.models import DEFAULT_PAGE, IdempotencyKey, TaskState
+from taskqueue.wire import BatchResult, Submission, SubmissionBatch, Task, TaskPage, task_document
 
 routes = RouteTable()
 
-TASK_ID_SCHEMA: Schema = {
-    "type": "string",
-    "format": "uuid",
-    "pattern": f"^{TASK_ID_PATTERN}$",
-    "description": "A UUIDv7, as the server gives it.",
-}
-TASK_ID = Param("task_id", TASK_ID_SCHEMA, "The task's id.", required=True, converter="task_id")
-TYPE_FILTER = Param("type", {"type": "string", "minLength": 1}, "Only tasks of this type.")
-LIMIT = Param(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
-    "Page size.",
-)
+TASK_ID = Param("task_id", TaskId, "The task's id.", required=True, converter="task_id")
+TYPE_FILTER = Param("type", NonEmpty, "Only tasks of this type.")
+LIMIT = Param("limit", PageSize, "Page size.", default=DEFAULT_PAGE)
 CURSOR = Param(
-    "cursor",
-    {"type": "string", "minLength": 1},
-    "The `next_cursor` of the previous page; omit for the first page.",
+    "cursor", NonEmpty, "The `next_cursor` of the previous page; omit for the first page."
 )
 _NOT_FOUND = "No task has this id (it never existed, or its record expired)."
 
@@ -67,32 +42,25 @@ _NOT_FOUND = "No task has this id (it never existed, or its record expired)."
         tag="tasks",
         access=Access.WRITE,
         headers=(
-            Param("Idempotency-Key", IDEMPOTENCY_KEY, "Same as the body's `idempotency_key`."),
+            Param(
+                "Idempotency-Key", IdempotencyKey, "The body's key, as a header.", body_field=True
+            ),
         ),
-        body=ref("Submission"),
+        body=Submission,
         replies={
-            201: Reply("The new task.", ref("Task"), headers={"Location": "The task's URL."}),
-            200: Reply("An earlier task with the same idempotency key.", ref("Task")),
+            201: Reply("The new task.", Task, headers={"Location": "The task's URL."}),
+            200: Reply("An earlier task with the same idempotency key.", Task),
         },
         errors={429: "The task type's queue is over `task.max_queue_depth`; retry later."},
     )
 )
 async def submit_task(call: Call) -> TrioResponse:
-    body: dict[str, Any] = call.body
-    header_key = call.headers.get("Idempotency-Key")
-    body_key = body.get("idempotency_key")
-    if header_key is not None and body_key is not None and header_key != body_key:
-        raise invalid("idempotency_key", "differs from the Idempotency-Key header")
-    if header_key is not None:
-        body = {**body, "idempotency_key": header_key}
     broker = call.api.context.broker
-    submitted = await broker.enqueue(submission(body))
-    task = await broker.get(submitted.id)
+    submitted = await broker.enqueue(call.body)
+    task = task_document(await broker.get(submitted.id))
     if not submitted.created:
-        return json_response(task_json(task), 200)
-    return json_response(
-        task_json(task), 201, headers={"Location": f"{API_PREFIX}/tasks/{task.id}"}
-    )
+        return json_response(task, 200)
+    return json_response(task, 201, headers={"Location": f"{API_PREFIX}/tasks/{task.id}"})
 
 
 @routes.add(
@@ -106,40 +74,23 @@ async def submit_task(call: Call) -> TrioResponse:
         "201 when at least one task is new, 200 when every one matched an idempotency key.",
         tag="tasks",
         access=Access.WRITE,
-        body=ref("SubmissionBatch"),
+        body=SubmissionBatch,
         replies={
-            201: Reply("The tasks, in the order submitted.", ref("BatchResult")),
-            200: Reply("Every task matched an earlier idempotency key.", ref("BatchResult")),
+            201: Reply("The tasks, in the order submitted.", BatchResult),
+            200: Reply("Every task matched an earlier idempotency key.", BatchResult),
         },
         errors={429: "A task type's queue would exceed `task.max_queue_depth`; retry later."},
     )
 )
 async def submit_tasks(call: Call) -> TrioResponse:
-    submissions = [submission(item) for item in call.body["tasks"]]
+    batch: SubmissionBatch = call.body
     try:
-        results = await call.api.context.broker.enqueue_many(submissions)
+        results = await call.api.context.broker.enqueue_many(batch.tasks)
     except InvalidTaskError as exc:
         field = f"tasks.{exc.field}" if exc.field else "tasks"
         raise type(exc)(str(exc), field=field) from None
     status = 201 if any(r.created for r in results) else 200
-    return json_response({"tasks": [submitted_json(r) for r in results]}, status)
-
-
-def submission(body: dict[str, Any]) -> Submission:
-    """A validated ``Submission`` body as the broker takes it."""
-    eta: Any = body.get("eta")  # epoch seconds, or RFC 3339 text
-    if isinstance(eta, str):
-        eta = parse_datetime(eta)  # the schema has checked that it parses
-    return Submission(
-        type=body["type"],
-        payload=body.get("payload"),
-        priority=body.get("priority"),  # unset: the task type's default
-        max_retries=body.get("max_retries"),
-        timeout=body.get("timeout"),
-        delay=body.get("delay"),
-        eta=eta,
-        idempotency_key=body.get("idempotency_key"),
-    )
+    return json_response(BatchResult(tasks=results), status)
 
 
 @routes.add(
@@ -151,13 +102,13 @@ def submission(body: dict[str, Any]) -> Submission:
         tag="tasks",
         access=Access.READ,
         path_params=(TASK_ID,),
-        replies={200: Reply("The task.", ref("Task"))},
+        replies={200: Reply("The task.", Task)},
         errors={404: _NOT_FOUND},
     )
 )
 async def get_task(call: Call) -> TrioResponse:
     task = await call.api.context.broker.get(call.path["task_id"])
-    return json_response(task_json(task))
+    return json_response(task_document(task))
 
 
 @routes.add(
@@ -171,16 +122,16 @@ async def get_task(call: Call) -> TrioResponse:
         tag="tasks",
         access=Access.READ,
         query=(
-            Param("state", {**STATE, "default": TaskState.PENDING.value}, "Tasks in this state."),
+            Param("state", TaskState, "Tasks in this state.", default=TaskState.PENDING),
             TYPE_FILTER,
             LIMIT,
             CURSOR,
         ),
-        replies={200: Reply("One page of tasks.", ref("TaskPage"))},
+        replies={200: Reply("One page of tasks.", TaskPage)},
     )
 )
 async def list_tasks(call: Call) -> TrioResponse:
-    return await task_page(call, TaskState(call.query.get("state", TaskState.PENDING.value)))
+    return await task_page(call, call.query["state"])
 
 
 async def task_page(call: Call, state: TaskState) -> TrioResponse:
@@ -188,11 +139,10 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
     parameters ask (shared by ``/tasks`` and ``/dead-letters``)."""
     q = call.query
     page = await call.api.context.broker.list_tasks(
-        state, task_type=q.get("type"), limit=q.get("limit", DEFAULT_PAGE), cursor=q.get("cursor")
+        state, task_type=q.get("type"), limit=q["limit"], cursor=q.get("cursor")
     )
-    return json_response(
-        {"tasks": [task_json(t) for t in page.items], "next_cursor": page.next_cursor}
-    )
+    tasks = [task_document(t) for t in page.items]
+    return json_response(TaskPage(tasks=tasks, next_cursor=page.next_cursor))
 
 
 @routes.add(
@@ -207,8 +157,8 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
         access=Access.WRITE,
         path_params=(TASK_ID,),
         replies={
-            200: Reply("Cancelled.", ref("Task")),
-            202: Reply("Running: cancellation requested.", ref("Task")),
+            200: Reply("Cancelled.", Task),
+            202: Reply("Running: cancellation requested.", Task),
         },
         errors={404: _NOT_FOUND, 409: "The task has already ended."},
     )
@@ -216,5 +166,5 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
 async def cancel_task(call: Call) -> TrioResponse:
     broker = call.api.context.broker
     outcome = await broker.cancel(call.path["task_id"])
-    task = await broker.get(call.path["task_id"])
-    return json_response(task_json(task), 200 if outcome == "cancelled" else 202)
+    task = task_document(await broker.get(call.path["task_id"]))
+    return json_response(task, 200 if outcome == "cancelled" else 202)
