@@ -1,7 +1,7 @@
 """The broker's storage invariants, checked by walking every key of a namespace.
 
-DESIGN.md: "At every moment a task is in exactly one of these places in Redis." This module
-says what that means key by key, so any test (broker, daemon, end to end) can end with
+"At every moment a task is in exactly one of these places in Redis" (docs/architecture.md).
+This module says what that means key by key, so any test (broker, daemon, end to end) can end with
 ``await assert_invariants(broker)`` and learn at once if some operation left a task in two
 places, in none, or miscounted it.
 """

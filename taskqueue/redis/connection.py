@@ -1,8 +1,8 @@
 """One Redis connection on a trio stream, speaking RESP2 through ``hiredis``.
 
 Why our own: under trio, the general-purpose async clients cost 5-10x more per command than a
-plain stream with hiredis parsing (see DESIGN.md). This module does only what the queue needs:
-pipelined commands, AUTH/SELECT, TLS and unix sockets.
+plain stream with hiredis parsing (docs/architecture.md has the figures). This module does only
+what the queue needs: pipelined commands, AUTH/SELECT, TLS and unix sockets.
 
 Cancellation: a command cancelled after it was sent leaves its reply in flight, which would be
 read as the answer to the next command. So any exception or cancellation during a command marks

@@ -13,7 +13,7 @@ watches the daemon's shutdown); finally the status goes out as trailers. Every e
 gRPC status through :func:`taskqueue.api.errors.api_error`; anything else is a bug, logged
 here and answered INTERNAL without its details.
 
-Hypercorn pitfalls this code respects (see ``research/grpc-on-hypercorn.md``):
+Hypercorn pitfalls this code respects (docs/grpc-on-hypercorn.md tells how they were found):
 
 * trailers reach the client only if the request said ``te: trailers``; a request without it
   is answered at once with the status in the response headers.
