@@ -85,7 +85,8 @@ def setting(
     (int bytes, written ``64KiB``, ``1MiB``; a default may be written that way too),
     ``secret`` (shown as ``***`` wherever the value is printed), ``positive``, ``minimum``,
     ``maximum``, ``choices``, ``check`` (a predicate on a string, or on each item of a list of
-    strings) and ``expected`` (the words "expected ..." of the error when a value is refused).
+    strings, or on each name of a table) and ``expected`` (the words "expected ..." of the
+    error when a value is refused).
     """
     if kind == DURATION and isinstance(default, str):
         default = parse_duration(default)
@@ -238,7 +239,11 @@ def is_valid(spec: FieldSpec, value: object) -> bool:
         )
     if spec.base is dict:
         return isinstance(value, Mapping) and all(
-            isinstance(name, str) and name and isinstance(item, str) for name, item in value.items()
+            isinstance(name, str)
+            and name
+            and isinstance(item, str)
+            and (rule.check is None or rule.check(name))
+            for name, item in value.items()
         )
     return isinstance(value, spec.base)  # pragma: no cover - every field has one of the above
 

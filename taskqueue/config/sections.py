@@ -228,7 +228,7 @@ class Config:
         return result
 
     def masked(
-        self, plugin_settings: Mapping[str, AttrsInstance] | None = None
+        self, plugin_settings: Mapping[str, object] | None = None
     ) -> dict[str, dict[str, object]]:
         """The effective configuration for people: durations like ``5s``, sizes like ``1MiB``,
         and the redis password, bearer tokens and any password in the redis URL as ``***``.
@@ -247,7 +247,7 @@ class Config:
             }
         result["plugins"] = {
             name: (
-                show_settings(plugin_settings[name], f"plugins.{name}")
+                show_settings(plugin_settings[name], f"plugins.{name}")  # type: ignore[arg-type]
                 if name in plugin_settings
                 else {key: MASK for key in table}
             )

@@ -19,10 +19,12 @@ from taskqueue_plugin_shell import (
     ExecutableNotAllowedError,
     ShellPayloadError,
     ShellRunProcessor,
+    ShellSettings,
     parse_payload,
-    parse_settings,
+    resolve_allowlist,
 )
 
+from taskqueue.config.plugins import parse_plugin_settings
 from taskqueue.errors import ConfigError
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.plugin import TaskContext
@@ -44,8 +46,14 @@ def context(payload: Any) -> TaskContext:
     return TaskContext(task, worker_id="w", logger=logging.getLogger("t"))
 
 
+def parse_settings(table: dict[str, Any]) -> ShellSettings:
+    """``table`` as the daemon reads ``[plugins.shell]``."""
+    return parse_plugin_settings(ShellSettings, "shell", table)
+
+
 def processor(*allowed: str, **settings: Any) -> ShellRunProcessor:
-    return ShellRunProcessor(parse_settings({"allowed_executables": list(allowed), **settings}))
+    parsed = parse_settings({"allowed_executables": list(allowed), **settings})
+    return ShellRunProcessor(parsed, resolve_allowlist(parsed.allowed_executables))
 
 
 async def run(payload: Any, *allowed: str, **settings: Any) -> dict[str, Any]:
@@ -89,7 +97,7 @@ async def wait_for_pid_file(path: Path) -> int:
 
 async def test_with_the_default_empty_allowlist_every_task_is_refused() -> None:
     with pytest.raises(ExecutableNotAllowedError) as info:
-        await ShellRunProcessor(parse_settings({})).run(context({"argv": ["echo", "hi"]}))
+        await processor().run(context({"argv": ["echo", "hi"]}))
     assert "shell.run is disabled" in str(info.value)
     assert "[plugins.shell] allowed_executables" in str(info.value)
 
@@ -305,28 +313,31 @@ def test_invalid_payloads_are_refused_naming_the_field(
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
-        ({"allowed_executables": "echo"}, "expected a list"),
+        ({"allowed_executables": "echo"}, 'allowed_executables = "echo": expected a list'),
         ({"allowed_executables": ["no-such-executable-here"]}, "not found on the daemon's PATH"),
-        ({"allowed_executables": ["bin/echo"]}, "absolute path or a bare name"),
+        ({"allowed_executables": ["bin/echo"]}, "absolute paths or bare names"),
         ({"allowed_executables": ["/etc/passwd"]}, "not an executable file"),
-        ({"max_output_bytes": 0}, "positive integer"),
-        ({"kill_grace_period": -1}, "seconds >= 0"),
+        ({"max_output_bytes": 0}, "max_output_bytes = 0: expected a size"),
+        ({"kill_grace_period": -1}, "kill_grace_period = -1: expected a duration"),
         ({"cwd": "/no/such/dir"}, "absolute directory path"),
-        ({"allowed_executable": ["echo"]}, "unknown setting"),
+        ({"env": {"A=B": "x"}}, "env = "),
+        ({"allowed_executable": ["echo"]}, "allowed_executable: unknown setting; did you mean"),
     ],
 )
 def test_bad_settings_stop_registration_naming_the_key(
     settings: dict[str, Any], words: str
 ) -> None:
-    with pytest.raises(ConfigError, match=words):
-        parse_settings(settings)
+    with pytest.raises(ConfigError) as caught:
+        resolve_allowlist(parse_settings(settings).allowed_executables)
+    assert str(caught.value).startswith("plugins.shell.")
+    assert words in str(caught.value)
 
 
 def test_names_are_resolved_on_the_path_given_at_registration(tmp_path: Path) -> None:
     tool = tmp_path / "tool"
     tool.write_text("#!/bin/sh\necho tool\n")
     tool.chmod(0o755)
-    allowed = parse_settings({"allowed_executables": ["tool"]}, path=str(tmp_path)).allowed
+    allowed = resolve_allowlist(["tool"], path=str(tmp_path))
     assert allowed.executable_for("tool") == str(tool)
     assert allowed.executable_for(str(tool)) == str(tool)
 
