@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
+import msgspec
 import pluggy
 
 from taskqueue import hookspecs
@@ -23,6 +24,7 @@ from taskqueue.broker import TypeDefaults, task_type_problem, valid_max_retries,
 from taskqueue.config.plugins import check_plugin_tables, parse_plugin_settings
 from taskqueue.errors import ConfigError
 from taskqueue.models import ClaimedTask, Priority
+from taskqueue.payloads import decode_payload, is_payload_type
 
 ENTRY_POINT_GROUP = "taskqueue"
 
@@ -32,6 +34,9 @@ ProgressCallback = Callable[[Any], Awaitable[None]]
 S = TypeVar("S")
 
 
+_RAW: Any = object()  # TaskContext._payload before a typed payload is decoded
+
+
 class TaskContext:
     """What a processor knows about the task it runs, and how it talks back.
 
@@ -39,7 +44,7 @@ class TaskContext:
     task runs) carry the task id, type, attempt and worker id.
     """
 
-    __slots__ = ("_progress", "_task", "logger", "worker_id")
+    __slots__ = ("_payload", "_progress", "_task", "logger", "worker_id")
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class TaskContext:
         progress: ProgressCallback | None = None,
     ) -> None:
         self._task = task
+        self._payload: Any = _RAW
         self._progress = progress
         self.worker_id = worker_id
         self.logger = logger
@@ -64,7 +70,9 @@ class TaskContext:
 
     @property
     def payload(self) -> Any:
-        return self._task.payload
+        """The payload: an instance of the type's declared payload Struct when it has one
+        (checked before the processor runs), else the JSON value as submitted."""
+        return self._task.payload if self._payload is _RAW else self._payload
 
     @property
     def attempt(self) -> int:
@@ -101,6 +109,29 @@ class TaskContext:
 Processor = Callable[[TaskContext], Any]
 
 
+def typed_processor(func: Processor, payload_type: type[msgspec.Struct]) -> Processor:
+    """``func`` behind a check of the payload against ``payload_type``: a payload that does not
+    fit raises :class:`~taskqueue.errors.InvalidPayloadError` (permanent) before ``func`` runs,
+    and one that fits reaches it as the Struct instance (``ctx.payload``). Sync stays sync."""
+    if not is_payload_type(payload_type):
+        raise TypeError(f"payload must be a msgspec.Struct subclass, got {payload_type!r}")
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def run_async(ctx: TaskContext) -> Any:
+            ctx._payload = decode_payload(payload_type, ctx.task.payload)
+            return await func(ctx)
+
+        return run_async
+
+    @functools.wraps(func)
+    def run_sync(ctx: TaskContext) -> Any:
+        ctx._payload = decode_payload(payload_type, ctx.task.payload)
+        return func(ctx)
+
+    return run_sync
+
+
 @attrs.frozen(kw_only=True)
 class ProcessorSpec:
     """A registered processor and the defaults of its task type."""
@@ -114,6 +145,8 @@ class ProcessorSpec:
     max_retries: int | None = None
     priority: Priority | None = None
     description: str = ""
+    #: The declared payload Struct; ``func`` checks the payload against it before running.
+    payload_type: type[msgspec.Struct] | None = None
 
 
 class OutcomeKind(enum.StrEnum):
@@ -193,8 +226,14 @@ class ProcessorRegistry:
         max_retries: int | None = None,
         priority: Priority | str | None = None,
         description: str = "",
+        payload: type[msgspec.Struct] | None = None,
     ) -> None:
-        """Register ``func`` as the processor of ``task_type`` with the type's defaults."""
+        """Register ``func`` as the processor of ``task_type`` with the type's defaults.
+
+        ``payload`` (a :class:`msgspec.Struct` subclass) types the payload: it is checked before
+        ``func`` runs, a payload that does not fit fails the task for good with an error naming
+        the field (``payload.url: Expected str, got int``), and ``ctx.payload`` is the Struct.
+        """
         problem = task_type_problem(task_type)
         if problem is not None:
             raise ValueError(problem)
@@ -210,7 +249,8 @@ class ProcessorRegistry:
             )
         self._specs[task_type] = ProcessorSpec(
             task_type=task_type,
-            func=func,
+            func=typed_processor(func, payload) if payload is not None else func,
+            payload_type=payload,
             is_async=inspect.iscoroutinefunction(func),
             plugin=self._plugin,
             version=self._version,

@@ -18,7 +18,7 @@ from taskqueue_plugin_shell.errors import (
     ShellPayloadError,
     ShellTaskError,
 )
-from taskqueue_plugin_shell.payload import ShellCommandSpec, parse_payload
+from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.processor import ShellRunProcessor
 from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings, resolve_allowlist
 
@@ -40,6 +40,7 @@ def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
         processor.run,
         timeout=settings.timeout,
         max_retries=settings.max_retries,
+        payload=ShellCommandSpec,
         description="Run an allowlisted executable (no shell) with capped output.",
     )
 
@@ -56,7 +57,6 @@ __all__ = [
     "ShellRunProcessor",
     "ShellSettings",
     "ShellTaskError",
-    "parse_payload",
     "resolve_allowlist",
     "taskqueue_register_processors",
 ]

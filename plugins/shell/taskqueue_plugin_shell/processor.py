@@ -11,7 +11,7 @@ import trio
 
 from taskqueue.plugin import TaskContext
 from taskqueue_plugin_shell.errors import CommandFailedError, CommandStartError, ShellPayloadError
-from taskqueue_plugin_shell.payload import ShellCommandSpec, parse_payload
+from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.process import Completed, run_capped
 from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings
 
@@ -31,7 +31,7 @@ class ShellRunProcessor:
 
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         """Run an allowlisted executable (never a shell); fail on an unexpected exit code."""
-        spec = parse_payload(ctx.payload)
+        spec: ShellCommandSpec = ctx.payload  # checked by the core: registered as the payload
         executable = self.allowed.executable_for(spec.argv[0])
         argv = (executable, *spec.argv[1:])
         if spec.cwd is not None and not await trio.Path(spec.cwd).is_dir():
@@ -47,7 +47,7 @@ class ShellRunProcessor:
                 argv,
                 env=self.environment(spec),
                 cwd=cwd,
-                stdin=spec.stdin,
+                stdin=spec.stdin_bytes,
                 max_output_bytes=self.settings.max_output_bytes,
                 kill_grace_period=self.settings.kill_grace_period,
             )

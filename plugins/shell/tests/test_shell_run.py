@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -11,24 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import taskqueue_plugin_shell
 import trio
 from taskqueue_plugin_shell import (
     BASE_ENV,
     TASK_TYPE,
     CommandFailedError,
     ExecutableNotAllowedError,
+    ShellCommandSpec,
     ShellPayloadError,
-    ShellRunProcessor,
     ShellSettings,
-    parse_payload,
     resolve_allowlist,
 )
 
 from taskqueue.config.plugins import parse_plugin_settings
-from taskqueue.errors import ConfigError
+from taskqueue.errors import ConfigError, InvalidPayloadError, PermanentError
 from taskqueue.models import ClaimedTask, Priority
-from taskqueue.plugin import TaskContext
+from taskqueue.payloads import decode_payload
+from taskqueue.plugin import ProcessorRegistry, TaskContext
 from taskqueue.processors import load_plugins
+from taskqueue.testing import plugin_registry, run_processor
 
 
 def context(payload: Any) -> TaskContext:
@@ -51,13 +55,19 @@ def parse_settings(table: dict[str, Any]) -> ShellSettings:
     return parse_plugin_settings(ShellSettings, "shell", table)
 
 
-def processor(*allowed: str, **settings: Any) -> ShellRunProcessor:
-    parsed = parse_settings({"allowed_executables": list(allowed), **settings})
-    return ShellRunProcessor(parsed, resolve_allowlist(parsed.allowed_executables))
+def registry(*allowed: str, **settings: Any) -> ProcessorRegistry:
+    """shell.run as the daemon registers it, with ``allowed`` as the allowlist."""
+    return plugin_registry(
+        taskqueue_plugin_shell,
+        name="shell",
+        settings={"allowed_executables": list(allowed), **settings},
+    )
 
 
 async def run(payload: Any, *allowed: str, **settings: Any) -> dict[str, Any]:
-    return await processor(*allowed, **settings).run(context(payload))
+    done = await run_processor(registry(*allowed, **settings), TASK_TYPE, payload)
+    result: dict[str, Any] = done.value
+    return result
 
 
 def process_is_gone(pid: int) -> bool:
@@ -97,7 +107,7 @@ async def wait_for_pid_file(path: Path) -> int:
 
 async def test_with_the_default_empty_allowlist_every_task_is_refused() -> None:
     with pytest.raises(ExecutableNotAllowedError) as info:
-        await processor().run(context({"argv": ["echo", "hi"]}))
+        await run({"argv": ["echo", "hi"]})
     assert "shell.run is disabled" in str(info.value)
     assert "[plugins.shell] allowed_executables" in str(info.value)
 
@@ -125,8 +135,8 @@ async def test_executables_not_on_the_allowlist_are_refused(argv0: str) -> None:
 
 
 def test_a_shell_string_is_refused_with_a_hint_to_split_it() -> None:
-    with pytest.raises(ShellPayloadError, match="never go through a shell") as info:
-        parse_payload({"argv": "echo hi"})
+    with pytest.raises(InvalidPayloadError, match="never go through a shell") as info:
+        decode_payload(ShellCommandSpec, {"argv": "echo hi"})
     assert info.value.field == "argv"
 
 
@@ -180,8 +190,8 @@ async def test_the_environment_is_minimal_plus_operator_env_plus_payload_env(
 
 @pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES"])
 def test_a_task_cannot_set_variables_that_change_which_code_runs(name: str) -> None:
-    with pytest.raises(ShellPayloadError, match=f"{name} cannot be set by a task") as info:
-        parse_payload({"argv": ["x"], "env": {name: "/tmp/evil"}})
+    with pytest.raises(InvalidPayloadError, match=f"{name} cannot be set by a task") as info:
+        decode_payload(ShellCommandSpec, {"argv": ["x"], "env": {name: "/tmp/evil"}})
     assert info.value.field == "env"
 
 
@@ -234,10 +244,10 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(
     # `trap "" TERM` makes the shell ignore SIGTERM, and exec keeps it ignored in sleep.
     script = "trap '' TERM; echo $$ > pid; exec sleep 30"
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
-    proc = processor("sh", kill_grace_period=0.5)
+    settings = {"kill_grace_period": 0.5}
     with trio.fail_after(10):  # a bug here would otherwise hang the test run
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(proc.run, context(payload))
+            nursery.start_soon(functools.partial(run, payload, "sh", **settings))
             pid = await wait_for_pid_file(tmp_path / "pid")
             cancelled_at = time.monotonic()
             nursery.cancel_scope.cancel()  # what the task's timeout does
@@ -251,7 +261,7 @@ async def test_cancelling_kills_what_the_process_spawned(tmp_path: Path) -> None
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(processor("sh").run, context(payload))
+            nursery.start_soon(run, payload, "sh")
             grandchild = await wait_for_pid_file(tmp_path / "pid")
             nursery.cancel_scope.cancel()
     assert await eventually(lambda: process_is_gone(grandchild))
@@ -263,7 +273,7 @@ async def test_cancelling_kills_a_spawned_process_that_ignores_sigterm(tmp_path:
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(processor("sh", kill_grace_period=0.3).run, context(payload))
+            nursery.start_soon(functools.partial(run, payload, "sh", kill_grace_period=0.3))
             grandchild = await wait_for_pid_file(tmp_path / "pid")
             nursery.cancel_scope.cancel()
     assert await eventually(lambda: process_is_gone(grandchild))
@@ -286,28 +296,30 @@ async def test_a_background_process_left_behind_does_not_hold_the_task(tmp_path:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({}, "argv", "argv: required"),
+        ({}, "argv", "payload.argv: required"),
         ({"argv": []}, "argv", "non-empty list"),
-        ({"argv": ["echo", 1]}, "argv", "item 1 must be a string"),
+        ({"argv": ["echo", 1]}, "argv[1]", "Expected str, got int"),
         ({"argv": ["echo", "a\0b"]}, "argv", "NUL"),
         ({"argv": [""]}, "argv", "empty"),
-        ({"argv": ["echo"], "env": ["A=1"]}, "env", "name -> value"),
+        ({"argv": ["echo"], "env": ["A=1"]}, "env", "Expected object, got array"),
         ({"argv": ["echo"], "env": {"A=B": "1"}}, "env", "not a valid variable name"),
-        ({"argv": ["echo"], "env": {"A": 1}}, "env", "must be a string"),
+        ({"argv": ["echo"], "env": {"A": 1}}, "env[...]", "Expected str, got int"),
         ({"argv": ["echo"], "cwd": "relative/dir"}, "cwd", "absolute path"),
-        ({"argv": ["echo"], "stdin": b"x".hex().encode()}, "stdin", "expected a string"),
-        ({"argv": ["echo"], "expected_exit": 0}, "expected_exit", "non-empty list"),
-        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit", "not an exit code"),
+        ({"argv": ["echo"], "stdin": 5}, "stdin", "Expected str | null, got int"),
+        ({"argv": ["echo"], "expected_exit": 0}, "expected_exit", "Expected array, got int"),
+        ({"argv": ["echo"], "expected_exit": []}, "expected_exit", "length >= 1"),
+        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit[0]", "Expected int <= 255"),
         ({"argv": ["echo"], "shell": True}, "shell", "unknown field"),
     ],
 )
 def test_invalid_payloads_are_refused_naming_the_field(
     payload: dict[str, Any], field: str, words: str
 ) -> None:
-    with pytest.raises(ShellPayloadError, match=words) as info:
-        parse_payload(payload)
+    with pytest.raises(InvalidPayloadError, match=re.escape(words)) as info:
+        decode_payload(ShellCommandSpec, payload)
     assert info.value.field == field
-    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"payload.{field}: ")
+    assert isinstance(info.value, PermanentError)  # no retry: it would fail the same way
 
 
 @pytest.mark.parametrize(
@@ -353,7 +365,7 @@ async def test_the_entry_point_registers_shell_run_with_its_settings() -> None:
     )
     spec = loaded.registry[TASK_TYPE]
     assert (spec.plugin, spec.is_async, spec.timeout, spec.max_retries) == ("shell", True, 30, 0)
-    result = await spec.func(context({"argv": ["echo", "via the registry"]}))
+    result = await spec.func(context({"argv": ["echo", "via the registry"]}))  # typed by spec
     assert result["stdout"] == "via the registry\n"
 
 
