@@ -43,3 +43,9 @@ class PermanentError(TaskQueueError):
     """Raised by a processor when retrying cannot help (a malformed payload, a 4xx from a
     webhook's receiver): the task goes to the dead-letter queue at once, its remaining
     retries unspent. Any other exception fails the attempt, and the task is retried."""
+
+
+class InvalidPayloadError(InvalidTaskError, PermanentError):
+    """A task's payload does not fit its type's declared payload (``registry.add(...,
+    payload=...)``); ``field`` names the part that is wrong. Permanent: a retry would not fit
+    either, so the task is dead-lettered at once."""

@@ -36,8 +36,9 @@ def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     Called once, at start-up, before the worker claims anything. Call
     ``registry.add(task_type, func, timeout=..., max_retries=..., priority=...)`` for each type;
     the keyword arguments are the type's defaults, used when a submission does not set them.
-    ``registry.settings`` is the plugin's table from the ``[plugins.<name>]`` section of the
-    configuration (empty when there is none), so a plugin can read its own options.
+    ``registry.settings_as(MySettings)`` reads the plugin's ``[plugins.<name>]`` table through
+    its declared settings class (see :func:`taskqueue.plugin.setting`), checked and masked like
+    the core's; ``registry.settings`` is the raw table, for plugins that declare none.
 
     Registering a type that another plugin already registered is an error that stops start-up:
     two processors for one type would make a task's behaviour depend on load order.

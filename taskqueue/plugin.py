@@ -1,12 +1,16 @@
 """The surface for plugin authors: import everything a plugin needs from here.
 
-See :mod:`taskqueue.hookspecs` for the hooks and when they are called.
+See :mod:`taskqueue.hookspecs` for the hooks and when they are called. A plugin declares its
+``[plugins.<name>]`` settings as a :func:`settings_class` of :func:`setting` fields and reads
+them with ``registry.settings_as(MySettings)``.
 """
 
 from __future__ import annotations
 
 import pluggy
 
+from taskqueue.config.fields import setting
+from taskqueue.config.plugins import settings_class
 from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
@@ -22,4 +26,6 @@ __all__ = [
     "ProcessorRegistry",
     "TaskContext",
     "hookimpl",
+    "setting",
+    "settings_class",
 ]

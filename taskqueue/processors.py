@@ -13,20 +13,28 @@ import importlib.metadata
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
+import msgspec
 import pluggy
 
 from taskqueue import hookspecs
 from taskqueue.broker import TypeDefaults, task_type_problem, valid_max_retries, valid_timeout
+from taskqueue.config.plugins import check_plugin_tables, parse_plugin_settings
+from taskqueue.errors import ConfigError
 from taskqueue.models import ClaimedTask, Priority
+from taskqueue.payloads import decode_payload, is_payload_type
 
 ENTRY_POINT_GROUP = "taskqueue"
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Any], Awaitable[None]]
+S = TypeVar("S")
+
+
+_RAW: Any = object()  # TaskContext._payload before a typed payload is decoded
 
 
 class TaskContext:
@@ -36,7 +44,7 @@ class TaskContext:
     task runs) carry the task id, type, attempt and worker id.
     """
 
-    __slots__ = ("_progress", "_task", "logger", "worker_id")
+    __slots__ = ("_payload", "_progress", "_task", "logger", "worker_id")
 
     def __init__(
         self,
@@ -47,6 +55,7 @@ class TaskContext:
         progress: ProgressCallback | None = None,
     ) -> None:
         self._task = task
+        self._payload: Any = _RAW
         self._progress = progress
         self.worker_id = worker_id
         self.logger = logger
@@ -61,7 +70,9 @@ class TaskContext:
 
     @property
     def payload(self) -> Any:
-        return self._task.payload
+        """The payload: an instance of the type's declared payload Struct when it has one
+        (checked before the processor runs), else the JSON value as submitted."""
+        return self._task.payload if self._payload is _RAW else self._payload
 
     @property
     def attempt(self) -> int:
@@ -98,6 +109,29 @@ class TaskContext:
 Processor = Callable[[TaskContext], Any]
 
 
+def typed_processor(func: Processor, payload_type: type[msgspec.Struct]) -> Processor:
+    """``func`` behind a check of the payload against ``payload_type``: a payload that does not
+    fit raises :class:`~taskqueue.errors.InvalidPayloadError` (permanent) before ``func`` runs,
+    and one that fits reaches it as the Struct instance (``ctx.payload``). Sync stays sync."""
+    if not is_payload_type(payload_type):
+        raise TypeError(f"payload must be a msgspec.Struct subclass, got {payload_type!r}")
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def run_async(ctx: TaskContext) -> Any:
+            ctx._payload = decode_payload(payload_type, ctx.task.payload)
+            return await func(ctx)
+
+        return run_async
+
+    @functools.wraps(func)
+    def run_sync(ctx: TaskContext) -> Any:
+        ctx._payload = decode_payload(payload_type, ctx.task.payload)
+        return func(ctx)
+
+    return run_sync
+
+
 @attrs.frozen(kw_only=True)
 class ProcessorSpec:
     """A registered processor and the defaults of its task type."""
@@ -111,6 +145,8 @@ class ProcessorSpec:
     max_retries: int | None = None
     priority: Priority | None = None
     description: str = ""
+    #: The declared payload Struct; ``func`` checks the payload against it before running.
+    payload_type: type[msgspec.Struct] | None = None
 
 
 class OutcomeKind(enum.StrEnum):
@@ -141,16 +177,45 @@ class ProcessorRegistry:
     def __init__(self, settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._specs: dict[str, ProcessorSpec] = {}
         self._all_settings = settings or {}
+        self._parsed: dict[str, object] = {}
         self._plugin = "taskqueue"
         self._version = ""
 
     @property
     def settings(self) -> Mapping[str, Any]:
-        """The ``[plugins.<name>]`` table of the plugin that is registering now."""
+        """The ``[plugins.<name>]`` table of the plugin that is registering now, as written.
+
+        Prefer :meth:`settings_as`: a raw table is neither checked nor masked.
+        """
         return self._all_settings.get(self._plugin, {})
 
-    def _registering(self, plugin: str, version: str) -> None:
-        self._plugin, self._version = plugin, version
+    def settings_as(self, cls: type[S]) -> S:
+        """The registering plugin's ``[plugins.<name>]`` table read through ``cls``, a class
+        made with :func:`taskqueue.plugin.settings_class` whose fields are declared with
+        :func:`taskqueue.plugin.setting`.
+
+        Raises ConfigError naming ``plugins.<name>.<key>`` and the value for an unknown key or
+        a wrong value; secrets declared in ``cls`` are masked by ``taskqueue config check``.
+        """
+        parsed = parse_plugin_settings(cls, self._plugin, self.settings)
+        self._parsed[self._plugin] = parsed
+        return parsed
+
+    @property
+    def plugin_settings(self) -> Mapping[str, object]:
+        """The settings each plugin read through :meth:`settings_as`, by plugin name."""
+        return dict(self._parsed)
+
+    def register(self, plugin: object, *, name: str, version: str = "") -> None:
+        """Call ``plugin``'s ``taskqueue_register_processors`` hook, crediting each processor
+        it adds to ``name`` (and ``version``), with ``[plugins.<name>]`` as its settings."""
+        self._plugin, self._version = name, version
+        try:
+            impl = getattr(plugin, "taskqueue_register_processors", None)
+            if impl is not None:
+                impl(registry=self)
+        finally:
+            self._plugin, self._version = "taskqueue", ""
 
     def add(
         self,
@@ -161,8 +226,14 @@ class ProcessorRegistry:
         max_retries: int | None = None,
         priority: Priority | str | None = None,
         description: str = "",
+        payload: type[msgspec.Struct] | None = None,
     ) -> None:
-        """Register ``func`` as the processor of ``task_type`` with the type's defaults."""
+        """Register ``func`` as the processor of ``task_type`` with the type's defaults.
+
+        ``payload`` (a :class:`msgspec.Struct` subclass) types the payload: it is checked before
+        ``func`` runs, a payload that does not fit fails the task for good with an error naming
+        the field (``payload.url: Expected str, got int``), and ``ctx.payload`` is the Struct.
+        """
         problem = task_type_problem(task_type)
         if problem is not None:
             raise ValueError(problem)
@@ -178,7 +249,8 @@ class ProcessorRegistry:
             )
         self._specs[task_type] = ProcessorSpec(
             task_type=task_type,
-            func=func,
+            func=typed_processor(func, payload) if payload is not None else func,
+            payload_type=payload,
             is_async=inspect.iscoroutinefunction(func),
             plugin=self._plugin,
             version=self._version,
@@ -233,21 +305,24 @@ def load_plugins(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     skip_broken: bool = False,
     extra: tuple[object, ...] = (),
+    entry_points: bool = True,
 ) -> LoadedPlugins:
     """Import every plugin of the ``taskqueue`` entry-point group and collect its processors.
 
     A plugin that fails to import or register stops start-up with :class:`PluginLoadError`
     (naming the plugin and the error) unless ``skip_broken``, when it is logged and left out.
-    ``extra`` are plugin objects registered directly, for tests and embedding applications.
+    ``extra`` are plugin objects registered directly (for tests, embedding applications and
+    ``--processors``); ``entry_points=False`` loads only those. A wrong ``[plugins.<name>]``
+    setting raises ConfigError (naming the key) unless ``skip_broken``; a table that no
+    plugin answers to (``[plugins.htp]``) raises ConfigError always.
     """
     manager = pluggy.PluginManager("taskqueue")
     manager.add_hookspecs(hookspecs)
     registry = ProcessorRegistry(settings)
     broken: dict[str, str] = {}
     candidates: list[tuple[str, str, Callable[[], object]]] = []
-    for ep in sorted(
-        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
-    ):
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points else ()
+    for ep in sorted(found, key=lambda e: e.name):
         dist = ep.dist
         version = f"{dist.name} {dist.version}" if dist is not None else ep.value
         candidates.append((ep.name, version, ep.load))
@@ -259,26 +334,20 @@ def load_plugins(
         try:
             plugin = load()
             manager.register(plugin, name=name)
-            registry._registering(name, version)
-            _register_one(plugin, registry)
+            registry.register(plugin, name=name, version=version)
         except Exception as exc:
             if manager.get_plugin(name) is not None:
                 manager.unregister(name=name)
+            if isinstance(exc, ConfigError) and not skip_broken:
+                raise  # as it is: its message names the key to fix
             message = f"plugin {name!r} ({version or 'unversioned'}) failed to load: {exc!r}"
             if not skip_broken:
                 raise PluginLoadError(message) from exc
             log.error("%s; skipping it (worker.skip_broken_plugins is on)", message)
             broken[name] = repr(exc)
+    check_plugin_tables(settings or {}, [name for name, _, _ in candidates])
     return LoadedPlugins(manager=manager, registry=registry, broken=broken)
 
 
 def _same(obj: object) -> object:
     return obj
-
-
-def _register_one(plugin: object, registry: ProcessorRegistry) -> None:
-    """Call one plugin's ``taskqueue_register_processors``, so each processor is credited
-    to the plugin (and version) that registered it."""
-    impl = getattr(plugin, "taskqueue_register_processors", None)
-    if impl is not None:
-        impl(registry=registry)

@@ -1,5 +1,5 @@
-"""``taskqueue config check``: validate the configuration the daemon would start with and
-print it, secrets masked, as a TOML file that reads back."""
+"""``taskqueue config check``: validate the configuration the daemon would start with (plugin
+settings included) and print it, secrets masked, as a TOML file that reads back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from taskqueue.cli.common import client_options, load
+from taskqueue.cli.daemon import plugins_for
 from taskqueue.cli.output import Output
 from taskqueue.cli.views import config_toml
 from taskqueue.config import CONFIG_ENV_VAR
@@ -23,10 +24,13 @@ def config_group() -> None:
 @client_options
 def config_check(config_path: str | None, json_mode: bool, **flags: Any) -> None:
     """Validate the configuration (file, TASKQUEUE_* variables, flags) and print the effective
-    result with secrets masked. Exit 2 with the reason if it is wrong."""
+    result with secrets masked. Exit 2 with the reason if it is wrong.
+
+    The plugins are loaded too, so that each reads its ``[plugins.<name>]`` table through its
+    declared settings: a misspelled key there fails here as it would at daemon start."""
     config = load(config_path, flags)
     out = Output(json_mode=json_mode)
-    masked = config.masked()
+    masked = config.masked(plugins_for(config).registry.plugin_settings)
     if json_mode:
         out.json(masked)
         return

@@ -26,6 +26,7 @@ from taskqueue.cli.common import (
     stack_options,
 )
 from taskqueue.config import Config
+from taskqueue.errors import ConfigError
 from taskqueue.logs import configure_logging
 from taskqueue.processors import LoadedPlugins, PluginLoadError, load_plugins
 
@@ -54,9 +55,12 @@ def server_options(func: Any) -> Any:
 
 
 def plugins_for(config: Config) -> LoadedPlugins:
-    """The installed plugins, or exit 1 naming the one that failed to load."""
+    """The installed plugins, or exit 1 naming the one that failed to load (2 for a wrong
+    ``[plugins.<name>]`` setting, like any other configuration error)."""
     try:
         return load_plugins(settings=config.plugins, skip_broken=config.worker.skip_broken_plugins)
+    except ConfigError as exc:
+        fail(str(exc))
     except PluginLoadError as exc:
         fail(f"{exc} (set worker.skip_broken_plugins = true to start without it)", EXIT_FAILED)
 

@@ -22,7 +22,7 @@ from taskqueue_plugin_http.errors import (
 )
 from taskqueue_plugin_http.payload import HttpRequestSpec, parse_payload
 from taskqueue_plugin_http.processor import HttpRequestProcessor
-from taskqueue_plugin_http.settings import HttpSettings, parse_settings
+from taskqueue_plugin_http.settings import HttpSettings
 
 TASK_TYPE = "http.request"
 
@@ -30,7 +30,7 @@ TASK_TYPE = "http.request"
 @hookimpl
 def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     """Register ``http.request`` with the operator's ``[plugins.http]`` settings."""
-    settings = parse_settings(registry.settings)
+    settings = registry.settings_as(HttpSettings)
     processor = HttpRequestProcessor(settings)
     registry.add(
         TASK_TYPE,
@@ -56,6 +56,5 @@ __all__ = [
     "UnexpectedStatusError",
     "non_public_reason",
     "parse_payload",
-    "parse_settings",
     "taskqueue_register_processors",
 ]

@@ -1,116 +1,55 @@
-"""The ``[plugins.http]`` settings: names, defaults and validation. No I/O here."""
+"""The ``[plugins.http]`` settings, declared with the core's settings engine. No I/O here.
+
+The core reads the table through this class: units (``max_response_bytes = "1MiB"``,
+``timeout = "1m"``), limits, and errors that name ``plugins.http.<key>`` come from there.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
-from taskqueue.errors import ConfigError
-from taskqueue_plugin_http.addresses import AddressPolicy, IPNetwork
-
-SECTION = "[plugins.http]"
-MIB = 1024 * 1024
+from taskqueue.plugin import setting, settings_class
+from taskqueue_plugin_http.addresses import AddressPolicy
 
 
-@dataclass(frozen=True, slots=True)
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _one_line(text: str) -> bool:
+    return not any(c in text for c in "\r\n\0")
+
+
+@settings_class
 class HttpSettings:
-    """Operator settings of ``http.request``; see the package README for each one."""
+    """Operator settings of ``http.request``; see the package README for each one.
 
-    allow_private_networks: bool = False
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    max_response_bytes: int = MIB
-    result_body_bytes: int = 64 * 1024
-    max_redirects: int = 5
-    user_agent: str = "taskqueue-plugin-http/0.1"
+    Safe by default: private, loopback and link-local addresses are refused until
+    ``allow_private_networks`` or ``allowed_networks`` says otherwise.
+    """
+
+    _section: ClassVar[str] = "plugins.http"
+
+    allow_private_networks: bool = setting(False)
+    allowed_networks: tuple[str, ...] = setting(
+        (), check=_is_network, expected='a list of networks such as ["10.1.2.0/24"]'
+    )
+    max_response_bytes: int = setting("1MiB", kind="size", positive=True)
+    result_body_bytes: int = setting("64KiB", kind="size", positive=True)
+    max_redirects: int = setting(5, minimum=0)
+    user_agent: str = setting(
+        "taskqueue-plugin-http/0.1", check=_one_line, expected="a one-line string"
+    )
     #: The task type's default timeout and retries, used when a submission sets none.
-    timeout: float | None = 60.0
-    max_retries: int | None = None
+    timeout: float | None = setting("1m", kind="duration", positive=True)
+    max_retries: int | None = setting(None, minimum=0)
 
     @property
     def policy(self) -> AddressPolicy:
-        return AddressPolicy(self.allow_private_networks, self.allowed_networks)
-
-
-_FIELDS = frozenset(HttpSettings.__dataclass_fields__)
-
-
-def parse_settings(table: Mapping[str, Any]) -> HttpSettings:
-    """Build settings from the plugin's config table, or raise ConfigError naming the key."""
-    unknown = sorted(set(table) - _FIELDS)
-    if unknown:
-        known = ", ".join(sorted(_FIELDS))
-        raise ConfigError(f"{SECTION} {unknown[0]}: unknown setting; the settings are {known}")
-    defaults = HttpSettings()
-    return HttpSettings(
-        allow_private_networks=_bool(table, "allow_private_networks", False),
-        allowed_networks=_networks(table.get("allowed_networks", [])),
-        max_response_bytes=_positive_int(table, "max_response_bytes", defaults.max_response_bytes),
-        result_body_bytes=_positive_int(table, "result_body_bytes", defaults.result_body_bytes),
-        max_redirects=_non_negative_int(table, "max_redirects", defaults.max_redirects),
-        user_agent=_string(table, "user_agent", defaults.user_agent),
-        timeout=_optional_seconds(table, "timeout", defaults.timeout),
-        max_retries=(
-            None if "max_retries" not in table else _non_negative_int(table, "max_retries", 0)
-        ),
-    )
-
-
-def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{SECTION} {key}: expected true or false, got {value!r}")
-    return value
-
-
-def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{SECTION} {key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _non_negative_int(table: Mapping[str, Any], key: str, default: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{SECTION} {key}: expected an integer >= 0, got {value!r}")
-    return value
-
-
-def _string(table: Mapping[str, Any], key: str, default: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{SECTION} {key}: expected a one-line string, got {value!r}")
-    return value
-
-
-def _optional_seconds(table: Mapping[str, Any], key: str, default: float | None) -> float | None:
-    value = table.get(key, default)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (value > 0 and math.isfinite(value))
-    ):
-        raise ConfigError(f"{SECTION} {key}: expected a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _networks(value: Any) -> tuple[IPNetwork, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(
-            f"{SECTION} allowed_networks: expected a list of networks such as"
-            f' ["10.1.2.0/24"], got {value!r}'
-        )
-    networks: list[IPNetwork] = []
-    for item in value:
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"{SECTION} allowed_networks: {item!r} is not a network such as 10.1.2.0/24"
-            ) from None
-    return tuple(networks)
+        networks = tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
+        return AddressPolicy(self.allow_private_networks, networks)

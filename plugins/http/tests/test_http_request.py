@@ -25,11 +25,12 @@ from taskqueue_plugin_http import (
     ResponseTooLargeError,
     UnexpectedStatusError,
     parse_payload,
-    parse_settings,
 )
 from taskqueue_plugin_http.addresses import AddressPolicy, IPAddress
+from taskqueue_plugin_http.settings import HttpSettings
 from taskqueue_plugin_http.transport import GuardedBackend, Resolver
 
+from taskqueue.config.plugins import parse_plugin_settings
 from taskqueue.errors import ConfigError
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.plugin import TaskContext
@@ -127,6 +128,11 @@ def context(payload: Any) -> TaskContext:
         started_ms=0,
     )
     return TaskContext(task, worker_id="w", logger=logging.getLogger("t"))
+
+
+def parse_settings(table: dict[str, Any]) -> HttpSettings:
+    """``table`` as the daemon reads ``[plugins.http]``."""
+    return parse_plugin_settings(HttpSettings, "http", table)
 
 
 def processor(**settings: Any) -> HttpRequestProcessor:
@@ -429,18 +435,35 @@ def test_a_payload_that_is_not_an_object_is_refused() -> None:
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
-        ({"allow_private_network": True}, "unknown setting"),
-        ({"allow_private_networks": "yes"}, "true or false"),
-        ({"max_response_bytes": 0}, "positive integer"),
-        ({"allowed_networks": ["10.0.0.0/33"]}, "not a network"),
-        ({"timeout": -5}, "positive number"),
+        (
+            {"allow_private_network": True},
+            "plugins.http.allow_private_network: unknown setting; "
+            "did you mean plugins.http.allow_private_networks?",
+        ),
+        (
+            {"allow_private_networks": "yes"},
+            'plugins.http.allow_private_networks = "yes": expected true or false',
+        ),
+        ({"max_response_bytes": 0}, "plugins.http.max_response_bytes = 0: expected a size"),
+        (
+            {"allowed_networks": ["10.0.0.0/33"]},
+            'plugins.http.allowed_networks = ["10.0.0.0/33"]: expected a list of networks',
+        ),
+        ({"timeout": -5}, "plugins.http.timeout = -5: expected a duration"),
     ],
 )
 def test_bad_settings_stop_registration_naming_the_key(
     settings: dict[str, Any], words: str
 ) -> None:
-    with pytest.raises(ConfigError, match=words):
+    with pytest.raises(ConfigError) as caught:
         parse_settings(settings)
+    assert str(caught.value).startswith(words)
+
+
+def test_sizes_and_durations_are_read_in_units() -> None:
+    settings = parse_settings({"max_response_bytes": "256KiB", "timeout": "1m30s"})
+    assert (settings.max_response_bytes, settings.timeout) == (256 * 1024, 90.0)
+    assert HttpSettings().allow_private_networks is False  # safe by default
 
 
 # --- the plugin as the daemon loads it ---------------------------------------------------------

@@ -18,9 +18,9 @@ from taskqueue_plugin_shell.errors import (
     ShellPayloadError,
     ShellTaskError,
 )
-from taskqueue_plugin_shell.payload import ShellCommandSpec, parse_payload
+from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.processor import ShellRunProcessor
-from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings, parse_settings
+from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings, resolve_allowlist
 
 TASK_TYPE = "shell.run"
 
@@ -30,15 +30,17 @@ log = logging.getLogger(__name__)
 @hookimpl
 def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     """Register ``shell.run`` with the operator's ``[plugins.shell]`` settings."""
-    settings = parse_settings(registry.settings)
-    if not settings.allowed:
+    settings = registry.settings_as(ShellSettings)
+    allowed = resolve_allowlist(settings.allowed_executables)
+    if not allowed:
         log.info("shell.run refuses every task: [plugins.shell] allowed_executables is empty")
-    processor = ShellRunProcessor(settings)
+    processor = ShellRunProcessor(settings, allowed)
     registry.add(
         TASK_TYPE,
         processor.run,
         timeout=settings.timeout,
         max_retries=settings.max_retries,
+        payload=ShellCommandSpec,
         description="Run an allowlisted executable (no shell) with capped output.",
     )
 
@@ -55,7 +57,6 @@ __all__ = [
     "ShellRunProcessor",
     "ShellSettings",
     "ShellTaskError",
-    "parse_payload",
-    "parse_settings",
+    "resolve_allowlist",
     "taskqueue_register_processors",
 ]

@@ -11,9 +11,9 @@ import trio
 
 from taskqueue.plugin import TaskContext
 from taskqueue_plugin_shell.errors import CommandFailedError, CommandStartError, ShellPayloadError
-from taskqueue_plugin_shell.payload import ShellCommandSpec, parse_payload
+from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.process import Completed, run_capped
-from taskqueue_plugin_shell.settings import BASE_ENV, ShellSettings
+from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings
 
 _STDERR_TAIL_CHARS = 1000
 
@@ -21,8 +21,9 @@ _STDERR_TAIL_CHARS = 1000
 class ShellRunProcessor:
     """Runs ``shell.run`` tasks with one set of operator settings."""
 
-    def __init__(self, settings: ShellSettings) -> None:
+    def __init__(self, settings: ShellSettings, allowed: Allowlist) -> None:
         self.settings = settings
+        self.allowed = allowed
 
     def environment(self, spec: ShellCommandSpec) -> dict[str, str]:
         """:data:`BASE_ENV`, then the operator's ``env``, then the payload's ``env``."""
@@ -30,8 +31,8 @@ class ShellRunProcessor:
 
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         """Run an allowlisted executable (never a shell); fail on an unexpected exit code."""
-        spec = parse_payload(ctx.payload)
-        executable = self.settings.allowed.executable_for(spec.argv[0])
+        spec: ShellCommandSpec = ctx.payload  # checked by the core: registered as the payload
+        executable = self.allowed.executable_for(spec.argv[0])
         argv = (executable, *spec.argv[1:])
         if spec.cwd is not None and not await trio.Path(spec.cwd).is_dir():
             raise ShellPayloadError(f"cwd: {spec.cwd!r} is not a directory", field="cwd")
@@ -46,7 +47,7 @@ class ShellRunProcessor:
                 argv,
                 env=self.environment(spec),
                 cwd=cwd,
-                stdin=spec.stdin,
+                stdin=spec.stdin_bytes,
                 max_output_bytes=self.settings.max_output_bytes,
                 kill_grace_period=self.settings.kill_grace_period,
             )

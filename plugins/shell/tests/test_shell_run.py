@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -11,22 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import taskqueue_plugin_shell
 import trio
 from taskqueue_plugin_shell import (
     BASE_ENV,
     TASK_TYPE,
     CommandFailedError,
     ExecutableNotAllowedError,
+    ShellCommandSpec,
     ShellPayloadError,
-    ShellRunProcessor,
-    parse_payload,
-    parse_settings,
+    ShellSettings,
+    resolve_allowlist,
 )
 
-from taskqueue.errors import ConfigError
+from taskqueue.config.plugins import parse_plugin_settings
+from taskqueue.errors import ConfigError, InvalidPayloadError, PermanentError
 from taskqueue.models import ClaimedTask, Priority
-from taskqueue.plugin import TaskContext
+from taskqueue.payloads import decode_payload
+from taskqueue.plugin import ProcessorRegistry, TaskContext
 from taskqueue.processors import load_plugins
+from taskqueue.testing import plugin_registry, run_processor
 
 
 def context(payload: Any) -> TaskContext:
@@ -44,12 +50,24 @@ def context(payload: Any) -> TaskContext:
     return TaskContext(task, worker_id="w", logger=logging.getLogger("t"))
 
 
-def processor(*allowed: str, **settings: Any) -> ShellRunProcessor:
-    return ShellRunProcessor(parse_settings({"allowed_executables": list(allowed), **settings}))
+def parse_settings(table: dict[str, Any]) -> ShellSettings:
+    """``table`` as the daemon reads ``[plugins.shell]``."""
+    return parse_plugin_settings(ShellSettings, "shell", table)
+
+
+def registry(*allowed: str, **settings: Any) -> ProcessorRegistry:
+    """shell.run as the daemon registers it, with ``allowed`` as the allowlist."""
+    return plugin_registry(
+        taskqueue_plugin_shell,
+        name="shell",
+        settings={"allowed_executables": list(allowed), **settings},
+    )
 
 
 async def run(payload: Any, *allowed: str, **settings: Any) -> dict[str, Any]:
-    return await processor(*allowed, **settings).run(context(payload))
+    done = await run_processor(registry(*allowed, **settings), TASK_TYPE, payload)
+    result: dict[str, Any] = done.value
+    return result
 
 
 def process_is_gone(pid: int) -> bool:
@@ -89,7 +107,7 @@ async def wait_for_pid_file(path: Path) -> int:
 
 async def test_with_the_default_empty_allowlist_every_task_is_refused() -> None:
     with pytest.raises(ExecutableNotAllowedError) as info:
-        await ShellRunProcessor(parse_settings({})).run(context({"argv": ["echo", "hi"]}))
+        await run({"argv": ["echo", "hi"]})
     assert "shell.run is disabled" in str(info.value)
     assert "[plugins.shell] allowed_executables" in str(info.value)
 
@@ -117,8 +135,8 @@ async def test_executables_not_on_the_allowlist_are_refused(argv0: str) -> None:
 
 
 def test_a_shell_string_is_refused_with_a_hint_to_split_it() -> None:
-    with pytest.raises(ShellPayloadError, match="never go through a shell") as info:
-        parse_payload({"argv": "echo hi"})
+    with pytest.raises(InvalidPayloadError, match="never go through a shell") as info:
+        decode_payload(ShellCommandSpec, {"argv": "echo hi"})
     assert info.value.field == "argv"
 
 
@@ -172,8 +190,8 @@ async def test_the_environment_is_minimal_plus_operator_env_plus_payload_env(
 
 @pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES"])
 def test_a_task_cannot_set_variables_that_change_which_code_runs(name: str) -> None:
-    with pytest.raises(ShellPayloadError, match=f"{name} cannot be set by a task") as info:
-        parse_payload({"argv": ["x"], "env": {name: "/tmp/evil"}})
+    with pytest.raises(InvalidPayloadError, match=f"{name} cannot be set by a task") as info:
+        decode_payload(ShellCommandSpec, {"argv": ["x"], "env": {name: "/tmp/evil"}})
     assert info.value.field == "env"
 
 
@@ -226,10 +244,10 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(
     # `trap "" TERM` makes the shell ignore SIGTERM, and exec keeps it ignored in sleep.
     script = "trap '' TERM; echo $$ > pid; exec sleep 30"
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
-    proc = processor("sh", kill_grace_period=0.5)
+    settings = {"kill_grace_period": 0.5}
     with trio.fail_after(10):  # a bug here would otherwise hang the test run
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(proc.run, context(payload))
+            nursery.start_soon(functools.partial(run, payload, "sh", **settings))
             pid = await wait_for_pid_file(tmp_path / "pid")
             cancelled_at = time.monotonic()
             nursery.cancel_scope.cancel()  # what the task's timeout does
@@ -243,7 +261,7 @@ async def test_cancelling_kills_what_the_process_spawned(tmp_path: Path) -> None
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(processor("sh").run, context(payload))
+            nursery.start_soon(run, payload, "sh")
             grandchild = await wait_for_pid_file(tmp_path / "pid")
             nursery.cancel_scope.cancel()
     assert await eventually(lambda: process_is_gone(grandchild))
@@ -255,7 +273,7 @@ async def test_cancelling_kills_a_spawned_process_that_ignores_sigterm(tmp_path:
     payload = {"argv": ["sh", "-c", script], "cwd": str(tmp_path)}
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(processor("sh", kill_grace_period=0.3).run, context(payload))
+            nursery.start_soon(functools.partial(run, payload, "sh", kill_grace_period=0.3))
             grandchild = await wait_for_pid_file(tmp_path / "pid")
             nursery.cancel_scope.cancel()
     assert await eventually(lambda: process_is_gone(grandchild))
@@ -278,55 +296,60 @@ async def test_a_background_process_left_behind_does_not_hold_the_task(tmp_path:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({}, "argv", "argv: required"),
+        ({}, "argv", "payload.argv: required"),
         ({"argv": []}, "argv", "non-empty list"),
-        ({"argv": ["echo", 1]}, "argv", "item 1 must be a string"),
+        ({"argv": ["echo", 1]}, "argv[1]", "Expected str, got int"),
         ({"argv": ["echo", "a\0b"]}, "argv", "NUL"),
         ({"argv": [""]}, "argv", "empty"),
-        ({"argv": ["echo"], "env": ["A=1"]}, "env", "name -> value"),
+        ({"argv": ["echo"], "env": ["A=1"]}, "env", "Expected object, got array"),
         ({"argv": ["echo"], "env": {"A=B": "1"}}, "env", "not a valid variable name"),
-        ({"argv": ["echo"], "env": {"A": 1}}, "env", "must be a string"),
+        ({"argv": ["echo"], "env": {"A": 1}}, "env[...]", "Expected str, got int"),
         ({"argv": ["echo"], "cwd": "relative/dir"}, "cwd", "absolute path"),
-        ({"argv": ["echo"], "stdin": b"x".hex().encode()}, "stdin", "expected a string"),
-        ({"argv": ["echo"], "expected_exit": 0}, "expected_exit", "non-empty list"),
-        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit", "not an exit code"),
+        ({"argv": ["echo"], "stdin": 5}, "stdin", "Expected str | null, got int"),
+        ({"argv": ["echo"], "expected_exit": 0}, "expected_exit", "Expected array, got int"),
+        ({"argv": ["echo"], "expected_exit": []}, "expected_exit", "length >= 1"),
+        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit[0]", "Expected int <= 255"),
         ({"argv": ["echo"], "shell": True}, "shell", "unknown field"),
     ],
 )
 def test_invalid_payloads_are_refused_naming_the_field(
     payload: dict[str, Any], field: str, words: str
 ) -> None:
-    with pytest.raises(ShellPayloadError, match=words) as info:
-        parse_payload(payload)
+    with pytest.raises(InvalidPayloadError, match=re.escape(words)) as info:
+        decode_payload(ShellCommandSpec, payload)
     assert info.value.field == field
-    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"payload.{field}: ")
+    assert isinstance(info.value, PermanentError)  # no retry: it would fail the same way
 
 
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
-        ({"allowed_executables": "echo"}, "expected a list"),
+        ({"allowed_executables": "echo"}, 'allowed_executables = "echo": expected a list'),
         ({"allowed_executables": ["no-such-executable-here"]}, "not found on the daemon's PATH"),
-        ({"allowed_executables": ["bin/echo"]}, "absolute path or a bare name"),
+        ({"allowed_executables": ["bin/echo"]}, "absolute paths or bare names"),
         ({"allowed_executables": ["/etc/passwd"]}, "not an executable file"),
-        ({"max_output_bytes": 0}, "positive integer"),
-        ({"kill_grace_period": -1}, "seconds >= 0"),
+        ({"max_output_bytes": 0}, "max_output_bytes = 0: expected a size"),
+        ({"kill_grace_period": -1}, "kill_grace_period = -1: expected a duration"),
         ({"cwd": "/no/such/dir"}, "absolute directory path"),
-        ({"allowed_executable": ["echo"]}, "unknown setting"),
+        ({"env": {"A=B": "x"}}, "env = "),
+        ({"allowed_executable": ["echo"]}, "allowed_executable: unknown setting; did you mean"),
     ],
 )
 def test_bad_settings_stop_registration_naming_the_key(
     settings: dict[str, Any], words: str
 ) -> None:
-    with pytest.raises(ConfigError, match=words):
-        parse_settings(settings)
+    with pytest.raises(ConfigError) as caught:
+        resolve_allowlist(parse_settings(settings).allowed_executables)
+    assert str(caught.value).startswith("plugins.shell.")
+    assert words in str(caught.value)
 
 
 def test_names_are_resolved_on_the_path_given_at_registration(tmp_path: Path) -> None:
     tool = tmp_path / "tool"
     tool.write_text("#!/bin/sh\necho tool\n")
     tool.chmod(0o755)
-    allowed = parse_settings({"allowed_executables": ["tool"]}, path=str(tmp_path)).allowed
+    allowed = resolve_allowlist(["tool"], path=str(tmp_path))
     assert allowed.executable_for("tool") == str(tool)
     assert allowed.executable_for(str(tool)) == str(tool)
 
@@ -342,7 +365,7 @@ async def test_the_entry_point_registers_shell_run_with_its_settings() -> None:
     )
     spec = loaded.registry[TASK_TYPE]
     assert (spec.plugin, spec.is_async, spec.timeout, spec.max_retries) == ("shell", True, 30, 0)
-    result = await spec.func(context({"argv": ["echo", "via the registry"]}))
+    result = await spec.func(context({"argv": ["echo", "via the registry"]}))  # typed by spec
     assert result["stdout"] == "via the registry\n"
 
 
