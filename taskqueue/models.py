@@ -292,7 +292,10 @@ T = TypeVar("T")
 
 #: msgspec's errors end with where they happened: "Expected `int`, got `str` - at `$.a[0].b`".
 _WHERE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]+)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]+)`$")
+#: A ``__post_init__`` check names its field the same way: ``ValueError("url: must be https")``.
+_NAMED = re.compile(r"^([A-Za-z_]\w*): (.+)$", re.DOTALL)
 
 
 def validated(value: object, kind: type[T], *, prefix: str = "") -> T:
@@ -309,30 +312,39 @@ def invalid_field(
     exc: msgspec.ValidationError, kind: object, value: object, *, prefix: str = ""
 ) -> InvalidTaskError:
     """The :class:`~taskqueue.errors.InvalidTaskError` for one of msgspec's errors about
-    ``value`` (decoded as plain data) as ``kind``: the field named as a dotted path, and the
-    message completed with the value given and, for an enum, the values it may take."""
-    match = _WHERE.match(str(exc))
+    ``value`` (plain data) as ``kind``: the field named as a dotted path, and the message
+    completed with the value given, the fields an object may have, or an enum's values."""
+    field, message = describe(str(exc), kind, value)
+    field = ".".join(part for part in (prefix, field) if part)
+    return InvalidTaskError(f"{field}: {message}" if field else message, field=field or None)
+
+
+def describe(error: str, kind: object, value: object) -> tuple[str, str]:
+    """One of msgspec's messages as (the dotted field it names, what is wrong with it)."""
+    match = _WHERE.match(error)
     assert match is not None  # the pattern matches any text
     message = match["message"]
     parts = [part for part in re.split(r"[.\[\]]+", match["path"] or "") if part]
-    named = _NAMED_FIELD.match(message)
-    if named is not None:
-        parts.append(named[1])
-        message = "unknown field" if "unknown" in message else "this field is required"
-    else:
-        given = _at(value, parts)
-        shown = "" if given is _MISSING else _show(given)
-        if "matching regex" in message:  # only a task type has a pattern
-            message = f"invalid task type {shown}: {TYPE_RULE}"
-        elif "got `" in message and shown:
-            message += f" ({shown})"
-        elif shown and not (isinstance(given, str) and shown in message):
-            message += f", not {shown}"
-        choices = _enum_choices(kind, parts)
-        if choices:
-            message += f"; expected one of {choices}"
-    field = ".".join([*([prefix] if prefix else []), *parts])
-    return InvalidTaskError(f"{field}: {message}" if field else message, field=field or None)
+    at = _type_at(kind, parts)
+    if missing := _MISSING_FIELD.match(message):
+        return ".".join([*parts, missing[1]]), "this field is required"
+    if unknown := _UNKNOWN_FIELD.match(message):
+        known = ", ".join(f.name for f in at.fields) if isinstance(at, mi.StructType) else ""
+        expected = f"; expected one of {known}" if known else ""
+        return ".".join([*parts, unknown[1]]), f"unknown field{expected}"
+    if isinstance(at, mi.StructType) and (named := _NAMED.match(message)):
+        return ".".join([*parts, named[1]]), named[2]
+    given = _at(value, parts)
+    shown = "" if given is _MISSING else _show(given)
+    if "matching regex" in message:  # only a task type has a pattern
+        message = f"invalid task type {shown}: {TYPE_RULE}"
+    elif "got `" in message and shown:
+        message += f" ({shown})"
+    elif shown and not (isinstance(given, str) and shown in message):
+        message += f", not {shown}"
+    if isinstance(at, mi.EnumType):
+        message += "; expected one of " + ", ".join(str(m.value) for m in at.cls)
+    return ".".join(parts), message.replace("`", "")
 
 
 _MISSING = object()
@@ -350,27 +362,23 @@ def _at(value: object, parts: list[str]) -> object:
     return value
 
 
-def _enum_choices(kind: object, parts: list[str]) -> str:
-    """The values of the enum at ``parts`` in ``kind`` (a Struct), or "" when it is none."""
-    info = mi.type_info(kind)
+def _type_at(kind: object, parts: list[str]) -> mi.Type | None:
+    """The type at the path ``parts`` inside ``kind``, without annotations or ``| None``
+    (None where the path leads nowhere the type says)."""
+    info: mi.Type | None = _unwrap(mi.type_info(kind))
     for part in parts:
-        info = _unwrap(info)
         if isinstance(info, mi.StructType):
             fields = {f.name: f.type for f in info.fields}
-            if part not in fields:
-                return ""
-            info = fields[part]
-        elif isinstance(info, mi.ListType):
-            info = info.item_type
+            info = _unwrap(fields[part]) if part in fields else None
+        elif isinstance(info, mi.ListType | mi.DictType):
+            inner = info.item_type if isinstance(info, mi.ListType) else info.value_type
+            info = _unwrap(inner)
         else:
-            return ""
-    info = _unwrap(info)
-    if isinstance(info, mi.EnumType):
-        return ", ".join(str(member.value) for member in info.cls)
-    return ""
+            return None
+    return info
 
 
-def _unwrap(info: Any) -> Any:
+def _unwrap(info: mi.Type) -> mi.Type:
     """The type inside annotations and ``| None``."""
     while True:
         if isinstance(info, mi.Metadata):

@@ -133,7 +133,7 @@ def test_submit_count_prints_one_id_per_task(daemon: Daemon) -> None:
     ("args", "message"),
     [
         (["--payload", "{oops"], "--payload is not JSON: Expecting property name"),
-        (["--max-retries", "5000"], "max_retries: Expected `int` <= 1000, not 5000"),
+        (["--max-retries", "5000"], "max_retries: Expected int <= 1000, not 5000"),
         (["--priority", "urgent"], "Invalid value for '--priority'"),
         (["--delay", "soon"], "Invalid value for '--delay'"),
         (["--count", "2", "--wait"], "--wait follows one task"),

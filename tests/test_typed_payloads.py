@@ -50,8 +50,8 @@ def registry() -> ProcessorRegistry:
 @pytest.mark.parametrize(
     ("payload", "message", "field"),
     [
-        ({"url": 5}, "payload.url: Expected str, got int", "url"),
-        ({}, "payload.url: required", "url"),
+        ({"url": 5}, "payload.url: Expected str, got int (5)", "url"),
+        ({}, "payload.url: this field is required", "url"),
         ({"url": "https://a", "retries": 11}, "payload.retries: Expected int <= 10", "retries"),
         (
             {"url": "https://a", "retry": 1},
@@ -99,7 +99,7 @@ async def test_through_a_worker_a_bad_payload_is_dead_lettered_without_running_o
     assert bad_task.state is TaskState.DEAD
     assert bad_task.attempt == 1  # no retries spent
     assert bad_task.error is not None
-    assert "payload.url: Expected str, got int" in bad_task.error
+    assert "payload.url: Expected str, got int (5)" in bad_task.error
     assert good_task.state is TaskState.SUCCEEDED
     assert good_task.result == {"url": "https://ok", "retries": 0}
     assert ran == [Webhook(url="https://ok")]

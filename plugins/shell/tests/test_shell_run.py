@@ -296,19 +296,19 @@ async def test_a_background_process_left_behind_does_not_hold_the_task(tmp_path:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({}, "argv", "payload.argv: required"),
+        ({}, "argv", "payload.argv: this field is required"),
         ({"argv": []}, "argv", "non-empty list"),
-        ({"argv": ["echo", 1]}, "argv[1]", "Expected str, got int"),
+        ({"argv": ["echo", 1]}, "argv.1", "Expected str, got int"),
         ({"argv": ["echo", "a\0b"]}, "argv", "NUL"),
         ({"argv": [""]}, "argv", "empty"),
         ({"argv": ["echo"], "env": ["A=1"]}, "env", "Expected object, got array"),
         ({"argv": ["echo"], "env": {"A=B": "1"}}, "env", "not a valid variable name"),
-        ({"argv": ["echo"], "env": {"A": 1}}, "env[...]", "Expected str, got int"),
+        ({"argv": ["echo"], "env": {"A": 1}}, "env", "Expected str, got int"),
         ({"argv": ["echo"], "cwd": "relative/dir"}, "cwd", "absolute path"),
         ({"argv": ["echo"], "stdin": 5}, "stdin", "Expected str | null, got int"),
         ({"argv": ["echo"], "expected_exit": 0}, "expected_exit", "Expected array, got int"),
         ({"argv": ["echo"], "expected_exit": []}, "expected_exit", "length >= 1"),
-        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit[0]", "Expected int <= 255"),
+        ({"argv": ["echo"], "expected_exit": [256]}, "expected_exit.0", "Expected int <= 255"),
         ({"argv": ["echo"], "shell": True}, "shell", "unknown field"),
     ],
 )
