@@ -33,11 +33,11 @@ from grpclib.client import Channel
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from taskqueue.api import h2 as h2_fix
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import GrpcApp, TaskQueueStub, create_grpc_app
+from taskqueue.api.patches import hypercorn_h2 as h2_fix
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.config import load_config
 from taskqueue.daemon.runtime import open_redis

@@ -1,7 +1,7 @@
 """The gRPC soak: 50,000 unary calls on a few long-lived HTTP/2 connections, with the server's
-HTTP/2 fixes (:mod:`taskqueue.api.h2`) in place. Zero calls may fail, the server must serve
-afterwards, and what it holds must return to where it was: no hypercorn stream left alive,
-and the process' memory back near its level after a warm-up.
+HTTP/2 fixes (:mod:`taskqueue.api.patches.hypercorn_h2`) in place. Zero calls may fail, the
+server must serve afterwards, and what it holds must return to where it was: no hypercorn
+stream left alive, and the process' memory back near its level after a warm-up.
 
 The client runs in its own process (grpclib is asyncio-only, and it is CPU-heavy: sharing the
 server's interpreter would halve the throughput); the server runs in the test's trio loop.
@@ -19,8 +19,8 @@ import trio
 from grpc_helpers import GrpcServer, grpc_call, grpc_server, soak_client_command
 from hypercorn.protocol.http_stream import HTTPStream
 
-from taskqueue.api import h2
 from taskqueue.api.grpc import pb
+from taskqueue.api.patches import hypercorn_h2 as h2
 
 CALLS = 50_000
 CHANNELS = 4

@@ -1,7 +1,8 @@
 """The REST soak: 50,000 requests over HTTP/2 on a few long-lived connections, several in flight
-on each, with the server's HTTP/2 fixes (:mod:`taskqueue.api.h2`) in place. Zero requests may
-fail, the server must serve afterwards, and what it holds must return to where it was: no
-hypercorn stream left alive, and the process' memory back near its level after a warm-up.
+on each, with the server's HTTP/2 fixes (:mod:`taskqueue.api.patches.hypercorn_h2`) in place.
+Zero requests may fail, the server must serve afterwards, and what it holds must return to
+where it was: no hypercorn stream left alive, and the process' memory back near its level
+after a warm-up.
 
 The mix is what a busy client does: submit a task (``POST /api/v1/tasks``), read one back
 (``GET /api/v1/tasks/{id}``), look at the queues (``GET /api/v1/queues``). Unlike gRPC, every
@@ -28,7 +29,7 @@ import trio
 from api_helpers import ApiServer, api_server
 from hypercorn.protocol.http_stream import HTTPStream
 
-from taskqueue.api import h2
+from taskqueue.api.patches import hypercorn_h2 as h2
 
 REQUESTS = 50_000
 CONNECTIONS = 4

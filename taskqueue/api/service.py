@@ -7,9 +7,10 @@ HTTP/1.1 by ALPN: a port that still took cleartext would let tokens cross the ne
 
 Before it binds, the service refuses to expose an API without tokens beyond the loopback
 interface unless ``server.allow_unauthenticated_public`` says so (:func:`check_exposure`).
-It applies the HTTP/2 fixes of :mod:`taskqueue.api.h2`, runs the event hub that feeds live
-task events to watchers, and stops gracefully when ``context.shutdown`` is set: no new
-connections, running requests get ``GRACEFUL_TIMEOUT`` seconds to finish, watch streams end.
+It applies the HTTP/2 fixes of :mod:`taskqueue.api.patches.hypercorn_h2`, runs the event hub
+that feeds live task events to watchers, and stops gracefully when ``context.shutdown`` is
+set: no new connections, running requests get ``GRACEFUL_TIMEOUT`` seconds to finish, watch
+streams end.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from taskqueue.api import h2
 from taskqueue.api.asgi import create_app
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
+from taskqueue.api.patches import hypercorn_h2 as h2
 from taskqueue.config import ServerConfig
 from taskqueue.errors import ConfigError
 

@@ -14,7 +14,7 @@ import trio
 from taskqueue.api.errors import ApiError
 from taskqueue.api.grpc.dispatcher import Access
 from taskqueue.api.grpc.gen.grpc.health import v1 as health_pb
-from taskqueue.api.grpc.service import ClosingStreams
+from taskqueue.api.patches.betterproto_streams import ClosingStreams
 from taskqueue.health import Health
 
 #: Services a check may name ("" is the server as a whole).

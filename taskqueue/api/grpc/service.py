@@ -8,17 +8,14 @@ broker's ``timeout``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
-from typing import Any
-
-from betterproto.grpc.grpclib_server import ServiceBase
+from collections.abc import AsyncIterator
 
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import convert
 from taskqueue.api.grpc.context import current_call
 from taskqueue.api.grpc.dispatcher import Access
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
+from taskqueue.api.patches.betterproto_streams import ClosingStreams
 from taskqueue.broker import Broker
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import TaskState
@@ -31,22 +28,6 @@ WRITE_METHODS = frozenset(
 
 def access(method: str) -> Access:
     return Access.WRITE if method in WRITE_METHODS else Access.READ
-
-
-class ClosingStreams(ServiceBase):
-    """Closes a server-streaming handler's generator as soon as its call ends.
-
-    betterproto iterates the generator without closing it, so a call cancelled while it sends
-    would leave the generator suspended (and, here, an event watcher registered) until the
-    garbage collector finalises it; ``aclosing`` runs its ``finally`` blocks at once.
-    """
-
-    async def _call_rpc_handler_server_stream(
-        self, handler: Callable[[Any], Any], stream: Any, request: Any
-    ) -> None:
-        async with aclosing(handler(request)) as responses:
-            async for response in responses:
-                await stream.send_message(response)
 
 
 class TaskQueueService(ClosingStreams, pb.TaskQueueBase):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from importlib.metadata import version
 
 import h2.errors
 import h2.events
@@ -54,10 +53,9 @@ from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
 from hypercorn.trio.tcp_server import TCPServer
 from priority.priority import MissingStreamError
 
-log = logging.getLogger(__name__)
+from taskqueue.api.patches import check
 
-#: The hypercorn releases whose internals these classes were written against and tested on.
-SUPPORTED_HYPERCORN = ("0.17.", "0.18.")
+log = logging.getLogger(__name__)
 
 _GONE = (BufferCompleteError, KeyError, MissingStreamError, h2.exceptions.ProtocolError)
 
@@ -230,17 +228,12 @@ def installed() -> bool:
 def install() -> None:
     """Make hypercorn's trio server use the fixed classes (idempotent, process-wide).
 
-    Raises RuntimeError on a hypercorn release these classes were not written for: their
-    methods override hypercorn internals, and running them blind could break in subtle ways.
+    Raises RuntimeError on a release these classes were not written for (see
+    :func:`taskqueue.api.patches.check`): their methods override hypercorn internals, and
+    running them blind could break in subtle ways.
     """
     if installed():
         return
-    found = version("hypercorn")
-    if not found.startswith(SUPPORTED_HYPERCORN):
-        raise RuntimeError(
-            f"taskqueue.api.h2 fixes hypercorn {' / '.join(SUPPORTED_HYPERCORN)}x, "
-            f"but hypercorn {found} is installed: check the fix against it and extend "
-            "SUPPORTED_HYPERCORN"
-        )
+    check()
     hypercorn.protocol.H2Protocol = ReapingH2Protocol  # type: ignore[attr-defined]
     hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]
