@@ -31,7 +31,15 @@ from taskqueue.broker import (
     Submitted,
     events_from_message,
 )
-from taskqueue.models import Priority, QueueStats, Task, TaskEvent, TaskState, WorkerInfo
+from taskqueue.models import (
+    DEFAULT_PAGE,
+    Priority,
+    QueueStats,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 from taskqueue.redis import Redis, RedisAddress, Subscription
 
 if TYPE_CHECKING:
@@ -189,7 +197,7 @@ class Client:
         state: TaskState | str,
         *,
         task_type: str | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> Page:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
@@ -216,7 +224,7 @@ class Client:
     # -- the dead-letter queue ---------------------------------------------------------------
 
     async def dead_letters(
-        self, *, task_type: str | None = None, limit: int = 100, cursor: str | None = None
+        self, *, task_type: str | None = None, limit: int = DEFAULT_PAGE, cursor: str | None = None
     ) -> Page:
         """One page of the dead-letter queue, newest death first."""
         return await self.broker.list_tasks(

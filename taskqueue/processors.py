@@ -23,7 +23,7 @@ from taskqueue import hookspecs
 from taskqueue.broker import TypeDefaults, task_type_problem, valid_max_retries, valid_timeout
 from taskqueue.config.plugins import check_plugin_tables, parse_plugin_settings
 from taskqueue.errors import ConfigError
-from taskqueue.models import ClaimedTask, Priority
+from taskqueue.models import MAX_RETRIES_LIMIT, ClaimedTask, Priority
 from taskqueue.payloads import decode_payload, is_payload_type
 
 ENTRY_POINT_GROUP = "taskqueue"
@@ -240,7 +240,9 @@ class ProcessorRegistry:
         if timeout is not None and not valid_timeout(timeout):
             raise ValueError(f"{task_type}: timeout must be above 0 and at most a week")
         if max_retries is not None and not valid_max_retries(max_retries):
-            raise ValueError(f"{task_type}: max_retries must be a whole number from 0 to 1000")
+            raise ValueError(
+                f"{task_type}: max_retries must be a whole number from 0 to {MAX_RETRIES_LIMIT}"
+            )
         if task_type in self._specs:
             other = self._specs[task_type]
             raise ValueError(

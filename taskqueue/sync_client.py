@@ -34,7 +34,7 @@ from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import wall_clock_ms
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
-from taskqueue.models import Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import DEFAULT_PAGE, Priority, QueueStats, Task, TaskState, WorkerInfo
 from taskqueue.redis import (
     AuthenticationError,
     RedisAddress,
@@ -237,7 +237,7 @@ class SyncClient:
         state: TaskState | str,
         *,
         task_type: str | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> Page:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
@@ -266,7 +266,7 @@ class SyncClient:
     # -- the dead-letter queue ---------------------------------------------------------------
 
     def dead_letters(
-        self, *, task_type: str | None = None, limit: int = 100, cursor: str | None = None
+        self, *, task_type: str | None = None, limit: int = DEFAULT_PAGE, cursor: str | None = None
     ) -> Page:
         """One page of the dead-letter queue, newest death first."""
         return self.list_tasks(TaskState.DEAD, task_type=task_type, limit=limit, cursor=cursor)

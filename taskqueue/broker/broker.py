@@ -40,7 +40,15 @@ from taskqueue.broker.validation import (
     valid_max_retries,
     valid_timeout,
 )
-from taskqueue.models import ClaimedTask, Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import (
+    DEFAULT_PAGE,
+    ClaimedTask,
+    Priority,
+    QueueStats,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
 from taskqueue.redis import Redis, ResponseError
 
 __all__ = [
@@ -355,7 +363,7 @@ class Broker:
         state: TaskState,
         *,
         task_type: str | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> Page:
         """One page of the tasks in ``state`` (optionally of one type).

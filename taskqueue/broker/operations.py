@@ -43,7 +43,9 @@ from taskqueue.errors import (
 )
 from taskqueue.ids import new_task_ids
 from taskqueue.models import (
+    DEFAULT_PAGE,
     DEFAULT_PRIORITY,
+    MAX_PAGE,
     PRIORITY_ORDER,
     Priority,
     QueueStats,
@@ -169,12 +171,12 @@ def list_tasks(
     state: TaskState,
     *,
     task_type: str | None = None,
-    limit: int = 100,
+    limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
 ) -> Operation[Page]:
     """One page of the tasks in ``state`` (see :meth:`Broker.list_tasks`)."""
-    if not 1 <= limit <= 1000:
-        raise InvalidTaskError("limit must be from 1 to 1000", field="limit")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidTaskError(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     if state is TaskState.PENDING:
         return (yield from _list_pending(keys, task_type, limit, cursor))
     offset = _parse_cursor(cursor, 0)
