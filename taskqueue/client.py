@@ -16,9 +16,8 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import trio
 
@@ -33,8 +32,8 @@ from taskqueue.broker import (
 )
 from taskqueue.models import (
     DEFAULT_PAGE,
-    Priority,
     QueueStats,
+    SubmitOptions,
     Task,
     TaskEvent,
     TaskState,
@@ -117,18 +116,11 @@ class Client:
     # -- submitting --------------------------------------------------------------------------
 
     async def submit(
-        self,
-        type: str,
-        payload: Any = None,
-        *,
-        priority: Priority | str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the task's run-time limit)
-        delay: float | None = None,
-        eta: datetime | float | None = None,
-        idempotency_key: str | None = None,
+        self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]
     ) -> Submitted:
-        """Submit one task. ``timeout`` is the task's run-time limit, not this call's.
+        """Submit one task; ``options`` are the other fields of a :class:`~taskqueue.Submission`
+        (see :class:`~taskqueue.models.SubmitOptions`): its priority, retries, run-time limit
+        (``timeout``: the task's, not this call's), a delay or a start time, an idempotency key.
 
         Unset ``priority``, ``max_retries`` and ``timeout`` take the task type's defaults (as
         its workers registered them), else the client's settings.
@@ -136,18 +128,7 @@ class Client:
         Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
         written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
         """
-        return await self.broker.enqueue(
-            Submission(
-                type=type,
-                payload=payload,
-                priority=priority,
-                max_retries=max_retries,
-                timeout=timeout,
-                delay=delay,
-                eta=eta,
-                idempotency_key=idempotency_key,
-            )
-        )
+        return await self.broker.enqueue(Submission(type=type, payload=payload, **options))
 
     async def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:
         """Submit a batch atomically, in one round trip: all are written, or none."""

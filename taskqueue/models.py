@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypedDict, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -176,6 +176,19 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     idempotency_key: IdempotencyKey | None = None
+
+
+class SubmitOptions(TypedDict, total=False):
+    """A :class:`Submission`'s fields beyond its type and payload, as keyword arguments of the
+    clients' ``submit`` (``client.submit("mail.send", payload, priority="high")``). A test
+    holds the two to the same fields."""
+
+    priority: PriorityName | None
+    max_retries: int | None
+    timeout: float | None
+    delay: float | None
+    eta: datetime | float | None
+    idempotency_key: str | None
 
 
 class Task(Struct, kw_only=True):

@@ -19,9 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import redis
 import redis.exceptions
@@ -34,7 +33,14 @@ from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import wall_clock_ms
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
-from taskqueue.models import DEFAULT_PAGE, Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import (
+    DEFAULT_PAGE,
+    QueueStats,
+    SubmitOptions,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
 from taskqueue.redis import (
     AuthenticationError,
     RedisAddress,
@@ -132,34 +138,15 @@ class SyncClient:
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(
-        self,
-        type: str,
-        payload: Any = None,
-        *,
-        priority: Priority | str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        delay: float | None = None,
-        eta: datetime | float | None = None,
-        idempotency_key: str | None = None,
-    ) -> Submitted:
-        """Submit one task. ``timeout`` is the task's run-time limit, not this call's.
+    def submit(self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]) -> Submitted:
+        """Submit one task; ``options`` are the other fields of a :class:`~taskqueue.Submission`
+        (see :class:`~taskqueue.models.SubmitOptions`): its priority, retries, run-time limit
+        (``timeout``: the task's, not this call's), a delay or a start time, an idempotency key.
 
         Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
         written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
         """
-        submission = Submission(
-            type=type,
-            payload=payload,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            delay=delay,
-            eta=eta,
-            idempotency_key=idempotency_key,
-        )
-        (submitted,) = self.submit_many([submission])
+        (submitted,) = self.submit_many([Submission(type=type, payload=payload, **options)])
         return submitted
 
     def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:

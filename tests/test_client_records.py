@@ -11,7 +11,8 @@ import trio
 from api_helpers import api_server
 from daemon_helpers import daemon_config
 
-from taskqueue import Client, SyncClient
+from taskqueue import Client, Submission, SyncClient
+from taskqueue.models import SubmitOptions
 from taskqueue.redis import Redis
 
 #: Fields that differ between any two submissions: the id and when it was made.
@@ -80,3 +81,10 @@ async def test_unset_options_got_the_configured_defaults(redis_url: str) -> None
     rest, *_ = await stored_hashes(redis_url, MINIMAL)
     assert (rest["priority"], rest["max_retries"], rest["timeout_ms"]) == ("medium", "6", "45000")
     assert rest["state"] == "pending"
+
+
+def test_the_clients_submit_options_are_the_submissions_fields() -> None:
+    """``submit(type, payload, **options)`` takes exactly the other fields of a Submission:
+    a field added to the model cannot be forgotten by the clients' signature."""
+    fields = set(Submission.__struct_fields__) - {"type", "payload"}
+    assert set(SubmitOptions.__annotations__) == fields
