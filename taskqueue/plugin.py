@@ -9,7 +9,8 @@ import pluggy
 
 from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
-from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
+from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.processors import ProcessorRegistry, TaskContext
 
 hookimpl = pluggy.HookimplMarker("taskqueue")
 

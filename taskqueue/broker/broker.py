@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -41,6 +41,7 @@ from taskqueue.broker.validation import (
     valid_timeout,
 )
 from taskqueue.models import ClaimedTask, Priority, QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import Redis, ResponseError
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "ReapResult",
     "ReapedTask",
     "Report",
-    "ReportKind",
     "Submission",
     "Submitted",
     "TypeDefaults",
@@ -71,17 +71,14 @@ __all__ = [
 T = TypeVar("T")
 
 
-#: "rejected": failed for good (the processor raised PermanentError), no retry whatever is left.
-ReportKind = Literal["succeeded", "failed", "rejected", "cancelled", "released"]
-
-
 @attrs.frozen(kw_only=True)
 class Report:
     """How one attempt ended, as the worker reports it (fenced by ``attempt``)."""
 
     task_id: str
     attempt: int
-    kind: ReportKind
+    #: Any kind but ``LOST`` (a lost task is not reported).
+    kind: OutcomeKind
     result: Any = None
     #: The result already encoded as JSON (the consumer checks it encodes while the task's
     #: log context is still bound); wins over ``result``.
@@ -211,9 +208,9 @@ class Broker:
         ]
         rand = self._rng.random
         for r in reports:
-            if r.kind == "succeeded":
+            if r.kind is OutcomeKind.SUCCEEDED:
                 result = _json.dumps(r.result) if r.result_json is None else r.result_json
-                args += (r.task_id, r.attempt, "succeeded", result, "", 0)
+                args += (r.task_id, r.attempt, r.kind, result, "", 0)
             else:
                 args += (r.task_id, r.attempt, r.kind, r.error, r.traceback, rand())
         reply = await self.redis.run_script(self._scripts.finish, self._ns, args)

@@ -40,7 +40,8 @@ from taskqueue.errors import PermanentError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState
-from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
+from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.processors import ProcessorRegistry, TaskContext
 
 log = logging.getLogger(__name__)
 task_log = logging.getLogger("taskqueue.task")
@@ -50,11 +51,6 @@ task_log = logging.getLogger("taskqueue.task")
 IDLE_RECHECK = 1.0
 #: How long a stopping consumer keeps trying to record its last outcomes when Redis is down.
 FINAL_REPORT_TIMEOUT = 10.0
-
-# Why a task was stopped before its processor returned.
-_CANCELLED = "cancelled"
-_LOST = "lost"
-_INTERRUPTED = "interrupted"
 
 
 class _Running:
@@ -67,9 +63,10 @@ class _Running:
         self.counts = counts
         self.scope: trio.CancelScope | None = None
         self.started = False
-        self.stop_reason: str | None = None
+        #: Why it was stopped before its processor returned: the kind it ends with.
+        self.stop_reason: OutcomeKind | None = None
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: OutcomeKind) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         if self.scope is not None:
@@ -141,7 +138,7 @@ class Consumer:
     def request_cancel(self, worker_id: str, task_id: str) -> None:
         if worker_id == self.worker_id and (running := self.running.get(task_id)):
             log.info("cancelling task %s at request", task_id)
-            self._stop(running, _CANCELLED)
+            self._stop(running, OutcomeKind.CANCELLED)
 
     def lease_lost(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:
@@ -149,7 +146,7 @@ class Consumer:
                 log.warning(
                     "lost the lease of task %s (another worker has it); stopping it", task_id
                 )
-                self._stop(running, _LOST)
+                self._stop(running, OutcomeKind.LOST)
 
     def leases(self) -> list[tuple[str, int]]:
         """(id, attempt) of every task this consumer holds, for the heartbeat to extend."""
@@ -170,7 +167,7 @@ class Consumer:
         self._stopping = True
         for running in list(self.running.values()):
             if not running.started:
-                self._stop(running, _INTERRUPTED)
+                self._stop(running, OutcomeKind.INTERRUPTED)
         self._wake.set()
         self._capacity_freed.set()
         self._check_drained()
@@ -225,7 +222,7 @@ class Consumer:
                 self.running[task.id] = running = _Running(task, counts)
                 if self.stopping:
                     # Claimed while the stop came: give it back untouched.
-                    self._stop(running, _INTERRUPTED)
+                    self._stop(running, OutcomeKind.INTERRUPTED)
                 else:
                     self._send.send_nowait(task)
             if not claimed:
@@ -242,7 +239,7 @@ class Consumer:
                 len(self.running),
             )
         for running in list(self.running.values()):
-            self._stop(running, _INTERRUPTED)
+            self._stop(running, OutcomeKind.INTERRUPTED)
 
     def _check_drained(self) -> None:
         if self._stopping and all(not r.started or r.stop_reason for r in self.running.values()):
@@ -250,13 +247,13 @@ class Consumer:
 
     # -- running one task ------------------------------------------------------------------
 
-    def _stop(self, running: _Running, reason: str) -> None:
+    def _stop(self, running: _Running, reason: OutcomeKind) -> None:
         """Stop a claimed task. A running one is cancelled through its scope and its slot
         finishes it; one still waiting for a slot is finished here and now, so that a cancel
         (or a release at shutdown) does not wait behind the tasks ahead of it."""
         running.stop(reason)
         if not running.started and self.running.get(running.task.id) is running:
-            self._finish(running, Outcome(kind=_stopped_kind(reason), duration_s=0.0))
+            self._finish(running, Outcome(kind=reason, duration_s=0.0))
 
     def _finish(self, running: _Running, outcome: Outcome) -> None:
         """The attempt is over on this worker: forget the task and queue its outcome."""
@@ -265,7 +262,7 @@ class Consumer:
             del self.running[task.id]
         if running.started:
             running.counts.duration.observe(outcome.duration_s)
-        if running.stop_reason != _LOST:
+        if running.stop_reason is not OutcomeKind.LOST:
             self._queue_report(running, outcome)
         if self._hook_finished is not None:
             _call_observer(
@@ -362,7 +359,7 @@ class Consumer:
                     duration_s=duration,
                     error=f"timed out after {timeout:g}s",
                 )
-            return Outcome(kind=_stopped_kind(running.stop_reason), duration_s=duration)
+            return Outcome(kind=running.stop_reason, duration_s=duration)
         finally:
             reset_log_context(log_token)
 
@@ -399,23 +396,20 @@ class Consumer:
         if kind is OutcomeKind.SUCCEEDED:
             self.processed += 1
             report = Report(
-                task_id=task.id, attempt=task.attempt, kind="succeeded", result_json=outcome.result
+                task_id=task.id, attempt=task.attempt, kind=kind, result_json=outcome.result
             )
         elif kind is OutcomeKind.CANCELLED:
             report = Report(
-                task_id=task.id,
-                attempt=task.attempt,
-                kind="cancelled",
-                error="cancelled at request",
+                task_id=task.id, attempt=task.attempt, kind=kind, error="cancelled at request"
             )
         elif kind is OutcomeKind.INTERRUPTED:
-            report = Report(task_id=task.id, attempt=task.attempt, kind="released")
+            report = Report(task_id=task.id, attempt=task.attempt, kind=kind)
         else:
             self.failed += 1
             report = Report(
                 task_id=task.id,
                 attempt=task.attempt,
-                kind="rejected" if kind is OutcomeKind.REJECTED else "failed",
+                kind=kind,
                 error=outcome.error or "",
                 traceback=outcome.traceback or "",
             )
@@ -474,10 +468,6 @@ class Consumer:
             if self._done_reporting:
                 self._reports_flushed.set()
                 return
-
-
-def _stopped_kind(reason: str) -> OutcomeKind:
-    return OutcomeKind.CANCELLED if reason == _CANCELLED else OutcomeKind.INTERRUPTED
 
 
 def _call_observer(hook: Any, **kwargs: Any) -> None:
