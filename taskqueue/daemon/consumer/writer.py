@@ -23,6 +23,9 @@ T = TypeVar("T")
 class CoalescingWriter(Generic[T]):
     """Gathers items and writes them in batches with ``write``, one call per batch.
 
+    Use a writer one way: :meth:`append` (every item is written, in order) or :meth:`put`
+    (only the newest item of each key is).
+
     A batch whose write fails with a Redis error is kept and written again after the guard's
     backoff, ahead of the items that came meanwhile (where one of those has the same key, the
     newer item wins, in the older one's place). Any other error propagates out of :meth:`run`.
