@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import pluggy
 import trio
 
 from taskqueue.broker import Broker
 from taskqueue.daemon.consumer.reporting import Reported, Reporter, report_of
-from taskqueue.daemon.consumer.slot import Running, TaskRunner, call_observer
+from taskqueue.daemon.consumer.slot import ProgressUpdate, Running, TaskRunner, call_observer
 from taskqueue.daemon.consumer.writer import CoalescingWriter
 from taskqueue.daemon.health import Health, RedisGuard
 from taskqueue.metrics import Metrics
 from taskqueue.models import ClaimedTask
 from taskqueue.outcomes import Outcome, OutcomeKind
-from taskqueue.processors import ProcessorRegistry, ProgressCallback
+from taskqueue.processors import ProcessorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,6 @@ log = logging.getLogger(__name__)
 IDLE_RECHECK = 1.0
 #: How long a stopping consumer keeps trying to record its last outcomes when Redis is down.
 FINAL_REPORT_TIMEOUT = 10.0
-
-#: A progress update as the broker writes it: (task id, attempt, progress).
-ProgressUpdate = tuple[str, int, Any]
 
 
 class Consumer:
@@ -76,12 +72,6 @@ class Consumer:
         self.processed = 0
         self.failed = 0
         self._send, self._receive = trio.open_memory_channel[ClaimedTask](math.inf)
-        self._runner = TaskRunner(
-            registry,
-            worker_id=worker_id,
-            progress_of=self._progress_of,
-            hook_started=hook_started,
-        )
         self._reports = CoalescingWriter[Reported](
             Reporter(broker, worker_id).write, RedisGuard(health)
         )
@@ -91,6 +81,12 @@ class Consumer:
             broker.set_progress_many, RedisGuard(health, maximum=0.5)
         )
         self._progress_scope = trio.CancelScope()
+        self._runner = TaskRunner(
+            registry,
+            worker_id=worker_id,
+            put_progress=self._progress.put,
+            hook_started=hook_started,
+        )
         self._wake = trio.Event()
         self._capacity_freed = trio.Event()
         self._drained = trio.Event()
@@ -239,7 +235,8 @@ class Consumer:
             del self.running[task.id]
         if running.started:
             running.counts.duration.observe(outcome.duration_s)
-        if running.stop_reason is not OutcomeKind.LOST:
+        reason = running.stop_reason
+        if reason is None or reason is not OutcomeKind.LOST:
             kind = outcome.kind
             if kind is OutcomeKind.SUCCEEDED:
                 self.processed += 1
@@ -254,18 +251,6 @@ class Consumer:
             self._check_drained()
 
     # -- progress --------------------------------------------------------------------------
-
-    def _progress_of(self, task: ClaimedTask) -> ProgressCallback:
-        """The progress callback of ``task``'s context: queues the value, replacing one not
-        written yet; a checkpoint, so a processor reporting in a loop lets the writer run."""
-        put = self._progress.put
-        task_id, attempt = task.id, task.attempt
-
-        async def progress(value: Any) -> None:
-            put(task_id, (task_id, attempt, value))
-            await trio.lowlevel.checkpoint()
-
-        return progress
 
     async def _write_progress(self) -> None:
         with self._progress_scope:

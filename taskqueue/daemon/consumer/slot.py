@@ -22,13 +22,15 @@ from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import TaskCounts
 from taskqueue.models import ClaimedTask
 from taskqueue.outcomes import Outcome, OutcomeKind
-from taskqueue.processors import ProcessorRegistry, ProgressCallback, TaskContext
+from taskqueue.processors import ProcessorRegistry, TaskContext
 
 log = logging.getLogger(__name__)
 task_log = logging.getLogger("taskqueue.task")
 
-#: Makes the callback a task's context reports progress through.
-ProgressOf = Callable[[ClaimedTask], ProgressCallback]
+#: A progress update as the broker writes it: (task id, attempt, progress).
+ProgressUpdate = tuple[str, int, Any]
+#: Queues a task's progress update under its id, replacing one not written yet.
+PutProgress = Callable[[str, ProgressUpdate], None]
 
 
 class Running:
@@ -62,12 +64,12 @@ class TaskRunner:
         registry: ProcessorRegistry,
         *,
         worker_id: str,
-        progress_of: ProgressOf,
+        put_progress: PutProgress,
         hook_started: pluggy.HookCaller | None = None,
     ) -> None:
         self.registry = registry
         self.worker_id = worker_id
-        self._progress_of = progress_of
+        self._put_progress = put_progress
         self._hook_started = hook_started
 
     async def run(self, running: Running) -> Outcome:
@@ -91,13 +93,15 @@ class TaskRunner:
                 "worker_id": self.worker_id,
             }
         )
+        put_progress = self._put_progress
+
+        async def progress(value: Any) -> None:
+            # A checkpoint, so that a processor reporting in a loop lets the writer run.
+            put_progress(task.id, (task.id, task.attempt, value))
+            await trio.lowlevel.checkpoint()
+
         try:
-            ctx = TaskContext(
-                task,
-                worker_id=self.worker_id,
-                logger=task_log,
-                progress=self._progress_of(task),
-            )
+            ctx = TaskContext(task, worker_id=self.worker_id, logger=task_log, progress=progress)
             start = time.perf_counter()
             returned = False
             try:
