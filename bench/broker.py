@@ -16,6 +16,7 @@ import trio
 
 from taskqueue.broker import Broker, Report, Submission
 from taskqueue.embedded import EmbeddedRedis
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import Redis
 
 
@@ -44,7 +45,10 @@ async def run(url: str, tasks: int, batch: int, lanes: int) -> None:
             if not claimed:
                 return
             await broker.report(
-                [Report(task_id=t.id, attempt=t.attempt, kind="succeeded") for t in claimed]
+                [
+                    Report(task_id=t.id, attempt=t.attempt, kind=OutcomeKind.SUCCEEDED)
+                    for t in claimed
+                ]
             )
 
     start = time.perf_counter()

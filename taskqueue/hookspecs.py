@@ -24,7 +24,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskqueue.models import ClaimedTask
-    from taskqueue.processors import Outcome, ProcessorRegistry
+    from taskqueue.outcomes import Outcome
+    from taskqueue.processors import ProcessorRegistry
 
 hookspec = pluggy.HookspecMarker("taskqueue")
 
@@ -59,6 +60,7 @@ def taskqueue_task_finished(task: ClaimedTask, outcome: Outcome, worker_id: str)
     """``task`` has finished one attempt on this worker; ``outcome`` says how and how long.
 
     Called after the processor returned, raised, timed out or was cancelled, before the outcome
-    reaches Redis (outcomes are reported in batches). Quick and non-blocking, like
-    :func:`taskqueue_task_started`.
+    reaches Redis (outcomes are reported in batches); also for a task stopped because another
+    worker holds it now (``OutcomeKind.LOST``: nothing is reported). Quick and non-blocking,
+    like :func:`taskqueue_task_started`.
     """

@@ -13,7 +13,8 @@ from taskqueue.config.fields import setting
 from taskqueue.config.plugins import settings_class
 from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
-from taskqueue.processors import Outcome, OutcomeKind, ProcessorRegistry, TaskContext
+from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.processors import ProcessorRegistry, TaskContext
 
 hookimpl = pluggy.HookimplMarker("taskqueue")
 

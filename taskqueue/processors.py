@@ -7,7 +7,6 @@ exception fails the attempt, and the task is retried with backoff until its retr
 
 from __future__ import annotations
 
-import enum
 import functools
 import importlib.metadata
 import inspect
@@ -147,28 +146,6 @@ class ProcessorSpec:
     description: str = ""
     #: The declared payload Struct; ``func`` checks the payload against it before running.
     payload_type: type[msgspec.Struct] | None = None
-
-
-class OutcomeKind(enum.StrEnum):
-    """How one attempt ended, as the worker saw it."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the processor raised
-    REJECTED = "rejected"  # the processor raised PermanentError: no retries
-    TIMED_OUT = "timed_out"  # the task's deadline passed (a failed attempt)
-    CANCELLED = "cancelled"  # somebody asked for the task to be cancelled
-    INTERRUPTED = (
-        "interrupted"  # the worker shut down; the task goes back without spending an attempt
-    )
-
-
-@attrs.frozen(kw_only=True)
-class Outcome:
-    kind: OutcomeKind
-    duration_s: float
-    result: Any = None
-    error: str | None = None
-    traceback: str | None = None
 
 
 class ProcessorRegistry:

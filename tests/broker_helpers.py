@@ -6,6 +6,7 @@ from typing import Any
 
 from taskqueue.broker import Broker, Report, Submission
 from taskqueue.models import ClaimedTask, Priority, TaskState, WorkerInfo
+from taskqueue.outcomes import OutcomeKind
 
 TYPE = "mail.send"
 
@@ -39,21 +40,25 @@ async def state_of(broker: Broker, task_id: str) -> TaskState:
 
 
 def succeeded(task: ClaimedTask, result: Any = None) -> Report:
-    return Report(task_id=task.id, attempt=task.attempt, kind="succeeded", result=result)
+    return Report(task_id=task.id, attempt=task.attempt, kind=OutcomeKind.SUCCEEDED, result=result)
 
 
 def failed(task: ClaimedTask, error: str = "boom", traceback: str = "Traceback: boom") -> Report:
     return Report(
-        task_id=task.id, attempt=task.attempt, kind="failed", error=error, traceback=traceback
+        task_id=task.id,
+        attempt=task.attempt,
+        kind=OutcomeKind.FAILED,
+        error=error,
+        traceback=traceback,
     )
 
 
 def cancelled(task: ClaimedTask, reason: str = "cancelled by the user") -> Report:
-    return Report(task_id=task.id, attempt=task.attempt, kind="cancelled", error=reason)
+    return Report(task_id=task.id, attempt=task.attempt, kind=OutcomeKind.CANCELLED, error=reason)
 
 
 def released(task: ClaimedTask) -> Report:
-    return Report(task_id=task.id, attempt=task.attempt, kind="released")
+    return Report(task_id=task.id, attempt=task.attempt, kind=OutcomeKind.INTERRUPTED)
 
 
 def worker_info(

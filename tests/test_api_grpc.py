@@ -26,6 +26,7 @@ from taskqueue.api.auth import hash_token
 from taskqueue.api.grpc import CallContext, HealthStub, TaskQueueStub, current_call, health_pb, pb
 from taskqueue.broker import Report
 from taskqueue.models import TaskState, WorkerInfo
+from taskqueue.outcomes import OutcomeKind
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,10 @@ async def make_dead(server: GrpcServer, task_type: str, count: int) -> list[str]
     ids = [await submit(server.broker, task_type, max_retries=0) for _ in range(count)]
     claimed = await server.broker.claim("test-worker", [task_type], count)
     await server.broker.report(
-        [Report(task_id=c.id, attempt=c.attempt, kind="failed", error="boom") for c in claimed]
+        [
+            Report(task_id=c.id, attempt=c.attempt, kind=OutcomeKind.FAILED, error="boom")
+            for c in claimed
+        ]
     )
     return ids
 

@@ -34,9 +34,10 @@ from hypothesis.stateful import (
 )
 from invariants import assert_invariants
 
-from taskqueue.broker import Broker, BrokerSettings, Report, ReportKind, Submission
+from taskqueue.broker import Broker, BrokerSettings, Report, Submission
 from taskqueue.errors import ConflictingStateError, TaskNotFoundError
 from taskqueue.models import PRIORITY_ORDER, Priority, TaskState, WorkerInfo
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import Redis
 
 T = TypeVar("T")
@@ -53,7 +54,14 @@ TTL_MS = int(SETTINGS.result_ttl * 1000)
 
 Queue = tuple[str, str]  # (priority, type)
 SubmissionFields = tuple[str, Priority, int | None, int, str | None]
-KINDS: list[ReportKind] = ["succeeded", "failed", "failed", "cancelled", "released"]
+#: A timed-out attempt is a failed one: the two together weigh failures double.
+KINDS = [
+    OutcomeKind.SUCCEEDED,
+    OutcomeKind.FAILED,
+    OutcomeKind.TIMED_OUT,
+    OutcomeKind.CANCELLED,
+    OutcomeKind.INTERRUPTED,
+]
 
 
 def submissions(min_size: int, max_size: int) -> st.SearchStrategy[list[SubmissionFields]]:
@@ -286,7 +294,7 @@ class BrokerMachine(RuleBasedStateMachine):
             max_size=4,
         )
     )
-    def report(self, picks: list[tuple[int, ReportKind, int | None]]) -> None:
+    def report(self, picks: list[tuple[int, OutcomeKind, int | None]]) -> None:
         """Reports on running tasks; a skewed attempt, or (skew None) a task in any state with
         its current attempt (e.g. reaped and waiting for its retry), makes a report stale."""
         reports = []
@@ -307,11 +315,11 @@ class BrokerMachine(RuleBasedStateMachine):
             if task.state is not TaskState.ACTIVE or task.attempt != r.attempt:
                 assert state is None, f"stale report of {r} was not ignored"
                 continue
-            if r.kind == "succeeded":
+            if r.kind is OutcomeKind.SUCCEEDED:
                 self.finish(task, TaskState.SUCCEEDED)
-            elif r.kind == "cancelled" or task.cancel_requested:
+            elif r.kind is OutcomeKind.CANCELLED or task.cancel_requested:
                 self.finish(task, TaskState.CANCELLED)
-            elif r.kind == "released":
+            elif r.kind is OutcomeKind.INTERRUPTED:
                 task.attempt -= 1
                 task.state = TaskState.PENDING
                 fronts.append(task)

@@ -24,6 +24,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Report
 from taskqueue.models import TaskState
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import ResponseError
 
 
@@ -142,7 +143,7 @@ async def test_a_rejected_attempt_dead_letters_the_task_with_retries_left(
     rejection = Report(
         task_id=task.id,
         attempt=task.attempt,
-        kind="rejected",
+        kind=OutcomeKind.REJECTED,
         error="PermanentError: bad payload",
         traceback="Traceback: bad",
     )
@@ -164,7 +165,7 @@ async def test_a_rejected_attempt_of_a_task_being_cancelled_ends_it_cancelled(
     task = await claim_one(broker)
     assert await broker.cancel(task_id) == "requested"
 
-    rejection = Report(task_id=task.id, attempt=task.attempt, kind="rejected", error="no")
+    rejection = Report(task_id=task.id, attempt=task.attempt, kind=OutcomeKind.REJECTED, error="no")
     assert await broker.report([rejection]) == [TaskState.CANCELLED]
     await assert_invariants(broker)
 
@@ -176,9 +177,9 @@ async def test_stale_report_is_ignored_and_changes_nothing(broker: Broker) -> No
     lease = await zscore(broker, broker.keys.active, task_id)
 
     stale = [
-        Report(task_id=task_id, attempt=task.attempt + 1, kind="succeeded", result=1),
-        Report(task_id=task_id, attempt=task.attempt - 1, kind="failed", error="old"),
-        Report(task_id="no-such-task", attempt=1, kind="succeeded"),
+        Report(task_id=task_id, attempt=task.attempt + 1, kind=OutcomeKind.SUCCEEDED, result=1),
+        Report(task_id=task_id, attempt=task.attempt - 1, kind=OutcomeKind.FAILED, error="old"),
+        Report(task_id="no-such-task", attempt=1, kind=OutcomeKind.SUCCEEDED),
     ]
     states = await broker.report(stale)
 
@@ -271,7 +272,7 @@ async def test_a_mixed_batch_of_outcomes_is_recorded_in_one_round_trip(
             failed(tasks[1]),
             cancelled(tasks[2]),
             released(tasks[3]),
-            Report(task_id=tasks[4].id, attempt=99, kind="succeeded"),
+            Report(task_id=tasks[4].id, attempt=99, kind=OutcomeKind.SUCCEEDED),
         ]
     )
 

@@ -26,7 +26,7 @@ from daemon_helpers import (
 from invariants import assert_invariants
 
 from taskqueue.broker import Broker
-from taskqueue.daemon import consumer as consumer_module
+from taskqueue.daemon.consumer import service as consumer_module
 from taskqueue.models import TaskState
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import LoadedPlugins, load_plugins

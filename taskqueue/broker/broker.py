@@ -1,7 +1,9 @@
 """The broker: every queue operation, each one atomic, each one round trip to Redis.
 
-This module and the Lua scripts it runs are the only code that knows how tasks are laid out in
-Redis. The consumer, the API and the clients call these methods and nothing below them.
+Each method drives one I/O-free operation of :mod:`taskqueue.broker.operations` (its arguments,
+its steps, the meaning of its reply) on a trio Redis; those and the Lua scripts they run are
+the only code that knows how tasks are laid out in Redis. The consumer, the API and the clients
+call these methods and nothing below them.
 
 Times: the broker reads the wall clock through ``clock`` (epoch milliseconds), so tests can
 pass a fake one and assert exact retry times and lease expiry without sleeping.
@@ -11,26 +13,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import attrs
-
-from taskqueue import _json
 from taskqueue.broker import operations
-from taskqueue.broker.codec import claimed_from_reply, worker_to_json
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
     BrokerSettings,
     Cancellation,
     CancelOutcome,
+    HeartbeatReply,
     Page,
+    PromoteResult,
+    ReapedTask,
+    ReapResult,
+    Report,
     Submission,
     Submitted,
     TypeDefaults,
     wall_clock_ms,
 )
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
-from taskqueue.broker.scripts import load_scripts
 from taskqueue.broker.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_RETRIES_LIMIT,
@@ -43,7 +45,6 @@ from taskqueue.broker.validation import (
 from taskqueue.models import (
     DEFAULT_PAGE,
     ClaimedTask,
-    Priority,
     QueueStats,
     Task,
     TaskState,
@@ -67,7 +68,6 @@ __all__ = [
     "ReapResult",
     "ReapedTask",
     "Report",
-    "ReportKind",
     "Submission",
     "Submitted",
     "TypeDefaults",
@@ -78,57 +78,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-#: "rejected": failed for good (the processor raised PermanentError), no retry whatever is left.
-ReportKind = Literal["succeeded", "failed", "rejected", "cancelled", "released"]
-
-
-@attrs.frozen(kw_only=True)
-class Report:
-    """How one attempt ended, as the worker reports it (fenced by ``attempt``)."""
-
-    task_id: str
-    attempt: int
-    kind: ReportKind
-    result: Any = None
-    #: The result already encoded as JSON (the consumer checks it encodes while the task's
-    #: log context is still bound); wins over ``result``.
-    result_json: str | None = None
-    error: str = ""
-    traceback: str = ""
-
-
-@attrs.frozen
-class HeartbeatReply:
-    #: Tasks this worker runs but no longer holds the lease of: it must stop them, unreported.
-    lost: list[str]
-    #: Tasks whose cancellation was requested (a fallback for a missed cancel message).
-    cancel_requested: list[str]
-
-
-@attrs.frozen
-class ReapResult:
-    reaped: int
-    workers_removed: list[str]
-    #: What became of each task that was still active: its attempt failed (now scheduled,
-    #: pending or dead), or it was cancelled (its cancellation had been asked for).
-    outcomes: list[ReapedTask] = attrs.Factory(list)
-
-
-@attrs.frozen
-class ReapedTask:
-    id: str
-    type: str
-    priority: Priority
-    state: TaskState
-
-
-@attrs.frozen
-class PromoteResult:
-    promoted: int
-    #: Epoch ms of the next scheduled task, or None when nothing is scheduled.
-    next_due_ms: int | None
 
 
 class BrokerObserver(Protocol):
@@ -163,8 +112,6 @@ class Broker:
         self.clock = clock
         self.observer = observer
         self._rng = rng or random.Random()
-        self._scripts = load_scripts()
-        self._ns = [self.keys.prefix]
         self._claims = 0
 
     # -- submitting ------------------------------------------------------------------------
@@ -205,22 +152,18 @@ class Broker:
             return []
         self._claims += 1
         shift = self._claims % len(task_types)
-        types = [*task_types[shift:], *task_types[:shift]]
         guard = self.settings.priority_guard
-        now = self.clock()
-        reply = await self.redis.run_script(
-            self._scripts.claim,
-            self._ns,
-            [
-                now,
+        return await self._run(
+            operations.claim(
+                self.settings,
+                self.keys,
                 worker_id,
-                now + int(self.settings.lease_ttl * 1000),
+                [*task_types[shift:], *task_types[:shift]],
                 count,
-                1 if guard and self._claims % guard == 0 else 0,
-                *types,
-            ],
+                self.clock(),
+                guard_turn=bool(guard) and self._claims % guard == 0,
+            )
         )
-        return claimed_from_reply(reply, now)
 
     async def report(self, reports: Sequence[Report]) -> list[TaskState | None]:
         """Record how a batch of attempts ended, in one round trip.
@@ -230,51 +173,31 @@ class Broker:
         """
         if not reports:
             return []
-        s = self.settings
-        args: list[str | int | float] = [
-            self.clock(),
-            int(s.retry_base_delay * 1000),
-            int(s.retry_max_delay * 1000),
-            int(s.result_ttl * 1000),
-        ]
-        rand = self._rng.random
-        for r in reports:
-            if r.kind == "succeeded":
-                result = _json.dumps(r.result) if r.result_json is None else r.result_json
-                args += (r.task_id, r.attempt, "succeeded", result, "", 0)
-            else:
-                args += (r.task_id, r.attempt, r.kind, r.error, r.traceback, rand())
-        reply = await self.redis.run_script(self._scripts.finish, self._ns, args)
-        return [TaskState(state) if state else None for state in reply]
+        return await self._run(
+            operations.report(self.settings, self.keys, reports, self.clock(), self._rng.random)
+        )
 
     async def heartbeat(
         self, worker: WorkerInfo, running: Iterable[tuple[str, int]]
     ) -> HeartbeatReply:
         """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt)."""
-        now = self.clock()
-        ttl = int(self.settings.lease_ttl * 1000)
-        args: list[str | int] = [now, worker.id, ttl, now + ttl, worker_to_json(worker)]
-        for task_id, attempt in running:
-            args += (task_id, attempt)
-        lost, cancel = await self.redis.run_script(self._scripts.heartbeat, self._ns, args)
-        return HeartbeatReply(lost=lost, cancel_requested=cancel)
+        return await self._run(
+            operations.heartbeat(self.settings, self.keys, worker, running, self.clock())
+        )
 
     async def set_type_defaults(self, defaults: Mapping[str, TypeDefaults]) -> None:
         """Record the defaults of task types (a worker does, for the types it can run), which
         submissions of those types get for the fields they leave unset. The last worker to
         start wins where two disagree."""
-        if defaults:
-            fields: list[str | int] = []
-            for task_type, d in defaults.items():
-                fields += (task_type, d.encoded())
-            await self.redis.execute("HSET", self.keys.type_defaults, *fields)
+        await self._run(operations.set_type_defaults(self.keys, defaults))
 
     async def type_defaults(self) -> dict[str, TypeDefaults]:
         """The recorded defaults of every task type that has any."""
         return await self._run(operations.type_defaults(self.keys))
 
     async def deregister(self, worker_id: str) -> bool:
-        return bool(await self.redis.run_script(self._scripts.deregister, self._ns, [worker_id]))
+        """Remove ``worker_id``'s registration; whether it was registered."""
+        return await self._run(operations.deregister(self.keys, worker_id))
 
     async def set_progress(self, task_id: str, attempt: int, progress: Any) -> bool:
         """Record a running task's progress; False if ``attempt`` no longer holds the lease."""
@@ -286,39 +209,17 @@ class Broker:
         round trip; per update, False if its attempt no longer holds the lease."""
         if not updates:
             return []
-        args: list[str | int] = []
-        for task_id, attempt, progress in updates:
-            args += (task_id, attempt, _json.dumps(progress))
-        reply = await self.redis.run_script(self._scripts.progress, self._ns, args)
-        return [bool(recorded) for recorded in reply]
+        return await self._run(operations.set_progress_many(self.keys, updates))
 
     async def reap(self, limit: int = 1000) -> ReapResult:
         """Fail the attempts whose lease expired, and remove workers that stopped beating."""
-        s = self.settings
-        args: list[str | int | float] = [
-            self.clock(),
-            int(s.lease_ttl * 1000),
-            int(s.retry_base_delay * 1000),
-            int(s.retry_max_delay * 1000),
-            int(s.result_ttl * 1000),
-        ]
-        args += [self._rng.random() for _ in range(limit)]
-        reaped, gone, flat = await self.redis.run_script(self._scripts.reap, self._ns, args)
-        fields = iter(flat)
-        outcomes = [
-            ReapedTask(task_id, task_type, Priority(priority), TaskState(state))
-            for task_id, task_type, priority, state in zip(
-                fields, fields, fields, fields, strict=True
-            )
-        ]
-        return ReapResult(reaped=reaped, workers_removed=gone, outcomes=outcomes)
+        return await self._run(
+            operations.reap(self.settings, self.keys, limit, self.clock(), self._rng.random)
+        )
 
     async def promote(self, limit: int = 1000) -> PromoteResult:
         """Make scheduled tasks whose time has come pending."""
-        promoted, next_due = await self.redis.run_script(
-            self._scripts.promote, self._ns, [self.clock(), limit]
-        )
-        return PromoteResult(promoted=promoted, next_due_ms=None if next_due < 0 else next_due)
+        return await self._run(operations.promote(self.keys, limit, self.clock()))
 
     # -- steering ------------------------------------------------------------------------
 
@@ -404,9 +305,9 @@ class Broker:
             operation.close()
 
     async def _execute(self, step: Step) -> Any:
+        if isinstance(step, RunScript):  # first: every operation of the worker's hot path
+            return await self.redis.run_script(step.script, step.keys, step.args)
         if isinstance(step, Call):
             return await self.redis.execute(*step.args)
-        if isinstance(step, Pipeline):
-            return await self.redis.pipeline(step.commands)
-        assert isinstance(step, RunScript)
-        return await self.redis.run_script(step.script, step.keys, step.args)
+        assert isinstance(step, Pipeline)
+        return await self.redis.pipeline(step.commands)

@@ -15,6 +15,7 @@ import attrs
 import msgspec
 
 from taskqueue.models import Priority, Submission, Task, TaskState
+from taskqueue.outcomes import OutcomeKind
 
 __all__ = [
     "BrokerSettings",
@@ -134,3 +135,54 @@ class Page:
 
     items: list[Task]
     next_cursor: str | None
+
+
+# -- the worker's operations ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Report:
+    """How one attempt ended, as the worker reports it (fenced by ``attempt``)."""
+
+    task_id: str
+    attempt: int
+    #: Any kind but ``LOST`` (a lost task is not reported).
+    kind: OutcomeKind
+    result: Any = None
+    #: The result already encoded as JSON (the consumer checks it encodes while the task's
+    #: log context is still bound); wins over ``result``.
+    result_json: str | None = None
+    error: str = ""
+    traceback: str = ""
+
+
+@attrs.frozen
+class HeartbeatReply:
+    #: Tasks this worker runs but no longer holds the lease of: it must stop them, unreported.
+    lost: list[str]
+    #: Tasks whose cancellation was requested (a fallback for a missed cancel message).
+    cancel_requested: list[str]
+
+
+@attrs.frozen
+class ReapResult:
+    reaped: int
+    workers_removed: list[str]
+    #: What became of each task that was still active: its attempt failed (now scheduled,
+    #: pending or dead), or it was cancelled (its cancellation had been asked for).
+    outcomes: list[ReapedTask] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ReapedTask:
+    id: str
+    type: str
+    priority: Priority
+    state: TaskState
+
+
+@attrs.frozen
+class PromoteResult:
+    promoted: int
+    #: Epoch ms of the next scheduled task, or None when nothing is scheduled.
+    next_due_ms: int | None

@@ -11,24 +11,37 @@ it as :class:`~taskqueue.redis.ResponseError`, whichever client read it. A drive
 a dozen lines (:meth:`Broker._run`, :meth:`SyncClient._run`). Most operations are one step;
 listings and bulk dead-letter operations take several, each decided by the replies before it.
 
-The worker's operations (claim, report, heartbeat, reap, promote) stay in the trio broker: the
-synchronous client never runs tasks.
+The worker's operations (claim, report, heartbeat, progress, reap, promote, deregister) are
+here too, though only the trio broker runs them: the synchronous client never runs tasks. They
+are the hot path, one step each, with no work per task beyond the script's arguments and the
+reading of its reply.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-from taskqueue.broker.codec import task_from_hash, worker_from_hash
+from taskqueue import _json
+from taskqueue.broker.codec import (
+    claimed_from_reply,
+    task_from_hash,
+    worker_from_hash,
+    worker_to_json,
+)
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
     BrokerSettings,
     Cancellation,
+    HeartbeatReply,
     Page,
+    PromoteResult,
+    ReapedTask,
+    ReapResult,
+    Report,
     Submission,
     Submitted,
     TypeDefaults,
@@ -47,12 +60,14 @@ from taskqueue.models import (
     DEFAULT_PRIORITY,
     MAX_PAGE,
     PRIORITY_ORDER,
+    ClaimedTask,
     Priority,
     QueueStats,
     Task,
     TaskState,
     WorkerInfo,
 )
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import ResponseError, Script
 
 T = TypeVar("T")
@@ -145,6 +160,135 @@ def type_defaults(keys: Keys) -> Operation[dict[str, TypeDefaults]]:
     """The recorded defaults of every task type that has any."""
     reply = yield Call(("HGETALL", keys.type_defaults))
     return {task_type: TypeDefaults.decoded(value) for task_type, value in pairs(reply).items()}
+
+
+# -- working ----------------------------------------------------------------------------------
+
+
+def claim(
+    settings: BrokerSettings,
+    keys: Keys,
+    worker_id: str,
+    task_types: Sequence[str],
+    count: int,
+    now: int,
+    *,
+    guard_turn: bool = False,
+) -> Operation[list[ClaimedTask]]:
+    """Lease up to ``count`` pending tasks of ``task_types``, tried in this order, to
+    ``worker_id``; on a ``guard_turn``, first one task from each priority below the highest
+    that has work (see :meth:`Broker.claim`, which rotates the types and picks the turns)."""
+    if count <= 0 or not task_types:
+        return []
+    reply = yield _script(
+        keys,
+        "claim",
+        now,
+        worker_id,
+        now + int(settings.lease_ttl * 1000),
+        count,
+        1 if guard_turn else 0,
+        *task_types,
+    )
+    return claimed_from_reply(reply, now)
+
+
+def report(
+    settings: BrokerSettings,
+    keys: Keys,
+    reports: Sequence[Report],
+    now: int,
+    jitter: Callable[[], float],
+) -> Operation[list[TaskState | None]]:
+    """Record how a batch of attempts ended: each task's new state, None where the report was
+    stale. ``jitter`` draws the retry delay's jitter, in [0, 1), of each failed attempt."""
+    if not reports:
+        return []
+    args: list[Arg] = [
+        now,
+        int(settings.retry_base_delay * 1000),
+        int(settings.retry_max_delay * 1000),
+        int(settings.result_ttl * 1000),
+    ]
+    succeeded = OutcomeKind.SUCCEEDED  # a local: the loop runs per task
+    for r in reports:
+        if r.kind is succeeded:
+            result = _json.dumps(r.result) if r.result_json is None else r.result_json
+            args += (r.task_id, r.attempt, r.kind, result, "", 0)
+        else:
+            args += (r.task_id, r.attempt, r.kind, r.error, r.traceback, jitter())
+    reply = yield _script(keys, "finish", *args)
+    return [TaskState(state) if state else None for state in reply]
+
+
+def heartbeat(
+    settings: BrokerSettings,
+    keys: Keys,
+    worker: WorkerInfo,
+    running: Iterable[tuple[str, int]],
+    now: int,
+) -> Operation[HeartbeatReply]:
+    """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt)."""
+    ttl = int(settings.lease_ttl * 1000)
+    args: list[Arg] = [now, worker.id, ttl, now + ttl, worker_to_json(worker)]
+    for task_id, attempt in running:
+        args += (task_id, attempt)
+    lost, cancel = yield _script(keys, "heartbeat", *args)
+    return HeartbeatReply(lost=lost, cancel_requested=cancel)
+
+
+def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, Any]]) -> Operation[list[bool]]:
+    """Record the progress of running tasks, (id, attempt, progress) each; per update, False
+    if its attempt no longer holds the lease."""
+    if not updates:
+        return []
+    args: list[Arg] = []
+    for task_id, attempt, progress in updates:
+        args += (task_id, attempt, _json.dumps(progress))
+    reply = yield _script(keys, "progress", *args)
+    return [bool(recorded) for recorded in reply]
+
+
+def set_type_defaults(keys: Keys, defaults: Mapping[str, TypeDefaults]) -> Operation[None]:
+    """Record the defaults of task types, which their submissions get for fields left unset."""
+    if defaults:
+        fields: list[Arg] = []
+        for task_type, d in defaults.items():
+            fields += (task_type, d.encoded())
+        yield Call(("HSET", keys.type_defaults, *fields))
+
+
+def deregister(keys: Keys, worker_id: str) -> Operation[bool]:
+    """Remove a worker's registration; whether it was registered."""
+    return bool((yield _script(keys, "deregister", worker_id)))
+
+
+def reap(
+    settings: BrokerSettings, keys: Keys, limit: int, now: int, jitter: Callable[[], float]
+) -> Operation[ReapResult]:
+    """Fail up to ``limit`` attempts whose lease expired, and remove workers that stopped
+    beating. ``jitter`` draws, in [0, 1), the retry delay's jitter of each failed attempt."""
+    args: list[Arg] = [
+        now,
+        int(settings.lease_ttl * 1000),
+        int(settings.retry_base_delay * 1000),
+        int(settings.retry_max_delay * 1000),
+        int(settings.result_ttl * 1000),
+    ]
+    args += [jitter() for _ in range(limit)]
+    reaped, gone, flat = yield _script(keys, "reap", *args)
+    fields = iter(flat)
+    outcomes = [
+        ReapedTask(task_id, task_type, Priority(priority), TaskState(state))
+        for task_id, task_type, priority, state in zip(fields, fields, fields, fields, strict=True)
+    ]
+    return ReapResult(reaped=reaped, workers_removed=gone, outcomes=outcomes)
+
+
+def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:
+    """Make up to ``limit`` scheduled tasks whose time has come pending."""
+    promoted, next_due = yield _script(keys, "promote", now, limit)
+    return PromoteResult(promoted=promoted, next_due_ms=None if next_due < 0 else next_due)
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -6,14 +6,16 @@
 -- ARGV[2]  retry base delay (ms)
 -- ARGV[3]  retry maximum delay (ms)
 -- ARGV[4]  result TTL (ms): finished records older than this are deleted as a side effect
--- ARGV[5..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind and a, b are
---           'succeeded' result-JSON ''        the processor returned
---           'failed'    error     traceback  the processor raised or timed out (jitter in [0,1))
---           'rejected'  error     traceback  the processor raised PermanentError: dead-lettered
---                                            at once, whatever retries were left
---           'cancelled' reason    ''         stopped at the user's request
---           'released'  ''        ''         the worker shut down first: back to the front of
---                                            its queue, the attempt not spent
+-- ARGV[5..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind (the words of
+--           taskqueue.outcomes.OutcomeKind) and a, b are
+--           'succeeded'   result-JSON ''        the processor returned
+--           'failed'      error     traceback  the processor raised (jitter in [0,1))
+--           'timed_out'   error     traceback  the task's deadline passed: as 'failed'
+--           'rejected'    error     traceback  the processor raised PermanentError:
+--                                              dead-lettered at once, whatever retries were left
+--           'cancelled'   reason    ''         stopped at the user's request
+--           'interrupted' ''        ''         the worker shut down first: back to the front of
+--                                              its queue, the attempt not spent
 --           A task whose cancellation was requested is not retried or released: it ends
 --           cancelled (as the reaper does with it), keeping a failure's error and traceback.
 -- Returns: per outcome, the task's new state, or '' when the report was stale and ignored.
@@ -22,7 +24,10 @@ local base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(A
 local FIELDS = 6
 local out = {}
 local done = {}
-local KINDS = {succeeded = true, failed = true, rejected = true, cancelled = true, released = true}
+local KINDS = {
+  succeeded = true, failed = true, timed_out = true, rejected = true, cancelled = true,
+  interrupted = true,
+}
 
 -- Refuse a bad batch before the first write: Redis does not undo a script's writes on error.
 for i = 7, #ARGV, FIELDS do
@@ -45,10 +50,10 @@ for i = 5, #ARGV, FIELDS do
       make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a})
       out[#out + 1] = S_SUCCEEDED
     elseif f[6] == '1' and kind ~= 'cancelled' then
-      local err = kind == 'released' and 'cancelled at request; its worker released it first' or a
+      local err = kind == 'interrupted' and 'cancelled at request; its worker released it first' or a
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b})
       out[#out + 1] = S_CANCELLED
-    elseif kind == 'failed' or kind == 'rejected' then
+    elseif kind == 'failed' or kind == 'timed_out' or kind == 'rejected' then
       -- A rejected attempt is failed as if it were the last one.
       local max_retries = kind == 'rejected' and attempt - 1 or tonumber(f[5])
       out[#out + 1] = fail_attempt(id, priority, ttype, attempt, max_retries, now, a, b,
@@ -56,7 +61,7 @@ for i = 5, #ARGV, FIELDS do
     elseif kind == 'cancelled' then
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', a})
       out[#out + 1] = S_CANCELLED
-    else -- released
+    else -- interrupted
       make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})
       out[#out + 1] = S_PENDING
     end

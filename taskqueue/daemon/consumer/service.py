@@ -1,0 +1,257 @@
+"""The consumer service: the claim loop, the slots, the table of claimed tasks and the drain."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import pluggy
+import trio
+
+from taskqueue.broker import Broker
+from taskqueue.daemon.consumer.reporting import Reported, Reporter, report_of
+from taskqueue.daemon.consumer.slot import ProgressUpdate, Running, TaskRunner, call_observer
+from taskqueue.daemon.consumer.writer import CoalescingWriter
+from taskqueue.health import Health, RedisGuard
+from taskqueue.metrics import Metrics
+from taskqueue.models import ClaimedTask
+from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.processors import ProcessorRegistry
+
+log = logging.getLogger(__name__)
+
+#: How long an idle consumer waits for a wake-up before it claims anyway: a safety net for a
+#: lost pub/sub message, not the way work is found.
+IDLE_RECHECK = 1.0
+#: How long a stopping consumer keeps trying to record its last outcomes when Redis is down.
+FINAL_REPORT_TIMEOUT = 10.0
+
+
+class Consumer:
+    """Claims tasks of ``task_types`` and runs up to ``concurrency`` of them at once, holding
+    up to ``prefetch`` more claimed and waiting for a slot."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        registry: ProcessorRegistry,
+        *,
+        worker_id: str,
+        health: Health,
+        task_types: Sequence[str] | None = None,
+        concurrency: int = 50,
+        prefetch: int = 50,
+        drain_timeout: float = 30.0,
+        hooks: pluggy.HookRelay | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.worker_id = worker_id
+        self.health = health
+        self.task_types = list(task_types if task_types is not None else registry.task_types)
+        self._type_set = frozenset(self.task_types)
+        self.concurrency = concurrency
+        self.capacity = concurrency + prefetch
+        # With prefetch, wait until a useful batch of capacity is free before claiming:
+        # the prefetched tasks keep the slots busy meanwhile.
+        self.claim_threshold = max(1, prefetch // 2)
+        self.drain_timeout = drain_timeout
+        hook_started: pluggy.HookCaller | None = None
+        self._hook_finished: pluggy.HookCaller | None = None
+        if hooks is not None:
+            if hooks.taskqueue_task_started.get_hookimpls():
+                hook_started = hooks.taskqueue_task_started
+            if hooks.taskqueue_task_finished.get_hookimpls():
+                self._hook_finished = hooks.taskqueue_task_finished
+
+        self.metrics = metrics if metrics is not None else Metrics(process_metrics=False)
+        #: Every task this consumer holds, by id: from its claim until its outcome is queued.
+        self.running: dict[str, Running] = {}
+        self.processed = 0
+        self.failed = 0
+        self._send, self._receive = trio.open_memory_channel[ClaimedTask](math.inf)
+        self._reports = CoalescingWriter[Reported](
+            Reporter(broker, worker_id).write, RedisGuard(health)
+        )
+        # Progress is advisory: retried after a failure only if nothing newer came, and
+        # abandoned at the end (see run).
+        self._progress = CoalescingWriter[ProgressUpdate](
+            broker.set_progress_many, RedisGuard(health, maximum=0.5)
+        )
+        self._progress_scope = trio.CancelScope()
+        self._runner = TaskRunner(
+            registry,
+            worker_id=worker_id,
+            put_progress=self._progress.put,
+            hook_started=hook_started,
+        )
+        self._wake = trio.Event()
+        self._capacity_freed = trio.Event()
+        self._drained = trio.Event()
+        self._stopping = False
+
+    # -- called by other services ----------------------------------------------------------
+
+    def wake(self, task_types: frozenset[str] | None) -> None:
+        """Tasks of ``task_types`` (None: of any type) may have become pending."""
+        if task_types is None or not self._type_set.isdisjoint(task_types):
+            self._wake.set()
+
+    def request_cancel(self, worker_id: str, task_id: str) -> None:
+        if worker_id == self.worker_id and (running := self.running.get(task_id)):
+            log.info("cancelling task %s at request", task_id)
+            self._stop(running, OutcomeKind.CANCELLED)
+
+    def lease_lost(self, task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:
+            if running := self.running.get(task_id):
+                log.warning(
+                    "lost the lease of task %s (another worker has it); stopping it", task_id
+                )
+                self._stop(running, OutcomeKind.LOST)
+
+    def leases(self) -> list[tuple[str, int]]:
+        """(id, attempt) of every task this consumer holds, for the heartbeat to extend."""
+        return [(r.task.id, r.task.attempt) for r in self.running.values()]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.running)
+
+    def stop(self) -> None:
+        """Stop claiming and start the drain; :meth:`run` returns once it is over."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for running in list(self.running.values()):
+            if not running.started:
+                self._stop(running, OutcomeKind.INTERRUPTED)
+        self._wake.set()
+        self._capacity_freed.set()
+        self._check_drained()
+
+    def end_drain(self) -> None:
+        """Cut the drain short: interrupt whatever still runs (the second SIGTERM)."""
+        self.stop()
+        self._drained.set()
+
+    # -- the service -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and run tasks until :meth:`stop`, then drain and report every outcome."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reports.run)
+            nursery.start_soon(self._write_progress)
+            async with trio.open_nursery() as slots:
+                for _ in range(self.concurrency):
+                    slots.start_soon(self._slot)
+                await self._claim_loop()
+                await self._drain()
+                self._send.close()
+            self._progress_scope.cancel()  # progress of tasks that have ended means nothing
+            self._reports.close()
+            with trio.move_on_after(FINAL_REPORT_TIMEOUT):
+                await self._reports.wait_written()
+            if unwritten := len(self._reports):
+                log.error(
+                    "Redis unreachable at shutdown: %d outcome(s) not recorded; their leases "
+                    "will expire and the tasks run again",
+                    unwritten,
+                )
+                nursery.cancel_scope.cancel()
+
+    async def _claim_loop(self) -> None:
+        """Claim whenever enough capacity is free, until :meth:`stop`. Cancellation points:
+        waiting for capacity, the claim's round trip, and waiting for a wake-up when idle."""
+        guard = RedisGuard(self.health)
+        while not self._stopping:
+            free = self.capacity - len(self.running)
+            if free < self.claim_threshold and self.running:
+                self._capacity_freed = trio.Event()
+                await self._capacity_freed.wait()
+                continue
+            wake = self._wake = trio.Event()
+            claimed: list[ClaimedTask] = []
+            async with guard:
+                claimed = await self.broker.claim(self.worker_id, self.task_types, free)
+            task_counts = self.metrics.task_counts
+            for task in claimed:
+                counts = task_counts(task.type, task.priority)
+                self.running[task.id] = running = Running(task, counts)
+                if self.stopping:
+                    # Claimed while the stop came: give it back untouched.
+                    self._stop(running, OutcomeKind.INTERRUPTED)
+                else:
+                    self._send.send_nowait(task)
+            if not claimed:
+                with trio.move_on_after(IDLE_RECHECK):
+                    await wake.wait()
+
+    async def _drain(self) -> None:
+        self._check_drained()
+        with trio.move_on_after(self.drain_timeout):
+            await self._drained.wait()
+        if self.running:
+            log.warning(
+                "drain over: interrupting %d running task(s); they go back to the queue",
+                len(self.running),
+            )
+        for running in list(self.running.values()):
+            self._stop(running, OutcomeKind.INTERRUPTED)
+
+    def _check_drained(self) -> None:
+        if self._stopping and all(not r.started or r.stop_reason for r in self.running.values()):
+            self._drained.set()
+
+    # -- one task --------------------------------------------------------------------------
+
+    async def _slot(self) -> None:
+        """Run claimed tasks one at a time until the channel closes at the end of the drain."""
+        run = self._runner.run
+        async for task in self._receive:
+            running = self.running.get(task.id)
+            if running is None or running.task is not task:
+                continue  # stopped while it waited for a slot: already finished
+            self._finish(running, await run(running))
+
+    def _stop(self, running: Running, reason: OutcomeKind) -> None:
+        """Stop a claimed task. A running one is cancelled through its scope and its slot
+        finishes it; one still waiting for a slot is finished here and now, so that a cancel
+        (or a release at shutdown) does not wait behind the tasks ahead of it."""
+        running.stop(reason)
+        if not running.started and self.running.get(running.task.id) is running:
+            self._finish(running, Outcome(kind=reason, duration_s=0.0))
+
+    def _finish(self, running: Running, outcome: Outcome) -> None:
+        """The attempt is over on this worker: forget the task and queue its outcome."""
+        task = running.task
+        if self.running.get(task.id) is running:  # not a newer claim of the same task
+            del self.running[task.id]
+        if running.started:
+            running.counts.duration.observe(outcome.duration_s)
+        reason = running.stop_reason
+        if reason is None or reason is not OutcomeKind.LOST:
+            kind = outcome.kind
+            if kind is OutcomeKind.SUCCEEDED:
+                self.processed += 1
+            elif kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.INTERRUPTED:
+                self.failed += 1
+            self._reports.append((report_of(task, outcome), running.counts))
+        if self._hook_finished is not None:
+            call_observer(self._hook_finished, task=task, outcome=outcome, worker_id=self.worker_id)
+        if self.capacity - len(self.running) >= self.claim_threshold:
+            self._capacity_freed.set()
+        if self._stopping:
+            self._check_drained()
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def _write_progress(self) -> None:
+        with self._progress_scope:
+            await self._progress.run()

@@ -1,0 +1,170 @@
+"""Running one claimed task: its processor called inside a cancel scope of its own.
+
+The scope's deadline is the task's timeout, and :meth:`Running.stop` cancels it early (a cancel
+request, a lost lease, the end of the drain), so every way a task can end is the processor's
+call being cancelled at its next checkpoint, or returning or raising first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+import trio
+
+from taskqueue import _json
+from taskqueue.errors import PermanentError
+from taskqueue.logs import reset_log_context, set_log_context
+from taskqueue.metrics import TaskCounts
+from taskqueue.models import ClaimedTask
+from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.processors import ProcessorRegistry, TaskContext
+
+log = logging.getLogger(__name__)
+task_log = logging.getLogger("taskqueue.task")
+
+#: A progress update as the broker writes it: (task id, attempt, progress).
+ProgressUpdate = tuple[str, int, Any]
+#: Queues a task's progress update under its id, replacing one not written yet.
+PutProgress = Callable[[str, ProgressUpdate], None]
+
+
+class Running:
+    """A claimed task from its claim until its outcome is queued for reporting."""
+
+    __slots__ = ("counts", "scope", "started", "stop_reason", "task")
+
+    def __init__(self, task: ClaimedTask, counts: TaskCounts) -> None:
+        self.task = task
+        #: The counters of its type and priority.
+        self.counts = counts
+        self.scope: trio.CancelScope | None = None
+        #: Handed to its processor (a task stopped before that is finished unrun).
+        self.started = False
+        #: Why it was stopped before its processor returned: the kind it ends with.
+        self.stop_reason: OutcomeKind | None = None
+
+    def stop(self, reason: OutcomeKind) -> None:
+        """Cancel the processor's call; the first reason given is the one that counts."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class TaskRunner:
+    """Calls the processors of claimed tasks: what a slot does with each task it takes."""
+
+    def __init__(
+        self,
+        registry: ProcessorRegistry,
+        *,
+        worker_id: str,
+        put_progress: PutProgress,
+        hook_started: pluggy.HookCaller | None = None,
+    ) -> None:
+        self.registry = registry
+        self.worker_id = worker_id
+        self._put_progress = put_progress
+        self._hook_started = hook_started
+
+    async def run(self, running: Running) -> Outcome:
+        """Run the task to its outcome. Never raises: a processor's exception is a failed
+        outcome, and the cancellation of its scope is caught here (only a cancellation from
+        outside, the consumer itself being cancelled, propagates)."""
+        task = running.task
+        spec = self.registry[task.type]
+        timeout = task.timeout_ms / 1000
+        running.started = True
+        wait = time.time() - task.ready_ms * 0.001
+        running.counts.wait.observe(wait if wait > 0.0 else 0.0)  # 0 if the clocks disagree
+        running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        if self._hook_started is not None:
+            call_observer(self._hook_started, task=task, worker_id=self.worker_id)
+        log_token = set_log_context(
+            {
+                "task_id": task.id,
+                "task_type": task.type,
+                "attempt": task.attempt,
+                "worker_id": self.worker_id,
+            }
+        )
+        put_progress = self._put_progress
+
+        async def progress(value: Any) -> None:
+            # A checkpoint, so that a processor reporting in a loop lets the writer run.
+            put_progress(task.id, (task.id, task.attempt, value))
+            await trio.lowlevel.checkpoint()
+
+        try:
+            ctx = TaskContext(task, worker_id=self.worker_id, logger=task_log, progress=progress)
+            start = time.perf_counter()
+            returned = False
+            try:
+                with scope:
+                    if spec.is_async:
+                        result = await spec.func(ctx)
+                    else:
+                        result = await trio.to_thread.run_sync(
+                            spec.func, ctx, abandon_on_cancel=True
+                        )
+                    returned = True
+                # A processor that swallowed the cancellation and returned anyway still timed
+                # out (or was stopped): its result does not count.
+                if returned and not scope.cancel_called:
+                    try:
+                        encoded = _json.dumps(result)
+                    except TypeError as exc:
+                        raise TypeError(f"the processor's result is {exc}") from None
+                    return Outcome(
+                        kind=OutcomeKind.SUCCEEDED,
+                        duration_s=time.perf_counter() - start,
+                        result=encoded,
+                    )
+            except Exception as exc:
+                duration = time.perf_counter() - start
+                permanent = isinstance(exc, PermanentError)
+                task_log.warning(
+                    "task %s (%s) attempt %d failed%s: %s: %s",
+                    task.id,
+                    task.type,
+                    task.attempt,
+                    " for good (PermanentError: no retry)" if permanent else "",
+                    type(exc).__name__,
+                    exc,
+                )
+                return Outcome(
+                    kind=OutcomeKind.REJECTED if permanent else OutcomeKind.FAILED,
+                    duration_s=duration,
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
+            duration = time.perf_counter() - start
+            if running.stop_reason is None:
+                task_log.warning(
+                    "task %s (%s) attempt %d timed out after %gs",
+                    task.id,
+                    task.type,
+                    task.attempt,
+                    timeout,
+                )
+                return Outcome(
+                    kind=OutcomeKind.TIMED_OUT,
+                    duration_s=duration,
+                    error=f"timed out after {timeout:g}s",
+                )
+            return Outcome(kind=running.stop_reason, duration_s=duration)
+        finally:
+            reset_log_context(log_token)
+
+
+def call_observer(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Call an observer hook; its failure is logged, never allowed to fail a task or the daemon."""
+    try:
+        hook(**kwargs)
+    except Exception:
+        log.exception("a taskqueue_task_started/finished hook implementation raised")
