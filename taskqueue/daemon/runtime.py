@@ -203,23 +203,8 @@ def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
     elif config.enabled and daemon.mode is Mode.WORKER:
         log.info("metrics.port is not set: nothing serves this worker's metrics")
     if daemon.consumer is not None:
-        services.append(ConsumerService(daemon.consumer))
+        services.append(daemon.consumer)  # last: it claims once everything else runs
     return services
-
-
-class ConsumerService:
-    """The consumer as a service: it starts claiming once every other service runs (the
-    heartbeat that keeps its leases alive above all), and returns when it has drained."""
-
-    name = "consumer"
-    drains = True
-
-    def __init__(self, consumer: Consumer) -> None:
-        self.consumer = consumer
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await self.consumer.run()
 
 
 async def _announce(daemon: Daemon, notifier: SystemdNotifier, nursery: trio.Nursery) -> None:

@@ -30,7 +30,14 @@ FINAL_REPORT_TIMEOUT = 10.0
 
 class Consumer:
     """Claims tasks of ``task_types`` and runs up to ``concurrency`` of them at once, holding
-    up to ``prefetch`` more claimed and waiting for a slot."""
+    up to ``prefetch`` more claimed and waiting for a slot.
+
+    As a daemon service it drains: it returns once stopped and every outcome is written. The
+    daemon starts it last, once the heartbeat that keeps its leases alive runs.
+    """
+
+    name = "consumer"
+    drains = True
 
     def __init__(
         self,
@@ -143,8 +150,9 @@ class Consumer:
 
     # -- the service -----------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Claim and run tasks until :meth:`stop`, then drain and report every outcome."""
+        task_status.started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._reports.run)
             nursery.start_soon(self._write_progress)
