@@ -117,9 +117,11 @@ class Daemon:
 
 
 @contextmanager
-def start_daemon(redis_url: str, namespace: str, log_dir: Path, *flags: str) -> Iterator[Daemon]:
-    """A ``taskqueue worker *flags`` on ``namespace``, registered before the block starts;
-    stopped with SIGTERM (drained) after it."""
+def start_daemon(
+    redis_url: str, namespace: str, log_dir: Path, *flags: str, cwd: Path | None = None
+) -> Iterator[Daemon]:
+    """A ``taskqueue worker *flags`` on ``namespace`` (started in ``cwd``, if given),
+    registered before the block starts; stopped with SIGTERM (drained) after it."""
     env = cli_env(redis_url, namespace)
     log = log_dir / f"worker-{namespace}.log"
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -128,6 +130,7 @@ def start_daemon(redis_url: str, namespace: str, log_dir: Path, *flags: str) -> 
         process = subprocess.Popen(
             [TASKQUEUE, "worker", *flags],
             env=env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -79,6 +79,7 @@ FLAG_KEYS = {
     "concurrency": "worker.concurrency",
     "worker_id": "worker.id",
     "task_types": "worker.task_types",
+    "processors": "worker.processors",
     "host": "server.host",
     "port": "server.port",
 }

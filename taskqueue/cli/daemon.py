@@ -26,11 +26,28 @@ from taskqueue.cli.common import (
     stack_options,
 )
 from taskqueue.config import Config
+from taskqueue.dev_processors import import_processors
 from taskqueue.errors import ConfigError
 from taskqueue.logs import configure_logging
 from taskqueue.processors import LoadedPlugins, PluginLoadError, load_plugins
 
 log = logging.getLogger("taskqueue")
+
+
+def _given(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """A repeatable flag given no times is None: it leaves the configured list alone."""
+    return value or None
+
+
+#: ``--processors MODULE``, repeatable: development mode (:mod:`taskqueue.dev_processors`).
+processors_option = click.option(
+    "--processors",
+    multiple=True,
+    callback=_given,
+    metavar="MODULE",
+    help="Also load processors from this module (its taskqueue_register_processors hook); "
+    "repeatable; replaces worker.processors. For development: ship with an entry point.",
+)
 
 
 def worker_options(func: Any) -> Any:
@@ -40,6 +57,7 @@ def worker_options(func: Any) -> Any:
             click.option("--concurrency", type=int, help="Tasks run at once (worker.concurrency)."),
             click.option("--worker-id", help="This worker's id (worker.id)."),
             click.option("--task-types", help="Comma-separated types to run (worker.task_types)."),
+            processors_option,
         ],
     )
 
@@ -55,10 +73,16 @@ def server_options(func: Any) -> Any:
 
 
 def plugins_for(config: Config) -> LoadedPlugins:
-    """The installed plugins, or exit 1 naming the one that failed to load (2 for a wrong
-    ``[plugins.<name>]`` setting, like any other configuration error)."""
+    """The installed plugins and the ``worker.processors`` modules, or exit 1 naming the one
+    that failed to load (2 for a wrong ``[plugins.<name>]`` setting or a processors module
+    that cannot be imported or has no hook, like any other configuration error)."""
     try:
-        return load_plugins(settings=config.plugins, skip_broken=config.worker.skip_broken_plugins)
+        modules = tuple(import_processors(path) for path in config.worker.processors)
+        return load_plugins(
+            settings=config.plugins,
+            skip_broken=config.worker.skip_broken_plugins,
+            extra=modules,
+        )
     except ConfigError as exc:
         fail(str(exc))
     except PluginLoadError as exc:

@@ -8,18 +8,20 @@ from typing import Any
 import click
 
 from taskqueue.cli.common import client_options, load
-from taskqueue.cli.daemon import plugins_for
+from taskqueue.cli.daemon import plugins_for, processors_option
 from taskqueue.cli.output import Output
 from taskqueue.cli.views import plugin_json, plugin_listing
 
 
 @click.command()
 @client_options
+@processors_option
 def plugins(config_path: str | None, json_mode: bool, **flags: Any) -> None:
     """List installed plugins: their task types, versions and per-type defaults.
 
     A plugin that fails to load is named on stderr (exit 1 unless
-    worker.skip_broken_plugins is set, as the daemon would refuse to start).
+    worker.skip_broken_plugins is set, as the daemon would refuse to start). ``--processors``
+    lists a development module's types too, as ``taskqueue worker --processors`` runs them.
     """
     config = load(config_path, flags)
     loaded = plugins_for(config)

@@ -18,6 +18,7 @@ from attrs import AttrsInstance
 
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
 from taskqueue.config.units import MASK, format_duration, mask_url_value
+from taskqueue.dev_processors import is_module_path
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("auto", "json", "console", "journald")
@@ -127,6 +128,13 @@ class WorkerConfig:
     priority_guard: int = setting(0, minimum=0)
     task_types: tuple[str, ...] = setting(())
     skip_broken_plugins: bool = setting(False)
+    #: Development mode: modules imported as plugins beside the installed ones
+    #: (:mod:`taskqueue.dev_processors`).
+    processors: tuple[str, ...] = setting(
+        (),
+        check=is_module_path,
+        expected='a list of module paths such as ["mypkg.tasks"] (dotted, not file names)',
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.worker_timeout <= self.heartbeat_interval:

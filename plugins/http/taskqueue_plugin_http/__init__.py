@@ -13,14 +13,13 @@ from taskqueue.plugin import ProcessorRegistry, hookimpl
 from taskqueue_plugin_http.addresses import AddressPolicy, non_public_reason
 from taskqueue_plugin_http.errors import (
     DestinationNotAllowedError,
-    HttpPayloadError,
     HttpRequestError,
     HttpTaskError,
     RequestTimeoutError,
     ResponseTooLargeError,
     UnexpectedStatusError,
 )
-from taskqueue_plugin_http.payload import HttpRequestSpec, parse_payload
+from taskqueue_plugin_http.payload import HttpRequestSpec
 from taskqueue_plugin_http.processor import HttpRequestProcessor
 from taskqueue_plugin_http.settings import HttpSettings
 
@@ -37,6 +36,7 @@ def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
         processor.run,
         timeout=settings.timeout,
         max_retries=settings.max_retries,
+        payload=HttpRequestSpec,
         description="Send an HTTP request (public addresses only unless configured otherwise).",
     )
 
@@ -45,7 +45,6 @@ __all__ = [
     "TASK_TYPE",
     "AddressPolicy",
     "DestinationNotAllowedError",
-    "HttpPayloadError",
     "HttpRequestError",
     "HttpRequestProcessor",
     "HttpRequestSpec",
@@ -55,6 +54,5 @@ __all__ = [
     "ResponseTooLargeError",
     "UnexpectedStatusError",
     "non_public_reason",
-    "parse_payload",
     "taskqueue_register_processors",
 ]

@@ -1,8 +1,9 @@
 """What can go wrong in an ``http.request`` task, each error saying it in words.
 
-Every exception fails the attempt; the queue retries it with backoff. Payload and destination
-errors will fail the same way on every retry: the message says so, so that the dead letter
-explains itself.
+Every exception here fails the attempt; the queue retries it with backoff. A malformed payload
+never reaches the processor: the core refuses it for good with ``InvalidPayloadError`` (see
+``payload.py``). A destination error fails the same way on every retry; the message says how
+an operator can allow it, so that the dead letter explains itself.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from taskqueue.errors import InvalidTaskError, TaskQueueError
 
 class HttpTaskError(TaskQueueError):
     """Base class of the errors this plugin raises on purpose."""
-
-
-class HttpPayloadError(InvalidTaskError):
-    """The payload is malformed; ``field`` names the key that is wrong."""
 
 
 class DestinationNotAllowedError(InvalidTaskError):

@@ -16,7 +16,7 @@ from taskqueue_plugin_http.errors import (
     ResponseTooLargeError,
     UnexpectedStatusError,
 )
-from taskqueue_plugin_http.payload import HttpRequestSpec, parse_payload, redact_url
+from taskqueue_plugin_http.payload import HttpRequestSpec, redact_url
 from taskqueue_plugin_http.settings import HttpSettings
 from taskqueue_plugin_http.transport import GuardedBackend, GuardedTransport, Resolver, resolve
 
@@ -48,7 +48,7 @@ class HttpRequestProcessor:
 
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         """Send an HTTP request; fail unless the status is expected (default 2xx)."""
-        spec = parse_payload(ctx.payload)
+        spec: HttpRequestSpec = ctx.payload  # checked by the core: registered as the payload
         started = trio.current_time()
         target = redact_url(spec.url)
         try:
@@ -85,7 +85,7 @@ class HttpRequestProcessor:
         headers = httpx.Headers(
             {"User-Agent": self.settings.user_agent, "Accept-Encoding": "identity"}
         )
-        headers.update(list(spec.headers))
+        headers.update(list(spec.request_headers))
         client = httpx.AsyncClient(
             transport=GuardedTransport(backend, self._ssl_context),
             follow_redirects=spec.follow_redirects,

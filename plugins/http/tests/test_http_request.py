@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -14,27 +13,27 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpcore
 import pytest
+import taskqueue_plugin_http
 import trio
 from taskqueue_plugin_http import (
     TASK_TYPE,
     DestinationNotAllowedError,
-    HttpPayloadError,
     HttpRequestError,
-    HttpRequestProcessor,
+    HttpRequestSpec,
     RequestTimeoutError,
     ResponseTooLargeError,
     UnexpectedStatusError,
-    parse_payload,
 )
 from taskqueue_plugin_http.addresses import AddressPolicy, IPAddress
 from taskqueue_plugin_http.settings import HttpSettings
 from taskqueue_plugin_http.transport import GuardedBackend, Resolver
 
 from taskqueue.config.plugins import parse_plugin_settings
-from taskqueue.errors import ConfigError
-from taskqueue.models import ClaimedTask, Priority
-from taskqueue.plugin import TaskContext
+from taskqueue.errors import ConfigError, InvalidPayloadError, PermanentError
+from taskqueue.payloads import decode_payload
+from taskqueue.plugin import ProcessorRegistry
 from taskqueue.processors import load_plugins
+from taskqueue.testing import plugin_registry, run_processor
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,40 +114,36 @@ def url_of(srv: _Server, path: str) -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}{path}"
 
 
-def context(payload: Any) -> TaskContext:
-    task = ClaimedTask(
-        id="t-1",
-        type=TASK_TYPE,
-        priority=Priority.MEDIUM,
-        payload=payload,
-        attempt=1,
-        max_retries=3,
-        timeout_ms=60_000,
-        ready_ms=0,
-        started_ms=0,
-    )
-    return TaskContext(task, worker_id="w", logger=logging.getLogger("t"))
-
-
 def parse_settings(table: dict[str, Any]) -> HttpSettings:
     """``table`` as the daemon reads ``[plugins.http]``."""
     return parse_plugin_settings(HttpSettings, "http", table)
 
 
-def processor(**settings: Any) -> HttpRequestProcessor:
-    return HttpRequestProcessor(parse_settings({"allow_private_networks": True, **settings}))
+def registry(**settings: Any) -> ProcessorRegistry:
+    """http.request as the daemon registers it, private networks allowed (the test server is
+    on 127.0.0.1), with ``settings`` as the rest of ``[plugins.http]``."""
+    return strict_registry(allow_private_networks=True, **settings)
 
 
-def strict_processor(**settings: Any) -> HttpRequestProcessor:
-    """The default settings: private networks refused."""
-    return HttpRequestProcessor(parse_settings(settings))
+def strict_registry(**settings: Any) -> ProcessorRegistry:
+    """http.request with ``settings`` and the defaults otherwise: private networks refused."""
+    return plugin_registry(taskqueue_plugin_http, name="http", settings=settings)
+
+
+async def request(
+    payload: Any, registered: ProcessorRegistry | None = None, **settings: Any
+) -> dict[str, Any]:
+    """The result of one http.request task, run as a worker runs it."""
+    done = await run_processor(registered or registry(**settings), TASK_TYPE, payload)
+    result: dict[str, Any] = done.value
+    return result
 
 
 # --- requests and results --------------------------------------------------------------------
 
 
 async def test_get_returns_status_some_headers_text_body_and_elapsed_time(server: _Server) -> None:
-    result = await processor().run(context({"method": "GET", "url": url_of(server, "/text")}))
+    result = await request({"method": "GET", "url": url_of(server, "/text")})
     assert result["status"] == 200
     assert result["body"] == "héllo wörld"
     assert result["headers"]["content-type"] == "text/plain; charset=utf-8"
@@ -161,7 +156,7 @@ async def test_get_returns_status_some_headers_text_body_and_elapsed_time(server
 
 async def test_default_method_is_post_and_body_is_sent_as_is(server: _Server) -> None:
     payload = {"url": url_of(server, "/echo"), "body": "plain text", "headers": {"X-A": "1"}}
-    echoed = json.loads((await processor().run(context(payload)))["body"])
+    echoed = json.loads((await request(payload))["body"])
     assert echoed["method"] == "POST"
     assert echoed["body"] == "plain text"
     assert echoed["headers"]["x-a"] == "1"
@@ -169,7 +164,7 @@ async def test_default_method_is_post_and_body_is_sent_as_is(server: _Server) ->
 
 async def test_json_payload_is_encoded_with_a_json_content_type(server: _Server) -> None:
     payload = {"method": "PUT", "url": url_of(server, "/echo"), "json": {"a": [1, "é"]}}
-    echoed = json.loads((await processor().run(context(payload)))["body"])
+    echoed = json.loads((await request(payload))["body"])
     assert echoed["method"] == "PUT"
     assert json.loads(echoed["body"]) == {"a": [1, "é"]}
     assert echoed["headers"]["content-type"] == "application/json"
@@ -177,7 +172,7 @@ async def test_json_payload_is_encoded_with_a_json_content_type(server: _Server)
 
 async def test_status_outside_expected_fails_with_status_and_body_excerpt(server: _Server) -> None:
     with pytest.raises(UnexpectedStatusError) as info:
-        await processor().run(context({"url": url_of(server, "/status/503")}))
+        await request({"url": url_of(server, "/status/503")})
     assert info.value.status == 503
     assert "503" in str(info.value) and "200-299" in str(info.value)
     assert "status 503 says no" in str(info.value)
@@ -185,11 +180,9 @@ async def test_status_outside_expected_fails_with_status_and_body_excerpt(server
 
 async def test_expected_status_accepts_the_listed_codes_only(server: _Server) -> None:
     ok = {"url": url_of(server, "/status/404"), "expected_status": [404, 410]}
-    assert (await processor().run(context(ok)))["status"] == 404
+    assert (await request(ok))["status"] == 404
     with pytest.raises(UnexpectedStatusError, match="expected 404"):
-        await processor().run(
-            context({**ok, "url": url_of(server, "/text"), "expected_status": [404]})
-        )
+        await request({**ok, "url": url_of(server, "/text"), "expected_status": [404]})
 
 
 # --- redirects ---------------------------------------------------------------------------------
@@ -198,9 +191,9 @@ async def test_expected_status_accepts_the_listed_codes_only(server: _Server) ->
 async def test_redirects_are_not_followed_unless_asked(server: _Server) -> None:
     payload = {"method": "GET", "url": url_of(server, "/redirect?to=/text")}
     with pytest.raises(UnexpectedStatusError) as info:
-        await processor().run(context(payload))
+        await request(payload)
     assert info.value.status == 302
-    result = await processor().run(context({**payload, "expected_status": [302]}))
+    result = await request({**payload, "expected_status": [302]})
     assert result["headers"]["location"] == "/text"
 
 
@@ -210,7 +203,7 @@ async def test_redirects_are_followed_when_asked(server: _Server) -> None:
         "url": url_of(server, "/redirect?to=/text"),
         "follow_redirects": True,
     }
-    result = await processor().run(context(payload))
+    result = await request(payload)
     assert (result["status"], result["body"], result["redirects"]) == (200, "héllo wörld", 1)
     assert result["url"] == url_of(server, "/text")
 
@@ -224,7 +217,7 @@ async def test_every_redirect_hop_is_checked_against_the_address_policy(server: 
         "follow_redirects": True,
     }
     with pytest.raises(DestinationNotAllowedError) as info:
-        await strict_processor(allowed_networks=["127.0.0.1/32"]).run(context(payload))
+        await request(payload, strict_registry(allowed_networks=["127.0.0.1/32"]))
     assert info.value.address == "127.0.0.2"
     assert info.value.reason == "loopback"
     assert server.requests == [f"GET /redirect?to=http://127.0.0.2:{port}/text"]
@@ -234,7 +227,7 @@ async def test_too_many_redirects_fail_the_attempt(server: _Server) -> None:
     loop = url_of(server, "/redirect?to=" + url_of(server, "/redirect?to=/text"))
     payload = {"method": "GET", "url": loop, "follow_redirects": True}
     with pytest.raises(HttpRequestError, match=r"[Rr]edirect"):
-        await processor(max_redirects=1).run(context(payload))
+        await request(payload, max_redirects=1)
 
 
 # --- address policy ----------------------------------------------------------------------------
@@ -242,7 +235,7 @@ async def test_too_many_redirects_fail_the_attempt(server: _Server) -> None:
 
 async def test_loopback_is_refused_by_default_before_anything_is_sent(server: _Server) -> None:
     with pytest.raises(DestinationNotAllowedError) as info:
-        await strict_processor().run(context({"url": url_of(server, "/echo")}))
+        await request({"url": url_of(server, "/echo")}, strict_registry())
     assert info.value.reason == "loopback"
     assert info.value.field == "url"
     assert "allow_private_networks" in str(info.value)
@@ -252,14 +245,14 @@ async def test_loopback_is_refused_by_default_before_anything_is_sent(server: _S
 async def test_a_name_is_judged_by_the_address_it_resolves_to(server: _Server) -> None:
     port = server.server_address[1]
     with pytest.raises(DestinationNotAllowedError, match="loopback"):
-        await strict_processor().run(context({"url": f"http://localhost:{port}/echo"}))
+        await request({"url": f"http://localhost:{port}/echo"}, strict_registry())
     assert server.requests == []
 
 
 async def test_ipv4_mapped_ipv6_loopback_is_refused(server: _Server) -> None:
     port = server.server_address[1]
     with pytest.raises(DestinationNotAllowedError, match="loopback"):
-        await strict_processor().run(context({"url": f"http://[::ffff:127.0.0.1]:{port}/"}))
+        await request({"url": f"http://[::ffff:127.0.0.1]:{port}/"}, strict_registry())
 
 
 class _RecordingBackend(httpcore.AsyncNetworkBackend):
@@ -356,22 +349,16 @@ def test_allowed_networks_open_only_the_listed_ranges() -> None:
 
 async def test_a_response_declared_larger_than_the_cap_is_not_read(server: _Server) -> None:
     with pytest.raises(ResponseTooLargeError, match="max_response_bytes=1000"):
-        await processor(max_response_bytes=1000).run(
-            context({"url": url_of(server, "/bytes/5000")})
-        )
+        await request({"url": url_of(server, "/bytes/5000")}, max_response_bytes=1000)
 
 
 async def test_a_streamed_response_is_cut_off_past_the_cap(server: _Server) -> None:
     with pytest.raises(ResponseTooLargeError, match="stopped reading"):
-        await processor(max_response_bytes=10_000).run(
-            context({"url": url_of(server, "/stream/1000")})
-        )
+        await request({"url": url_of(server, "/stream/1000")}, max_response_bytes=10_000)
 
 
 async def test_the_body_in_the_result_is_truncated_and_marked(server: _Server) -> None:
-    result = await processor(result_body_bytes=100).run(
-        context({"url": url_of(server, "/bytes/5000")})
-    )
+    result = await request({"url": url_of(server, "/bytes/5000")}, result_body_bytes=100)
     assert result["body"] == "x" * 100
     assert result["body_truncated"] is True
     assert result["body_bytes"] == 5000
@@ -380,56 +367,93 @@ async def test_the_body_in_the_result_is_truncated_and_marked(server: _Server) -
 async def test_payload_timeout_fails_the_attempt(server: _Server) -> None:
     start = time.monotonic()
     with pytest.raises(RequestTimeoutError, match=r"timeout=0\.3s"):
-        await processor().run(context({"url": url_of(server, "/slow"), "timeout": 0.3}))
+        await request({"url": url_of(server, "/slow"), "timeout": 0.3})
     assert time.monotonic() - start < 3
 
 
 async def test_cancellation_of_the_task_stops_the_request(server: _Server) -> None:
     start = time.monotonic()
     with trio.move_on_after(0.3) as scope:
-        await processor().run(context({"url": url_of(server, "/slow")}))
+        await request({"url": url_of(server, "/slow")})
     assert scope.cancelled_caught
     assert time.monotonic() - start < 3
 
 
-# --- validation --------------------------------------------------------------------------------
+# --- the payload -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("payload", "field", "words"),
+    ("payload", "field", "message"),
     [
-        ({}, "url", "url: required"),
-        ({"url": 5}, "url", "expected a string"),
-        ({"url": "ftp://example.com/"}, "url", "http or https"),
-        ({"url": "http:///path"}, "url", "no host"),
-        ({"url": "https://e.com", "method": "TRACE"}, "method", "expected one of"),
-        ({"url": "https://e.com", "headers": ["X"]}, "headers", "name -> value"),
+        ({}, "url", "this field is required"),
+        ({"url": 5}, "url", "Expected str, got int (5)"),
+        ({"url": "ftp://example.com/"}, "url", "scheme must be http or https, got 'ftp' in"),
+        ({"url": "http:///path"}, "url", "'http:///path' has no host"),
+        ({"url": "http://[::1"}, "url", "'http://[::1' is not a valid URL"),
+        ({"url": "https://e.com/" + "a" * 8192}, "url", "Expected str of length <= 8192"),
+        ({"url": "https://e.com", "method": "TRACE"}, "method", "expected one of DELETE, GET"),
+        ({"url": "https://e.com", "headers": ["X"]}, "headers", "Expected object, got array"),
+        ({"url": "https://e.com", "headers": {"X Y": "1"}}, "headers", "not a valid header name"),
         ({"url": "https://e.com", "headers": {"Host": "x"}}, "headers", "set by the HTTP client"),
-        ({"url": "https://e.com", "headers": {"X": "a\r\nB: c"}}, "headers", "line break"),
-        ({"url": "https://e.com", "headers": {"X": 1}}, "headers", "must be a string"),
+        ({"url": "https://e.com", "headers": {"X": "a\r\nB: c"}}, "headers", "a line break"),
+        ({"url": "https://e.com", "headers": {"X": 1}}, "headers", "Expected str, got int"),
         ({"url": "https://e.com", "body": "a", "json": {}}, "body", "not both"),
-        ({"url": "https://e.com", "body": {"a": 1}}, "body", "use 'json'"),
-        ({"url": "https://e.com", "expected_status": 200}, "expected_status", "list"),
-        ({"url": "https://e.com", "expected_status": [99]}, "expected_status", "100-599"),
-        ({"url": "https://e.com", "timeout": -1}, "timeout", "positive"),
-        ({"url": "https://e.com", "timeout": "5"}, "timeout", "number of seconds"),
-        ({"url": "https://e.com", "follow_redirects": "yes"}, "follow_redirects", "true or false"),
-        ({"url": "https://e.com", "retries": 3}, "retries", "unknown field"),
+        ({"url": "https://e.com", "body": "a", "json": None}, "body", "not both"),
+        ({"url": "https://e.com", "body": {"a": 1}}, "body", "Expected str | null, got object"),
+        ({"url": "https://e.com", "json": float("nan")}, "json", "cannot be encoded as JSON"),
+        ({"url": "https://e.com", "expected_status": 200}, "expected_status", "Expected array"),
+        ({"url": "https://e.com", "expected_status": []}, "expected_status", "length >= 1"),
+        ({"url": "https://e.com", "expected_status": [99]}, "expected_status.0", "int >= 100"),
+        ({"url": "https://e.com", "expected_status": [600]}, "expected_status.0", "int <= 599"),
+        ({"url": "https://e.com", "expected_status": [True]}, "expected_status.0", "got bool"),
+        ({"url": "https://e.com", "timeout": -1}, "timeout", "Expected float > 0.0, not -1"),
+        ({"url": "https://e.com", "timeout": 0}, "timeout", "Expected float > 0.0, not 0"),
+        ({"url": "https://e.com", "timeout": "5"}, "timeout", "Expected float | null, got str"),
+        ({"url": "https://e.com", "timeout": float("inf")}, "timeout", "a finite number"),
+        ({"url": "https://e.com", "follow_redirects": "yes"}, "follow_redirects", "Expected bool"),
+        ({"url": "https://e.com", "retries": 3}, "retries", "unknown field; expected one of url"),
     ],
 )
 def test_invalid_payloads_are_refused_naming_the_field(
-    payload: dict[str, Any], field: str, words: str
+    payload: dict[str, Any], field: str, message: str
 ) -> None:
-    with pytest.raises(HttpPayloadError, match=words) as info:
-        parse_payload(payload)
+    with pytest.raises(InvalidPayloadError) as info:
+        decode_payload(HttpRequestSpec, payload)
     assert info.value.field == field
-    assert str(info.value).startswith(field)
-    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"payload.{field}: ")
+    assert message in str(info.value)
 
 
 def test_a_payload_that_is_not_an_object_is_refused() -> None:
-    with pytest.raises(HttpPayloadError, match="expected an object"):
-        parse_payload(["https://e.com"])
+    with pytest.raises(InvalidPayloadError, match=r"^payload: Expected object, got array"):
+        decode_payload(HttpRequestSpec, ["https://e.com"])
+
+
+async def test_a_bad_payload_fails_for_good_before_any_request(server: _Server) -> None:
+    # Registered as the payload: rejected without retries, and nothing is sent.
+    with pytest.raises(InvalidPayloadError, match=r"^payload\.method: expected one of") as info:
+        await request({"url": url_of(server, "/echo"), "method": "TRACE"})
+    assert isinstance(info.value, PermanentError)
+    assert server.requests == []
+
+
+def test_a_valid_payload_is_normalised_and_keeps_its_defaults() -> None:
+    spec = decode_payload(HttpRequestSpec, {"url": "https://e.com/x", "method": "get"})
+    assert (spec.method, spec.follow_redirects, spec.timeout) == ("GET", False, None)
+    assert (spec.content, spec.request_headers, spec.describe_expected()) == (None, (), "200-299")
+    spec = decode_payload(HttpRequestSpec, {"url": "https://e.com", "expected_status": [201, 200]})
+    assert spec.is_expected(201) and not spec.is_expected(202)
+    assert spec.describe_expected() == "200-201"
+
+
+def test_a_json_body_sets_the_content_type_unless_the_headers_do() -> None:
+    spec = decode_payload(HttpRequestSpec, {"url": "https://e.com", "json": None})
+    assert spec.content == b"null"  # json: null is a body, unlike no json at all
+    assert spec.request_headers == (("Content-Type", "application/json"),)
+    own = {"url": "https://e.com", "json": {"é": 1}, "headers": {"content-type": "text/x"}}
+    spec = decode_payload(HttpRequestSpec, own)
+    assert spec.content == '{"é":1}'.encode()
+    assert spec.request_headers == (("content-type", "text/x"),)
 
 
 @pytest.mark.parametrize(
@@ -480,5 +504,9 @@ async def test_the_entry_point_registers_http_request_with_its_settings(server: 
     assert spec.plugin == "http"
     assert spec.is_async
     assert spec.timeout == 12
-    result = await spec.func(context({"method": "GET", "url": url_of(server, "/text")}))
+    result = (
+        await run_processor(
+            loaded.registry, TASK_TYPE, {"method": "GET", "url": url_of(server, "/text")}
+        )
+    ).value
     assert result["status"] == 200
