@@ -349,7 +349,7 @@ def describe(error: str, kind: object, value: object) -> tuple[str, str]:
         return ".".join([*parts, named[1]]), named[2]
     given = _at(value, parts)
     shown = "" if given is _MISSING else _show(given)
-    if "matching regex" in message:  # only a task type has a pattern
+    if f"matching regex {_TYPE_PATTERN!r}" in message:
         message = f"invalid task type {shown}: {TYPE_RULE}"
     elif "got `" in message and shown:
         message += f" ({shown})"
