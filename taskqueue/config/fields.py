@@ -7,6 +7,7 @@ get units, limits, masking and errors that name the key, the value and what was 
 
 from __future__ import annotations
 
+import json
 import math
 import types
 import typing
@@ -331,3 +332,11 @@ def show_settings(instance: AttrsInstance, section: str | None = None) -> dict[s
         key: spec.show(getattr(instance, key))
         for key, spec in specs_of(type(instance), section).items()
     }
+
+
+def toml_repr(value: object) -> str:
+    """``value`` as TOML (and JSON) spell it in an error message: ``"5s"``, not ``'5s'``."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # pragma: no cover - TOML values are JSON-able
+        return repr(value)

@@ -9,7 +9,6 @@ The loader knows nothing about individual keys: it reads the sections' field dec
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,7 +17,15 @@ from typing import Final, Literal
 import attrs
 from attrs import AttrsInstance
 
-from taskqueue.config.fields import ENV_PREFIX, Conflict, FieldSpec, Invalid, coerce, specs_of
+from taskqueue.config.fields import (
+    ENV_PREFIX,
+    Conflict,
+    FieldSpec,
+    Invalid,
+    coerce,
+    specs_of,
+    toml_repr,
+)
 from taskqueue.config.sections import Config, all_specs, section_classes
 from taskqueue.errors import ConfigError
 
@@ -41,19 +48,12 @@ class _Origin:
 
     def invalid(self, spec: FieldSpec, raw: object) -> ConfigError:
         shown = spec.show(raw) if spec.rule.secret else raw
-        value = _toml_repr(shown) if self.style == "toml" else repr(shown)
+        value = toml_repr(shown) if self.style == "toml" else repr(shown)
         if self.where == "environment":
             prefix = f"environment {self.label}"
         else:
             prefix = f"{self.where}: {self.label}"
         return ConfigError(f"{prefix} = {value}: expected {spec.expected}")
-
-
-def _toml_repr(value: object) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):  # pragma: no cover - TOML values are JSON-able
-        return repr(value)
 
 
 def _unknown_key(where: str, key: str, *, env: bool = False) -> ConfigError:
@@ -113,7 +113,7 @@ def _read_file(path: str, values: _Values, plugins: dict[str, dict[str, object]]
             raise _unknown_key(where, f"{section}.")
         if not isinstance(table, dict):
             raise ConfigError(
-                f"{where}: {section} = {_toml_repr(table)}: expected a table [{section}]"
+                f"{where}: {section} = {toml_repr(table)}: expected a table [{section}]"
             )
         for name, raw in table.items():
             key = f"{section}.{name}"

@@ -9,13 +9,12 @@ and what was expected. A key the class does not declare is an error: a typo must
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Mapping
 from typing import TypeVar, cast, dataclass_transform
 
 import attrs
 
-from taskqueue.config.fields import Conflict, Invalid, coerce, setting, specs_of
+from taskqueue.config.fields import Conflict, Invalid, coerce, setting, specs_of, toml_repr
 from taskqueue.errors import ConfigError
 
 __all__ = ["check_plugin_tables", "parse_plugin_settings", "settings_class"]
@@ -50,7 +49,7 @@ def parse_plugin_settings(cls: type[S], plugin: str, table: Mapping[str, object]
         except Invalid:
             shown = spec.show(raw) if spec.rule.secret else raw
             raise ConfigError(
-                f"{spec.key} = {_toml_repr(shown)}: expected {spec.expected}"
+                f"{spec.key} = {toml_repr(shown)}: expected {spec.expected}"
             ) from None
     try:
         instance = cls(**values)
@@ -77,10 +76,3 @@ def _unknown(section: str, key: str, names: list[str]) -> ConfigError:
     else:
         hint = f"expected one of {', '.join(names)}" if names else "this plugin has no settings"
     return ConfigError(f"{section}.{key}: unknown setting; {hint}")
-
-
-def _toml_repr(value: object) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):  # pragma: no cover - TOML values are JSON-able
-        return repr(value)
