@@ -259,6 +259,13 @@ class WorkerInfo(Struct, kw_only=True):
     last_heartbeat_ms: Millis
     processed: Count = 0
     failed: Count = 0
+    instance: Annotated[
+        str | None,
+        Meta(
+            description="Which process of its host this is (boot id, pid namespace, start "
+            "time), so that a worker on the same host can tell when it has died."
+        ),
+    ] = None
 
 
 class QueueStats(Struct, kw_only=True):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from broker_helpers import (
     claim,
     claim_one,
@@ -16,6 +19,17 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, ReapedTask
 from taskqueue.models import TaskState
+
+
+@pytest.fixture
+def make_broker(make_broker: MakeBroker) -> MakeBroker:
+    """Brokers with leases of 30 s unless told otherwise: this file's arithmetic counts on it."""
+
+    def make(**settings: Any) -> Broker:
+        return make_broker(**{"lease_ttl": 30.0, **settings})
+
+    return make
+
 
 # -- heartbeat -------------------------------------------------------------------------------
 

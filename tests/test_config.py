@@ -58,8 +58,8 @@ def test_defaults_match_the_spec() -> None:
     assert config.redis.namespace == "taskqueue"
     assert config.redis.connect_timeout == 5.0
     assert config.worker.concurrency == 50
-    assert config.worker.heartbeat_interval == 5.0
-    assert config.worker.worker_timeout == 30.0
+    assert config.worker.heartbeat_interval == 2.0
+    assert config.worker.worker_timeout == 8.0
     assert config.worker.cleanup_interval == 60.0
     assert config.worker.priority_guard == 0
     assert config.task.default_timeout == 300.0
@@ -512,7 +512,7 @@ def test_masked_hides_every_secret_and_keeps_the_rest_readable() -> None:
     assert masked["redis"]["url"] == "redis://app:***@db.example:6379/0"
     assert masked["redis"]["password"] == "***"
     assert masked["server"]["tokens"] == ["***", "***"]
-    assert masked["worker"]["heartbeat_interval"] == "5s"
+    assert masked["worker"]["heartbeat_interval"] == "2s"
     assert masked["server"]["max_request_bytes"] == "2MiB"
     assert masked["worker"]["concurrency"] == 50
     for secret in ("hunter2", "hunter3", "token-a", "token-b"):
@@ -541,7 +541,7 @@ def test_masked_output_loads_back_as_overrides() -> None:
 def test_to_dict_holds_the_raw_values() -> None:
     config = load_config(env={"TASKQUEUE_REDIS__PASSWORD": "hunter3"})
     assert config.to_dict()["redis"]["password"] == "hunter3"
-    assert config.to_dict()["worker"]["heartbeat_interval"] == 5.0
+    assert config.to_dict()["worker"]["heartbeat_interval"] == 2.0
 
 
 @pytest.mark.parametrize(

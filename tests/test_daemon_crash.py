@@ -17,6 +17,7 @@ from daemon_helpers import (
     submit_many,
     tasks_of,
     wait_for_count,
+    wait_for_running,
     wait_for_state,
     wait_for_worker,
     wait_until,
@@ -120,3 +121,36 @@ async def test_worker_paused_past_its_timeout_lets_go_of_the_task_another_worker
             for worker in (paused, standby):
                 worker.send_signal(signal.SIGTERM)
                 assert await worker.wait_exit() == 0
+
+
+async def test_a_killed_workers_tasks_return_as_soon_as_a_worker_of_its_host_starts(
+    redis_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    # A worker timeout far beyond the test's patience: only the dead process can give it away.
+    def env(worker_id: str) -> dict[str, str]:
+        return worker_env(
+            redis_url,
+            TASKQUEUE_WORKER__ID=worker_id,
+            TASKQUEUE_WORKER__CONCURRENCY="50",
+            TASKQUEUE_WORKER__PREFETCH="50",
+            TASKQUEUE_WORKER__WORKER_TIMEOUT="1h",
+            TASKQUEUE_WORKER__HEARTBEAT_INTERVAL="1s",
+        )
+
+    ids = await submit_many(broker, "sleep", ({"seconds": 3} for _ in range(100)))
+    async with WorkerProcess(tmp_path, env("doomed"), name="doomed") as doomed:
+        await wait_for_running(broker, "doomed", 100)  # 50 running, 50 prefetched
+        doomed.send_signal(signal.SIGKILL)
+        assert await doomed.wait_exit() == -signal.SIGKILL
+    assert (await broker.stats()).by_state[TaskState.ACTIVE] == 100
+
+    async with WorkerProcess(tmp_path, env("rescuer"), name="rescuer") as rescuer:
+        record = await rescuer.wait_for_log("worker(s) of this host died", within=STARTUP)
+        assert "doomed" in record["message"] and "100 task(s)" in record["message"]
+        await wait_for_count(broker, TaskState.SUCCEEDED, 100, within=STARTUP)
+        assert [w.id for w in await broker.workers()] == ["rescuer"]
+        await assert_invariants(broker)
+
+    tasks = await tasks_of(broker, ids)
+    assert Counter((t.state, t.attempt) for t in tasks) == {(TaskState.SUCCEEDED, 2): 100}
+    assert (await broker.stats()).totals["reaped"] == 100

@@ -217,6 +217,12 @@ class Broker:
             operations.reap(self.settings, self.keys, limit, self.clock(), self._rng.random)
         )
 
+    async def expire_workers(self, worker_ids: Sequence[str]) -> int:
+        """Expire at once the leases of ``worker_ids``, workers known to be dead (their
+        process is gone), so the next :meth:`reap` returns their tasks; forget the workers.
+        How many leases expired."""
+        return await self._run(operations.expire_workers(self.keys, worker_ids, self.clock()))
+
     async def promote(self, limit: int = 1000) -> PromoteResult:
         """Make scheduled tasks whose time has come pending."""
         return await self._run(operations.promote(self.keys, limit, self.clock()))

@@ -46,7 +46,7 @@ class BrokerSettings:
     result_ttl: float = 24 * 3600.0
     idempotency_window: float = 24 * 3600.0
     #: How long a lease lasts without a heartbeat; also how long a silent worker stays registered.
-    lease_ttl: float = 30.0
+    lease_ttl: float = 8.0
     max_queue_depth: int = 0
     #: 0: strict priorities. N > 0: every Nth claim first takes one task from each lower priority.
     priority_guard: int = 0

@@ -285,6 +285,13 @@ def reap(
     return ReapResult(reaped=reaped, workers_removed=gone, outcomes=outcomes)
 
 
+def expire_workers(keys: Keys, worker_ids: Sequence[str], now: int) -> Operation[int]:
+    """Expire the leases of workers known to be dead and forget them; how many leases."""
+    if not worker_ids:
+        return 0
+    return int((yield _script(keys, "expire_workers", now, *worker_ids)))
+
+
 def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:
     """Make up to ``limit`` scheduled tasks whose time has come pending."""
     promoted, next_due = yield _script(keys, "promote", now, limit)

@@ -23,6 +23,7 @@ class Scripts:
     finish: Script
     heartbeat: Script
     reap: Script
+    expire_workers: Script
     promote: Script
     cancel: Script
     requeue_dead: Script

@@ -17,6 +17,7 @@ import trio
 
 from taskqueue.broker import Broker, TypeDefaults, wall_clock_ms
 from taskqueue.daemon.consumer import Consumer
+from taskqueue.daemon.local_peers import this_instance
 from taskqueue.health import Health, RedisGuard
 from taskqueue.models import WorkerInfo
 
@@ -51,6 +52,7 @@ class Heartbeat:
         self.type_defaults = type_defaults or {}
         self.on_beat = on_beat
         self.started_ms = wall_clock_ms()
+        self.instance = this_instance()
         self.beats = 0
 
     def info(self) -> WorkerInfo:
@@ -66,6 +68,7 @@ class Heartbeat:
             last_heartbeat_ms=0,
             processed=c.processed,
             failed=c.failed,
+            instance=self.instance,
         )
 
     async def beat(self) -> None:
