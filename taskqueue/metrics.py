@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from taskqueue.broker import Broker, Cancellation, Submission, Submitted
+from taskqueue.broker import Broker, Cancellation, Submission, Submitted, TrimResult
 from taskqueue.models import Priority, QueueStats, TaskState
 from taskqueue.redis import (
     AuthenticationError,
@@ -69,7 +69,7 @@ DURATION_BUCKETS: Final = (
 _BOUND_TEXT: Final = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
 
 #: The states ``taskqueue_queue_depth`` reports: where tasks wait or run, and the dead letters.
-#: Succeeded and cancelled records are history (kept for ``task.result_ttl``), not a queue.
+#: Succeeded and cancelled records are history (kept as `[retention]` says), not a queue.
 DEPTH_STATES: Final = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
 
 #: Most (task type, priority) series a process keeps. Task types are whatever submitters name,
@@ -320,6 +320,14 @@ class _EventCollector(Collector):
         )
         for kind, n in sorted(m.redis_errors.items()):
             errors.add_metric([kind], n)
+        trimmed = CounterMetricFamily(
+            "taskqueue_records_trimmed",
+            "Finished records this process's trimmer deleted past their retention, by state "
+            "(a dead letter dropped this way is lost: see retention.dead and dead_max).",
+            labels=["state"],
+        )
+        for state, n in m.records_trimmed.items():
+            trimmed.add_metric([state], n)
         return [
             CounterMetricFamily(
                 "taskqueue_worker_heartbeats",
@@ -331,6 +339,7 @@ class _EventCollector(Collector):
                 "Records of dead workers this process's reaper removed.",
                 value=m.workers_cleaned_up,
             ),
+            trimmed,
             CounterMetricFamily(
                 "taskqueue_leases_reaped",
                 "Expired leases this process's reaper took back (each a failed attempt, or a "
@@ -369,6 +378,7 @@ class Metrics:
         self.worker_heartbeats = 0
         self.workers_cleaned_up = 0
         self.leases_reaped = 0
+        self.records_trimmed: dict[str, int] = dict.fromkeys(("succeeded", "cancelled", "dead"), 0)
         self.redis_errors: dict[str, int] = {}  # kind -> count
         self.redis_reconnects = 0
         #: API requests: (api, route, method, status) -> count; (api, route) -> latencies.
@@ -427,6 +437,10 @@ class Metrics:
 
     def heartbeat_sent(self) -> None:
         self.worker_heartbeats += 1
+
+    def trimmed(self, result: TrimResult) -> None:
+        for state in ("succeeded", "cancelled", "dead"):
+            self.records_trimmed[state] += getattr(result, state)
 
     def reaped(self, leases: int, workers: int) -> None:
         self.leases_reaped += leases

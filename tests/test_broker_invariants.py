@@ -34,7 +34,7 @@ from hypothesis.stateful import (
 )
 from invariants import assert_invariants
 
-from taskqueue.broker import Broker, BrokerSettings, Report, Submission
+from taskqueue.broker import Broker, BrokerSettings, Report, Retention, Submission
 from taskqueue.errors import ConflictingStateError, TaskNotFoundError
 from taskqueue.models import PRIORITY_ORDER, Priority, TaskState, WorkerInfo
 from taskqueue.outcomes import OutcomeKind
@@ -46,11 +46,19 @@ TYPES = ("a", "b", "c")
 WORKERS = ("w1", "w2")
 IDEMPOTENCY_KEYS = ("k1", "k2")
 MAX_TASKS = 40
+#: Ages and counts small enough that both limits come into play within a run.
+RETENTION = Retention(
+    succeeded=120.0, succeeded_max=6, cancelled=120.0, cancelled_max=4, dead=300.0, dead_max=3
+)
 SETTINGS = BrokerSettings(
-    lease_ttl=30.0, retry_base_delay=2.0, retry_max_delay=20.0, result_ttl=120.0
+    lease_ttl=30.0, retry_base_delay=2.0, retry_max_delay=20.0, retention=RETENTION
 )
 LEASE_MS = int(SETTINGS.lease_ttl * 1000)
-TTL_MS = int(SETTINGS.result_ttl * 1000)
+KEPT: dict[TaskState, tuple[float, int]] = {
+    TaskState.SUCCEEDED: (RETENTION.succeeded, RETENTION.succeeded_max),
+    TaskState.CANCELLED: (RETENTION.cancelled, RETENTION.cancelled_max),
+    TaskState.DEAD: (RETENTION.dead, RETENTION.dead_max),
+}
 
 Queue = tuple[str, str]  # (priority, type)
 SubmissionFields = tuple[str, Priority, int | None, int, str | None]
@@ -199,14 +207,19 @@ class BrokerMachine(RuleBasedStateMachine):
             assert self.now() < ready_ms < self.now() + cap
             task.state, task.ready_ms = TaskState.SCHEDULED, ready_ms
 
-    def trim(self) -> None:
-        """Finished records older than the result TTL go (reports and reaps do it)."""
-        for task_id, task in list(self.tasks.items()):
-            if (
-                task.state in (TaskState.SUCCEEDED, TaskState.CANCELLED)
-                and task.finished_ms <= self.now() - TTL_MS
-            ):
+    def trim(self) -> dict[TaskState, int]:
+        """Finished records past their state's age, then the oldest beyond its count, go
+        (ties in age broken by id, as a sorted set orders them); how many of each state."""
+        removed = {}
+        for state, (age, keep) in KEPT.items():
+            members = sorted((t.finished_ms, i) for i, t in self.tasks.items() if t.state is state)
+            old = [i for finished, i in members if finished <= self.now() - age * 1000]
+            rest = [i for _, i in members[len(old) :]]
+            doomed = old + rest[: max(0, len(rest) - keep)]
+            for task_id in doomed:
                 self.forget(task_id)
+            removed[state] = len(doomed)
+        return removed
 
     def forget(self, task_id: str) -> None:
         del self.tasks[task_id]
@@ -330,7 +343,6 @@ class BrokerMachine(RuleBasedStateMachine):
             assert state is task.state, f"{r}: broker says {state}, model {task.state}"
         for task in reversed(fronts):
             self.push(task, front=True)
-        self.trim()
 
     @rule(
         worker=st.sampled_from(WORKERS),
@@ -395,7 +407,16 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.finish(task, TaskState.DEAD)
             else:
                 self.retry_or_pending(task, *stored[task_id])
-        self.trim()
+
+    @rule()
+    def trim_finished(self) -> None:
+        result = self.run(self.broker.trim)
+        expected = self.trim()
+        assert (result.succeeded, result.cancelled, result.dead) == (
+            expected[TaskState.SUCCEEDED],
+            expected[TaskState.CANCELLED],
+            expected[TaskState.DEAD],
+        )
 
     @precondition(lambda self: self.has(TaskState.SCHEDULED))
     @rule()

@@ -17,7 +17,7 @@ from taskqueue.outcomes import OutcomeKind
 
 T = TypeVar("T")
 
-SETTINGS = BrokerSettings(retry_base_delay=1.0, retry_max_delay=300.0, result_ttl=60.0)
+SETTINGS = BrokerSettings(retry_base_delay=1.0, retry_max_delay=300.0)
 KEYS = Keys(SETTINGS.namespace)
 
 
@@ -44,7 +44,7 @@ def test_report_sends_six_fields_per_outcome_in_the_outcome_s_own_words() -> Non
 
     assert step.script.name == "finish"
     assert step.args == (
-        *(1000, 1000, 300_000, 60_000),
+        *(1000, 1000, 300_000),
         *("a", 1, "succeeded", '{"n":1}', "", 0),
         *("b", 2, "timed_out", "late", "tb", 0.5),
         *("c", 1, "interrupted", "", "", 0.5),

@@ -12,6 +12,7 @@ import pytest
 from taskqueue.config import (
     Config,
     RedisConfig,
+    RetentionConfig,
     ServerConfig,
     TaskConfig,
     WorkerConfig,
@@ -64,7 +65,8 @@ def test_defaults_match_the_spec() -> None:
     assert config.worker.priority_guard == 0
     assert config.task.default_timeout == 300.0
     assert config.task.max_payload_bytes == 1024 * 1024
-    assert config.task.result_ttl == 86400.0
+    assert config.retention.succeeded == 86400.0
+    assert config.retention.dead_max == 100_000
     assert config.metrics.path == "/metrics"
     assert config.logging.level == "info"
     assert config.logging.format == "auto"
@@ -101,8 +103,10 @@ def test_toml_file_sets_values_in_every_form(tmp_path: Path) -> None:
         task_types = ["email.send"]
 
         [task]
-        result_ttl = "2h30m"
         max_payload_bytes = 65536
+
+        [retention]
+        succeeded = "2h30m"
         """,
     )
     config = load_config(path, env={})
@@ -114,7 +118,7 @@ def test_toml_file_sets_values_in_every_form(tmp_path: Path) -> None:
     assert config.worker.heartbeat_interval == 0.25
     assert config.worker.worker_timeout == 2.0
     assert config.worker.task_types == ("email.send",)
-    assert config.task.result_ttl == 9000.0
+    assert config.retention.succeeded == 9000.0
     assert config.task.max_payload_bytes == 65536
     assert config.worker.cleanup_interval == 60.0  # untouched keys keep their default
 
@@ -325,7 +329,8 @@ def test_wrong_override_names_the_override() -> None:
         ("worker.priority_guard", -1, "expected a whole number >= 0"),
         ("worker.id", "has space", "expected a name without spaces"),
         ("task.max_retries", 1.5, "expected a whole number >= 0"),
-        ("task.result_ttl", 0, "expected a duration like 250ms, 5s, 1m (more than 0)"),
+        ("retention.interval", 0, "expected a duration like 250ms, 5s, 1m (more than 0)"),
+        ("retention.dead_max", -1, "expected a whole number >= 0"),
         ("metrics.path", "metrics", "expected a path starting with '/'"),
         ("logging.level", "loud", "expected one of debug, info, warning, error, critical"),
         ("logging.format", "xml", "expected one of auto, json, console, journald"),
@@ -413,7 +418,7 @@ def test_unknown_section_without_close_match_lists_the_sections(tmp_path: Path) 
     path = write_toml(tmp_path, "[database]\nhost = 'x'\n")
     assert config_error(path) == (
         f"config file {path}: unknown section 'database'; "
-        "expected one of server, redis, worker, task, metrics, logging"
+        "expected one of server, redis, worker, task, retention, metrics, logging"
     )
 
 
@@ -527,7 +532,8 @@ def test_masked_shows_unset_secrets_as_unset() -> None:
 
 def test_masked_output_loads_back_as_overrides() -> None:
     config = Config(
-        task=TaskConfig(result_ttl=9000.0, max_payload_bytes=65536),
+        task=TaskConfig(max_payload_bytes=65536),
+        retention=RetentionConfig(succeeded=9000.0),
         server=ServerConfig(port=8080),
     )
     overrides = {

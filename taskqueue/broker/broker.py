@@ -27,8 +27,10 @@ from taskqueue.broker.model import (
     ReapedTask,
     ReapResult,
     Report,
+    Retention,
     Submission,
     Submitted,
+    TrimResult,
     TypeDefaults,
     wall_clock_ms,
 )
@@ -68,8 +70,10 @@ __all__ = [
     "ReapResult",
     "ReapedTask",
     "Report",
+    "Retention",
     "Submission",
     "Submitted",
+    "TrimResult",
     "TypeDefaults",
     "task_type_problem",
     "valid_max_retries",
@@ -222,6 +226,10 @@ class Broker:
         process is gone), so the next :meth:`reap` returns their tasks; forget the workers.
         How many leases expired."""
         return await self._run(operations.expire_workers(self.keys, worker_ids, self.clock()))
+
+    async def trim(self, limit: int = 1000) -> TrimResult:
+        """Delete up to ``limit`` finished records past their retention (``settings.retention``)."""
+        return await self._run(operations.trim(self.settings, self.keys, limit, self.clock()))
 
     async def promote(self, limit: int = 1000) -> PromoteResult:
         """Make scheduled tasks whose time has come pending."""

@@ -22,8 +22,10 @@ __all__ = [
     "CancelOutcome",
     "Cancellation",
     "Page",
+    "Retention",
     "Submission",
     "Submitted",
+    "TrimResult",
     "TypeDefaults",
     "wall_clock_ms",
 ]
@@ -31,6 +33,44 @@ __all__ = [
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@attrs.frozen(kw_only=True)
+class Retention:
+    """How long (seconds) and how many finished records of each state Redis keeps; 0 turns a
+    limit off. The trimmer applies it (``trim.lua``)."""
+
+    succeeded: float = 24 * 3600.0
+    succeeded_max: int = 1_000_000
+    cancelled: float = 24 * 3600.0
+    cancelled_max: int = 100_000
+    dead: float = 180 * 24 * 3600.0
+    dead_max: int = 100_000
+
+    @classmethod
+    def from_config(cls, section: Any) -> Retention:
+        return cls(**{field.name: getattr(section, field.name) for field in attrs.fields(cls)})
+
+    def script_args(self) -> list[int]:
+        """Age (ms) and count of succeeded, cancelled and dead, as ``trim.lua`` takes them."""
+        return [
+            round(self.succeeded * 1000), self.succeeded_max,
+            round(self.cancelled * 1000), self.cancelled_max,
+            round(self.dead * 1000), self.dead_max,
+        ]  # fmt: skip
+
+
+@attrs.frozen(kw_only=True)
+class TrimResult:
+    """How many finished records one trim deleted, by state."""
+
+    succeeded: int
+    cancelled: int
+    dead: int
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.cancelled + self.dead
 
 
 @attrs.frozen(kw_only=True)
@@ -43,7 +83,7 @@ class BrokerSettings:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
     max_payload_bytes: int = 1024 * 1024
-    result_ttl: float = 24 * 3600.0
+    retention: Retention = attrs.field(factory=lambda: Retention())
     idempotency_window: float = 24 * 3600.0
     #: How long a lease lasts without a heartbeat; also how long a silent worker stays registered.
     lease_ttl: float = 8.0
@@ -61,7 +101,7 @@ class BrokerSettings:
             retry_base_delay=task.retry_base_delay,
             retry_max_delay=task.retry_max_delay,
             max_payload_bytes=task.max_payload_bytes,
-            result_ttl=task.result_ttl,
+            retention=Retention.from_config(config.retention),
             idempotency_window=task.idempotency_window,
             lease_ttl=worker.worker_timeout,
             max_queue_depth=task.max_queue_depth,

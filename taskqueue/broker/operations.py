@@ -44,6 +44,7 @@ from taskqueue.broker.model import (
     Report,
     Submission,
     Submitted,
+    TrimResult,
     TypeDefaults,
 )
 from taskqueue.broker.scripts import load_scripts
@@ -208,7 +209,6 @@ def report(
         now,
         int(settings.retry_base_delay * 1000),
         int(settings.retry_max_delay * 1000),
-        int(settings.result_ttl * 1000),
     ]
     succeeded = OutcomeKind.SUCCEEDED  # a local: the loop runs per task
     for r in reports:
@@ -273,7 +273,6 @@ def reap(
         int(settings.lease_ttl * 1000),
         int(settings.retry_base_delay * 1000),
         int(settings.retry_max_delay * 1000),
-        int(settings.result_ttl * 1000),
     ]
     args += [jitter() for _ in range(limit)]
     reaped, gone, flat = yield _script(keys, "reap", *args)
@@ -290,6 +289,13 @@ def expire_workers(keys: Keys, worker_ids: Sequence[str], now: int) -> Operation
     if not worker_ids:
         return 0
     return int((yield _script(keys, "expire_workers", now, *worker_ids)))
+
+
+def trim(settings: BrokerSettings, keys: Keys, limit: int, now: int) -> Operation[TrimResult]:
+    """Delete up to ``limit`` finished records past their retention."""
+    args = [now, limit, *settings.retention.script_args()]
+    succeeded, cancelled, dead = yield _script(keys, "trim", *args)
+    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead)
 
 
 def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:

@@ -24,6 +24,7 @@ class Scripts:
     heartbeat: Script
     reap: Script
     expire_workers: Script
+    trim: Script
     promote: Script
     cancel: Script
     requeue_dead: Script

@@ -162,7 +162,6 @@ class TaskConfig:
     retry_base_delay: float = setting(1.0, kind="duration")
     retry_max_delay: float = setting(300.0, kind="duration")
     max_payload_bytes: int = setting(2**20, kind="size", positive=True)
-    result_ttl: float = setting(86400.0, kind="duration", positive=True)
     idempotency_window: float = setting(86400.0, kind="duration", positive=True)
     max_queue_depth: int = setting(0, minimum=0)
 
@@ -175,6 +174,27 @@ class TaskConfig:
                 },
                 "task.retry_max_delay >= task.retry_base_delay",
             )
+
+
+@attrs.define(frozen=True, kw_only=True)
+class RetentionConfig:
+    """How long, and how many, finished records Redis keeps: per state, an age and a count.
+
+    A record older than its state's age, or beyond its count (the oldest go first), is deleted
+    by the trimmer of any daemon, which checks every ``interval`` and keeps up with any rate
+    tasks finish at. 0 turns a limit off. Dead letters dropped this way are counted
+    (``taskqueue queues``: ``dead_dropped``), and logged.
+    """
+
+    _section: ClassVar[str] = "retention"
+
+    succeeded: float = setting(86400.0, kind="duration")
+    succeeded_max: int = setting(1_000_000, minimum=0)
+    cancelled: float = setting(86400.0, kind="duration")
+    cancelled_max: int = setting(100_000, minimum=0)
+    dead: float = setting(180 * 86400.0, kind="duration")
+    dead_max: int = setting(100_000, minimum=0)
+    interval: float = setting(1.0, kind="duration", positive=True)
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -218,6 +238,7 @@ class Config:
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     worker: WorkerConfig = attrs.field(factory=WorkerConfig)
     task: TaskConfig = attrs.field(factory=TaskConfig)
+    retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     #: ``[plugins.<name>]`` tables as written, handed to the plugin registering as ``<name>``.

@@ -53,7 +53,7 @@ SIZE_HINT: Final = "a size like 512, 64KiB, 1MiB"
 def parse_duration(text: str | float) -> float:
     """Seconds from text like ``250ms``, ``5s``, ``1m``, ``1h``, ``1.5s``, ``2h30m``.
 
-    Why units: ``result_ttl = "24h"`` is easier to get right than ``86400``. A bare number
+    Why units: ``succeeded = "24h"`` is easier to get right than ``86400``. A bare number
     (``5``, ``"5"``, ``0.5``) is seconds. Parts combine (``1m30s``); ``d`` is days. Negative,
     infinite and NaN values are refused with a ValueError, so a typo never becomes "forever".
     """

@@ -35,6 +35,7 @@ from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.scheduler import Scheduler
 from taskqueue.daemon.service import Service
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
+from taskqueue.daemon.trimmer import Trimmer
 from taskqueue.health import Health
 from taskqueue.metrics import Metrics
 from taskqueue.processors import LoadedPlugins
@@ -69,6 +70,7 @@ class Daemon:
     heartbeat: Heartbeat | None = None
     scheduler: Scheduler | None = None
     reaper: Reaper | None = None
+    trimmer: Trimmer | None = None
     #: The process's metrics (its own registry), served at ``metrics.path``.
     metrics: Metrics = attrs.field(factory=Metrics)
     metrics_server: MetricsServer | None = None
@@ -190,7 +192,14 @@ async def run_daemon(
 
 def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
     """The services of the daemon's mode, in the order they start."""
-    services: list[Service] = [daemon.notifications]
+    daemon.trimmer = Trimmer(
+        daemon.broker,
+        health=daemon.health,
+        interval=daemon.config.retention.interval,
+        metrics=daemon.metrics,
+    )
+    # Every mode trims: finished records must not pile up while no worker runs.
+    services: list[Service] = [daemon.notifications, daemon.trimmer]
     if daemon.mode is not Mode.SERVER:
         services += _worker_services(daemon)
     if api is not None and daemon.mode is not Mode.WORKER:

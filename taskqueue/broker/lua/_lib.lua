@@ -142,19 +142,3 @@ local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err,
   make_scheduled(id, priority, ttype, now + delay, fields)
   return S_SCHEDULED
 end
-
--- Delete finished records older than the result TTL, at most `limit` per set and call.
-local function trim_finished(now, ttl_ms, limit)
-  local removed = 0
-  for _, zset in ipairs({K_SUCCEEDED, K_CANCELLED}) do
-    local old = redis.call('ZRANGEBYSCORE', zset, '-inf', now - ttl_ms, 'LIMIT', 0, limit)
-    if #old > 0 then
-      for i = 1, #old do
-        redis.call('DEL', key_task(old[i]))
-      end
-      redis.call('ZREM', zset, unpack(old))
-      removed = removed + #old
-    end
-  end
-  return removed
-end

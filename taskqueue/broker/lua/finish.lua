@@ -5,8 +5,7 @@
 -- ARGV[1]  now (ms)
 -- ARGV[2]  retry base delay (ms)
 -- ARGV[3]  retry maximum delay (ms)
--- ARGV[4]  result TTL (ms): finished records older than this are deleted as a side effect
--- ARGV[5..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind (the words of
+-- ARGV[4..] 6 fields per outcome: id, attempt, kind, a, b, jitter, where kind (the words of
 --           taskqueue.outcomes.OutcomeKind) and a, b are
 --           'succeeded'   result-JSON ''        the processor returned
 --           'failed'      error     traceback  the processor raised (jitter in [0,1))
@@ -20,7 +19,7 @@
 --           cancelled (as the reaper does with it), keeping a failure's error and traceback.
 -- Returns: per outcome, the task's new state, or '' when the report was stale and ignored.
 local now = tonumber(ARGV[1])
-local base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local base_ms, max_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
 local FIELDS = 6
 local out = {}
 local done = {}
@@ -30,13 +29,13 @@ local KINDS = {
 }
 
 -- Refuse a bad batch before the first write: Redis does not undo a script's writes on error.
-for i = 7, #ARGV, FIELDS do
+for i = 6, #ARGV, FIELDS do
   if not KINDS[ARGV[i]] then
     return redis.error_reply('unknown outcome kind ' .. ARGV[i])
   end
 end
 
-for i = 5, #ARGV, FIELDS do
+for i = 4, #ARGV, FIELDS do
   local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = key_task(id)
   local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested')
@@ -69,6 +68,5 @@ for i = 5, #ARGV, FIELDS do
 end
 
 call_chunked('ZREM', K_ACTIVE, done)
-trim_finished(now, ttl_ms, 100)
 flush()
 return out

@@ -6,13 +6,12 @@
 -- ARGV[2]  worker registration TTL (ms): workers silent longer than this are removed
 -- ARGV[3]  retry base delay (ms)
 -- ARGV[4]  retry maximum delay (ms)
--- ARGV[5]  result TTL (ms), for trimming old finished records
--- ARGV[6..] jitter values in [0, 1), one per task that may be reaped (also the batch limit)
+-- ARGV[5..] jitter values in [0, 1), one per task that may be reaped (also the batch limit)
 -- Returns: {number of leases expired, ids of the workers removed, and per task that was still
 --          active, 4 fields: id, type, priority, its new state}
 local now = tonumber(ARGV[1])
-local worker_ttl, base_ms, max_ms, ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local limit = #ARGV - 5
+local worker_ttl, base_ms, max_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit = #ARGV - 4
 
 local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
 local outcomes = {}
@@ -31,7 +30,7 @@ for n, id in ipairs(expired) do
     else
       local err = 'lease expired: worker ' .. (f[6] or '?') .. ' stopped sending heartbeats'
       state = fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
-        tonumber(ARGV[5 + n]), base_ms, max_ms)
+        tonumber(ARGV[4 + n]), base_ms, max_ms)
     end
     for _, v in ipairs({id, ttype, priority, state}) do
       outcomes[#outcomes + 1] = v
@@ -47,6 +46,5 @@ if #gone > 0 then
   redis.call('ZREM', K_WORKERS, unpack(gone))
   count('total|workers_removed', #gone)
 end
-trim_finished(now, ttl_ms, 1000)
 flush()
 return {#expired, gone, outcomes}
