@@ -328,6 +328,14 @@ class _EventCollector(Collector):
         )
         for state, n in m.records_trimmed.items():
             trimmed.add_metric([state], n)
+        lost = CounterMetricFamily(
+            "taskqueue_leases_lost",
+            "Tasks this worker stopped, or did not start, because their lease had passed or "
+            "may have passed to another worker (a stall, a partition), by where they were.",
+            labels=["stage"],
+        )
+        for stage, n in m.leases_lost.items():
+            lost.add_metric([stage], n)
         return [
             CounterMetricFamily(
                 "taskqueue_worker_heartbeats",
@@ -340,6 +348,13 @@ class _EventCollector(Collector):
                 value=m.workers_cleaned_up,
             ),
             trimmed,
+            lost,
+            CounterMetricFamily(
+                "taskqueue_outcomes_refused",
+                "Outcomes this worker reported that Redis refused: the task's lease had passed "
+                "to another worker, whose outcome counts.",
+                value=m.outcomes_refused,
+            ),
             CounterMetricFamily(
                 "taskqueue_leases_reaped",
                 "Expired leases this process's reaper took back (each a failed attempt, or a "
@@ -378,6 +393,8 @@ class Metrics:
         self.worker_heartbeats = 0
         self.workers_cleaned_up = 0
         self.leases_reaped = 0
+        self.outcomes_refused = 0
+        self.leases_lost: dict[str, int] = {"running": 0, "waiting": 0}
         self.records_trimmed: dict[str, int] = dict.fromkeys(("succeeded", "cancelled", "dead"), 0)
         self.redis_errors: dict[str, int] = {}  # kind -> count
         self.redis_reconnects = 0
@@ -437,6 +454,12 @@ class Metrics:
 
     def heartbeat_sent(self) -> None:
         self.worker_heartbeats += 1
+
+    def outcome_refused(self) -> None:
+        self.outcomes_refused += 1
+
+    def lease_lost(self, *, started: bool) -> None:
+        self.leases_lost["running" if started else "waiting"] += 1
 
     def trimmed(self, result: TrimResult) -> None:
         for state in ("succeeded", "cancelled", "dead"):

@@ -73,8 +73,11 @@ class Heartbeat:
 
     async def beat(self) -> None:
         """One heartbeat: one round trip to Redis."""
-        reply = await self.broker.heartbeat(self.info(), self.consumer.leases())
+        leases = self.consumer.leases()
+        sent_at = trio.current_time()
+        reply = await self.broker.heartbeat(self.info(), leases)
         self.beats += 1
+        self.consumer.leases_extended(leases, sent_at, reply.lost)
         if reply.lost:
             self.consumer.lease_lost(reply.lost)
         for task_id in reply.cancel_requested:

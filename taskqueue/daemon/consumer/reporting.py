@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from taskqueue.broker import Broker, Report
-from taskqueue.metrics import TaskCounts
+from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState
 from taskqueue.outcomes import Outcome, OutcomeKind
 
@@ -44,9 +44,10 @@ def report_of(task: ClaimedTask, outcome: Outcome) -> Report:
 class Reporter:
     """Writes a batch of reports in one round trip, then counts what became of each task."""
 
-    def __init__(self, broker: Broker, worker_id: str) -> None:
+    def __init__(self, broker: Broker, worker_id: str, metrics: Metrics) -> None:
         self.broker = broker
         self.worker_id = worker_id
+        self.metrics = metrics
 
     async def write(self, batch: Sequence[Reported]) -> None:
         """Cancellation point: the round trip. A batch whose reply was lost (a broken
@@ -57,8 +58,18 @@ class Reporter:
                 counts.processed += 1
             elif state is TaskState.CANCELLED:
                 counts.cancelled += 1
-            elif state is None or report.kind is OutcomeKind.INTERRUPTED:
-                pass  # stale (another worker has it now), or released unspent
+            elif state is None:
+                # Stale: the lease had passed to another worker, which decides the outcome.
+                self.metrics.outcome_refused()
+                log.warning(
+                    "the outcome of task %s attempt %d was refused: its lease had passed to "
+                    "another worker",
+                    report.task_id,
+                    report.attempt,
+                    extra={"task_id": report.task_id, "attempt": report.attempt},
+                )
+            elif report.kind is OutcomeKind.INTERRUPTED:
+                pass  # released unspent
             else:  # a failed attempt: retried (scheduled or pending) or dead
                 counts.failed += 1
                 if report.kind is OutcomeKind.TIMED_OUT:

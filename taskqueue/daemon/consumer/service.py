@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 IDLE_RECHECK = 1.0
 #: How long a stopping consumer keeps trying to record its last outcomes when Redis is down.
 FINAL_REPORT_TIMEOUT = 10.0
+#: The share of the lease this worker trusts: the rest covers the clocks of other hosts, whose
+#: reapers judge the lease by their own wall clock (at most :data:`MAX_LEASE_MARGIN` seconds).
+LEASE_MARGIN = 0.1
+MAX_LEASE_MARGIN = 1.0
 
 
 class Consumer:
@@ -65,6 +69,9 @@ class Consumer:
         # the prefetched tasks keep the slots busy meanwhile.
         self.claim_threshold = max(1, prefetch // 2)
         self.drain_timeout = drain_timeout
+        ttl = broker.settings.lease_ttl
+        #: How long after a claim or heartbeat is sent its leases surely hold.
+        self.lease_trust = ttl - min(MAX_LEASE_MARGIN, ttl * LEASE_MARGIN)
         hook_started: pluggy.HookCaller | None = None
         self._hook_finished: pluggy.HookCaller | None = None
         if hooks is not None:
@@ -80,7 +87,7 @@ class Consumer:
         self.failed = 0
         self._send, self._receive = trio.open_memory_channel[ClaimedTask](math.inf)
         self._reports = CoalescingWriter[Reported](
-            Reporter(broker, worker_id).write, RedisGuard(health)
+            Reporter(broker, worker_id, self.metrics).write, RedisGuard(health)
         )
         # Progress is advisory: retried after a failure only if nothing newer came, and
         # abandoned at the end (see run).
@@ -122,6 +129,17 @@ class Consumer:
     def leases(self) -> list[tuple[str, int]]:
         """(id, attempt) of every task this consumer holds, for the heartbeat to extend."""
         return [(r.task.id, r.task.attempt) for r in self.running.values()]
+
+    def leases_extended(
+        self, leases: Sequence[tuple[str, int]], sent_at: float, lost: Sequence[str]
+    ) -> None:
+        """A heartbeat sent at ``sent_at`` (trio time) extended ``leases`` but ``lost``."""
+        until = sent_at + self.lease_trust
+        gone = set(lost)
+        for task_id, attempt in leases:
+            running = self.running.get(task_id)
+            if running is not None and running.task.attempt == attempt and task_id not in gone:
+                running.extend(until)
 
     @property
     def stopping(self) -> bool:
@@ -186,12 +204,13 @@ class Consumer:
                 continue
             wake = self._wake = trio.Event()
             claimed: list[ClaimedTask] = []
+            lease_until = trio.current_time() + self.lease_trust
             async with guard:
                 claimed = await self.broker.claim(self.worker_id, self.task_types, free)
             task_counts = self.metrics.task_counts
             for task in claimed:
                 counts = task_counts(task.type, task.priority)
-                self.running[task.id] = running = Running(task, counts)
+                self.running[task.id] = running = Running(task, counts, lease_until)
                 if self.stopping:
                     # Claimed while the stop came: give it back untouched.
                     self._stop(running, OutcomeKind.INTERRUPTED)
@@ -243,8 +262,9 @@ class Consumer:
             del self.running[task.id]
         if running.started:
             running.counts.duration.observe(outcome.duration_s)
-        reason = running.stop_reason
-        if reason is None or reason is not OutcomeKind.LOST:
+        if outcome.kind is OutcomeKind.LOST or running.stop_reason is OutcomeKind.LOST:
+            self.metrics.lease_lost(started=running.started)  # another worker has it: no report
+        else:
             kind = outcome.kind
             if kind is OutcomeKind.SUCCEEDED:
                 self.processed += 1

@@ -1,13 +1,22 @@
 """Running one claimed task: its processor called inside a cancel scope of its own.
 
-The scope's deadline is the task's timeout, and :meth:`Running.stop` cancels it early (a cancel
-request, a lost lease, the end of the drain), so every way a task can end is the processor's
-call being cancelled at its next checkpoint, or returning or raising first.
+The scope's deadline is the task's timeout or the end of its lease as this worker knows it,
+whichever comes first, and :meth:`Running.stop` cancels it early (a cancel request, a lease
+the heartbeat reports lost, the end of the drain), so every way a task can end is the
+processor's call being cancelled at its next checkpoint, or returning or raising first.
+
+Why the lease is a deadline here: a worker whose process was stalled (SIGSTOP, a VM pause, an
+event loop blocked) past its lease may find, when it resumes, that another worker already
+runs its tasks. trio expires the deadlines that passed before it runs any task again, so a
+body whose lease lapsed is cancelled at its next checkpoint instead of finishing a second
+run, and a task whose lease lapsed while it waited for a slot is not started at all. Each
+successful heartbeat moves the deadline on (:meth:`Running.extend`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -36,17 +45,29 @@ PutProgress = Callable[[str, ProgressUpdate], None]
 class Running:
     """A claimed task from its claim until its outcome is queued for reporting."""
 
-    __slots__ = ("counts", "scope", "started", "stop_reason", "task")
+    __slots__ = ("counts", "lease_until", "scope", "started", "stop_reason", "task", "timeout_at")
 
-    def __init__(self, task: ClaimedTask, counts: TaskCounts) -> None:
+    def __init__(
+        self, task: ClaimedTask, counts: TaskCounts, lease_until: float = math.inf
+    ) -> None:
         self.task = task
         #: The counters of its type and priority.
         self.counts = counts
+        #: When (trio time) its lease may run out, unless a heartbeat extends it first.
+        self.lease_until = lease_until
+        #: When (trio time) it times out, once started.
+        self.timeout_at = math.inf
         self.scope: trio.CancelScope | None = None
         #: Handed to its processor (a task stopped before that is finished unrun).
         self.started = False
         #: Why it was stopped before its processor returned: the kind it ends with.
         self.stop_reason: OutcomeKind | None = None
+
+    def extend(self, lease_until: float) -> None:
+        """A heartbeat renewed the lease: it may run out at ``lease_until`` now."""
+        self.lease_until = lease_until
+        if self.scope is not None:
+            self.scope.deadline = min(self.timeout_at, lease_until)
 
     def stop(self, reason: OutcomeKind) -> None:
         """Cancel the processor's call; the first reason given is the one that counts."""
@@ -79,10 +100,22 @@ class TaskRunner:
         task = running.task
         spec = self.registry[task.type]
         timeout = task.timeout_ms / 1000
+        now = trio.current_time()
+        if now >= running.lease_until:
+            log.warning(
+                "not starting task %s: its lease ran out %.3fs ago while it waited (this "
+                "worker was stalled); another worker may have it",
+                task.id,
+                now - running.lease_until,
+            )
+            return Outcome(kind=OutcomeKind.LOST, duration_s=0.0)
         running.started = True
         wait = time.time() - task.ready_ms * 0.001
         running.counts.wait.observe(wait if wait > 0.0 else 0.0)  # 0 if the clocks disagree
-        running.scope = scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        running.timeout_at = now + timeout
+        running.scope = scope = trio.CancelScope(
+            deadline=min(running.timeout_at, running.lease_until)
+        )
         if self._hook_started is not None:
             call_observer(self._hook_started, task=task, worker_id=self.worker_id)
         log_token = set_log_context(
@@ -144,6 +177,15 @@ class TaskRunner:
                     traceback=traceback.format_exc(),
                 )
             duration = time.perf_counter() - start
+            if running.stop_reason is None and trio.current_time() >= running.lease_until:
+                task_log.warning(
+                    "task %s (%s) attempt %d stopped: its lease ran out (this worker was "
+                    "stalled or could not reach Redis); another worker may run it",
+                    task.id,
+                    task.type,
+                    task.attempt,
+                )
+                return Outcome(kind=OutcomeKind.LOST, duration_s=duration)
             if running.stop_reason is None:
                 task_log.warning(
                     "task %s (%s) attempt %d timed out after %gs",
