@@ -96,6 +96,7 @@ async def test_the_trio_client_with_no_url_uses_the_advertised_redis(
     with advertise(tmp_path / "data", redis_url):
         async with Client() as client:
             submitted = await client.submit("echo", 7)
+        async with Client.from_config(load_config(env={})) as client:
             assert (await client.get(submitted.id)).payload == 7
 
 

@@ -213,9 +213,8 @@ class Session:
     @classmethod
     def start(cls, config_path: str | None, flags: dict[str, Any], json_mode: bool) -> Session:
         """The session of a command, on the Redis :func:`~taskqueue.discovery.find_redis`
-        names: the set-up needs no configuration, since the tools find the embedded Redis
-        that ``taskqueue run`` advertises in its data directory, and neither do the tools next
-        to it."""
+        names: beside a ``taskqueue run``, the embedded Redis it advertises in its data
+        directory, so the tools need no more configuration than the daemon."""
         config = load(config_path, flags)
         found = find_redis(config, url=flags.get("redis_url"))
         assert found is not None  # the default is allowed
@@ -230,7 +229,11 @@ class Session:
 
         async def with_client() -> T:
             # Two connection attempts: an operator waiting at a prompt wants the verdict soon.
-            async with Client.from_config(self.config, pool_size=4, connect_attempts=2) as client:
+            # The URL found at start: --redis-url must win over TASKQUEUE_REDIS__URL here too.
+            url = self.config.redis.url
+            async with Client.from_config(
+                self.config, url=url, pool_size=4, connect_attempts=2
+            ) as client:
                 return await operation(client)
 
         try:

@@ -100,15 +100,16 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
     # `run` owns its data directory and starts its own Redis there when none is named; the
     # others may join the Redis a `run` beside them advertises.
     found = find_redis(config, url=flags.get("redis_url"), advertised=mode != "run", default=False)
-    if found is None and mode != "run":
-        fail(
-            f"`taskqueue {mode}` needs redis.url: its processes share one Redis. "
-            "`taskqueue run` starts an embedded Redis when none is configured."
-        )
     with contextlib.ExitStack() as stack:
         # The lock first, so that a second daemon says so in one line, before any other.
-        directory = None if found is not None else stack.enter_context(_owned(config))
+        owns = found is None and mode == "run"
+        directory = stack.enter_context(_owned(config)) if owns else None
         plugins = plugins_for(config)
+        if found is None and mode != "run":
+            fail(
+                f"`taskqueue {mode}` needs redis.url: its processes share one Redis. "
+                "`taskqueue run` starts an embedded Redis when none is configured."
+            )
         if directory is not None:
             url = stack.enter_context(_embedded_redis(directory))
         else:
