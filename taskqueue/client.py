@@ -30,6 +30,7 @@ from taskqueue.broker import (
     Submitted,
     events_from_message,
 )
+from taskqueue.discovery import DEFAULT_URL, find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
     QueueStats,
@@ -39,12 +40,12 @@ from taskqueue.models import (
     TaskState,
     WorkerInfo,
 )
-from taskqueue.redis import Redis, RedisAddress, Subscription
+from taskqueue.redis import Redis, Subscription
 
 if TYPE_CHECKING:
     from taskqueue.config import Config
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+__all__ = ["DEFAULT_URL", "Client"]
 
 
 class EventStream:
@@ -74,26 +75,35 @@ class Client:
 
     def __init__(
         self,
-        url: str | Redis = DEFAULT_URL,
+        url: str | Redis | None = None,
         *,
         settings: BrokerSettings | None = None,
         pool_size: int = 8,
     ) -> None:
+        """``url`` None: the Redis :func:`~taskqueue.discovery.find_redis` names (the
+        environment's, a ``taskqueue run``'s in ``./data``, else 127.0.0.1:6379)."""
+        if url is None:
+            found = find_redis()
+            assert found is not None  # the default is allowed
+            url = found.url
         redis = url if isinstance(url, Redis) else Redis.from_url(url, pool_size=pool_size)
         self.broker = Broker(redis, settings)
 
     @classmethod
     def from_config(
-        cls, config: Config, *, pool_size: int | None = None, connect_attempts: int = 3
+        cls,
+        config: Config,
+        *,
+        url: str | None = None,
+        pool_size: int | None = None,
+        connect_attempts: int = 3,
     ) -> Client:
-        """A client with the daemon's Redis (URL, database, credentials, timeout), namespace
-        and task defaults, so what it submits is what the daemon's API would have written."""
+        """A client with the daemon's Redis (found as the daemon finds it: ``url``, the
+        environment, redis.url, an advertised embedded Redis, the default), credentials,
+        timeout, namespace and task defaults, so what it submits is what the daemon's API would
+        have written."""
         redis = config.redis
-        if redis.url is None:
-            raise ValueError("redis.url is not set: the client needs a Redis to talk to")
-        address = RedisAddress.from_url(
-            redis.url, db=redis.db, username=redis.username, password=redis.password
-        )
+        address = redis_address(config, url)
         connection = Redis(
             address,
             pool_size=pool_size or redis.pool_size,

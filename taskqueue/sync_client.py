@@ -33,6 +33,7 @@ from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import wall_clock_ms
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.discovery import find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
     QueueStats,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from taskqueue.config import Config
 
 T = TypeVar("T")
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> redis.Redis:
@@ -99,30 +98,32 @@ class SyncClient:
 
     def __init__(
         self,
-        url: str | RedisAddress = DEFAULT_URL,
+        url: str | RedisAddress | None = None,
         *,
         settings: BrokerSettings | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
+        """``url`` None: the Redis :func:`~taskqueue.discovery.find_redis` names (the
+        environment's, a ``taskqueue run``'s in ``./data``, else 127.0.0.1:6379)."""
+        if url is None:
+            found = find_redis()
+            assert found is not None  # the default is allowed
+            url = found.url
         self.address = RedisAddress.from_url(url) if isinstance(url, str) else url
         self.settings = settings or BrokerSettings()
         self.keys = Keys(self.settings.namespace)
         self.redis = redis_py_client(self.address, connect_timeout=connect_timeout)
 
     @classmethod
-    def from_config(cls, config: Config) -> SyncClient:
-        """A client with the daemon's Redis (URL, database, credentials, timeout), namespace
-        and task defaults, so what it submits is what the daemon's API would have written."""
-        conf = config.redis
-        if conf.url is None:
-            raise ValueError("redis.url is not set: the client needs a Redis to talk to")
-        address = RedisAddress.from_url(
-            conf.url, db=conf.db, username=conf.username, password=conf.password
-        )
+    def from_config(cls, config: Config, *, url: str | None = None) -> SyncClient:
+        """A client with the daemon's Redis (found as the daemon finds it: ``url``, the
+        environment, redis.url, an advertised embedded Redis, the default), credentials,
+        timeout, namespace and task defaults, so what it submits is what the daemon's API would
+        have written."""
         return cls(
-            address,
+            redis_address(config, url),
             settings=BrokerSettings.from_config(config),
-            connect_timeout=conf.connect_timeout,
+            connect_timeout=config.redis.connect_timeout,
         )
 
     def __enter__(self) -> SyncClient:

@@ -6,6 +6,7 @@ never touches a Redis the machine already runs on 6379.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,6 +17,16 @@ import redis
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.embedded import EmbeddedRedis
 from taskqueue.redis import Redis
+
+# Discovery (taskqueue.discovery) reads the environment: no Redis URL and no systemd directory
+# of whoever runs the suite may steer a test's clients.
+for _name in [
+    n
+    for n in os.environ
+    if n.startswith("TASKQUEUE_")
+    or n in ("STATE_DIRECTORY", "CONFIGURATION_DIRECTORY", "CREDENTIALS_DIRECTORY")
+]:
+    del os.environ[_name]
 
 # -- Redis server ---------------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from cli_helpers import TASKQUEUE, env_without_redis, run, wait_until
 
+from taskqueue.config import Config, RedisConfig
+from taskqueue.discovery import DEFAULT_URL, Found, Source, find_redis
+
 
 def test_tools_find_the_embedded_redis_of_a_daemon_in_the_same_directory(tmp_path: Path) -> None:
     env = env_without_redis(TASKQUEUE_SERVER__PORT="0", TASKQUEUE_LOGGING__FORMAT="console")
@@ -40,4 +43,5 @@ def test_tools_find_the_embedded_redis_of_a_daemon_in_the_same_directory(tmp_pat
             daemon.kill()
             daemon.wait()
     assert not advertised.exists()  # gone with its Redis
-    assert run(env, "queues", cwd=tmp_path).code == 2
+    gone = Config(redis=RedisConfig(data_dir=str(tmp_path / "data")))
+    assert find_redis(gone, env={}) == Found(DEFAULT_URL, Source.DEFAULT)

@@ -7,6 +7,7 @@ each test decides exactly when a task ends; one test runs a real in-process daem
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -301,10 +302,16 @@ async def test_from_config_uses_the_daemon_namespace_and_defaults(redis_url: str
             await default_namespace.get(submitted.id)
 
 
-async def test_from_config_needs_a_redis_url() -> None:
+async def test_from_config_without_a_redis_url_discovers_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No redis.url and no advertisement in the data directory: the default, as Client() has
+    (test_discovery.py covers the whole order)."""
+    monkeypatch.chdir(tmp_path)
     config = daemon_config("redis://127.0.0.1:1/0", redis__url=None)
-    with pytest.raises(ValueError, match=r"redis\.url"):
-        Client.from_config(config)
+    async with Client.from_config(config) as client:
+        address = client.broker.redis.address
+    assert (address.host, address.port, address.db) == ("127.0.0.1", 6379, 0)
 
 
 async def test_an_unreachable_redis_raises_a_connection_error() -> None:

@@ -1,6 +1,6 @@
 """The ``taskqueue`` command line: the daemon (``run``, ``worker``, ``server``) and the tools an
 operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``workers``,
-``queues``, ``dlq``, ``plugins``, ``config check``, ``bench``).
+``queues``, ``dlq``, ``plugins``, ``config check``, ``bench``), and ``systemd install``.
 
 The tools talk to Redis through :class:`taskqueue.Client` (the same scripts the API and the
 workers run), so they need no API server. One module per command group; what they print is
@@ -9,7 +9,8 @@ terminal, plain columns in a pipe, ``--json`` for scripts.
 
 Exit codes mean the same for every command (:mod:`taskqueue.cli.common`): 0 ok, 1 the task
 failed or the operation does not apply, 2 usage or invalid input, 3 no such task, 4 Redis
-cannot be reached. Errors are one line on stderr, never a traceback.
+cannot be reached, 5 the data directory is in use by another ``taskqueue run``. Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 
 from taskqueue.cli.bench import bench
 from taskqueue.cli.common import (
+    EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -35,9 +37,11 @@ from taskqueue.cli.daemon import run, server, worker
 from taskqueue.cli.dlq import dlq
 from taskqueue.cli.observe import queues, workers
 from taskqueue.cli.plugins import plugins
+from taskqueue.cli.systemd import systemd_group
 from taskqueue.cli.tasks import cancel, status, submit, tasks
 
 __all__ = [
+    "EXIT_BUSY",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
@@ -92,6 +96,7 @@ for command in (
     plugins,
     config_group,
     bench,
+    systemd_group,
 ):
     main.add_command(command)
 main.add_command(queues, name="stats")

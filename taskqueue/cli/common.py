@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import attrs
@@ -20,6 +19,7 @@ import trio
 from taskqueue.cli.output import Output
 from taskqueue.client import Client
 from taskqueue.config import Config, load_config, parse_duration
+from taskqueue.discovery import URL_ENV_VAR, Source, find_redis
 from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
@@ -45,11 +45,10 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 #: Redis cannot be reached (refused, timed out, wrong password).
 EXIT_UNREACHABLE = 4
+#: The data directory is in use: another ``taskqueue run`` holds its lock.
+EXIT_BUSY = 5
 #: Ctrl-C in a one-shot command, as shells report SIGINT. ``--watch`` ends on Ctrl-C with 0.
 EXIT_INTERRUPTED = 130
-
-#: Where ``taskqueue run`` leaves its embedded Redis's URL, in ``redis.data_dir``.
-EMBEDDED_URL_FILE = "redis.url"
 
 PRIORITIES = [p.value for p in Priority]
 STATES = [s.value for s in TaskState]
@@ -208,27 +207,19 @@ class Session:
 
     config: Config
     out: Output
+    #: Which step of the search named the Redis, for the hint when it cannot be reached.
+    source: Source = Source.CONFIG
 
     @classmethod
     def start(cls, config_path: str | None, flags: dict[str, Any], json_mode: bool) -> Session:
-        """The session of a command, or exit 2 if no Redis is configured.
-
-        Without redis.url, the Redis of a ``taskqueue run`` started in the same directory (its
-        embedded server, advertised in ``redis.data_dir``) is used: the set-up needs no
-        configuration, and neither do the tools next to it.
-        """
+        """The session of a command, on the Redis :func:`~taskqueue.discovery.find_redis`
+        names: beside a ``taskqueue run``, the embedded Redis it advertises in its data
+        directory, so the tools need no more configuration than the daemon."""
         config = load(config_path, flags)
-        if config.redis.url is None:
-            advertised = Path(config.redis.data_dir) / EMBEDDED_URL_FILE
-            try:
-                url = advertised.read_text(encoding="utf-8").strip()
-            except OSError:
-                fail(
-                    "no Redis to talk to: set redis.url (--redis-url, TASKQUEUE_REDIS__URL or "
-                    "the config file), or start `taskqueue run` in this directory"
-                )
-            config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=url))
-        return cls(config, Output(json_mode=json_mode))
+        found = find_redis(config, url=flags.get("redis_url"))
+        assert found is not None  # the default is allowed
+        config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=found.url))
+        return cls(config, Output(json_mode=json_mode), found.source)
 
     def call(self, operation: Callable[[Client], Awaitable[T]], *, interrupt_ok: bool = False) -> T:
         """Run ``operation`` with a fresh client under trio; any failure becomes an exit code
@@ -238,7 +229,11 @@ class Session:
 
         async def with_client() -> T:
             # Two connection attempts: an operator waiting at a prompt wants the verdict soon.
-            async with Client.from_config(self.config, pool_size=4, connect_attempts=2) as client:
+            # The URL found at start: --redis-url must win over TASKQUEUE_REDIS__URL here too.
+            url = self.config.redis.url
+            async with Client.from_config(
+                self.config, url=url, pool_size=4, connect_attempts=2
+            ) as client:
                 return await operation(client)
 
         try:
@@ -251,6 +246,11 @@ class Session:
             code, message = explain(exc)
             if code == EXIT_INTERRUPTED and interrupt_ok:
                 sys.exit(EXIT_OK)
+            if code == EXIT_UNREACHABLE and self.source is Source.DEFAULT:
+                message += (
+                    f"; no redis.url is configured ({URL_ENV_VAR}, --redis-url or the config "
+                    "file) and no `taskqueue run` advertises one in the data directory"
+                )
             if code is None:
                 if self.config.logging.level == "debug":
                     raise

@@ -3,7 +3,6 @@ settings included) and print it, secrets masked, as a TOML file that reads back.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -12,7 +11,7 @@ from taskqueue.cli.common import client_options, load
 from taskqueue.cli.daemon import plugins_for
 from taskqueue.cli.output import Output
 from taskqueue.cli.views import config_toml
-from taskqueue.config import CONFIG_ENV_VAR
+from taskqueue.config import config_path as find_config_file
 
 
 @click.group("config")
@@ -34,6 +33,6 @@ def config_check(config_path: str | None, json_mode: bool, **flags: Any) -> None
     if json_mode:
         out.json(masked)
         return
-    source = config_path or os.environ.get(CONFIG_ENV_VAR) or "no file: defaults and environment"
+    source = find_config_file(config_path) or "no file: defaults and environment"
     out.note(f"configuration is valid ({source})")
     out.toml(config_toml(masked))

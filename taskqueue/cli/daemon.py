@@ -18,7 +18,7 @@ import click
 import trio
 
 from taskqueue.cli.common import (
-    EMBEDDED_URL_FILE,
+    EXIT_BUSY,
     EXIT_FAILED,
     config_options,
     fail,
@@ -26,8 +26,11 @@ from taskqueue.cli.common import (
     stack_options,
 )
 from taskqueue.config import Config
+from taskqueue.daemon.ownership import DataDirectoryBusy, own_data_dir
 from taskqueue.dev_processors import import_processors
+from taskqueue.discovery import advertise, find_redis
 from taskqueue.errors import ConfigError
+from taskqueue.locations import data_dir
 from taskqueue.logs import configure_logging
 from taskqueue.processors import LoadedPlugins, PluginLoadError, load_plugins
 
@@ -94,44 +97,62 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
 
     config = load(config_path, flags)
     configure_logging(config.logging.level, config.logging.format)
-    plugins = plugins_for(config)
+    # `run` owns its data directory and starts its own Redis there when none is named; the
+    # others may join the Redis a `run` beside them advertises.
+    found = find_redis(config, url=flags.get("redis_url"), advertised=mode != "run", default=False)
     with contextlib.ExitStack() as stack:
-        if config.redis.url is None:
-            if mode != "run":
-                fail(
-                    f"`taskqueue {mode}` needs redis.url: its processes share one Redis. "
-                    "`taskqueue run` starts an embedded Redis when none is configured."
-                )
-            from taskqueue.embedded import EmbeddedRedis
-
-            # Absolute: redis-server runs in a directory of its own, where a relative one is wrong.
-            data_dir = Path(config.redis.data_dir).resolve()
-            data_dir.mkdir(parents=True, exist_ok=True)
-            server = stack.enter_context(EmbeddedRedis(data_dir=data_dir))
-            log.info(
-                "no redis.url configured: started an embedded Redis at %s (data in %s)",
-                server.url,
-                data_dir,
+        # The lock first, so that a second daemon says so in one line, before any other.
+        owns = found is None and mode == "run"
+        directory = stack.enter_context(_owned(config)) if owns else None
+        plugins = plugins_for(config)
+        if found is None and mode != "run":
+            fail(
+                f"`taskqueue {mode}` needs redis.url: its processes share one Redis. "
+                "`taskqueue run` starts an embedded Redis when none is configured."
             )
-            config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=server.url))
-            stack.enter_context(advertised(data_dir, server.url))
+        if directory is not None:
+            url = stack.enter_context(_embedded_redis(directory))
+        else:
+            assert found is not None
+            url = found.url
+        config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=url))
         try:
             trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=_api_service()))
         except ValueError as exc:
             fail(str(exc))
+        except ConfigError as exc:  # e.g. an unreadable redis.password_file
+            fail(str(exc))
 
 
 @contextlib.contextmanager
-def advertised(data_dir: Path, url: str) -> Iterator[None]:
-    """Leave the embedded Redis's URL in ``data_dir`` while it runs, so the operator's tools
-    started from the same directory find it with no configuration (see
-    :meth:`Session.start <taskqueue.cli.common.Session.start>`)."""
-    path = data_dir / EMBEDDED_URL_FILE
-    path.write_text(url + "\n", encoding="utf-8")
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+def _owned(config: Config) -> Iterator[Path]:
+    """The data directory, owned by this process for the block: a second daemon there exits
+    :data:`EXIT_BUSY` naming this one, and leaves it alone."""
+    directory = data_dir(config)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(own_data_dir(directory))
+        except DataDirectoryBusy as exc:
+            fail(str(exc), EXIT_BUSY)
+        except OSError as exc:
+            fail(f"cannot use data directory {directory}: {exc.strerror or exc}", EXIT_FAILED)
+        yield directory
+
+
+@contextlib.contextmanager
+def _embedded_redis(directory: Path) -> Iterator[str]:
+    """An embedded Redis keeping its data in ``directory``, advertised there for the tools
+    while it runs; yields its URL."""
+    from taskqueue.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(data_dir=directory) as server:
+        log.info(
+            "no redis.url configured: started an embedded Redis at %s (data in %s)",
+            server.url,
+            directory,
+        )
+        with advertise(directory, server.url):
+            yield server.url
 
 
 def _api_service() -> Any:

@@ -11,7 +11,7 @@ below are the stable surface.
 from __future__ import annotations
 
 from taskqueue.config.fields import ENV_PREFIX, setting
-from taskqueue.config.loader import CONFIG_ENV_VAR, load_config
+from taskqueue.config.loader import CONFIG_ENV_VAR, config_path, load_config
 from taskqueue.config.sections import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -45,6 +45,7 @@ __all__ = [
     "ServerConfig",
     "TaskConfig",
     "WorkerConfig",
+    "config_path",
     "format_duration",
     "format_size",
     "load_config",

@@ -28,6 +28,7 @@ from taskqueue.config.fields import (
 )
 from taskqueue.config.sections import Config, all_specs, section_classes
 from taskqueue.errors import ConfigError
+from taskqueue.locations import config_file
 
 #: Names the config file when ``load_config`` is given no path.
 CONFIG_ENV_VAR: Final = "TASKQUEUE_CONFIG"
@@ -158,6 +159,19 @@ def _checked(spec: FieldSpec, raw: object, origin: _Origin, *, text: bool) -> ob
         raise origin.invalid(spec, raw) from None
 
 
+def config_path(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The config file to read: ``path``, else ``$TASKQUEUE_CONFIG``, else
+    ``$CONFIGURATION_DIRECTORY/taskqueue.toml`` if systemd names that directory and it holds
+    one; None (defaults and environment only) when none applies."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if path is not None:
+        return os.fspath(path)
+    found = environ.get(CONFIG_ENV_VAR) or config_file(environ)
+    return os.fspath(found) if found else None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -166,7 +180,8 @@ def load_config(
 ) -> Config:
     """The effective configuration: defaults < TOML file < environment < ``overrides``.
 
-    ``path`` falls back to ``$TASKQUEUE_CONFIG``; with neither, no file is read. ``env`` is
+    ``path`` falls back to ``$TASKQUEUE_CONFIG``, then to ``taskqueue.toml`` in systemd's
+    ``$CONFIGURATION_DIRECTORY`` (:func:`config_path`); with none, no file is read. ``env`` is
     ``os.environ`` when None (pass ``{}`` to ignore the environment, as tests do). Variables
     are ``TASKQUEUE_<SECTION>__<KEY>``; lists in them are comma-separated, and an empty value
     unsets an optional key. ``overrides`` maps ``"section.key"`` to a value or its text, as
@@ -178,10 +193,9 @@ def load_config(
     environ: Mapping[str, str] = os.environ if env is None else env
     values: _Values = {}
     plugins: dict[str, dict[str, object]] = {}
-    if path is None:
-        path = environ.get(CONFIG_ENV_VAR) or None
+    path = config_path(path, environ)
     if path is not None:
-        _read_file(os.fspath(path), values, plugins)
+        _read_file(path, values, plugins)
     _read_env(environ, values)
     if overrides:
         _read_overrides(overrides, values)

@@ -81,6 +81,8 @@ class RedisConfig:
 
     ``namespace`` prefixes every key inside a ``{...}`` hash tag (one Redis Cluster slot per
     namespace), which is why it may not contain braces or the ``:`` separator.
+    ``password_file`` names a file holding the password (a relative name is a systemd
+    ``LoadCredential=`` credential), so the secret needs neither this file nor the environment.
     """
 
     _section: ClassVar[str] = "redis"
@@ -94,6 +96,7 @@ class RedisConfig:
     db: int = setting(0, minimum=0)
     username: str | None = setting(None)
     password: str | None = setting(None, secret=True)
+    password_file: str | None = setting(None)
     pool_size: int = setting(16, minimum=1)
     namespace: str = setting(
         "taskqueue",
@@ -102,6 +105,13 @@ class RedisConfig:
     )
     connect_timeout: float = setting(5.0, kind="duration", positive=True)
     data_dir: str = setting("./data")
+
+    def __attrs_post_init__(self) -> None:
+        if self.password is not None and self.password_file is not None:
+            raise Conflict(
+                {"redis.password": MASK, "redis.password_file": repr(self.password_file)},
+                "only one of redis.password and redis.password_file",
+            )
 
 
 @attrs.define(frozen=True, kw_only=True)

@@ -36,10 +36,11 @@ from taskqueue.daemon.scheduler import Scheduler
 from taskqueue.daemon.service import Service
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
 from taskqueue.daemon.trimmer import Trimmer
+from taskqueue.discovery import redis_address
 from taskqueue.health import Health
 from taskqueue.metrics import Metrics
 from taskqueue.processors import LoadedPlugins
-from taskqueue.redis import Redis, RedisAddress
+from taskqueue.redis import Redis
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,13 @@ class Daemon:
 
 
 def open_redis(config: Config, metrics: Metrics | None = None) -> Redis:
-    """The daemon's Redis client; with ``metrics``, its errors and reconnects are counted."""
+    """The daemon's Redis client; with ``metrics``, its errors and reconnects are counted.
+
+    The credentials are read here, once at start (``redis.password_file`` included).
+    """
     if config.redis.url is None:
         raise ValueError("redis.url is not set")
-    address = RedisAddress.from_url(
-        config.redis.url,
-        db=config.redis.db,
-        username=config.redis.username,
-        password=config.redis.password,
-    )
+    address = redis_address(config, config.redis.url)
     return Redis(
         address,
         pool_size=config.redis.pool_size,
