@@ -102,12 +102,32 @@ async def test_auth_is_checked_before_the_body(redis_url: str, tmp_path: Path, h
         assert response.status_code == 403
 
 
-async def test_health_metrics_and_openapi_are_open_by_default(
+async def test_health_and_openapi_are_open_by_default(
     redis_url: str, tmp_path: Path, http2: bool
 ) -> None:
     async with _secured(redis_url, tmp_path) as server:
-        for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"):
+        for path in ("/healthz", "/readyz", "/api/v1/openapi.json"):
             assert await _status(server, http2, None, "GET", path) == 200
+
+
+async def test_metrics_need_a_read_token_when_tokens_are_set(
+    redis_url: str, tmp_path: Path, http2: bool
+) -> None:
+    async with _secured(redis_url, tmp_path) as server:
+        assert await _status(server, http2, None, "GET", "/metrics") == 401
+        assert await _status(server, http2, "Bearer wrong", "GET", "/metrics") == 401
+        assert await _status(server, http2, READ_TOKEN, "GET", "/metrics") == 200
+        assert await _status(server, http2, ADMIN_TOKEN, "GET", "/metrics") == 200
+
+
+async def test_public_metrics_answer_without_a_token(
+    redis_url: str, tmp_path: Path, http2: bool
+) -> None:
+    async with _secured(redis_url, tmp_path, metrics__public=True) as server:
+        async with server.client(http2=http2) as client:
+            response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert "taskqueue_api_requests_total" in response.text
 
 
 async def test_closed_health_endpoints_need_a_read_token(

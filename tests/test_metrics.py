@@ -11,6 +11,7 @@ conventions; gRPC calls are counted like REST ones; a worker-only daemon serves 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -434,6 +435,18 @@ async def test_with_a_metrics_port_the_api_port_serves_no_metrics(redis_url: str
             metrics = await scrape(port)
     assert metrics.value("taskqueue_redis_up") == 1
     assert "taskqueue_tasks_in_flight" not in metrics.text  # an API-only daemon runs no tasks
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("0.0.0.0", True)])
+async def test_a_metrics_port_beyond_loopback_is_warned_about(
+    redis_url: str, host: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "taskqueue.daemon.metrics_server")
+    config = daemon_config(redis_url, metrics__port=0, server__host=host)
+    async with running_daemon(config, mode=Mode.WORKER):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "asks for no token" in r.getMessage()]
+    assert bool(warnings) is warned
 
 
 # -- Redis errors and reconnects ----------------------------------------------------------------

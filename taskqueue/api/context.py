@@ -28,3 +28,5 @@ class ApiContext:
     #: The path ``/metrics`` is served at on the API port; None when it is not served there
     #: (metrics off, or on a port of their own).
     metrics_path: str | None = None
+    #: Whether ``metrics_path`` answers without a token (``metrics.public``).
+    metrics_public: bool = False

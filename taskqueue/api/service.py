@@ -15,7 +15,6 @@ streams end.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 from typing import Final
@@ -24,6 +23,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from taskqueue.addresses import is_loopback
 from taskqueue.api.asgi import create_app
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.context import ApiContext
@@ -132,14 +132,3 @@ def check_exposure(server: ServerConfig, authenticator: Authenticator) -> None:
         "or server.token_file, bind a loopback address (127.0.0.1), or set "
         "server.allow_unauthenticated_public = true if that is really what you want"
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine; an unknown host name counts as public."""
-    name = host.strip("[]")
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False

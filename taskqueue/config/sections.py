@@ -211,14 +211,18 @@ class RetentionConfig:
 class MetricsConfig:
     """Prometheus metrics: served at ``path`` on the API port, or on ``port`` when set.
 
-    A worker-only daemon has no API server, so it needs ``port`` to be scraped at all. The
-    metrics port listens on ``server.host`` and asks for no token (there is nothing secret in
-    the metrics); 0 picks a free port.
+    On the API port, with tokens configured, the metrics ask for a read token like the rest of
+    the API (they name every task type, queue depth and error count); ``public = true`` opens
+    them for scrapers that cannot send a bearer token. A worker-only daemon has no API server,
+    so it needs ``port`` to be scraped at all. The metrics port listens on ``server.host`` and
+    asks for no token: binding it beyond loopback is logged as a warning at start. 0 picks a
+    free port.
     """
 
     _section: ClassVar[str] = "metrics"
 
     enabled: bool = setting(True)
+    public: bool = setting(False)
     port: int | None = setting(None, minimum=0, maximum=65535, expected=_PORT)
     path: str = setting(
         "/metrics", check=lambda path: path.startswith("/"), expected="a path starting with '/'"

@@ -2,7 +2,8 @@
 
 A worker-only daemon (``taskqueue worker``) serves no API, so without this nothing could scrape
 it. When ``metrics.port`` is set, every mode serves its metrics here and the API port does not.
-The port answers nothing but the metrics (no token: there is nothing secret in them) and keeps
+The port answers nothing but the metrics, asks for no token (bind it to loopback, or keep it
+behind a firewall: beyond loopback a warning is logged at start) and keeps
 serving through a drain, so the drain itself can be watched; it closes with the daemon.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import trio
 
+from taskqueue.addresses import is_loopback
 from taskqueue.broker import Broker
 from taskqueue.metrics import CONTENT_TYPE, Metrics
 
@@ -106,4 +108,10 @@ class MetricsServer:
                 partial(serve, self.app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
             )
             log.info("metrics at %s", ", ".join(url + self.app.path for url in self.urls))
+            if not is_loopback(self.host):
+                log.warning(
+                    "the metrics port %s listens beyond loopback and asks for no token: "
+                    "anyone who reaches it reads every task type, queue depth and error count",
+                    ", ".join(self.urls),
+                )
             task_status.started()

@@ -93,6 +93,7 @@ class Daemon:
             server=self.config.server,
             metrics=self.metrics,
             metrics_path=metrics.path if on_api_port else None,
+            metrics_public=metrics.public,
         )
 
 

@@ -55,7 +55,7 @@ def create_rest_app(
         RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    routes = all_routes(context.metrics_path)
+    routes = all_routes(context.metrics_path, metrics_public=context.metrics_public)
     document = build_document(
         routes,
         auth_enabled=authenticator.enabled,
@@ -76,10 +76,10 @@ def create_rest_app(
     return app
 
 
-def all_routes(metrics_path: str | None = None) -> list[Route]:
-    """Every operation the REST app serves (``/metrics`` at ``metrics_path``, if given), in
-    the order the document lists them."""
-    health = health_routes(metrics_path)
+def all_routes(metrics_path: str | None = None, *, metrics_public: bool = False) -> list[Route]:
+    """Every operation the REST app serves (``/metrics`` at ``metrics_path``, if given, open
+    to all when ``metrics_public``), in the order the document lists them."""
+    health = health_routes(metrics_path, public_metrics=metrics_public)
     return [*tasks.routes, *admin.routes, *sse.routes, *health, *openapi.routes]
 
 

@@ -1,7 +1,9 @@
 """``/healthz``, ``/readyz`` and the Prometheus ``/metrics``: for orchestrators and scrapers.
 
-Open to anyone by default (a probe rarely carries a token); ``server.open_health_endpoints =
-false`` puts them behind a read token. ``/metrics`` renders the daemon's own registry
+The probes are open to anyone by default (a probe rarely carries a token);
+``server.open_health_endpoints = false`` puts them behind a read token. ``/metrics`` asks for a
+read token whenever tokens are set, unless ``metrics.public = true``: it names every task type,
+queue depth and error count. It renders the daemon's own registry
 (:class:`taskqueue.metrics.Metrics`), reading the queue depths from Redis first.
 """
 
@@ -20,8 +22,10 @@ from taskqueue.wire import Health, Readiness
 PING_TIMEOUT = 1.0
 
 
-def health_routes(metrics_path: str | None) -> RouteTable:
-    """The probes, and ``/metrics`` when metrics are on and served on the API port."""
+def health_routes(metrics_path: str | None, *, public_metrics: bool = False) -> RouteTable:
+    """The probes, and ``/metrics`` when metrics are on and served on the API port: behind a
+    read token when tokens are set (they name every task type and queue), unless
+    ``public_metrics`` (``metrics.public``) opens them for a scraper without one."""
     routes = RouteTable()
     routes.add(
         Operation(
@@ -61,7 +65,7 @@ def health_routes(metrics_path: str | None) -> RouteTable:
                 operation_id="metrics",
                 summary="Prometheus metrics",
                 tag="health",
-                access=Access.HEALTH,
+                access=Access.PUBLIC if public_metrics else Access.READ,
                 replies={
                     200: Reply(
                         "The registry in the Prometheus text format.",

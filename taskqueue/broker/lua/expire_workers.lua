@@ -1,5 +1,6 @@
 -- Expire at once the leases of workers known to be dead (their process is gone), so that the
--- next reap returns their tasks instead of waiting out the worker timeout; forget the workers.
+-- next reap returns their tasks instead of waiting out the worker timeout; forget the workers
+-- (counted under total|workers_removed, as the reaper counts the silent ones it removes).
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2..] ids of the dead workers
@@ -9,7 +10,7 @@ local dead = {}
 for i = 2, #ARGV do
   dead[ARGV[i]] = true
   redis.call('DEL', key_worker(ARGV[i]))
-  redis.call('ZREM', K_WORKERS, ARGV[i])
+  count('total|workers_removed', redis.call('ZREM', K_WORKERS, ARGV[i]))
 end
 local leases = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ACTIVE, now, '+inf')) do
@@ -19,4 +20,5 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ACTIVE, now, '+inf')) do
   end
 end
 call_chunked('ZADD', K_ACTIVE, leases)
+flush()
 return #leases / 2
