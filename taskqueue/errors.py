@@ -35,6 +35,10 @@ class QueueFullError(TaskQueueError):
     """A queue is over its configured depth limit; try again later."""
 
 
+class ListenError(TaskQueueError, OSError):
+    """A server could not listen where it was told to (port in use, permission, address)."""
+
+
 class ConfigError(TaskQueueError):
     """The configuration is wrong; the message names the key, the value and what was expected."""
 

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import trio
 
-from taskqueue.redis import RedisError
+from taskqueue.redis import NotRedisError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class RedisGuard:
     A Redis error is not a crash: it is logged (once per outage), marks the daemon not-ready,
     and the guard sleeps an exponentially growing, jittered delay (at most ``maximum``) before
     suppressing it, so the loop simply goes round again. Any other exception propagates: a
-    programming error must crash the daemon, and systemd restarts it.
+    programming error must crash the daemon, and systemd restarts it. So does
+    :class:`~taskqueue.redis.NotRedisError`: what answers at the address is not Redis, which
+    waiting will not change (the command line reports it in one line, exit 4).
     """
 
     def __init__(self, health: Health, *, initial: float = 0.1, maximum: float = 5.0) -> None:
@@ -90,8 +92,8 @@ class RedisGuard:
         if exc is None:
             self.succeeded()
             return False
-        if not isinstance(exc, RedisError):
-            return False
+        if not isinstance(exc, RedisError) or isinstance(exc, NotRedisError):
+            return False  # a server that is not Redis will not become one: stop, saying so
         self.health.redis_down(exc)
         await trio.sleep(random.uniform(self._delay / 2, self._delay))
         self._delay = min(self.maximum, self._delay * 2)

@@ -16,6 +16,7 @@ streams end.
 from __future__ import annotations
 
 import logging
+import ssl
 from functools import partial
 from typing import Final
 
@@ -31,6 +32,7 @@ from taskqueue.api.events import EventHub
 from taskqueue.api.patches import hypercorn_h2 as h2
 from taskqueue.config import ServerConfig
 from taskqueue.errors import ConfigError
+from taskqueue.listening import listen_errors
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +63,16 @@ class ApiServer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         server = self.context.server
-        authenticator = Authenticator.from_config(server)
-        check_exposure(server, authenticator)
+        authenticator = check_server(server)
         h2.install()
         app = create_app(self.context, authenticator, self.events)
         config = hypercorn_config(server)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.events.run)
-            self.urls = await nursery.start(
-                partial(_serve_until_shutdown, app, config, self.context.shutdown, nursery)
-            )
+            with listen_errors(bind_address(server.host, server.port), "server.host/server.port"):
+                self.urls = await nursery.start(
+                    partial(_serve_until_shutdown, app, config, self.context.shutdown, nursery)
+                )
             if not authenticator.enabled:
                 log.warning(
                     "API authentication is OFF (no server.tokens or server.token_file): "
@@ -91,6 +93,24 @@ async def _serve_until_shutdown(
 ) -> None:
     await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
     siblings.cancel_scope.cancel()  # serve() returns after a graceful stop: end the event hub too
+
+
+def check_server(server: ServerConfig) -> Authenticator:
+    """What the API checks before it binds, also run by ``taskqueue config check``: the tokens
+    (and token file) load, the exposure is safe, the TLS files load. Raises ConfigError."""
+    authenticator = Authenticator.from_config(server)
+    check_exposure(server, authenticator)
+    if server.certfile is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                server.certfile, server.keyfile or server.certfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"server.certfile = {server.certfile!r}, server.keyfile = {server.keyfile!r}: "
+                f"cannot load the TLS certificate and key: {exc.strerror or exc}"
+            ) from None
+    return authenticator
 
 
 def hypercorn_config(server: ServerConfig) -> HypercornConfig:

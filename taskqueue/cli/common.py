@@ -24,11 +24,12 @@ from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
     InvalidTaskError,
+    ListenError,
     QueueFullError,
     TaskNotFoundError,
 )
 from taskqueue.models import Priority, TaskState
-from taskqueue.redis import AuthenticationError, RedisConnectionError, RedisError
+from taskqueue.redis import AuthenticationError, NotRedisError, RedisConnectionError, RedisError
 
 T = TypeVar("T")
 
@@ -183,6 +184,12 @@ def explain(exc: BaseException) -> tuple[int | None, str]:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, Refused):
         return exc.code, message
+    if isinstance(exc, NotRedisError):
+        return EXIT_UNREACHABLE, message
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, message
+    if isinstance(exc, ListenError):
+        return EXIT_FAILED, message
     if isinstance(exc, AuthenticationError):
         return EXIT_UNREACHABLE, f"Redis refused the credentials: {message}"
     if isinstance(exc, RedisConnectionError):

@@ -21,6 +21,7 @@ from taskqueue.cli.common import (
     EXIT_BUSY,
     EXIT_FAILED,
     config_options,
+    explain,
     fail,
     load,
     stack_options,
@@ -120,8 +121,11 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
             trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=_api_service()))
         except ValueError as exc:
             fail(str(exc))
-        except ConfigError as exc:  # e.g. an unreadable redis.password_file
-            fail(str(exc))
+        except Exception as exc:  # an expected start-up failure: one line and its exit code
+            code, message = explain(exc)
+            if code is None:
+                raise
+            fail(message, code)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import trio
 
 from taskqueue.addresses import is_loopback
 from taskqueue.broker import Broker
+from taskqueue.listening import listen_errors
 from taskqueue.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,10 @@ class MetricsServer:
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = 1.0
         async with trio.open_nursery() as nursery:
-            self.urls = await nursery.start(
-                partial(serve, self.app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
-            )
+            with listen_errors(config.bind[0], "server.host/metrics.port"):
+                self.urls = await nursery.start(
+                    partial(serve, self.app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+                )
             log.info("metrics at %s", ", ".join(url + self.app.path for url in self.urls))
             if not is_loopback(self.host):
                 log.warning(

@@ -5,6 +5,7 @@ from taskqueue.redis.connection import Connection
 from taskqueue.redis.errors import (
     AuthenticationError,
     NoScriptError,
+    NotRedisError,
     RedisConnectionError,
     RedisError,
     ResponseError,
@@ -15,6 +16,7 @@ __all__ = [
     "AuthenticationError",
     "Connection",
     "NoScriptError",
+    "NotRedisError",
     "Redis",
     "RedisAddress",
     "RedisConnectionError",

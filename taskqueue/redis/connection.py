@@ -18,7 +18,7 @@ from typing import Any
 import hiredis
 import trio
 
-from taskqueue.redis.errors import RedisConnectionError, RedisError, reply_error
+from taskqueue.redis.errors import NotRedisError, RedisConnectionError, RedisError, reply_error
 from taskqueue.redis.url import RedisAddress
 
 Arg = str | bytes | int | float
@@ -116,7 +116,13 @@ class Connection:
     async def _read_reply(self) -> Any:
         reader = self._reader
         while True:
-            reply = reader.gets()
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                raise NotRedisError(
+                    f"{self.address} does not speak the Redis protocol ({exc}): is redis.url "
+                    "the address of a Redis server (rediss:// for TLS)?"
+                ) from None
             if reply is not False:
                 if isinstance(reply, hiredis.ReplyError):
                     return reply_error(str(reply))

@@ -15,6 +15,11 @@ class RedisConnectionError(RedisError, ConnectionError):
     """
 
 
+class NotRedisError(RedisConnectionError):
+    """What answered at the Redis address does not speak Redis's protocol (a web server, a
+    TLS port reached without TLS, ...)."""
+
+
 class ResponseError(RedisError):
     """Redis answered a command with an error reply (``-ERR ...``)."""
 
