@@ -147,6 +147,30 @@ async def test_a_deadline_that_passes_mid_call_ends_it_deadline_exceeded(
     await expect_counted(server, log_lines, LIST_TASKS, {"DEADLINE_EXCEEDED": CALLS})
 
 
+async def test_a_stream_whose_deadline_passes_after_it_sent_events_ends_deadline_exceeded(
+    server: ApiServer, log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @asynccontextmanager
+    async def one_event(**filters: Any) -> AsyncIterator[AsyncIterator[TaskEvent]]:
+        async def events() -> AsyncIterator[TaskEvent]:
+            yield TaskEvent(task_id="t-1", type="email", state="pending")
+            await trio.sleep_forever()  # until the deadline
+
+        yield events()
+
+    monkeypatch.setattr(server.events, "watch", one_event)
+    request = frame(bytes(pb.WatchTasksRequest()))
+    for _ in range(5):
+        response = await raw_call(
+            target_of(server), WATCH, request, headers={"grpc-timeout": "300m"}
+        )
+        assert_trailers(response, Status.DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout 300m)")
+        assert response.data == frame(
+            bytes(pb.TaskEvent(task_id="t-1", type="email", state=pb.TaskState.PENDING))
+        )
+    await expect_counted(server, log_lines, WATCH, {"DEADLINE_EXCEEDED": 5})
+
+
 # -- the client goes away -----------------------------------------------------------------------
 
 
