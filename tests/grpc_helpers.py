@@ -363,6 +363,29 @@ async def raw_stream(
         await stream.aclose()
 
 
+async def next_call(
+    previous: RawStream, path: str, body: bytes, *, headers: Mapping[str, str] | None = None
+) -> RawStream:
+    """Send another gRPC request on ``previous``'s connection (a new stream; frames that still
+    arrive for earlier streams are ignored)."""
+    conn = previous.conn
+    stream_id = conn.get_next_available_stream_id()
+    request = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "127.0.0.1"),
+        (":path", path),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        *(headers or {}).items(),
+    ]
+    conn.send_headers(stream_id, [(k.encode(), v.encode()) for k, v in request])
+    conn.send_data(stream_id, body, end_stream=True)
+    raw = RawStream(conn, previous.stream, stream_id)
+    await raw.flush()
+    return raw
+
+
 async def raw_call(target: Target, path: str, body: bytes, **kwargs: Any) -> RawResponse:
     """One complete request on its own connection; the whole response (5 s at most)."""
     async with raw_stream(target, path, body, **kwargs) as stream:

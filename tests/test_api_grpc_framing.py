@@ -10,7 +10,7 @@ from grpclib.const import Status
 
 from taskqueue.api.errors import ApiError
 from taskqueue.api.grpc import convert, pb
-from taskqueue.api.grpc.dispatcher import Outcome, _outcome_of
+from taskqueue.api.grpc.dispatcher import _outcome_of
 from taskqueue.api.grpc.framing import (
     check_protobuf,
     encode_message,
@@ -18,6 +18,7 @@ from taskqueue.api.grpc.framing import (
     parse_timeout,
     unframe,
 )
+from taskqueue.api.grpc.response import Outcome
 from taskqueue.errors import InvalidTaskError, TaskNotFoundError
 from taskqueue.models import MAX_BATCH, Priority, Task, TaskEvent, TaskState
 

@@ -17,7 +17,9 @@ observability:
 * ``taskqueue_api_requests_total`` and ``taskqueue_api_request_duration_seconds`` by protocol
   and route (the REST operation's path template, or the gRPC method; ``unmatched`` for
   anything else, so made-up paths cannot add series), with the HTTP status, or for gRPC the
-  ``grpc-status`` read from the trailers (or from the headers of a trailers-only response);
+  ``grpc-status`` read from the trailers (or from the headers of a trailers-only response),
+  and CANCELLED for a call that ended without one (its stream reset by the client, or the
+  connection lost);
 * one access log line (logger ``taskqueue.access``) when the response has ended: method, path,
   status, duration, client address. Never a body: payloads stay out of the logs.
 """
@@ -139,12 +141,16 @@ class ApiDispatcher:
         """Count the request and write its access log line."""
         path: str = scope.get("path", "")
         method: str = scope.get("method", "")
-        if info.status is None:
+        if grpc and info.grpc_status is not None:
+            status = grpc_status_name(info.grpc_status)
+        elif grpc and info.status in (None, 200):
+            # A gRPC call that ended without a status: the client reset its stream or the
+            # connection went (CANCELLED, as gRPC counts it), or the app crashed.
+            status = "INTERNAL" if failed and not _cancelled() else "CANCELLED"
+        elif info.status is None:
             # No response started: the client went away (or the server is stopping), or the
             # app crashed and hypercorn answers 500 itself.
             status = "500" if failed and not _cancelled() else "499"
-        elif grpc and info.grpc_status is not None:
-            status = grpc_status_name(info.grpc_status)
         else:
             status = str(info.status)
         if grpc:

@@ -64,6 +64,8 @@ class EventHub:
                         watcher.send.send_nowait(event)
                     except trio.WouldBlock:
                         watcher.dropped += 1
+                    except trio.BrokenResourceError:
+                        pass  # its watch is ending: the channel closed, the watcher goes next
 
     @asynccontextmanager
     async def watch(

@@ -24,10 +24,16 @@ Hypercorn pitfalls this code respects (docs/grpc-on-hypercorn.md tells how they 
   so a disconnect cancels the handler only while the handler runs; once the final sends have
   begun, it cancels them only if they are still stuck after :data:`FINISH_GRACE` (the
   connection died while hypercorn waited to flush the trailers: nothing else would wake it).
-* The final sends are never shielded (that is what made such tasks unkillable); the handler's
-  own sends are shielded for at most :data:`SEND_GUARD` seconds, because a cancel that lands
-  while hypercorn holds encoded HTTP/2 headers but has not written them would desynchronise
-  the connection's HPACK state and break every stream on it.
+* Every response event goes through :class:`~taskqueue.api.grpc.response.Response`, which
+  sends each of headers and status at most once, whatever cancellation lands when
+  (hypercorn resets a stream given an event out of order); its module says how the sends are
+  guarded.
+
+How a call ends, and the status it counts as (the access log and
+``taskqueue_api_requests_total`` read it from the trailers): the handler's own status; a
+deadline that passed, before or after the headers went out, DEADLINE_EXCEEDED; the daemon
+shutting down, for a stream, OK; the client resetting the stream or the connection going,
+CANCELLED, recorded but not sent (the stream is gone).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ from grpclib.exceptions import GRPCError
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.errors import ApiError, api_error, auth_error
 from taskqueue.api.grpc.context import CallContext, reset_current_call, set_current_call
-from taskqueue.api.grpc.framing import decode, encode_message, frame, parse_timeout, unframe
+from taskqueue.api.grpc.framing import decode, parse_timeout, unframe
+from taskqueue.api.grpc.response import Outcome, Response
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +65,12 @@ Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 
-#: How long the handler's own sends are protected from cancellation (see the module docstring).
-SEND_GUARD = 10.0
 #: How long the final sends may still take after the client went away before they are cut.
 FINISH_GRACE = 2.0
 
 _CONTENT_TYPES = (b"application/grpc", b"application/grpc+proto")
-#: Trailer that names the request field an INVALID_ARGUMENT is about.
-FIELD_TRAILER = b"taskqueue-field"
+#: How a call the client abandoned counts (nothing is sent: its stream is gone).
+ABANDONED = Outcome(Status.CANCELLED, "the client cancelled the call or went away")
 
 
 class Access(enum.Enum):
@@ -82,27 +87,6 @@ class Route:
     request_type: type[betterproto.Message]
     streaming: bool
     access: Access
-
-
-@attrs.frozen
-class Outcome:
-    """How a call ends: its status, a message for the client, and extra trailers."""
-
-    status: Status
-    message: str = ""
-    trailers: tuple[tuple[bytes, bytes], ...] = ()
-
-    @classmethod
-    def of(cls, error: ApiError) -> Outcome:
-        """The outcome of a known error; a wrong field is named first in the message (as the
-        request names it) and alone in the ``taskqueue-field`` trailer."""
-        if error.field:
-            return cls(
-                Status[error.grpc_status],
-                f"{error.field}: {error.detail}",
-                ((FIELD_TRAILER, error.field.encode()),),
-            )
-        return cls(Status[error.grpc_status], error.detail)
 
 
 class GrpcApp:
@@ -149,10 +133,10 @@ class GrpcApp:
             await _drain(receive)
             await _send_plain(send, *refusal)
             return
-        call = _Call(receive, send, headers.get(b"content-type", _CONTENT_TYPES[0]))
+        call = _Call(receive, Response(send, headers.get(b"content-type", _CONTENT_TYPES[0])))
         if headers.get(b"te") != b"trailers":
             await _drain(receive)
-            await call.finish_without_trailers(
+            await call.response.finish_without_trailers(
                 Outcome(Status.INTERNAL, "the request lacks 'te: trailers' (a proxy removed it?)")
             )
             return
@@ -169,10 +153,12 @@ class GrpcApp:
                 call.request_scope = nursery.cancel_scope
                 call.handler_scope.deadline = math.inf if deadline is None else deadline
                 outcome = await self._run(call, context, headers, bad_timeout, nursery)
-                if outcome is not None and not call.disconnected:
+                if outcome is None or call.disconnected:
+                    call.response.abandon(ABANDONED)
+                else:
                     call.watch_disconnect(nursery)
                     call.finishing = True
-                    await call.finish(outcome)
+                    await call.response.finish(outcome)
                 nursery.cancel_scope.cancel()
         finally:
             reset_current_call(token)
@@ -238,11 +224,9 @@ class GrpcApp:
 class _Call:
     """The ASGI side of one call: its body, its response, and who may cancel what when."""
 
-    def __init__(self, receive: Receive, send: Send, content_type: bytes) -> None:
+    def __init__(self, receive: Receive, response: Response) -> None:
         self.receive = receive
-        self.send = send
-        self.content_type = content_type
-        self.started = False  # response headers sent
+        self.response = response
         self.finishing = False  # the final sends have begun
         self.disconnected = False
         self.stopped = False  # ended by the daemon's shutdown
@@ -289,44 +273,6 @@ class _Call:
         self.stopped = True
         self.handler_scope.cancel()
 
-    async def send_message(self, message: betterproto.Message) -> None:
-        """Send one response message (the handler's side)."""
-        data = frame(bytes(message))
-        if not self.started:
-            await self._send_guarded(self._start())
-            self.started = True
-        await self._send_guarded({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def _send_guarded(self, event: dict[str, Any]) -> None:
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_GUARD):
-            await self.send(event)
-        await trio.lowlevel.checkpoint_if_cancelled()  # a cancel that waited, now
-
-    def _start(
-        self, headers: Iterable[tuple[bytes, bytes]] = (), *, trailers: bool = True
-    ) -> dict[str, Any]:
-        return {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", self.content_type), *headers],
-            "trailers": trailers,
-        }
-
-    async def finish(self, outcome: Outcome) -> None:
-        """The final sends: headers if none went yet, the end of the body, the status."""
-        if not self.started:
-            await self.send(self._start())
-            self.started = True
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        await self.send(
-            {"type": "http.response.trailers", "headers": _status(outcome), "more_trailers": False}
-        )
-
-    async def finish_without_trailers(self, outcome: Outcome) -> None:
-        """A response whose status is in its headers (for a request without te: trailers)."""
-        await self.send(self._start(_status(outcome), trailers=False))
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-
 
 class _Body:
     """A request body as it arrives, kept only while it stays within the size limit."""
@@ -365,7 +311,7 @@ class _Stream:
         return self._request
 
     async def send_message(self, message: betterproto.Message) -> None:
-        await self._call.send_message(message)
+        await self._call.response.send_message(bytes(message))
 
 
 def _one_message(body: bytes, message_type: type[betterproto.Message]) -> betterproto.Message:
@@ -407,14 +353,6 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-def _status(outcome: Outcome) -> list[tuple[bytes, bytes]]:
-    trailers = [(b"grpc-status", b"%d" % outcome.status.value)]
-    if outcome.message:
-        trailers.append((b"grpc-message", encode_message(outcome.message)))
-    trailers.extend(outcome.trailers)
-    return trailers
 
 
 def _http_refusal(scope: Scope, headers: Mapping[bytes, bytes]) -> tuple[int, str] | None:

@@ -1,6 +1,6 @@
 """Hypercorn's trio HTTP/2 server made safe under sustained load.
 
-Two faults of hypercorn 0.18 are fixed here, by subclasses that :func:`install` puts in place
+Three faults of hypercorn 0.18 are fixed here, by subclasses that :func:`install` puts in place
 of hypercorn's own classes before the server starts:
 
 **Finished streams were not reaped.** Hypercorn forgets a stream (its send buffer and its node
@@ -26,6 +26,20 @@ could otherwise add tree nodes for streams that never open, and request body dat
 for a stream whose response is already complete (a 413 sent while the client still uploads),
 which made hypercorn raise ``KeyError`` out of the connection.
 
+**A stream could wait for the send task without bound.** The send task picks the next stream
+from a ``priority.PriorityTree``. Its weighted fair queueing moves a stream that is skipped
+while it has nothing to send (waiting for its handler) ahead in virtual time, while each new
+stream enters at the current time. Under sustained load, with new streams always arriving, a
+stream that waited is then passed over by every newcomer: its response sits in its buffer, its
+trailers wait behind it, and its client's deadline runs out. Simulated with the tree (30 open
+streams, each served once and replaced by a new one): a stream that waited 50 turns before it
+had data was not served in 100,000 turns (``tests/test_api_h2_scheduler.py`` plays it). With
+the soak's client at 64 calls in flight per connection, one call in 10,000 waited 29.9 s for
+the send task and hit its 30 s deadline: the soak's rare failure on a loaded machine.
+:class:`RoundRobin` replaces the tree: the streams with data are served in turn, and one that
+gets data joins the back of the line, so it waits at most one turn of each open stream (2 s at
+most in the same runs). Priorities are ignored anyway (see below).
+
 **One connection's error ended the server.** Any exception out of a connection's task reached
 ``trio.serve_listeners``' nursery and cancelled every other connection. :class:`GuardedTCPServer`
 logs it and closes only that connection.
@@ -35,6 +49,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from typing import Any
 
 import h2.errors
 import h2.events
@@ -51,7 +66,7 @@ from hypercorn.protocol.events import (
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
 from hypercorn.trio.tcp_server import TCPServer
-from priority.priority import MissingStreamError
+from priority.priority import DeadlockError, DuplicateStreamError, MissingStreamError
 
 from taskqueue.api.patches import check
 
@@ -60,11 +75,63 @@ log = logging.getLogger(__name__)
 _GONE = (BufferCompleteError, KeyError, MissingStreamError, h2.exceptions.ProtocolError)
 
 
+class RoundRobin:
+    """The send task's scheduler: streams with data to send, each in its turn, in the order
+    they got data (the part of ``priority.PriorityTree``'s interface hypercorn uses)."""
+
+    def __init__(self) -> None:
+        self._streams: set[int] = set()
+        self._ready: dict[int, None] = {}  # an ordered set: the next one to serve first
+
+    def __iter__(self) -> RoundRobin:
+        return self
+
+    def __next__(self) -> int:
+        """The stream to serve now; it goes to the back of the line. DeadlockError (what the
+        send task waits on) when no stream has data."""
+        for stream_id in self._ready:
+            del self._ready[stream_id]
+            self._ready[stream_id] = None
+            return stream_id
+        raise DeadlockError("no stream has data to send")
+
+    def insert_stream(self, stream_id: int, *args: Any, **kwargs: Any) -> None:
+        if stream_id in self._streams:
+            raise DuplicateStreamError(f"stream {stream_id} is already scheduled")
+        self._streams.add(stream_id)
+        self._ready[stream_id] = None
+
+    def remove_stream(self, stream_id: int) -> None:
+        self._known(stream_id)
+        self._streams.discard(stream_id)
+        self._ready.pop(stream_id, None)
+
+    def block(self, stream_id: int) -> None:
+        self._known(stream_id)
+        self._ready.pop(stream_id, None)
+
+    def unblock(self, stream_id: int) -> None:
+        self._known(stream_id)
+        self._ready.setdefault(stream_id, None)
+
+    def reprioritize(self, stream_id: int, *args: Any, **kwargs: Any) -> None:
+        """Priorities are ignored (PRIORITY frames never get here; see the protocol)."""
+
+    def _known(self, stream_id: int) -> None:
+        if stream_id not in self._streams:
+            raise MissingStreamError(f"stream {stream_id} is not scheduled")
+
+
 class ReapingH2Protocol(H2Protocol):
-    """Hypercorn's HTTP/2 protocol, reaping every stream as soon as it is finished."""
+    """Hypercorn's HTTP/2 protocol, reaping every stream as soon as it is finished, and serving
+    the streams with data in turn."""
 
     #: How many streams this connection has reaped (tests read it).
     reaped: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.priority = RoundRobin()  # type: ignore[assignment]
 
     # -- what the request tasks send ------------------------------------------------------
 
