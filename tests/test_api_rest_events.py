@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 from api_helpers import api_server, watching
+from log_helpers import captured_json_logs, json_records
 
 from taskqueue.api.rest.sse import event_stream
 from taskqueue.daemon.runtime import Mode
@@ -60,6 +61,26 @@ async def test_a_client_going_away_removes_its_watcher(redis_url: str, http2: bo
         with trio.fail_after(5):
             while server.events._watchers:  # noqa: ASYNC110 - the server notices on its own
                 await trio.sleep(0.01)
+
+
+@both_versions
+async def test_a_client_going_away_mid_stream_is_no_error(redis_url: str, http2: bool) -> None:
+    """The response has started when the client leaves: the stream just stops, with no error
+    logged and no second response (hypercorn would log one as an error)."""
+    with captured_json_logs("info") as lines:
+        async with api_server(redis_url) as server:
+            for _ in range(3):
+                async with server.client(http2=http2) as client, watching(client):
+                    pass
+            with trio.fail_after(5):
+                while server.events._watchers:  # noqa: ASYNC110 - the server notices on its own
+                    await trio.sleep(0.01)
+            async with server.client(http2=http2) as client:
+                assert (await client.get("/healthz")).status_code == 200
+    records = json_records(lines)
+    assert [r for r in records if r["level"] in ("error", "critical")] == []
+    access = [r for r in records if r["logger"] == "taskqueue.access"]
+    assert [r["status"] for r in access if r["route"] == "/api/v1/events"] == ["200"] * 3
 
 
 async def test_idle_stream_sends_keepalives_and_ends_at_shutdown(redis_url: str) -> None:

@@ -190,9 +190,9 @@ async def test_a_refused_request_does_not_hang_the_next_one_on_its_connection(
     redis_url: str,
 ) -> None:
     """A request refused before its body arrived used to leave its keep-alive connection stuck
-    about one time in two: the next request on it was never answered (see
-    :mod:`taskqueue.api.rest.quart_app`). Now the next request is answered, or the server
-    closes the connection so that the client opens a new one; never a wait."""
+    about one time in two: the next request on it was never answered. Now the next request
+    is answered, or the server closes the connection so that the client opens a new one;
+    never a wait. (``test_api_rest_keepalive`` holds the server to the first.)"""
     async with api_server(redis_url, server__tokens=(ADMIN_TOKEN,)) as server:
         address = urlsplit(server.url)
         assert address.hostname is not None and address.port is not None

@@ -1,8 +1,9 @@
 """One ASGI app for the API port: gRPC by content type, everything else to REST.
 
 A request whose ``content-type`` starts with ``application/grpc`` goes to the gRPC app; any
-other request, and the ``lifespan`` scope (which quart-trio needs to start its nursery; an ASGI
-app that ignored it would crash hypercorn's trio worker at startup), goes to the REST app.
+other request goes to the REST app. The ``lifespan`` scope is answered here: neither app has
+anything to start or stop, but hypercorn's trio worker needs the startup and shutdown
+acknowledged (an app that returned at once would crash it at startup).
 
 The gRPC package is imported lazily: a build without it still serves REST, and answers gRPC
 calls with status UNIMPLEMENTED (or, over HTTP/1.1, which cannot carry gRPC's trailers, 415).
@@ -58,7 +59,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-#: Any ASGI 3 application (loosely typed: quart-trio and the gRPC app type scopes differently).
+#: Any ASGI 3 application (loosely typed: the REST and gRPC apps type scopes differently).
 AsgiApp = Callable[..., Awaitable[None]]
 
 
@@ -86,7 +87,7 @@ class ApiDispatcher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.rest(scope, receive, send)  # lifespan
+            await lifespan(receive, send)
             return
         grpc = False
         request_id = b""
@@ -170,6 +171,17 @@ class ApiDispatcher:
                 "client": client[0] if client else None,
             },
         )
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge the server's startup and shutdown (the ``lifespan`` scope)."""
+    while True:
+        kind = (await receive())["type"]
+        if kind == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif kind == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _grpc_status(headers: Iterable[tuple[bytes, bytes]], current: int | None) -> int | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from quart_trio.wrappers import TrioResponse
-
 from taskqueue.api.rest.inputs import NonEmpty, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
@@ -15,6 +13,7 @@ from taskqueue.api.rest.routing import (
     RouteTable,
     json_response,
 )
+from taskqueue.api.rest.send import Response
 from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER, task_page
 from taskqueue.models import TaskState
 from taskqueue.wire import (
@@ -47,7 +46,7 @@ TYPE_SCOPE = Param("type", NonEmpty, "Only dead tasks of this type (default: all
         replies={200: Reply("The workers.", WorkerList)},
     )
 )
-async def list_workers(call: Call) -> TrioResponse:
+async def list_workers(call: Call) -> Response:
     workers = await call.api.context.broker.workers()
     return json_response(WorkerList(workers=[worker_document(w) for w in workers]))
 
@@ -65,7 +64,7 @@ async def list_workers(call: Call) -> TrioResponse:
         replies={200: Reply("The counts.", QueueStats)},
     )
 )
-async def queue_stats(call: Call) -> TrioResponse:
+async def queue_stats(call: Call) -> Response:
     return json_response(stats_document(await call.api.context.broker.stats()))
 
 
@@ -82,7 +81,7 @@ async def queue_stats(call: Call) -> TrioResponse:
         replies={200: Reply("One page of dead tasks.", TaskPage)},
     )
 )
-async def list_dead(call: Call) -> TrioResponse:
+async def list_dead(call: Call) -> Response:
     return await task_page(call, TaskState.DEAD)
 
 
@@ -100,7 +99,7 @@ async def list_dead(call: Call) -> TrioResponse:
         errors={404: "No task has this id.", 409: "The task is not dead."},
     )
 )
-async def requeue_one(call: Call) -> TrioResponse:
+async def requeue_one(call: Call) -> Response:
     broker = call.api.context.broker
     await broker.requeue_dead(call.path["task_id"])
     return json_response(task_document(await broker.get(call.path["task_id"])))
@@ -118,7 +117,7 @@ async def requeue_one(call: Call) -> TrioResponse:
         replies={200: Reply("How many were requeued.", Requeued)},
     )
 )
-async def requeue_all(call: Call) -> TrioResponse:
+async def requeue_all(call: Call) -> Response:
     count = await call.api.context.broker.requeue_all_dead(call.query.get("type"))
     return json_response(Requeued(requeued=count))
 
@@ -135,6 +134,6 @@ async def requeue_all(call: Call) -> TrioResponse:
         replies={200: Reply("How many were deleted.", Purged)},
     )
 )
-async def purge(call: Call) -> TrioResponse:
+async def purge(call: Call) -> Response:
     count = await call.api.context.broker.purge_dead(call.query.get("type"))
     return json_response(Purged(purged=count))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import msgspec
 import trio
-from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.routing import Access, Call, Operation, Reply, RouteTable, json_response
+from taskqueue.api.rest.send import Response
 from taskqueue.metrics import CONTENT_TYPE
 from taskqueue.redis import RedisError
 from taskqueue.wire import Health, Readiness
@@ -75,11 +75,11 @@ def health_routes(metrics_path: str | None) -> RouteTable:
     return routes
 
 
-async def healthz(call: Call) -> TrioResponse:
+async def healthz(call: Call) -> Response:
     return json_response(Health())
 
 
-async def readyz(call: Call) -> TrioResponse:
+async def readyz(call: Call) -> Response:
     """Asks Redis now (a PING, at most ``PING_TIMEOUT``) rather than trusting the last report:
     an API-only daemon runs no loop that would notice Redis coming back."""
     health = call.api.context.health
@@ -95,7 +95,7 @@ async def readyz(call: Call) -> TrioResponse:
     )
 
 
-async def metrics(call: Call) -> TrioResponse:
+async def metrics(call: Call) -> Response:
     context = call.api.context
     await context.metrics.refresh(context.broker)
-    return TrioResponse(context.metrics.render(), content_type=CONTENT_TYPE)
+    return Response(context.metrics.render(), content_type=CONTENT_TYPE)

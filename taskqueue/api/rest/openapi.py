@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
-from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.rest.problems import PROBLEM_JSON
 from taskqueue.api.rest.routing import (
@@ -30,6 +29,7 @@ from taskqueue.api.rest.routing import (
     Schema,
     json_response,
 )
+from taskqueue.api.rest.send import Response
 from taskqueue.models import EXCLUSIVE_SUBMISSION_FIELDS
 from taskqueue.wire import Problem
 
@@ -50,7 +50,7 @@ routes = RouteTable()
         uses_redis=False,
     )
 )
-async def openapi_document(call: Call) -> TrioResponse:
+async def openapi_document(call: Call) -> Response:
     return json_response(call.api.openapi)
 
 

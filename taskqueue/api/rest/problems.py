@@ -6,10 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from quart_trio.wrappers import TrioResponse
-
 from taskqueue import _json
 from taskqueue.api.errors import ApiError
+from taskqueue.api.rest.send import Response
 
 PROBLEM_JSON: Final = "application/problem+json"
 
@@ -37,14 +36,14 @@ def problem_body(error: ApiError) -> dict[str, object]:
     return body
 
 
-def problem_response(error: ApiError, headers: Mapping[str, str] | None = None) -> TrioResponse:
+def problem_response(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
     """The response for ``error``, with the headers its status calls for."""
     extra = dict(headers or {})
     if error.http_status == 401:
         extra.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
     if error.http_status in (429, 503):
         extra.setdefault("Retry-After", "1")
-    return TrioResponse(
+    return Response(
         _json.dumps(problem_body(error)),
         status=error.http_status,
         headers=extra,

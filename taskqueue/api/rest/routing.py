@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import msgspec
-from quart_trio.wrappers import TrioResponse
-from werkzeug.datastructures import Headers
-from werkzeug.routing import BaseConverter
+
+from taskqueue.api.rest.send import Response, StreamingResponse
 
 if TYPE_CHECKING:
     from taskqueue.api.auth import Authenticator
@@ -29,17 +28,12 @@ API_PREFIX = "/api/v1"
 #: A task id as :mod:`taskqueue.ids` makes it: a UUIDv7 in lowercase hex.
 TASK_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
-
-class TaskIdConverter(BaseConverter):
-    """Matches a task id only, so a fixed path beside a templated one is never read as an id:
-    ``/tasks/batch`` is not the task "batch" (which GET, and the ``Allow`` header of a 405,
-    would otherwise offer), as OpenAPI's rule that fixed paths match first also says."""
-
-    regex = TASK_ID_PATTERN
-
-
-#: Converters a :class:`Param` may name, registered on the app's URL map.
-CONVERTERS: Mapping[str, type[BaseConverter]] = {"task_id": TaskIdConverter}
+#: What a path parameter's converter matches (a regular expression), by the name a
+#: :class:`Param` gives. ``task_id`` matches task ids only, so a fixed path beside a templated
+#: one is never read as an id: ``/tasks/batch`` is not the task "batch" (which GET, and the
+#: ``Allow`` header of a 405, would otherwise offer), as OpenAPI's rule that fixed paths match
+#: first also says.
+CONVERTERS: Mapping[str, str] = {"default": "[^/]+", "task_id": TASK_ID_PATTERN}
 
 
 class Access(enum.Enum):
@@ -66,7 +60,7 @@ class Param:
     required: bool = False
     #: The value when it is not given (documented, and passed to the handler).
     default: Any = None
-    #: For a path parameter: the URL converter that matches it (see :data:`CONVERTERS`).
+    #: For a path parameter: the converter that matches it (see :data:`CONVERTERS`).
     converter: str = "default"
     #: A header that stands for the body field of the same name in snake case (the
     #: ``Idempotency-Key`` header, say); a body that sets both must agree.
@@ -109,13 +103,6 @@ class Operation:
     #: Whether it reads or writes Redis (and so may answer 503 when Redis is down).
     uses_redis: bool = True
 
-    @property
-    def quart_path(self) -> str:
-        path = self.path
-        for param in self.path_params:
-            path = path.replace(f"{{{param.name}}}", f"<{param.converter}:{param.name}>")
-        return path
-
 
 @attrs.frozen
 class Api:
@@ -135,11 +122,12 @@ class Call:
     api: Api
     path: Mapping[str, str]
     query: Mapping[str, Any]
-    headers: Headers
+    #: Every request header, by its name in lowercase (the first, if one is repeated).
+    headers: Mapping[str, str]
     body: Any = None
 
 
-Handler = Callable[[Call], Awaitable[TrioResponse]]
+Handler = Callable[[Call], Awaitable[Response | StreamingResponse]]
 
 
 @attrs.frozen
@@ -170,7 +158,6 @@ _encode = msgspec.json.Encoder().encode
 
 def json_response(
     document: object, status: int = 200, headers: Mapping[str, str] | None = None
-) -> TrioResponse:
+) -> Response:
     """``document`` (a Struct of :mod:`taskqueue.wire`, or plain JSON data) as the reply."""
-    body = _encode(document)
-    return TrioResponse(body, status, dict(headers or {}), content_type="application/json")
+    return Response(_encode(document), status, headers)

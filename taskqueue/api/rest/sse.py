@@ -13,16 +13,16 @@ server shuts down; a watcher too slow to keep up loses events rather than stalli
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Final
 
 import msgspec
 import trio
-from quart_trio.wrappers import TrioResponse
 
 from taskqueue.api.events import EventHub
 from taskqueue.api.rest.inputs import NonEmpty
 from taskqueue.api.rest.routing import API_PREFIX, Access, Call, Operation, Param, Reply, RouteTable
+from taskqueue.api.rest.send import StreamingResponse
 from taskqueue.models import TaskEvent
 
 routes = RouteTable()
@@ -56,20 +56,18 @@ _encode = msgspec.json.Encoder().encode
         uses_redis=False,
     )
 )
-async def watch(call: Call) -> TrioResponse:
+async def watch(call: Call) -> StreamingResponse:
     stream = event_stream(
         call.api.events,
         call.api.context.shutdown,
         task_id=call.query.get("task_id"),
         task_type=call.query.get("type"),
     )
-    response = TrioResponse(
+    return StreamingResponse(
         stream,
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    response.timeout = None  # streams for as long as it is read
-    return response
 
 
 async def event_stream(
@@ -79,7 +77,7 @@ async def event_stream(
     task_id: str | None,
     task_type: str | None,
     keepalive: float = KEEPALIVE_SECONDS,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     with trio.move_on_after(SUBSCRIBE_WAIT):
         await events.subscribed.wait()
     async with events.watch(task_id=task_id, task_type=task_type) as receive:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from quart_trio.wrappers import TrioResponse
-
 from taskqueue.api.rest.inputs import NonEmpty, PageSize, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
@@ -15,6 +13,7 @@ from taskqueue.api.rest.routing import (
     RouteTable,
     json_response,
 )
+from taskqueue.api.rest.send import Response
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import DEFAULT_PAGE, IdempotencyKey, TaskState
 from taskqueue.wire import BatchResult, Submission, SubmissionBatch, Task, TaskPage, task_document
@@ -54,7 +53,7 @@ _NOT_FOUND = "No task has this id (it never existed, or its record expired)."
         errors={429: "The task type's queue is over `task.max_queue_depth`; retry later."},
     )
 )
-async def submit_task(call: Call) -> TrioResponse:
+async def submit_task(call: Call) -> Response:
     broker = call.api.context.broker
     submitted = await broker.enqueue(call.body)
     task = task_document(await broker.get(submitted.id))
@@ -82,7 +81,7 @@ async def submit_task(call: Call) -> TrioResponse:
         errors={429: "A task type's queue would exceed `task.max_queue_depth`; retry later."},
     )
 )
-async def submit_tasks(call: Call) -> TrioResponse:
+async def submit_tasks(call: Call) -> Response:
     batch: SubmissionBatch = call.body
     try:
         results = await call.api.context.broker.enqueue_many(batch.tasks)
@@ -106,7 +105,7 @@ async def submit_tasks(call: Call) -> TrioResponse:
         errors={404: _NOT_FOUND},
     )
 )
-async def get_task(call: Call) -> TrioResponse:
+async def get_task(call: Call) -> Response:
     task = await call.api.context.broker.get(call.path["task_id"])
     return json_response(task_document(task))
 
@@ -130,11 +129,11 @@ async def get_task(call: Call) -> TrioResponse:
         replies={200: Reply("One page of tasks.", TaskPage)},
     )
 )
-async def list_tasks(call: Call) -> TrioResponse:
+async def list_tasks(call: Call) -> Response:
     return await task_page(call, call.query["state"])
 
 
-async def task_page(call: Call, state: TaskState) -> TrioResponse:
+async def task_page(call: Call, state: TaskState) -> Response:
     """One page of the tasks in ``state``, as the ``type``, ``limit`` and ``cursor`` query
     parameters ask (shared by ``/tasks`` and ``/dead-letters``)."""
     q = call.query
@@ -163,7 +162,7 @@ async def task_page(call: Call, state: TaskState) -> TrioResponse:
         errors={404: _NOT_FOUND, 409: "The task has already ended."},
     )
 )
-async def cancel_task(call: Call) -> TrioResponse:
+async def cancel_task(call: Call) -> Response:
     broker = call.api.context.broker
     outcome = await broker.cancel(call.path["task_id"])
     task = task_document(await broker.get(call.path["task_id"]))
