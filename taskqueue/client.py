@@ -73,8 +73,8 @@ class Client:
     """Operations on one taskqueue namespace of one Redis, from trio code.
 
     Holds a pool of connections: close it with :meth:`aclose`, or use ``async with``. Unset
-    submission options take ``settings``' defaults (the configuration's, with
-    :meth:`from_config`), exactly as a submission through the API would.
+    submission options and limits come from the queue policy in Redis, exactly as for a
+    submission through the API; ``settings`` only stand in where no daemon has written one.
     """
 
     def __init__(

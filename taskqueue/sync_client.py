@@ -101,8 +101,9 @@ def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> r
 class SyncClient:
     """Operations on one taskqueue namespace of one Redis, from blocking code.
 
-    Close it (or use ``with``) to release its connections. Unset submission options take the
-    task type's defaults, else ``settings``' (the configuration's, with :meth:`from_config`).
+    Close it (or use ``with``) to release its connections. Unset submission options and limits
+    come from the queue policy in Redis, as for every submitter; ``settings`` only stand in
+    where no daemon has written one.
     """
 
     def __init__(
