@@ -14,9 +14,11 @@ from taskqueue.errors import (
     QueueFullError,
     TaskNotFoundError,
     TaskQueueError,
+    UnservedTypeError,
 )
 from taskqueue.models import (
     ClaimedTask,
+    Policy,
     Priority,
     QueueStats,
     Task,
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidTaskError",
     "PayloadTooLargeError",
     "PermanentError",
+    "Policy",
     "Priority",
     "QueueFullError",
     "QueueStats",
@@ -52,6 +55,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskQueueError",
     "TaskState",
+    "UnservedTypeError",
     "WorkerInfo",
     "__version__",
 ]

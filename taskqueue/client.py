@@ -26,6 +26,8 @@ from taskqueue.broker import (
     BrokerSettings,
     CancelOutcome,
     Page,
+    PolicyView,
+    QueueReport,
     Submission,
     Submitted,
     events_from_message,
@@ -33,12 +35,14 @@ from taskqueue.broker import (
 from taskqueue.discovery import DEFAULT_URL, find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
+    Policy,
     QueueStats,
     SubmitOptions,
     Task,
     TaskEvent,
     TaskState,
     WorkerInfo,
+    validated,
 )
 from taskqueue.redis import Redis, Subscription
 
@@ -69,8 +73,8 @@ class Client:
     """Operations on one taskqueue namespace of one Redis, from trio code.
 
     Holds a pool of connections: close it with :meth:`aclose`, or use ``async with``. Unset
-    submission options take ``settings``' defaults (the configuration's, with
-    :meth:`from_config`), exactly as a submission through the API would.
+    submission options and limits come from the queue policy in Redis, exactly as for a
+    submission through the API; ``settings`` only stand in where no daemon has written one.
     """
 
     def __init__(
@@ -126,23 +130,53 @@ class Client:
     # -- submitting --------------------------------------------------------------------------
 
     async def submit(
-        self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        strict: bool = False,
+        **options: Unpack[SubmitOptions],
     ) -> Submitted:
         """Submit one task; ``options`` are the other fields of a :class:`~taskqueue.Submission`
         (see :class:`~taskqueue.models.SubmitOptions`): its priority, retries, run-time limit
         (``timeout``: the task's, not this call's), a delay or a start time, an idempotency key.
 
-        Unset ``priority``, ``max_retries`` and ``timeout`` take the task type's defaults (as
-        its workers registered them), else the client's settings.
+        The queue policy in Redis applies, as to every submitter: unset ``priority``,
+        ``max_retries`` and ``timeout`` take the type's policy, else the global one (the
+        client's settings only where Redis holds none).
 
         Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
-        written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
+        written, :class:`~taskqueue.QueueFullError` over the type's ``max_queue_depth``, and
+        :class:`~taskqueue.UnservedTypeError` for a type no live worker serves when ``strict``
+        or the policy's ``refuse_unserved`` (else the result's ``warnings`` say so).
         """
-        return await self.broker.enqueue(Submission(type=type, payload=payload, **options))
+        submission = Submission(type=type, payload=payload, **options)
+        return await self.broker.enqueue(submission, strict=strict)
 
-    async def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:
+    async def submit_many(
+        self, submissions: Iterable[Submission], *, strict: bool = False
+    ) -> list[Submitted]:
         """Submit a batch atomically, in one round trip: all are written, or none."""
-        return await self.broker.enqueue_many(list(submissions))
+        return await self.broker.enqueue_many(list(submissions), strict=strict)
+
+    async def served_types(self) -> frozenset[str]:
+        """The task types some live worker serves."""
+        return await self.broker.served_types()
+
+    # -- policy ------------------------------------------------------------------------------
+
+    async def policy(self) -> PolicyView:
+        """The queue policy: both layers (live, config) and what each type gets."""
+        return await self.broker.policy()
+
+    async def set_policy(self, task_type: str | None = None, **settings: Any) -> None:
+        """Set policy settings live (``task_type`` None: every type), e.g.
+        ``await set_policy("mail.send", max_queue_depth=100)``; the next submission obeys."""
+        await self.broker.set_policy(validated(settings, Policy), task_type)
+
+    async def unset_policy(self, *names: str, task_type: str | None = None) -> None:
+        """Unset live policy settings: the config's (or the default) applies again."""
+        await self.broker.unset_policy(names, task_type)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -199,6 +233,10 @@ class Client:
     async def stats(self) -> QueueStats:
         """Queue depths and lifetime totals (O(1) on Redis: kept as counters)."""
         return await self.broker.stats()
+
+    async def queue_report(self) -> QueueReport:
+        """The counts, the served task types and the policy, in one round trip."""
+        return await self.broker.queue_report()
 
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers, most recent heartbeat first."""

@@ -39,6 +39,15 @@ class ListenError(TaskQueueError, OSError):
     """A server could not listen where it was told to (port in use, permission, address)."""
 
 
+class UnservedTypeError(InvalidTaskError):
+    """A submission names a task type no live worker serves, and the policy (``refuse_unserved``)
+    or the caller (strict) refuses such submissions; ``task_type`` is the type."""
+
+    def __init__(self, message: str, *, field: str | None = "type", task_type: str = "") -> None:
+        super().__init__(message, field=field)
+        self.task_type = task_type
+
+
 class ConfigError(TaskQueueError):
     """The configuration is wrong; the message names the key, the value and what was expected."""
 

@@ -178,6 +178,51 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     idempotency_key: IdempotencyKey | None = None
 
 
+#: The longest idempotency window a policy may set (seconds): the same bound as a delay's.
+MAX_WINDOW: Final = MAX_DELAY
+#: The largest depth limit a policy may set.
+MAX_DEPTH: Final = 10**12
+
+
+class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Queue policy of one scope: every task type, or one. Stored in Redis and enforced by
+    the enqueue script for every submitter (API, CLI, both clients).
+
+    A null (or absent) setting is unset: a task type's falls back to the global one, the
+    global one to the server's built-in default. A submission's own priority, max_retries and
+    timeout win over all of them.
+    """
+
+    max_queue_depth: (
+        Annotated[
+            int,
+            Meta(ge=0, le=MAX_DEPTH, description="Most pending tasks of a type; 0: no limit."),
+        ]
+        | None
+    ) = None
+    max_retries: MaxRetries | None = None
+    timeout: Timeout | None = None
+    priority: PriorityName | None = None
+    idempotency_window: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                le=MAX_WINDOW,
+                description="Seconds an idempotency key returns the task first submitted with it.",
+            ),
+        ]
+        | None
+    ) = None
+    refuse_unserved: (
+        Annotated[
+            bool,
+            Meta(description="Refuse submissions of a type no live worker serves."),
+        ]
+        | None
+    ) = None
+
+
 class SubmitOptions(TypedDict, total=False):
     """A :class:`Submission`'s fields beyond its type and payload, as keyword arguments of the
     clients' ``submit`` (``client.submit("mail.send", payload, priority="high")``). A test

@@ -19,10 +19,10 @@ import msgspec
 import pluggy
 
 from taskqueue import hookspecs
-from taskqueue.broker import TypeDefaults, task_type_problem, valid_max_retries, valid_timeout
+from taskqueue.broker import task_type_problem, valid_max_retries, valid_timeout
 from taskqueue.config.plugins import check_plugin_tables, parse_plugin_settings
 from taskqueue.errors import ConfigError
-from taskqueue.models import MAX_RETRIES_LIMIT, ClaimedTask, Priority
+from taskqueue.models import MAX_RETRIES_LIMIT, ClaimedTask, Policy, Priority
 from taskqueue.payloads import decode_payload, is_payload_type
 
 ENTRY_POINT_GROUP = "taskqueue"
@@ -255,10 +255,10 @@ class ProcessorRegistry:
     def specs(self) -> list[ProcessorSpec]:
         return [self._specs[t] for t in self.task_types]
 
-    def type_defaults(self, task_types: Iterable[str]) -> dict[str, TypeDefaults]:
-        """The submission defaults of ``task_types``, as the broker records them."""
+    def type_policies(self, task_types: Iterable[str]) -> dict[str, Policy]:
+        """The submission defaults of ``task_types``, as the policy's config layer holds them."""
         return {
-            t: TypeDefaults(
+            t: Policy(
                 priority=self._specs[t].priority,
                 max_retries=self._specs[t].max_retries,
                 timeout=self._specs[t].timeout,

@@ -27,7 +27,14 @@ import redis.exceptions
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
-from taskqueue.broker import BrokerSettings, CancelOutcome, Page, Submission, Submitted
+from taskqueue.broker import (
+    BrokerSettings,
+    CancelOutcome,
+    Page,
+    PolicyView,
+    Submission,
+    Submitted,
+)
 from taskqueue.broker import operations as ops
 from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
@@ -36,11 +43,13 @@ from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, St
 from taskqueue.discovery import find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
+    Policy,
     QueueStats,
     SubmitOptions,
     Task,
     TaskState,
     WorkerInfo,
+    validated,
 )
 from taskqueue.redis import (
     AuthenticationError,
@@ -92,8 +101,9 @@ def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> r
 class SyncClient:
     """Operations on one taskqueue namespace of one Redis, from blocking code.
 
-    Close it (or use ``with``) to release its connections. Unset submission options take the
-    task type's defaults, else ``settings``' (the configuration's, with :meth:`from_config`).
+    Close it (or use ``with``) to release its connections. Unset submission options and limits
+    come from the queue policy in Redis, as for every submitter; ``settings`` only stand in
+    where no daemon has written one.
     """
 
     def __init__(
@@ -139,21 +149,56 @@ class SyncClient:
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(self, type: str, payload: Any = None, **options: Unpack[SubmitOptions]) -> Submitted:
+    def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        strict: bool = False,
+        **options: Unpack[SubmitOptions],
+    ) -> Submitted:
         """Submit one task; ``options`` are the other fields of a :class:`~taskqueue.Submission`
         (see :class:`~taskqueue.models.SubmitOptions`): its priority, retries, run-time limit
         (``timeout``: the task's, not this call's), a delay or a start time, an idempotency key.
 
-        Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything is
-        written, and :class:`~taskqueue.QueueFullError` over ``task.max_queue_depth``.
+        The queue policy in Redis applies, as to every submitter: unset fields take its
+        defaults. Raises :class:`~taskqueue.InvalidTaskError` (naming the field) before anything
+        is written, :class:`~taskqueue.QueueFullError` over the type's ``max_queue_depth``, and
+        :class:`~taskqueue.UnservedTypeError` for a type no live worker serves when ``strict``
+        or the policy's ``refuse_unserved`` (else the result's ``warnings`` say so).
         """
-        (submitted,) = self.submit_many([Submission(type=type, payload=payload, **options)])
+        submission = Submission(type=type, payload=payload, **options)
+        (submitted,) = self.submit_many([submission], strict=strict)
         return submitted
 
-    def submit_many(self, submissions: Iterable[Submission]) -> list[Submitted]:
+    def submit_many(
+        self, submissions: Iterable[Submission], *, strict: bool = False
+    ) -> list[Submitted]:
         """Submit a batch atomically, in one round trip: all are written, or none."""
         batch = list(submissions)
-        return self._run(ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms()))
+        return self._run(
+            ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms(), strict=strict)
+        )
+
+    def served_types(self) -> frozenset[str]:
+        """The task types some live worker serves."""
+        return self._run(ops.served_types(self.keys, wall_clock_ms()))
+
+    # -- policy ------------------------------------------------------------------------------
+
+    def policy(self) -> PolicyView:
+        """The queue policy: both layers (live, config) and what each type gets."""
+        return self._run(ops.policy(self.settings, self.keys))
+
+    def set_policy(self, task_type: str | None = None, **settings: Any) -> None:
+        """Set policy settings live (``task_type`` None: every type), e.g.
+        ``set_policy("mail.send", max_queue_depth=100)``; the next submission obeys them."""
+        policy = validated(settings, Policy)
+        self._run(ops.set_policy(self.keys, "live", task_type, policy, replace=False))
+
+    def unset_policy(self, *names: str, task_type: str | None = None) -> None:
+        """Unset live policy settings: the config's (or the default) applies again."""
+        self._run(ops.unset_policy(self.keys, "live", task_type, names))
 
     # -- reading -----------------------------------------------------------------------------
 

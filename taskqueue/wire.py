@@ -21,12 +21,15 @@ import msgspec
 from msgspec import Meta, Struct
 
 from taskqueue import models
-from taskqueue.broker import Submitted
-from taskqueue.models import MAX_BATCH, Count, Submission, TaskEvent
+from taskqueue.broker import PolicyView, QueueReport, Submitted
+from taskqueue.models import MAX_BATCH, Count, Policy, Submission, TaskEvent
 
 __all__ = [
     "BatchResult",
     "Health",
+    "Policy",
+    "PolicyDocument",
+    "PolicyScope",
     "Problem",
     "Purged",
     "QueueStats",
@@ -35,14 +38,22 @@ __all__ = [
     "Submission",
     "SubmissionBatch",
     "Submitted",
+    "SubmittedTask",
     "Task",
     "TaskEvent",
     "TaskPage",
     "Worker",
     "WorkerList",
     "iso",
+    "policy_document",
+    "policy_json",
+    "policy_scope",
+    "policy_scope_json",
+    "report_document",
+    "report_json",
     "stats_json",
     "submitted_json",
+    "submitted_task_document",
     "task_document",
     "task_json",
     "worker_document",
@@ -72,6 +83,42 @@ class Task(models.Task, kw_only=True):
     ready_at: Iso
     started_at: Iso | None
     finished_at: Iso | None
+
+
+class SubmittedTask(Task, kw_only=True):
+    """The task just submitted (or found by its idempotency key), and what to know about it."""
+
+    warnings: Annotated[
+        list[str],
+        Meta(
+            description="What was accepted but may not go as hoped, e.g. that no live worker "
+            "serves the task's type."
+        ),
+    ]
+
+
+class PolicyScope(Struct):
+    """The queue policy of one scope (every type, or one), layer by layer."""
+
+    live: Annotated[Policy, Meta(description="Set by operators (API, `taskqueue policy`).")]
+    config: Annotated[
+        Policy,
+        Meta(description="Written at start by daemons (`[task]`) and workers (plugins)."),
+    ]
+    effective: Annotated[
+        Policy,
+        Meta(
+            description="What a submission gets: live, then config, then (for a type) the "
+            "global scope's, then the server's defaults."
+        ),
+    ]
+
+
+class PolicyDocument(Struct, rename={"global_": "global"}):
+    global_: Annotated[PolicyScope, Meta(description="Every task type's.")]
+    types: Annotated[
+        dict[str, PolicyScope], Meta(description="Task types with a policy of their own.")
+    ]
 
 
 class TaskPage(Struct):
@@ -112,6 +159,17 @@ class QueueStats(Struct):
             "cancelled, reaped."
         ),
     ]
+    served_types: Annotated[list[str], Meta(description="Task types some live worker serves.")] = (
+        msgspec.field(default_factory=list)
+    )
+    unserved_types: Annotated[
+        list[str],
+        Meta(
+            description="Task types with live tasks (pending, scheduled, active) no live "
+            "worker serves: they wait until one starts."
+        ),
+    ] = msgspec.field(default_factory=list)
+    policy: PolicyDocument | None = None
 
 
 class Requeued(Struct):
@@ -190,6 +248,37 @@ def stats_document(stats: models.QueueStats) -> QueueStats:
     )
 
 
+def submitted_task_document(task: models.Task, submitted: Submitted) -> SubmittedTask:
+    return SubmittedTask(
+        **msgspec.structs.asdict(task_document(task)), warnings=list(submitted.warnings)
+    )
+
+
+def policy_scope(view: PolicyView, task_type: str | None) -> PolicyScope:
+    return PolicyScope(
+        live=view.layer("live", task_type),
+        config=view.layer("config", task_type),
+        effective=view.effective(task_type),
+    )
+
+
+def policy_document(view: PolicyView) -> PolicyDocument:
+    return PolicyDocument(
+        global_=policy_scope(view, None),
+        types={t: policy_scope(view, t) for t in view.task_types},
+    )
+
+
+def report_document(report: QueueReport) -> QueueStats:
+    """The queues document with what only a report has: served types and the policy."""
+    return msgspec.structs.replace(
+        stats_document(report.stats),
+        served_types=sorted(report.served),
+        unserved_types=report.unserved,
+        policy=policy_document(report.policy),
+    )
+
+
 # -- as plain JSON values, for the command line --------------------------------------------------
 
 
@@ -203,6 +292,18 @@ def worker_json(worker: models.WorkerInfo) -> dict[str, Any]:
 
 def stats_json(stats: models.QueueStats) -> dict[str, Any]:
     return msgspec.to_builtins(stats_document(stats))  # type: ignore[no-any-return]
+
+
+def report_json(report: QueueReport) -> dict[str, Any]:
+    return msgspec.to_builtins(report_document(report))  # type: ignore[no-any-return]
+
+
+def policy_json(view: PolicyView) -> dict[str, Any]:
+    return msgspec.to_builtins(policy_document(view))  # type: ignore[no-any-return]
+
+
+def policy_scope_json(view: PolicyView, task_type: str | None) -> dict[str, Any]:
+    return msgspec.to_builtins(policy_scope(view, task_type))  # type: ignore[no-any-return]
 
 
 def submitted_json(submitted: Submitted) -> dict[str, Any]:

@@ -66,7 +66,9 @@ async def assert_invariants(broker: Broker) -> None:
         k.workers: "zset",
         k.counts: "hash",
         k.types: "set",
-        k.type_defaults: "hash",
+        k.policy_live: "hash",
+        k.policy_config: "hash",
+        k.served: "hash",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")

@@ -281,13 +281,13 @@ async def test_a_handler_sees_the_calls_metadata_and_deadline(
     server: GrpcServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[CallContext] = []
-    real_stats = server.broker.stats
+    real_stats = server.broker.queue_report
 
     async def stats_seeing_the_call() -> Any:
         seen.append(current_call())
         return await real_stats()
 
-    monkeypatch.setattr(server.broker, "stats", stats_seeing_the_call)
+    monkeypatch.setattr(server.broker, "queue_report", stats_seeing_the_call)
     await grpc_call(
         server.h2c,
         lambda stub: stub.get_queue_stats(pb.GetQueueStatsRequest(), timeout=30),

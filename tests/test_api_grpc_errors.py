@@ -187,7 +187,7 @@ async def test_a_bug_is_internal_and_its_details_stay_in_the_log(
     async def broken() -> None:
         raise RuntimeError("secret-detail-123")
 
-    monkeypatch.setattr(server.broker, "stats", broken)
+    monkeypatch.setattr(server.broker, "queue_report", broken)
     with caplog.at_level(logging.ERROR, logger="taskqueue.api.grpc.dispatcher"):
         error = await failure(server, lambda stub: stub.get_queue_stats(pb.GetQueueStatsRequest()))
     assert error.status is Status.INTERNAL

@@ -33,6 +33,11 @@ async def test_submitted_task_comes_back_as_json_with_its_location(
         created = datetime.fromisoformat(task["created_at"])
         assert abs(created.timestamp() * 1000 - task["created_ms"]) < 1
 
+        # An API-only server has no worker: the reply says nothing will run the task yet.
+        assert task.pop("warnings") == [
+            "no live worker serves task type 'echo': it waits until one starts"
+        ]
+
         fetched = await client.get(response.headers["location"])
         assert fetched.status_code == 200
         assert fetched.json() == task

@@ -19,9 +19,9 @@ from broker_helpers import (
 from conftest import FakeClock, MakeBroker
 from invariants import assert_invariants
 
-from taskqueue.broker import Broker, Submission, TypeDefaults
+from taskqueue.broker import Broker, Submission
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError, QueueFullError
-from taskqueue.models import Priority, TaskState
+from taskqueue.models import Policy, Priority, TaskState
 
 # -- enqueue ---------------------------------------------------------------------------------
 
@@ -72,10 +72,10 @@ async def test_enqueue_takes_unset_fields_from_the_broker_settings(
 
 
 async def test_unset_fields_take_the_task_types_registered_defaults(broker: Broker) -> None:
-    await broker.set_type_defaults(
+    await broker.set_type_policies(
         {
-            "mail.send": TypeDefaults(priority=Priority.HIGH, max_retries=9, timeout=4.5),
-            "report.build": TypeDefaults(timeout=600),  # the rest: the broker's
+            "mail.send": Policy(priority=Priority.HIGH, max_retries=9, timeout=4.5),
+            "report.build": Policy(timeout=600),  # the rest: the broker's
         }
     )
 
@@ -105,8 +105,8 @@ async def test_unset_fields_take_the_task_types_registered_defaults(broker: Brok
 
 
 async def test_fields_a_submission_sets_override_the_types_defaults(broker: Broker) -> None:
-    await broker.set_type_defaults(
-        {"mail.send": TypeDefaults(priority=Priority.HIGH, max_retries=9, timeout=4.5)}
+    await broker.set_type_policies(
+        {"mail.send": Policy(priority=Priority.HIGH, max_retries=9, timeout=4.5)}
     )
 
     submitted = await broker.enqueue(
@@ -117,16 +117,16 @@ async def test_fields_a_submission_sets_override_the_types_defaults(broker: Brok
     assert (task.priority, task.max_retries, task.timeout_ms) == (Priority.LOW, 0, 1000)
 
 
-async def test_type_defaults_read_back_as_recorded_and_the_last_writer_wins(
+async def test_type_policies_read_back_as_recorded_and_the_last_writer_wins(
     broker: Broker,
 ) -> None:
-    await broker.set_type_defaults({"a": TypeDefaults(priority=Priority.LOW), "b": TypeDefaults()})
-    await broker.set_type_defaults({"a": TypeDefaults(max_retries=2, timeout=0.25)})
+    await broker.set_type_policies({"a": Policy(priority=Priority.LOW), "b": Policy()})
+    await broker.set_type_policies({"a": Policy(max_retries=2, timeout=0.25)})
 
-    assert await broker.type_defaults() == {
-        "a": TypeDefaults(max_retries=2, timeout=0.25),
-        "b": TypeDefaults(),
-    }
+    policy = await broker.policy()
+    assert policy.layer("config", "a") == Policy(max_retries=2, timeout=0.25)
+    assert policy.layer("config", "b") == Policy()
+    assert policy.task_types == ["a"]
 
 
 async def test_enqueue_many_writes_a_batch_in_one_round_trip(broker: Broker) -> None:
@@ -245,7 +245,12 @@ async def test_same_idempotency_key_returns_the_first_task_and_creates_nothing(
     again = await broker.enqueue(Submission(type="mail.send", payload=2, idempotency_key="k1"))
 
     assert first.created
-    assert again == type(again)(first.id, TaskState.PENDING, False, Priority.MEDIUM)
+    assert (again.id, again.state, again.created, again.priority) == (
+        first.id,
+        TaskState.PENDING,
+        False,
+        Priority.MEDIUM,
+    )
     assert (await broker.get(first.id)).payload == 1
     assert await namespace_keys(broker) == keys_before
     assert await broker.stats() == stats_before

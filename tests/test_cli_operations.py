@@ -81,6 +81,8 @@ def test_queues_and_stats_count_tasks_by_state_and_type(daemon: Daemon) -> None:
         "# tasks by state",
         "# live tasks by type",
         "# lifetime totals",
+        "# task types no live worker serves",
+        "# queue policy (* = every type; live wins over config until unset)",
     ]
     assert "queued.only        3          0       0     0" in blocks[1]
 
@@ -117,7 +119,17 @@ def test_queues_watch_prints_json_lines_until_ctrl_c(daemon: Daemon) -> None:
     assert ended.code == 0, ended
     snapshots = [json.loads(line) for line in lines]
     assert all(
-        set(s) == {"by_state", "pending_by_priority", "by_type", "totals"} for s in snapshots
+        set(s)
+        == {
+            "by_state",
+            "pending_by_priority",
+            "by_type",
+            "totals",
+            "served_types",
+            "unserved_types",
+            "policy",
+        }
+        for s in snapshots
     )
 
 

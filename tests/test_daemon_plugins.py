@@ -172,7 +172,7 @@ async def test_a_types_registered_defaults_apply_to_submissions_that_leave_them_
 
 
 async def _has_defaults(broker: Broker, task_type: str) -> bool:
-    return task_type in await broker.type_defaults()
+    return task_type in (await broker.policy()).task_types
 
 
 def test_a_processor_registered_with_an_impossible_default_is_refused() -> None:

@@ -12,6 +12,7 @@ from taskqueue.errors import (
     PayloadTooLargeError,
     QueueFullError,
     TaskNotFoundError,
+    UnservedTypeError,
 )
 from taskqueue.redis import RedisError
 
@@ -40,6 +41,8 @@ def api_error(exc: Exception) -> ApiError | None:
     detail = str(exc)
     if isinstance(exc, PayloadTooLargeError):
         return ApiError(413, "RESOURCE_EXHAUSTED", "Payload too large", detail, exc.field)
+    if isinstance(exc, UnservedTypeError):
+        return ApiError(422, "FAILED_PRECONDITION", "Unserved task type", detail, exc.field)
     if isinstance(exc, InvalidTaskError):
         return ApiError(422, "INVALID_ARGUMENT", "Invalid field", detail, exc.field)
     if isinstance(exc, TaskNotFoundError):

@@ -24,6 +24,7 @@ from taskqueue.broker.model import (
     HeartbeatReply,
     Page,
     PromoteResult,
+    QueueReport,
     ReapedTask,
     ReapResult,
     Report,
@@ -31,10 +32,10 @@ from taskqueue.broker.model import (
     Submission,
     Submitted,
     TrimResult,
-    TypeDefaults,
     wall_clock_ms,
 )
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.broker.policy import Layer, PolicyView
 from taskqueue.broker.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_RETRIES_LIMIT,
@@ -47,6 +48,7 @@ from taskqueue.broker.validation import (
 from taskqueue.models import (
     DEFAULT_PAGE,
     ClaimedTask,
+    Policy,
     QueueStats,
     Task,
     TaskState,
@@ -65,8 +67,11 @@ __all__ = [
     "CancelOutcome",
     "Cancellation",
     "HeartbeatReply",
+    "Layer",
     "Page",
+    "PolicyView",
     "PromoteResult",
+    "QueueReport",
     "ReapResult",
     "ReapedTask",
     "Report",
@@ -74,7 +79,6 @@ __all__ = [
     "Submission",
     "Submitted",
     "TrimResult",
-    "TypeDefaults",
     "task_type_problem",
     "valid_max_retries",
     "valid_timeout",
@@ -120,22 +124,29 @@ class Broker:
 
     # -- submitting ------------------------------------------------------------------------
 
-    async def enqueue(self, submission: Submission) -> Submitted:
+    async def enqueue(self, submission: Submission, *, strict: bool = False) -> Submitted:
         """Submit one task; see :meth:`enqueue_many`."""
-        (submitted,) = await self.enqueue_many([submission])
+        (submitted,) = await self.enqueue_many([submission], strict=strict)
         return submitted
 
-    async def enqueue_many(self, submissions: Sequence[Submission]) -> list[Submitted]:
-        """Submit a batch of tasks atomically, in one round trip.
+    async def enqueue_many(
+        self, submissions: Sequence[Submission], *, strict: bool = False
+    ) -> list[Submitted]:
+        """Submit a batch of tasks atomically, in one round trip, under the queue policy in
+        Redis (``self.settings`` only stand in for settings no policy layer holds).
 
         Raises :class:`InvalidTaskError` (naming the field, and the index in a batch) before
-        anything is written if any submission is invalid, and :class:`QueueFullError` if the
-        batch would push a task type over ``max_queue_depth``.
+        anything is written if any submission is invalid, :class:`QueueFullError` if the
+        batch would push a task type over its ``max_queue_depth``, and
+        :class:`UnservedTypeError` for a type no live worker serves when ``strict`` or the
+        policy's ``refuse_unserved`` says so (else each such task's ``warnings`` say it).
         """
         if not submissions:
             return []
         submitted = await self._run(
-            operations.enqueue_many(self.settings, self.keys, submissions, self.clock())
+            operations.enqueue_many(
+                self.settings, self.keys, submissions, self.clock(), strict=strict
+            )
         )
         if self.observer is not None:
             self.observer.tasks_submitted(submissions, submitted)
@@ -189,15 +200,47 @@ class Broker:
             operations.heartbeat(self.settings, self.keys, worker, running, self.clock())
         )
 
-    async def set_type_defaults(self, defaults: Mapping[str, TypeDefaults]) -> None:
-        """Record the defaults of task types (a worker does, for the types it can run), which
-        submissions of those types get for the fields they leave unset. The last worker to
-        start wins where two disagree."""
-        await self._run(operations.set_type_defaults(self.keys, defaults))
+    async def set_type_policies(self, policies: Mapping[str, Policy]) -> None:
+        """Record task types' plugin defaults (priority, max_retries, timeout) in the config
+        layer of the policy (a worker does, for the types it can run). The last worker to start
+        wins where two disagree; a value set live wins over both."""
+        await self._run(operations.set_type_policies(self.keys, policies))
 
-    async def type_defaults(self) -> dict[str, TypeDefaults]:
-        """The recorded defaults of every task type that has any."""
-        return await self._run(operations.type_defaults(self.keys))
+    async def served_types(self) -> frozenset[str]:
+        """The task types some live worker serves."""
+        return await self._run(operations.served_types(self.keys, self.clock()))
+
+    # -- policy --------------------------------------------------------------------------
+
+    async def policy(self) -> PolicyView:
+        """Both layers of the queue policy, and the fallback below them."""
+        return await self._run(operations.policy(self.settings, self.keys))
+
+    async def set_policy(
+        self,
+        settings: Policy,
+        task_type: str | None = None,
+        *,
+        layer: Layer = "live",
+        replace: bool = False,
+    ) -> None:
+        """Set policy ``settings`` for ``task_type`` (None: every type) in ``layer``;
+        ``replace`` unsets the settings ``settings`` leaves unset."""
+        await self._run(
+            operations.set_policy(self.keys, layer, task_type, settings, replace=replace)
+        )
+
+    async def unset_policy(
+        self, fields: Sequence[str], task_type: str | None = None, *, layer: Layer = "live"
+    ) -> None:
+        """Unset policy settings (by name) for ``task_type`` (None: every type) in ``layer``."""
+        await self._run(operations.unset_policy(self.keys, layer, task_type, fields))
+
+    async def write_config_policy(self) -> None:
+        """Write the global config layer from ``self.settings`` (a daemon does at start):
+        replaced as a whole, so a key removed from the configuration is gone after a restart;
+        the live layer is never touched."""
+        await self.set_policy(self.settings.policy(), layer="config", replace=True)
 
     async def deregister(self, worker_id: str) -> bool:
         """Remove ``worker_id``'s registration; whether it was registered."""
@@ -293,6 +336,10 @@ class Broker:
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
         return await self._run(operations.stats(self.keys))
+
+    async def queue_report(self) -> QueueReport:
+        """Counts, served types and policy, in one round trip."""
+        return await self._run(operations.queue_report(self.settings, self.keys, self.clock()))
 
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers whose registration has not expired, newest beat first."""

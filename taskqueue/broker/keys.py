@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from taskqueue.broker.policy import REDIS_NAMES
 from taskqueue.models import PRIORITY_ORDER, TaskState
 
 #: name -> template relative to the namespace prefix. ``{x}`` is a parameter.
@@ -25,7 +26,9 @@ LAYOUT: dict[str, str] = {
     "cancelled": "cancelled",  # zset: id -> cancel time (trimmed after the result TTL)
     "counts": "counts",  # hash: "state|priority|type" -> count, "total|outcome" -> count
     "types": "types",  # set: every task type ever submitted
-    "type_defaults": "type-defaults",  # hash: type -> "priority|max_retries|timeout_ms"
+    "policy_live": "policy:live",  # hash: queue policy set by operators (see policy.py)
+    "policy_config": "policy:config",  # hash: queue policy written by daemons at start
+    "served": "served",  # hash: type -> ms until which a live worker serves it (its heartbeat)
     "workers": "workers",  # zset: worker id -> last heartbeat
     "worker": "w:{id}",  # hash: a worker's registration
     "idempotency": "idem:{key}",  # string: task id, expires after the idempotency window
@@ -70,7 +73,9 @@ class Keys:
         self.cancelled = p + LAYOUT["cancelled"]
         self.counts = p + LAYOUT["counts"]
         self.types = p + LAYOUT["types"]
-        self.type_defaults = p + LAYOUT["type_defaults"]
+        self.policy_live = p + LAYOUT["policy_live"]
+        self.policy_config = p + LAYOUT["policy_config"]
+        self.served = p + LAYOUT["served"]
         self.workers = p + LAYOUT["workers"]
         self.wake_channel = p + LAYOUT["wake_channel"]
         self.cancel_channel = p + LAYOUT["cancel_channel"]
@@ -124,4 +129,6 @@ def lua_prelude() -> str:
     lines.append("local PRIORITIES = {" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "}")
     zsets = ", ".join(f"[S_{s.name}] = K_{z.upper()}" for s, z in STATE_ZSETS.items())
     lines.append("local STATE_ZSET = {" + zsets + "}")
+    names = ", ".join(f"'{name}'" for name in REDIS_NAMES.values())
+    lines.append("local POLICY_NAMES = {" + names + "}")
     return "\n".join(lines) + "\n"

@@ -7,14 +7,22 @@ synchronous :class:`~taskqueue.SyncClient` (both run :mod:`taskqueue.broker.oper
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Annotated, Any, Literal
 
 import attrs
 import msgspec
 
-from taskqueue.models import Priority, Submission, Task, TaskState
+from taskqueue.broker.policy import PolicyView
+from taskqueue.models import (
+    DEFAULT_PRIORITY,
+    Policy,
+    Priority,
+    QueueStats,
+    Submission,
+    Task,
+    TaskState,
+)
 from taskqueue.outcomes import OutcomeKind
 
 __all__ = [
@@ -22,11 +30,11 @@ __all__ = [
     "CancelOutcome",
     "Cancellation",
     "Page",
+    "QueueReport",
     "Retention",
     "Submission",
     "Submitted",
     "TrimResult",
-    "TypeDefaults",
     "wall_clock_ms",
 ]
 
@@ -90,6 +98,19 @@ class BrokerSettings:
     max_queue_depth: int = 0
     #: 0: strict priorities. N > 0: every Nth claim first takes one task from each lower priority.
     priority_guard: int = 0
+    refuse_unserved: bool = False
+
+    def policy(self) -> Policy:
+        """The global policy these settings give: what a daemon writes to the config layer at
+        start, and what a submitter falls back on where Redis holds no policy at all."""
+        return Policy(
+            max_queue_depth=self.max_queue_depth,
+            max_retries=self.default_max_retries,
+            timeout=self.default_timeout,
+            priority=DEFAULT_PRIORITY,
+            idempotency_window=self.idempotency_window,
+            refuse_unserved=self.refuse_unserved,
+        )
 
     @classmethod
     def from_config(cls, config: Any) -> BrokerSettings:
@@ -106,34 +127,7 @@ class BrokerSettings:
             lease_ttl=worker.worker_timeout,
             max_queue_depth=task.max_queue_depth,
             priority_guard=worker.priority_guard,
-        )
-
-
-@attrs.frozen(kw_only=True)
-class TypeDefaults:
-    """What a task type's submissions get when they leave a field unset (None: the broker's)."""
-
-    priority: Priority | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-
-    def encoded(self) -> str:
-        """The ``type-defaults`` hash value enqueue.lua reads: ``priority|max_retries|ms``."""
-        return "|".join(
-            (
-                "" if self.priority is None else self.priority.value,
-                "" if self.max_retries is None else str(self.max_retries),
-                "" if self.timeout is None else str(math.ceil(self.timeout * 1000)),
-            )
-        )
-
-    @classmethod
-    def decoded(cls, value: str) -> TypeDefaults:
-        priority, max_retries, timeout_ms = value.split("|")
-        return cls(
-            priority=Priority(priority) if priority else None,
-            max_retries=int(max_retries) if max_retries else None,
-            timeout=int(timeout_ms) / 1000 if timeout_ms else None,
+            refuse_unserved=task.refuse_unserved,
         )
 
 
@@ -143,6 +137,8 @@ class Submitted(msgspec.Struct, frozen=True):
     ``created`` is False when the idempotency key matched an earlier task: then ``id`` is that
     task's and nothing was written. ``priority`` is the one the task got (a submission that
     named none gets its type's default); None only where a caller built the record itself.
+    ``warnings`` say what was accepted but may not go as hoped: no live worker serves the
+    task's type (so nothing will run it until one starts).
     """
 
     id: str
@@ -155,6 +151,38 @@ class Submitted(msgspec.Struct, frozen=True):
         ),
     ]
     priority: Priority | None = None
+    warnings: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="What was accepted but may not go as hoped, e.g. that no live worker "
+            "serves the task's type."
+        ),
+    ] = msgspec.field(default_factory=list)
+
+
+def unserved_warning(task_type: str) -> str:
+    """The warning of a submission whose type no live worker serves (one wording everywhere)."""
+    return f"no live worker serves task type {task_type!r}: it waits until one starts"
+
+
+@attrs.frozen
+class QueueReport:
+    """What ``taskqueue queues`` shows, read in one round trip: the counts, the task types a
+    live worker serves, and the policy."""
+
+    stats: QueueStats
+    served: frozenset[str]
+    policy: PolicyView
+
+    @property
+    def unserved(self) -> list[str]:
+        """Task types with live tasks (pending, scheduled or active) that no live worker serves."""
+        live = {
+            t
+            for (state, t), n in self.stats.by_state_and_type.items()
+            if n and state is not TaskState.DEAD
+        }
+        return sorted(live - self.served)
 
 
 CancelOutcome = Literal["cancelled", "requested"]

@@ -19,11 +19,11 @@ reading of its reply.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
+import msgspec
 
 from taskqueue import _json
 from taskqueue.broker.codec import (
@@ -39,34 +39,40 @@ from taskqueue.broker.model import (
     HeartbeatReply,
     Page,
     PromoteResult,
+    QueueReport,
     ReapedTask,
     ReapResult,
     Report,
     Submission,
     Submitted,
     TrimResult,
-    TypeDefaults,
+    unserved_warning,
 )
+from taskqueue.broker.policy import PLUGIN_SETTINGS, REDIS_NAMES, Layer, PolicyView, encode_value
+from taskqueue.broker.policy import unsets as policy_unsets
+from taskqueue.broker.policy import writes as policy_writes
 from taskqueue.broker.scripts import load_scripts
-from taskqueue.broker.validation import task_fields
+from taskqueue.broker.validation import task_fields, task_type_problem
 from taskqueue.errors import (
     ConflictingStateError,
     InvalidTaskError,
     QueueFullError,
     TaskNotFoundError,
+    UnservedTypeError,
 )
 from taskqueue.ids import new_task_ids
 from taskqueue.models import (
     DEFAULT_PAGE,
-    DEFAULT_PRIORITY,
     MAX_PAGE,
     PRIORITY_ORDER,
     ClaimedTask,
+    Policy,
     Priority,
     QueueStats,
     Task,
     TaskState,
     WorkerInfo,
+    validated,
 )
 from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import ResponseError, Script
@@ -120,20 +126,19 @@ def pairs(flat: Sequence[str]) -> dict[str, str]:
 
 
 def enqueue_many(
-    settings: BrokerSettings, keys: Keys, submissions: Sequence[Submission], now: int
+    settings: BrokerSettings,
+    keys: Keys,
+    submissions: Sequence[Submission],
+    now: int,
+    *,
+    strict: bool = False,
 ) -> Operation[list[Submitted]]:
     """Submit a batch atomically, in one round trip (see :meth:`Broker.enqueue_many`)."""
     if not submissions:
         return []
-    args: list[Arg] = [
-        now,
-        # At least 1 ms: SET refuses PX 0 (a window the config allows, e.g. "0.5ms").
-        max(1, int(settings.idempotency_window * 1000)),
-        settings.max_queue_depth,
-        DEFAULT_PRIORITY.value,
-        settings.default_max_retries,
-        math.ceil(settings.default_timeout * 1000),
-    ]
+    fallback = settings.policy()
+    args: list[Arg] = [now, 1 if strict else 0]
+    args += [encode_value(field, getattr(fallback, field)) for field in REDIS_NAMES]
     ids = new_task_ids(len(submissions), now)
     for index, submission in enumerate(submissions):
         try:
@@ -143,24 +148,118 @@ def enqueue_many(
                 raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
             raise
     try:
-        reply = yield _script(keys, "enqueue", *args)
+        reply, unserved = yield _script(keys, "enqueue", *args)
     except ResponseError as exc:
-        if str(exc).startswith("QUEUEFULL"):
-            _, task_type, depth, limit = str(exc).split()
-            raise QueueFullError(
-                f"queue of task type {task_type!r} is full: {depth} pending, limit {limit}"
-            ) from None
-        raise
+        raise _refusal(str(exc), submissions) from None
+    warnings = {t: [unserved_warning(t)] for t in unserved}
     return [
-        Submitted(task_id, TaskState(state), bool(created), Priority(priority))
-        for task_id, created, state, priority in reply
+        Submitted(
+            task_id,
+            TaskState(state),
+            bool(created),
+            Priority(priority),
+            warnings.get(s.type, []) if warnings else [],
+        )
+        for (task_id, created, state, priority), s in zip(reply, submissions, strict=True)
     ]
 
 
-def type_defaults(keys: Keys) -> Operation[dict[str, TypeDefaults]]:
-    """The recorded defaults of every task type that has any."""
-    reply = yield Call(("HGETALL", keys.type_defaults))
-    return {task_type: TypeDefaults.decoded(value) for task_type, value in pairs(reply).items()}
+def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
+    """The error for one of enqueue.lua's refusals (any other error reply, unchanged)."""
+    if error.startswith("QUEUEFULL"):
+        _, task_type, depth, limit = error.split()
+        return QueueFullError(
+            f"queue of task type {task_type!r} is full: {depth} pending, limit {limit}"
+        )
+    if error.startswith("UNSERVED"):
+        task_type = error.split()[1]
+        index = next(i for i, s in enumerate(submissions) if s.type == task_type)
+        field = "type" if len(submissions) == 1 else f"{index}.type"
+        return UnservedTypeError(
+            f"no live worker serves task type {task_type!r}, and submissions of unserved "
+            "types are refused (strict, or the policy's refuse_unserved)",
+            field=field,
+            task_type=task_type,
+        )
+    return ResponseError(error)
+
+
+def served_types(keys: Keys, now: int) -> Operation[frozenset[str]]:
+    """The task types some live worker serves (as their heartbeats registered them)."""
+    reply = yield Call(("HGETALL", keys.served))
+    return frozenset(t for t, until in pairs(reply).items() if int(until) >= now)
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+
+def policy(settings: BrokerSettings, keys: Keys) -> Operation[PolicyView]:
+    """Both layers of the queue policy (see :mod:`taskqueue.broker.policy`)."""
+    live, config = yield Pipeline((("HGETALL", keys.policy_live), ("HGETALL", keys.policy_config)))
+    return PolicyView.from_hashes(pairs(live), pairs(config), settings.policy())
+
+
+def set_policy(
+    keys: Keys, layer: Layer, task_type: str | None, settings: Policy, *, replace: bool
+) -> Operation[None]:
+    """Set ``settings`` in one scope (``task_type`` None: global) of ``layer``; ``replace``:
+    unset what ``settings`` leaves unset, else leave it as it is."""
+    settings = _checked_policy(settings, task_type)
+    fields = policy_writes(settings, task_type, replace=replace)
+    if fields:
+        yield _script(keys, "set_policy", layer, *fields)
+
+
+def unset_policy(
+    keys: Keys, layer: Layer, task_type: str | None, fields: Sequence[str]
+) -> Operation[None]:
+    """Unset settings (Policy field names) in one scope of ``layer``."""
+    _checked_policy(Policy(), task_type)
+    for field in fields:
+        if field not in REDIS_NAMES:
+            raise InvalidTaskError(
+                f"unknown policy setting {field!r}; expected one of {', '.join(REDIS_NAMES)}",
+                field=field,
+            )
+    if fields:
+        yield _script(keys, "set_policy", layer, *policy_unsets(fields, task_type))
+
+
+def set_type_policies(keys: Keys, policies: Mapping[str, Policy]) -> Operation[None]:
+    """Write the config layer of task types from their plugins (a worker does at start), each
+    type's plugin settings replaced as a whole; the last worker to start wins."""
+    fields: list[Arg] = []
+    for task_type, p in policies.items():
+        plugin_part = Policy(**{f: getattr(p, f) for f in PLUGIN_SETTINGS})
+        fields += policy_writes(_checked_policy(plugin_part, task_type), task_type, replace=True)
+    if fields:
+        yield _script(keys, "set_policy", "config", *fields)
+
+
+def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
+    if task_type is not None and (problem := task_type_problem(task_type)) is not None:
+        raise InvalidTaskError(problem, field="type")
+    return validated(msgspec.structs.asdict(settings), Policy)
+
+
+def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
+    """Counts, served types and policy in one round trip (``taskqueue queues``)."""
+    replies = yield Pipeline((*_stats_commands(keys), *_report_commands(keys)))
+    counts = _stats_from(replies[:4])
+    served, live, config = replies[4:]
+    return QueueReport(
+        stats=counts,
+        served=frozenset(t for t, until in pairs(served).items() if int(until) >= now),
+        policy=PolicyView.from_hashes(pairs(live), pairs(config), settings.policy()),
+    )
+
+
+def _report_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
+    return (
+        ("HGETALL", keys.served),
+        ("HGETALL", keys.policy_live),
+        ("HGETALL", keys.policy_config),
+    )
 
 
 # -- working ----------------------------------------------------------------------------------
@@ -230,7 +329,14 @@ def heartbeat(
 ) -> Operation[HeartbeatReply]:
     """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt)."""
     ttl = int(settings.lease_ttl * 1000)
-    args: list[Arg] = [now, worker.id, ttl, now + ttl, worker_to_json(worker)]
+    args: list[Arg] = [
+        now,
+        worker.id,
+        ttl,
+        now + ttl,
+        worker_to_json(worker),
+        ",".join(worker.task_types),
+    ]
     for task_id, attempt in running:
         args += (task_id, attempt)
     lost, cancel = yield _script(keys, "heartbeat", *args)
@@ -247,15 +353,6 @@ def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, Any]]) -> Op
         args += (task_id, attempt, _json.dumps(progress))
     reply = yield _script(keys, "progress", *args)
     return [bool(recorded) for recorded in reply]
-
-
-def set_type_defaults(keys: Keys, defaults: Mapping[str, TypeDefaults]) -> Operation[None]:
-    """Record the defaults of task types, which their submissions get for fields left unset."""
-    if defaults:
-        fields: list[Arg] = []
-        for task_type, d in defaults.items():
-            fields += (task_type, d.encoded())
-        yield Call(("HSET", keys.type_defaults, *fields))
 
 
 def deregister(keys: Keys, worker_id: str) -> Operation[bool]:
@@ -392,16 +489,22 @@ def _parse_cursor(cursor: str | None, default: int) -> int:
     return int(cursor)
 
 
+def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
+    return (
+        ("HGETALL", keys.counts),
+        ("ZCARD", keys.succeeded),
+        ("ZCARD", keys.cancelled),
+        ("ZCARD", keys.workers),
+    )
+
+
 def stats(keys: Keys) -> Operation[QueueStats]:
     """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-    counts, succeeded, cancelled, workers = yield Pipeline(
-        (
-            ("HGETALL", keys.counts),
-            ("ZCARD", keys.succeeded),
-            ("ZCARD", keys.cancelled),
-            ("ZCARD", keys.workers),
-        )
-    )
+    return _stats_from((yield Pipeline(_stats_commands(keys))))
+
+
+def _stats_from(replies: Sequence[Any]) -> QueueStats:
+    counts, succeeded, cancelled, workers = replies
     by_state = {state: 0 for state in TaskState}
     by_state[TaskState.SUCCEEDED] = succeeded
     by_state[TaskState.CANCELLED] = cancelled

@@ -31,6 +31,7 @@ class Scripts:
     purge_dead: Script
     deregister: Script
     progress: Script
+    set_policy: Script
 
 
 @cache

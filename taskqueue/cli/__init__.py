@@ -1,6 +1,6 @@
 """The ``taskqueue`` command line: the daemon (``run``, ``worker``, ``server``) and the tools an
 operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``workers``,
-``queues``, ``dlq``, ``plugins``, ``config check``, ``bench``), and ``systemd install``.
+``queues``, ``policy``, ``dlq``, ``plugins``, ``config check``, ``bench``), and ``systemd install``.
 
 The tools talk to Redis through :class:`taskqueue.Client` (the same scripts the API and the
 workers run), so they need no API server. One module per command group; what they print is
@@ -37,6 +37,7 @@ from taskqueue.cli.daemon import run, server, worker
 from taskqueue.cli.dlq import dlq
 from taskqueue.cli.observe import queues, workers
 from taskqueue.cli.plugins import plugins
+from taskqueue.cli.policy import policy_group
 from taskqueue.cli.systemd import systemd_group
 from taskqueue.cli.tasks import cancel, status, submit, tasks
 
@@ -94,6 +95,7 @@ for command in (
     queues,
     dlq,
     plugins,
+    policy_group,
     config_group,
     bench,
     systemd_group,

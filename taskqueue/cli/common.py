@@ -27,6 +27,7 @@ from taskqueue.errors import (
     ListenError,
     QueueFullError,
     TaskNotFoundError,
+    UnservedTypeError,
 )
 from taskqueue.models import Priority, TaskState
 from taskqueue.redis import AuthenticationError, NotRedisError, RedisConnectionError, RedisError
@@ -37,7 +38,7 @@ T = TypeVar("T")
 EXIT_OK = 0
 #: The task failed (``submit --wait``: it ended dead or cancelled, or did not end in time), or
 #: the operation does not apply to the task as it is (cancel a finished task, requeue one that
-#: is not dead), or Redis refused it (queue full).
+#: is not dead), or Redis refused it (queue full, a task type no live worker serves).
 EXIT_FAILED = 1
 #: Bad usage or input: an unknown option, a payload that is not JSON, an invalid field, a bad
 #: configuration. Click's own usage errors exit 2 as well.
@@ -196,6 +197,8 @@ def explain(exc: BaseException) -> tuple[int | None, str]:
         return EXIT_UNREACHABLE, f"{message} (is Redis running? check redis.url)"
     if isinstance(exc, TaskNotFoundError):
         return EXIT_NOT_FOUND, message
+    if isinstance(exc, UnservedTypeError):
+        return EXIT_FAILED, message
     if isinstance(exc, InvalidTaskError):
         return EXIT_USAGE, message
     if isinstance(exc, ConflictingStateError | QueueFullError | TimeoutError):

@@ -17,8 +17,9 @@ import trio
 from rich.live import Live
 from rich.text import Text
 
-from taskqueue.broker import wall_clock_ms
+from taskqueue.broker import QueueReport, wall_clock_ms
 from taskqueue.cli.common import DURATION, Session, client_options, fail
+from taskqueue.cli.policy_views import policy_listing, unserved_listing
 from taskqueue.cli.views import (
     View,
     span,
@@ -26,9 +27,9 @@ from taskqueue.cli.views import (
     worker_listing,
 )
 from taskqueue.client import Client
-from taskqueue.models import QueueStats, WorkerInfo
+from taskqueue.models import WorkerInfo
 from taskqueue.redis import RedisConnectionError
-from taskqueue.wire import iso, stats_json, worker_json
+from taskqueue.wire import iso, report_json, worker_json
 
 T = TypeVar("T")
 
@@ -68,13 +69,14 @@ def workers(
 def queues(
     watch: bool, interval: float, config_path: str | None, json_mode: bool, **flags: Any
 ) -> None:
-    """Queue depths: tasks by state, live tasks by type, lifetime totals (also: ``stats``)."""
+    """Queue depths: tasks by state, live tasks by type, lifetime totals, the task types no
+    live worker serves, and the queue policy (also: ``stats``)."""
 
-    def views(stats: QueueStats, now: int) -> list[View]:
-        return stats_views(stats)
+    def views(report: QueueReport, now: int) -> list[View]:
+        return [*stats_views(report.stats), unserved_listing(report), policy_listing(report.policy)]
 
     s = Session.start(config_path, flags, json_mode)
-    observe(s, "queues", Client.stats, views, stats_json, watch, interval)
+    observe(s, "queues", Client.queue_report, views, report_json, watch, interval)
 
 
 def observe(

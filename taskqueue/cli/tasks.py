@@ -8,10 +8,13 @@ so a shell script can run a task as a step.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import IO, Any
 
+import attrs
 import click
+import trio
 from rich.text import Text
 
 from taskqueue.broker import Page, Submission, Submitted, wall_clock_ms
@@ -20,6 +23,7 @@ from taskqueue.cli.common import (
     EXIT_FAILED,
     PRIORITIES,
     STATES,
+    Refused,
     Session,
     client_options,
     fail,
@@ -81,6 +85,18 @@ from taskqueue.wire import submitted_json, task_json
     help="Wait for the task to end and print it; exit 1 unless it succeeded.",
 )
 @click.option("--wait-timeout", **DURATION, help="With --wait: give up after this long (exit 1).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse (exit 1) a type no live worker serves, instead of warning.",
+)
+@click.option(
+    "--unserved-grace",
+    **DURATION,
+    default="5s",
+    show_default=True,
+    help="With --wait: give up (exit 1) once no live worker has served the type for this long.",
+)
 @client_options
 def submit(
     task_type: str,
@@ -95,6 +111,8 @@ def submit(
     batch: int,
     wait: bool,
     wait_timeout: float | None,
+    strict: bool,
+    unserved_grace: float,
     config_path: str | None,
     json_mode: bool,
     **flags: Any,
@@ -123,17 +141,52 @@ def submit(
         delay=delay,
         idempotency_key=idempotency_key,
     )
+    if unserved_grace <= 0:
+        fail("--unserved-grace must be above 0")
     if count > 1:
-        _submit_copies(s, submission, count, batch)
+        _submit_copies(s, submission, count, batch, strict)
     else:
-        _submit_one(s, submission, wait, wait_timeout)
+        _submit_one(s, submission, strict, wait, Waiting(wait_timeout, unserved_grace))
 
 
-def _submit_one(s: Session, submission: Submission, wait: bool, wait_timeout: float | None) -> None:
+@attrs.frozen
+class Waiting:
+    """How ``submit --wait`` waits: ``timeout`` in all (None: no limit), and how long a task
+    may wait with no live worker serving its type before the wait gives up."""
+
+    timeout: float | None
+    unserved_grace: float
+
+
+async def wait_while_served(client: Client, task: Submitted, task_type: str, how: Waiting) -> Task:
+    """The task once it ends. Every ``unserved_grace`` seconds it has not, the served types are
+    read (one command): if none of the live workers serves ``task_type``, the wait ends with
+    "no worker serves this type" instead of lasting for ever."""
+    deadline = math.inf if how.timeout is None else trio.current_time() + how.timeout
+    while True:
+        left = deadline - trio.current_time()
+        try:
+            return await client.wait(task.id, timeout=max(0.0, min(how.unserved_grace, left)))
+        except TimeoutError:
+            if trio.current_time() >= deadline:
+                raise TimeoutError(f"task {task.id} did not end within {how.timeout}s") from None
+        if task_type not in await client.served_types():
+            raise Refused(
+                f"no worker serves this type: no live worker has served task type "
+                f"{task_type!r} for {span(how.unserved_grace)}; task {task.id} waits for one",
+                EXIT_FAILED,
+            )
+
+
+def _submit_one(
+    s: Session, submission: Submission, strict: bool, wait: bool, waiting_how: Waiting
+) -> None:
     out = s.out
 
     async def one(client: Client) -> tuple[Submitted, Task | None]:
-        (first,) = await client.submit_many([submission])
+        (first,) = await client.submit_many([submission], strict=strict)
+        for warning in first.warnings:
+            out.note(f"warning: {warning}")
         if not out.json_mode:
             if out.rich:
                 how = "submitted" if first.created else "already submitted (same idempotency key)"
@@ -146,7 +199,7 @@ def _submit_one(s: Session, submission: Submission, wait: bool, wait_timeout: fl
             return first, None
         waiting = out.err.status(f"waiting for {first.id} …") if out.err.is_terminal else None
         with waiting or contextlib.nullcontext():
-            return first, await client.wait(first.id, timeout=wait_timeout)
+            return first, await wait_while_served(client, first, submission.type, waiting_how)
 
     first, task = s.call(one)
     if task is None:
@@ -162,7 +215,9 @@ def _submit_one(s: Session, submission: Submission, wait: bool, wait_timeout: fl
         fail(f"task {task.id} ended {task.state.value}{why}", EXIT_FAILED)
 
 
-def _submit_copies(s: Session, submission: Submission, count: int, batch: int) -> None:
+def _submit_copies(
+    s: Session, submission: Submission, count: int, batch: int, strict: bool
+) -> None:
     """``submit --count``: batches of one round trip each, a progress bar on a terminal."""
     out = s.out
 
@@ -170,7 +225,12 @@ def _submit_copies(s: Session, submission: Submission, count: int, batch: int) -
         done: list[Submitted] = []
         with out.progress(("submitting", count)) as bars:
             while len(done) < count:
-                part = await client.submit_many([submission] * min(batch, count - len(done)))
+                part = await client.submit_many(
+                    [submission] * min(batch, count - len(done)), strict=strict
+                )
+                if not done:
+                    for warning in part[0].warnings:
+                        out.note(f"warning: {warning}")
                 done += part
                 bars.advance(len(part))
         return done

@@ -174,6 +174,7 @@ class TaskConfig:
     max_payload_bytes: int = setting(2**20, kind="size", positive=True)
     idempotency_window: float = setting(86400.0, kind="duration", positive=True)
     max_queue_depth: int = setting(0, minimum=0)
+    refuse_unserved: bool = setting(False)
 
     def __attrs_post_init__(self) -> None:
         if self.retry_max_delay < self.retry_base_delay:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import trio
 
-from taskqueue.broker import Broker, TypeDefaults, wall_clock_ms
+from taskqueue.broker import Broker, wall_clock_ms
 from taskqueue.daemon.consumer import Consumer
 from taskqueue.daemon.local_peers import this_instance
 from taskqueue.health import Health, RedisGuard
-from taskqueue.models import WorkerInfo
+from taskqueue.models import Policy, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Heartbeat:
         health: Health,
         interval: float,
         task_types: dict[str, str],
-        type_defaults: dict[str, TypeDefaults] | None = None,
+        type_policies: dict[str, Policy] | None = None,
         on_beat: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
@@ -49,7 +49,7 @@ class Heartbeat:
         self.health = health
         self.interval = interval
         self.task_types = task_types
-        self.type_defaults = type_defaults or {}
+        self.type_policies = type_policies or {}
         self.on_beat = on_beat
         self.started_ms = wall_clock_ms()
         self.instance = this_instance()
@@ -92,8 +92,9 @@ class Heartbeat:
         while True:
             async with guard:
                 if not started:
-                    # Submissions of our types that leave a field unset get these.
-                    await self.broker.set_type_defaults(self.type_defaults)
+                    # Submissions of our types that leave a field unset get these (unless an
+                    # operator set them live); the beat then marks the types served.
+                    await self.broker.set_type_policies(self.type_policies)
                 await self.beat()
                 guard.succeeded()
                 if not started:

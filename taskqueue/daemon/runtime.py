@@ -31,6 +31,7 @@ from taskqueue.daemon.consumer import Consumer
 from taskqueue.daemon.heartbeat import Heartbeat, new_worker_id
 from taskqueue.daemon.metrics_server import MetricsApp, MetricsServer
 from taskqueue.daemon.notifications import Notifications
+from taskqueue.daemon.policy_writer import PolicyWriter
 from taskqueue.daemon.reaper import Reaper
 from taskqueue.daemon.scheduler import Scheduler
 from taskqueue.daemon.service import Service
@@ -72,6 +73,7 @@ class Daemon:
     scheduler: Scheduler | None = None
     reaper: Reaper | None = None
     trimmer: Trimmer | None = None
+    policy_writer: PolicyWriter | None = None
     #: The process's metrics (its own registry), served at ``metrics.path``.
     metrics: Metrics = attrs.field(factory=Metrics)
     metrics_server: MetricsServer | None = None
@@ -198,8 +200,12 @@ def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
         interval=daemon.config.retention.interval,
         metrics=daemon.metrics,
     )
-    # Every mode trims: finished records must not pile up while no worker runs.
-    services: list[Service] = [daemon.notifications, daemon.trimmer]
+    # Every mode trims: finished records must not pile up while no worker runs; every mode
+    # writes its [task] policy to Redis, where it binds every submitter.
+    daemon.policy_writer = PolicyWriter(
+        daemon.broker, health=daemon.health, hold_start=daemon.mode is not Mode.SERVER
+    )
+    services: list[Service] = [daemon.notifications, daemon.policy_writer, daemon.trimmer]
     if daemon.mode is not Mode.SERVER:
         services += _worker_services(daemon)
     if api is not None and daemon.mode is not Mode.WORKER:
@@ -262,7 +268,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         health=health,
         interval=config.worker.heartbeat_interval,
         task_types={t: f"{registry[t].plugin} {registry[t].version}".strip() for t in types},
-        type_defaults=registry.type_defaults(types),
+        type_policies=registry.type_policies(types),
         on_beat=daemon.metrics.heartbeat_sent,
     )
     daemon.scheduler = Scheduler(broker, health=health)

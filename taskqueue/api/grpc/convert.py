@@ -10,17 +10,19 @@ from collections.abc import Sequence
 
 from taskqueue import _json
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
-from taskqueue.broker import Submission, Submitted
+from taskqueue.broker import PolicyView, QueueReport, Submission, Submitted
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import (
     DEFAULT_PAGE,
     MAX_BATCH,
+    Policy,
     Priority,
     QueueStats,
     Task,
     TaskEvent,
     TaskState,
     WorkerInfo,
+    validated,
 )
 
 #: The broker's names for submission fields -> the request's.
@@ -107,12 +109,63 @@ def page_limit(limit: int) -> int:
     return limit or DEFAULT_PAGE
 
 
+#: The model's names for policy settings -> the message's.
+_POLICY_NAMES = {"timeout": "timeout_seconds", "idempotency_window": "idempotency_window_seconds"}
+
+
+def policy(message: pb.Policy) -> Policy:
+    """The model's policy for a request's, its constraints checked (errors name the field as
+    the message does, under ``live``)."""
+    values: dict[str, object] = {
+        "max_queue_depth": message.max_queue_depth,
+        "max_retries": message.max_retries,
+        "timeout": message.timeout_seconds,
+        "idempotency_window": message.idempotency_window_seconds,
+        "refuse_unserved": message.refuse_unserved,
+    }
+    if message.priority != pb.Priority.UNSPECIFIED:
+        if message.priority.name is None:
+            raise InvalidTaskError(
+                f"unknown priority {int(message.priority)}", field="live.priority"
+            )
+        values["priority"] = message.priority.name.lower()
+    try:
+        return validated({k: v for k, v in values.items() if v is not None}, Policy)
+    except InvalidTaskError as exc:
+        name = _POLICY_NAMES.get(exc.field or "", exc.field)
+        raise InvalidTaskError(str(exc), field=f"live.{name}") from None
+
+
 # -- responses --------------------------------------------------------------------------------
 
 
 def submitted_message(submitted: Submitted) -> pb.SubmitTaskResponse:
     return pb.SubmitTaskResponse(
-        id=submitted.id, state=pb.TaskState[submitted.state.name], created=submitted.created
+        id=submitted.id,
+        state=pb.TaskState[submitted.state.name],
+        created=submitted.created,
+        warnings=list(submitted.warnings),
+    )
+
+
+def policy_message(p: Policy) -> pb.Policy:
+    return pb.Policy(
+        max_queue_depth=p.max_queue_depth,
+        max_retries=p.max_retries,
+        timeout_seconds=p.timeout,
+        priority=pb.Priority.UNSPECIFIED
+        if p.priority is None
+        else pb.Priority[Priority(p.priority).name],
+        idempotency_window_seconds=p.idempotency_window,
+        refuse_unserved=p.refuse_unserved,
+    )
+
+
+def policy_scope_message(view: PolicyView, task_type: str | None) -> pb.PolicyScope:
+    return pb.PolicyScope(
+        live=policy_message(view.layer("live", task_type)),
+        config=policy_message(view.layer("config", task_type)),
+        effective=policy_message(view.effective(task_type)),
     )
 
 
@@ -160,6 +213,13 @@ def worker_message(worker: WorkerInfo) -> pb.Worker:
         processed=worker.processed,
         failed=worker.failed,
     )
+
+
+def report_message(report: QueueReport) -> pb.QueueStats:
+    message = stats_message(report.stats)
+    message.served_types = sorted(report.served)
+    message.unserved_types = report.unserved
+    return message
 
 
 def stats_message(stats: QueueStats) -> pb.QueueStats:

@@ -16,13 +16,20 @@ from taskqueue.api.grpc.context import current_call
 from taskqueue.api.grpc.dispatcher import Access
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.api.patches.betterproto_streams import ClosingStreams
-from taskqueue.broker import Broker
+from taskqueue.broker import Broker, task_type_problem
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import TaskState
 
 #: Methods that change tasks; they need a token with write scope.
 WRITE_METHODS = frozenset(
-    {"SubmitTask", "SubmitTasks", "CancelTask", "RequeueDeadLetters", "PurgeDeadLetters"}
+    {
+        "SubmitTask",
+        "SubmitTasks",
+        "CancelTask",
+        "RequeueDeadLetters",
+        "PurgeDeadLetters",
+        "SetPolicy",
+    }
 )
 
 
@@ -76,7 +83,7 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         return pb.ListWorkersResponse(workers=[convert.worker_message(w) for w in workers])
 
     async def get_queue_stats(self, request: pb.GetQueueStatsRequest) -> pb.QueueStats:
-        return convert.stats_message(await self.broker.stats())
+        return convert.report_message(await self.broker.queue_report())
 
     async def list_dead_letters(self, request: pb.ListDeadLettersRequest) -> pb.ListTasksResponse:
         page = await self.broker.list_tasks(
@@ -105,6 +112,18 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             purged=await self.broker.purge_dead(request.type or None)
         )
 
+    async def get_policy(self, request: pb.GetPolicyRequest) -> pb.PolicyScope:
+        task_type = _policy_type(request.type)
+        return convert.policy_scope_message(await self.broker.policy(), task_type)
+
+    async def set_policy(self, request: pb.SetPolicyRequest) -> pb.PolicyScope:
+        """Replaces the scope's live layer: what ``live`` leaves unset is unset."""
+        task_type = _policy_type(request.type)
+        await self.broker.set_policy(
+            convert.policy(request.live or pb.Policy()), task_type, replace=True
+        )
+        return convert.policy_scope_message(await self.broker.policy(), task_type)
+
     async def watch_tasks(self, request: pb.WatchTasksRequest) -> AsyncIterator[pb.TaskEvent]:
         """Events from now on. The call ends only from outside: the client cancels, the
         deadline passes, or the daemon shuts down (the dispatcher cancels this generator)."""
@@ -113,3 +132,10 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         ) as events:
             async for event in events:
                 yield convert.event_message(event)
+
+
+def _policy_type(task_type: str) -> str | None:
+    """A policy request's scope: a valid task type, or (empty) the global policy."""
+    if task_type and (problem := task_type_problem(task_type)) is not None:
+        raise InvalidTaskError(problem, field="type")
+    return task_type or None

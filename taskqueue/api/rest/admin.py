@@ -23,7 +23,7 @@ from taskqueue.wire import (
     Task,
     TaskPage,
     WorkerList,
-    stats_document,
+    report_document,
     task_document,
     worker_document,
 )
@@ -58,14 +58,15 @@ async def list_workers(call: Call) -> Response:
         operation_id="getQueueStats",
         summary="Queue depths and counts",
         description="Tasks per state, ready tasks per priority, live tasks per type and "
-        "state, and lifetime totals. Read from counters the broker keeps: O(1) on Redis.",
+        "state, lifetime totals, the task types live workers serve (and those with tasks that "
+        "none serves), and the queue policy. One round trip to Redis.",
         tag="queues",
         access=Access.READ,
         replies={200: Reply("The counts.", QueueStats)},
     )
 )
 async def queue_stats(call: Call) -> Response:
-    return json_response(stats_document(await call.api.context.broker.stats()))
+    return json_response(report_document(await call.api.context.broker.queue_report()))
 
 
 @routes.add(

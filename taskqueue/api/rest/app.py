@@ -33,7 +33,7 @@ from taskqueue.api.auth import Authenticator, AuthResult
 from taskqueue.api.context import ApiContext
 from taskqueue.api.errors import ApiError, api_error, auth_error, invalid
 from taskqueue.api.events import EventHub
-from taskqueue.api.rest import admin, inputs, openapi, sse, tasks
+from taskqueue.api.rest import admin, inputs, openapi, policy, sse, tasks
 from taskqueue.api.rest.health import health_routes
 from taskqueue.api.rest.http import ClientGone, Receive, Request
 from taskqueue.api.rest.openapi import build_document
@@ -155,7 +155,14 @@ def all_routes(metrics_path: str | None = None, *, metrics_public: bool = False)
     """Every operation the REST app serves (``/metrics`` at ``metrics_path``, if given, open
     to all when ``metrics_public``), in the order the document lists them."""
     health = health_routes(metrics_path, public_metrics=metrics_public)
-    return [*tasks.routes, *admin.routes, *sse.routes, *health, *openapi.routes]
+    return [
+        *tasks.routes,
+        *admin.routes,
+        *policy.routes,
+        *sse.routes,
+        *health,
+        *openapi.routes,
+    ]
 
 
 def _unmatched(method: str, path: str, match: Match) -> Response:

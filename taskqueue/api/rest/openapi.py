@@ -178,7 +178,7 @@ def error_statuses(op: Operation, needs_token: bool) -> dict[int, str]:
         for status in (400, 413, 415):
             statuses[status] = ERRORS[status]
     if op.body is not None or op.query or op.headers:
-        statuses[422] = ERRORS[422]
+        statuses.setdefault(422, ERRORS[422])
     if op.uses_redis:
         statuses[503] = ERRORS[503]
     return statuses

@@ -16,7 +16,16 @@ from taskqueue.api.rest.routing import (
 from taskqueue.api.rest.send import Response
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import DEFAULT_PAGE, IdempotencyKey, TaskState
-from taskqueue.wire import BatchResult, Submission, SubmissionBatch, Task, TaskPage, task_document
+from taskqueue.wire import (
+    BatchResult,
+    Submission,
+    SubmissionBatch,
+    SubmittedTask,
+    Task,
+    TaskPage,
+    submitted_task_document,
+    task_document,
+)
 
 routes = RouteTable()
 
@@ -27,6 +36,10 @@ CURSOR = Param(
     "cursor", NonEmpty, "The `next_cursor` of the previous page; omit for the first page."
 )
 _NOT_FOUND = "No task has this id (it never existed, or its record expired)."
+_UNSERVED = (
+    "A field is invalid; or no live worker serves the task type and the policy's "
+    "`refuse_unserved` refuses it (the problem's `field` is `type`)."
+)
 
 
 @routes.add(
@@ -47,16 +60,19 @@ _NOT_FOUND = "No task has this id (it never existed, or its record expired)."
         ),
         body=Submission,
         replies={
-            201: Reply("The new task.", Task, headers={"Location": "The task's URL."}),
-            200: Reply("An earlier task with the same idempotency key.", Task),
+            201: Reply("The new task.", SubmittedTask, headers={"Location": "The task's URL."}),
+            200: Reply("An earlier task with the same idempotency key.", SubmittedTask),
         },
-        errors={429: "The task type's queue is over `task.max_queue_depth`; retry later."},
+        errors={
+            422: _UNSERVED,
+            429: "The task type's queue is over its policy's `max_queue_depth`; retry later.",
+        },
     )
 )
 async def submit_task(call: Call) -> Response:
     broker = call.api.context.broker
     submitted = await broker.enqueue(call.body)
-    task = task_document(await broker.get(submitted.id))
+    task = submitted_task_document(await broker.get(submitted.id), submitted)
     if not submitted.created:
         return json_response(task, 200)
     return json_response(task, 201, headers={"Location": f"{API_PREFIX}/tasks/{task.id}"})
@@ -78,7 +94,10 @@ async def submit_task(call: Call) -> Response:
             201: Reply("The tasks, in the order submitted.", BatchResult),
             200: Reply("Every task matched an earlier idempotency key.", BatchResult),
         },
-        errors={429: "A task type's queue would exceed `task.max_queue_depth`; retry later."},
+        errors={
+            422: _UNSERVED,
+            429: "A task type's queue would exceed its policy's `max_queue_depth`; retry later.",
+        },
     )
 )
 async def submit_tasks(call: Call) -> Response:

@@ -1,6 +1,31 @@
--- Remove a worker's registration when it stops cleanly.
+-- Remove a worker's registration when it stops cleanly; its task types stop counting as served
+-- at once, unless another registered worker serves them too.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  worker id
 -- Returns: 1 if it was registered.
+local function types_of(worker)
+  local info = redis.call('HGET', key_worker(worker), 'info')
+  if not info then
+    return {}
+  end
+  local ok, decoded = pcall(cjson.decode, info)
+  return (ok and type(decoded) == 'table' and decoded.task_types) or {}
+end
+local leaving = types_of(ARGV[1])
 redis.call('DEL', key_worker(ARGV[1]))
-return redis.call('ZREM', K_WORKERS, ARGV[1])
+local removed = redis.call('ZREM', K_WORKERS, ARGV[1])
+if next(leaving) then
+  for _, other in ipairs(redis.call('ZRANGE', K_WORKERS, 0, -1)) do
+    for ttype in pairs(types_of(other)) do
+      leaving[ttype] = nil
+    end
+  end
+  local gone = {}
+  for ttype in pairs(leaving) do
+    gone[#gone + 1] = ttype
+  end
+  if #gone > 0 then
+    redis.call('HDEL', K_SERVED, unpack(gone))
+  end
+end
+return removed

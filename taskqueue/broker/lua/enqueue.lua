@@ -1,51 +1,67 @@
--- Submit a batch of tasks in one atomic step.
+-- Submit a batch of tasks in one atomic step, under the queue policy stored in Redis.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
--- ARGV[2]  idempotency window (ms)
--- ARGV[3]  maximum pending tasks per type (0: unlimited)
--- ARGV[4..6] the broker's default priority, max_retries and timeout_ms
--- ARGV[7..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[2]  strict: '1' refuses a type no live worker serves, whatever the policy says
+-- ARGV[3..8] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
+--           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved): used
+--           only where neither policy layer sets the setting (see taskqueue/broker/policy.py)
+-- ARGV[9..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none).
---           An empty priority, max_retries or timeout_ms takes the task type's default (the
---           type-defaults hash, written by the type's workers), else the broker's.
--- Returns: per task, {id, created (1) or found by its idempotency key (0), state, priority}.
+--           An empty priority, max_retries or timeout_ms takes the type's policy.
+-- Returns: {per task {id, created (1) or found by its idempotency key (0), state, priority},
+--           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
 -- Errors:  "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
---          nothing is written then.
+--          "UNSERVED <type>" when a type no live worker serves is refused; nothing is written.
 local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local max_depth = tonumber(ARGV[3])
-local BROKER_DEFAULTS = {ARGV[4], ARGV[5], ARGV[6]}
-local FIRST, FIELDS = 7, 8
+local strict = ARGV[2] == '1'
+local FIRST, FIELDS = 9, 8
+local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE = 1, 2, 3, 4, 5, 6
 
--- The defaults of each type, read once per script run: {priority, max_retries, timeout_ms}.
-local type_defaults = {}
-local function defaults_of(ttype)
-  local d = type_defaults[ttype]
-  if not d then
-    d = {}
-    local encoded = redis.call('HGET', K_TYPE_DEFAULTS, ttype)
-    local parts = {}
-    if encoded then
-      for part in string.gmatch(encoded .. '|', '([^|]*)|') do
-        parts[#parts + 1] = part
-      end
-    end
-    for n = 1, 3 do
-      local v = parts[n]
-      d[n] = (v ~= nil and v ~= '') and v or BROKER_DEFAULTS[n]
-    end
-    type_defaults[ttype] = d
+-- The global policy, then each type's, resolved once per script run: live, config, fallback.
+local global = {}
+do
+  local live = redis.call('HMGET', K_POLICY_LIVE, unpack(POLICY_NAMES))
+  local config = redis.call('HMGET', K_POLICY_CONFIG, unpack(POLICY_NAMES))
+  for n = 1, #POLICY_NAMES do
+    global[n] = live[n] or config[n] or ARGV[2 + n]
   end
-  return d
+end
+local policies = {}
+local unserved = {}
+local function policy_of(ttype)
+  local p = policies[ttype]
+  if not p then
+    local fields = {}
+    for n, name in ipairs(POLICY_NAMES) do
+      fields[n] = name .. '|' .. ttype
+    end
+    local live = redis.call('HMGET', K_POLICY_LIVE, unpack(fields))
+    local config = redis.call('HMGET', K_POLICY_CONFIG, unpack(fields))
+    p = {}
+    for n = 1, #POLICY_NAMES do
+      p[n] = live[n] or config[n] or global[n]
+    end
+    local until_ms = redis.call('HGET', K_SERVED, ttype)
+    p.unserved = not until_ms or tonumber(until_ms) < now
+    if p.unserved then
+      unserved[#unserved + 1] = ttype
+    end
+    policies[ttype] = p
+  end
+  return p
 end
 
-if max_depth > 0 then
-  -- A submission whose idempotency key names an existing task (or an earlier one of this
-  -- batch) adds nothing, so a client retrying a submit gets its task back even when full.
-  local adding = {}
-  local keyed = {}
-  for i = FIRST, #ARGV, FIELDS do
-    local ttype, idem = ARGV[i + 1], ARGV[i + 7]
+-- A submission whose idempotency key names an existing task (or an earlier one of this batch)
+-- adds nothing, so a client retrying a submit gets its task back even when the queue is full.
+local adding = {}
+local keyed = {}
+for i = FIRST, #ARGV, FIELDS do
+  local ttype, idem = ARGV[i + 1], ARGV[i + 7]
+  local p = policy_of(ttype)
+  if p.unserved and (strict or p[REFUSE] == '1') then
+    return redis.error_reply('UNSERVED ' .. ttype)
+  end
+  if tonumber(p[DEPTH]) > 0 then
     local known = false
     if idem ~= '' then
       if keyed[idem] then
@@ -60,14 +76,15 @@ if max_depth > 0 then
       adding[ttype] = (adding[ttype] or 0) + 1
     end
   end
-  for ttype, n in pairs(adding) do
-    local depth = 0
-    for _, priority in ipairs(PRIORITIES) do
-      depth = depth + (tonumber(redis.call('HGET', K_COUNTS, S_PENDING .. '|' .. priority .. '|' .. ttype)) or 0)
-    end
-    if depth + n > max_depth then
-      return redis.error_reply('QUEUEFULL ' .. ttype .. ' ' .. depth .. ' ' .. max_depth)
-    end
+end
+for ttype, n in pairs(adding) do
+  local limit = tonumber(policies[ttype][DEPTH])
+  local depth = 0
+  for _, priority in ipairs(PRIORITIES) do
+    depth = depth + (tonumber(redis.call('HGET', K_COUNTS, S_PENDING .. '|' .. priority .. '|' .. ttype)) or 0)
+  end
+  if depth + n > limit then
+    return redis.error_reply('QUEUEFULL ' .. ttype .. ' ' .. depth .. ' ' .. limit)
   end
 end
 
@@ -76,12 +93,10 @@ local seen_types = {}
 for i = FIRST, #ARGV, FIELDS do
   local id, ttype, priority, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local max_retries, timeout_ms, ready_ms, idem = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), ARGV[i + 7]
-  if priority == '' or max_retries == '' or timeout_ms == '' then
-    local d = defaults_of(ttype)
-    if priority == '' then priority = d[1] end
-    if max_retries == '' then max_retries = d[2] end
-    if timeout_ms == '' then timeout_ms = d[3] end
-  end
+  local p = policies[ttype]
+  if priority == '' then priority = p[PRIORITY] end
+  if max_retries == '' then max_retries = p[RETRIES] end
+  if timeout_ms == '' then timeout_ms = p[TIMEOUT] end
   local existing = nil
   if idem ~= '' then
     local ikey = key_idempotency(idem)
@@ -90,7 +105,7 @@ for i = FIRST, #ARGV, FIELDS do
       existing = nil
     end
     if not existing then
-      redis.call('SET', ikey, id, 'PX', window)
+      redis.call('SET', ikey, id, 'PX', p[WINDOW])
     end
   end
   if existing then
@@ -120,4 +135,4 @@ if #types > 0 then
   redis.call('SADD', K_TYPES, unpack(types))
 end
 flush()
-return result
+return {result, unserved}

@@ -110,6 +110,10 @@ class SubmitTaskResponse(betterproto.Message):
     id: str = betterproto.string_field(1)
     state: "TaskState" = betterproto.enum_field(2)
     created: bool = betterproto.bool_field(3)
+    warnings: List[str] = betterproto.string_field(4)
+    """
+    What was accepted but may not go as hoped, e.g. that no live worker serves the task's type.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -227,6 +231,57 @@ class QueueStats(betterproto.Message):
     """
     Lifetime totals: submitted, succeeded, failed, retried, dead, cancelled, reaped.
     """
+
+    served_types: List[str] = betterproto.string_field(6)
+    unserved_types: List[str] = betterproto.string_field(7)
+    """
+    Task types with live tasks (pending, scheduled, active) that no live worker serves.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class Policy(betterproto.Message):
+    """
+    Queue policy settings of one scope (every task type, or one). Unset: the next scope's (a
+     type's falls back to the global policy, the global one to the server's defaults).
+    """
+
+    max_queue_depth: Optional[int] = betterproto.uint64_field(1, optional=True)
+    max_retries: Optional[int] = betterproto.int32_field(2, optional=True)
+    timeout_seconds: Optional[float] = betterproto.double_field(3, optional=True)
+    priority: "Priority" = betterproto.enum_field(4)
+    idempotency_window_seconds: Optional[float] = betterproto.double_field(
+        5, optional=True
+    )
+    refuse_unserved: Optional[bool] = betterproto.bool_field(6, optional=True)
+
+
+@dataclass(eq=False, repr=False)
+class PolicyScope(betterproto.Message):
+    """
+    One scope's policy, layer by layer: `live` (set by operators), `config` (written at start by
+     daemons and, per type, by workers from their plugins) and `effective` (what a submission
+     gets). A restart rewrites only `config`: a live value stays until it is unset.
+    """
+
+    live: "Policy" = betterproto.message_field(1)
+    config: "Policy" = betterproto.message_field(2)
+    effective: "Policy" = betterproto.message_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class GetPolicyRequest(betterproto.Message):
+    type: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class SetPolicyRequest(betterproto.Message):
+    """
+    Replace the live layer of one scope with `live`: settings it leaves unset are unset there.
+    """
+
+    type: str = betterproto.string_field(1)
+    live: "Policy" = betterproto.message_field(2)
 
 
 @dataclass(eq=False, repr=False)
@@ -457,6 +512,40 @@ class TaskQueueStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def get_policy(
+        self,
+        get_policy_request: "GetPolicyRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "PolicyScope":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/GetPolicy",
+            get_policy_request,
+            PolicyScope,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_policy(
+        self,
+        set_policy_request: "SetPolicyRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "PolicyScope":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/SetPolicy",
+            set_policy_request,
+            PolicyScope,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def watch_tasks(
         self,
         watch_tasks_request: "WatchTasksRequest",
@@ -524,6 +613,12 @@ class TaskQueueBase(ServiceBase):
     async def purge_dead_letters(
         self, purge_dead_letters_request: "PurgeDeadLettersRequest"
     ) -> "PurgeDeadLettersResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_policy(self, get_policy_request: "GetPolicyRequest") -> "PolicyScope":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_policy(self, set_policy_request: "SetPolicyRequest") -> "PolicyScope":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def watch_tasks(
@@ -604,6 +699,20 @@ class TaskQueueBase(ServiceBase):
         response = await self.purge_dead_letters(request)
         await stream.send_message(response)
 
+    async def __rpc_get_policy(
+        self, stream: "grpclib.server.Stream[GetPolicyRequest, PolicyScope]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_policy(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_policy(
+        self, stream: "grpclib.server.Stream[SetPolicyRequest, PolicyScope]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.set_policy(request)
+        await stream.send_message(response)
+
     async def __rpc_watch_tasks(
         self, stream: "grpclib.server.Stream[WatchTasksRequest, TaskEvent]"
     ) -> None:
@@ -675,6 +784,18 @@ class TaskQueueBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 PurgeDeadLettersRequest,
                 PurgeDeadLettersResponse,
+            ),
+            "/taskqueue.v1.TaskQueue/GetPolicy": grpclib.const.Handler(
+                self.__rpc_get_policy,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetPolicyRequest,
+                PolicyScope,
+            ),
+            "/taskqueue.v1.TaskQueue/SetPolicy": grpclib.const.Handler(
+                self.__rpc_set_policy,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetPolicyRequest,
+                PolicyScope,
             ),
             "/taskqueue.v1.TaskQueue/WatchTasks": grpclib.const.Handler(
                 self.__rpc_watch_tasks,
