@@ -100,3 +100,12 @@ def test_a_server_that_is_not_redis_is_one_line_exit_4(env: dict[str, str], not_
     for command in (("server",), ("worker",), ("queues",)):
         message = failed(run(env, *command), EXIT_UNREACHABLE)
         assert "does not speak the Redis protocol" in message, command
+
+
+def test_an_unusable_data_directory_is_one_line_exit_1(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {k: v for k, v in env.items() if k != "TASKQUEUE_REDIS__URL"}
+    env["TASKQUEUE_REDIS__DATA_DIR"] = str(blocker / "data")
+    message = failed(run(env, "run", "--port", "0"), EXIT_FAILED)
+    assert message.startswith(f"cannot use data directory {blocker / 'data'}: ")
