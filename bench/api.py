@@ -49,8 +49,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(redis_url: str) -> Iterator[str]:
-    """A ``taskqueue server`` process for the block; yields its base URL once it is ready."""
+def api_server(redis_url: str) -> Iterator[tuple[str, int]]:
+    """A ``taskqueue server`` process for the block: its base URL and pid, once it is ready."""
     port = free_port()
     env = {**os.environ, "TASKQUEUE_REDIS__URL": redis_url, "TASKQUEUE_LOGGING__LEVEL": "error"}
     command = [sys.executable, "-m", "taskqueue", "server", "--host", HOST, "--port", str(port)]
@@ -65,7 +65,7 @@ def api_server(redis_url: str) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"taskqueue server did not become ready on {url}")
             time.sleep(0.1)  # another process starts: nothing to wait on but the port
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(30)
@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         redis_url = args.redis_url or stack.enter_context(EmbeddedRedis(persistent=False)).url
-        url = stack.enter_context(api_server(redis_url))
+        url, _ = stack.enter_context(api_server(redis_url))
         control = redis.Redis.from_url(redis_url)
         stack.callback(control.close)
         asyncio.run(run(url, control.flushdb, args))

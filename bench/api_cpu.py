@@ -16,14 +16,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import httpx
 import redis
-from api import HOST, WARM_UP, drive, free_port, rest_client, rest_submit
+from api import WARM_UP, api_server, drive, rest_client, rest_submit
 
 from taskqueue.embedded import EmbeddedRedis
 
@@ -35,29 +31,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-@contextlib.contextmanager
-def api_server(redis_url: str) -> Iterator[tuple[str, int]]:
-    """A ``taskqueue server`` process for the block: its base URL and pid, once it is ready."""
-    port = free_port()
-    env = {**os.environ, "TASKQUEUE_REDIS__URL": redis_url, "TASKQUEUE_LOGGING__LEVEL": "error"}
-    command = [sys.executable, "-m", "taskqueue", "server", "--host", HOST, "--port", str(port)]
-    process = subprocess.Popen(command, env=env)
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"taskqueue server did not become ready on {url}")
-            time.sleep(0.1)  # another process starts: nothing to wait on but the port
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 async def run(url: str, pid: int, flush: Callable[[], object], args: argparse.Namespace) -> None:
