@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import math
+import ssl
 from typing import Any
 
 import httpx
@@ -44,7 +45,15 @@ class HttpRequestProcessor:
     def __init__(self, settings: HttpSettings, *, resolver: Resolver = resolve) -> None:
         self.settings = settings
         self._resolver = resolver
-        self._ssl_context = httpx.create_ssl_context()
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def _ssl_context(self) -> ssl.SSLContext:
+        """Made at the first task, not at registration: loading the CA bundle takes ~50 ms,
+        which every daemon start (and every CLI command that loads plugins) would pay."""
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
 
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         """Send an HTTP request; fail unless the status is expected (default 2xx)."""

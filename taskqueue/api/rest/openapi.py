@@ -10,6 +10,8 @@ app factory wraps around every handler.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -101,6 +103,14 @@ def build_document(
     }
 
 
+@functools.cache
+def _schema_components(kind: Any, ref_template: str) -> tuple[Schema, dict[str, Schema]]:
+    """msgspec's schema of ``kind`` and its components, made once per type: the daemon (and
+    every test server) builds the document at start, and msgspec takes a while per type."""
+    (schema,), components = msgspec.json.schema_components([kind], ref_template=ref_template)
+    return schema, components
+
+
 class Schemas:
     """The JSON Schemas of the types an operation names, their Structs gathered as components.
 
@@ -118,9 +128,7 @@ class Schemas:
         """``kind``'s schema (a dict passes as it is), its components recorded."""
         if isinstance(kind, dict):
             return kind
-        (schema,), components = msgspec.json.schema_components(
-            [kind], ref_template=self.REF_TEMPLATE
-        )
+        schema, components = copy.deepcopy(_schema_components(kind, self.REF_TEMPLATE))
         self._components.update(components)
         if request:
             self._requests.update(components)
