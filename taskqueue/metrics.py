@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 import trio
@@ -101,6 +101,14 @@ _GRPC_STATUS: Final = (
 
 def grpc_status_name(code: int) -> str:
     return _GRPC_STATUS[code] if 0 <= code < len(_GRPC_STATUS) else str(code)
+
+
+def _counter_by(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with one labelled sample per entry of ``counts``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, n in counts.items():
+        family.add_metric([value], n)
+    return family
 
 
 class Buckets:
@@ -312,30 +320,27 @@ class _EventCollector(Collector):
         )
         for (api, route), buckets in sorted(m.api_duration.items(), key=lambda item: item[0]):
             duration.add_metric([api, route], buckets.cumulative(), buckets.sum)
-        errors = CounterMetricFamily(
+        errors = _counter_by(
             "taskqueue_redis_errors",
             "Redis commands that failed: kind is connection, auth, or the error code of a "
             "reply that signals trouble (oom, readonly, busy …).",
-            labels=("kind",),
+            "kind",
+            dict(sorted(m.redis_errors.items())),
         )
-        for kind, n in sorted(m.redis_errors.items()):
-            errors.add_metric([kind], n)
-        trimmed = CounterMetricFamily(
+        trimmed = _counter_by(
             "taskqueue_records_trimmed",
             "Finished records this process's trimmer deleted past their retention, by state "
             "(a dead letter dropped this way is lost: see retention.dead and dead_max).",
-            labels=["state"],
+            "state",
+            m.records_trimmed,
         )
-        for state, n in m.records_trimmed.items():
-            trimmed.add_metric([state], n)
-        lost = CounterMetricFamily(
+        lost = _counter_by(
             "taskqueue_leases_lost",
             "Tasks this worker stopped, or did not start, because their lease had passed or "
             "may have passed to another worker (a stall, a partition), by where they were.",
-            labels=["stage"],
+            "stage",
+            m.leases_lost,
         )
-        for stage, n in m.leases_lost.items():
-            lost.add_metric([stage], n)
         return [
             CounterMetricFamily(
                 "taskqueue_worker_heartbeats",

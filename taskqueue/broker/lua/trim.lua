@@ -43,15 +43,10 @@ for n, zset in ipairs({K_SUCCEEDED, K_CANCELLED, K_DEAD}) do
       end
       count('total|dead_dropped', #ids)
     end
-    for i = 1, #ids, 1000 do
-      local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-      local keys = {}
-      for j, id in ipairs(chunk) do
-        keys[j] = key_task(id)
-      end
-      redis.call('DEL', unpack(keys))
-      redis.call('ZREM', zset, unpack(chunk))
+    for _, id in ipairs(ids) do
+      redis.call('DEL', key_task(id))
     end
+    call_chunked('ZREM', zset, ids)
   end
   removed[n] = #ids
 end
