@@ -181,16 +181,25 @@ class WorkerProcess:
             records.append(record if isinstance(record, dict) else {"message": line})
         return records
 
-    async def wait_for_log(self, text: str, within: float = 5.0) -> dict[str, Any]:
-        """The first log record whose message contains ``text``, once it has been written."""
+    async def wait_for_log(
+        self, text: str, within: float = 5.0, *, or_: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The first log record whose message contains ``text`` (or one of ``or_``), once it
+        has been written."""
+        texts = (text, *or_)
         found: list[dict[str, Any]] = []
 
         async def logged() -> bool:
-            found[:] = [r for r in self.log_records() if text in str(r.get("message", ""))]
+            found[:] = [
+                r
+                for r in self.log_records()
+                if any(t in str(r.get("message", "")) for t in texts)
+            ]
             return bool(found)
 
+        what = " or ".join(repr(t) for t in texts)
         try:
-            await wait_until(logged, f"{self.name} logs {text!r}", within)
+            await wait_until(logged, f"{self.name} logs {what}", within)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; its log:\n{self.output()}") from None
         return found[0]
