@@ -3,6 +3,8 @@
 The public surface; plugin authors import from :mod:`taskqueue.plugin`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from taskqueue.broker import Broker, BrokerSettings, Report, Submission, Submitted
 from taskqueue.client import Client
 from taskqueue.errors import (
@@ -27,7 +29,9 @@ from taskqueue.models import (
     WorkerInfo,
 )
 from taskqueue.redis import Redis
-from taskqueue.sync_client import SyncClient
+
+if TYPE_CHECKING:
+    from taskqueue.sync_client import SyncClient
 
 __version__ = "0.1.0"
 
@@ -59,3 +63,13 @@ __all__ = [
     "WorkerInfo",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SyncClient`` on first use: it stands on redis-py, which nothing else here imports,
+    so the daemon and the command line start without it."""
+    if name == "SyncClient":
+        from taskqueue.sync_client import SyncClient
+
+        return SyncClient
+    raise AttributeError(f"module 'taskqueue' has no attribute {name!r}")

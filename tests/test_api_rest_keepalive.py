@@ -27,7 +27,9 @@ from log_helpers import captured_json_logs, json_records
 from taskqueue.api.auth import hash_token
 
 LIMIT = 1000
-ROUNDS = 200
+#: Rounds per refused status: a few of each way in the default run, 200 in the soak.
+ROUNDS = 4 * 5
+SOAK_ROUNDS = 200
 BODY = b'{"type": "echo"}'
 ADMIN = ("authorization", f"Bearer {ADMIN_TOKEN}")
 JSON = ("content-type", "application/json")
@@ -127,10 +129,10 @@ def send_refused(client: Client, status: int, way: str) -> h11.Response:
     return response
 
 
-def refused_then_next(host: str, port: int, status: int) -> None:
-    """``ROUNDS`` times: a refused request, then a GET on the same connection (or, after an
+def refused_then_next(host: str, port: int, status: int, rounds: int) -> None:
+    """``rounds`` times: a refused request, then a GET on the same connection (or, after an
     answer that says ``Connection: close``, on a new one, once the server closed the old)."""
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         way = WAYS[round_ % len(WAYS)]
         client = Client(host, port)
         try:
@@ -168,6 +170,20 @@ def log_lines() -> Iterator[io.StringIO]:
 async def test_after_an_early_refusal_the_connection_serves_the_next_request(
     redis_url: str, tmp_path: Path, log_lines: io.StringIO
 ) -> None:
+    await refusals_then_next(redis_url, tmp_path, log_lines, ROUNDS)
+
+
+@pytest.mark.soak
+async def test_after_an_early_refusal_the_connection_serves_the_next_request_200_times(
+    redis_url: str, tmp_path: Path, log_lines: io.StringIO
+) -> None:
+    await refusals_then_next(redis_url, tmp_path, log_lines, SOAK_ROUNDS)
+
+
+async def refusals_then_next(
+    redis_url: str, tmp_path: Path, log_lines: io.StringIO, rounds: int
+) -> None:
+    """Every refused status at once, each on its own thread, ``rounds`` times; no error logged."""
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{hash_token(READ_TOKEN)} read\n")
     async with api_server(
@@ -183,7 +199,7 @@ async def test_after_an_early_refusal_the_connection_serves_the_next_request(
             async with trio.open_nursery() as nursery:
                 for status in REFUSED:
                     nursery.start_soon(
-                        trio.to_thread.run_sync, refused_then_next, host, port, status
+                        trio.to_thread.run_sync, refused_then_next, host, port, status, rounds
                     )
     errors = [r for r in json_records(log_lines) if r["level"] in ("error", "critical")]
     assert errors == []

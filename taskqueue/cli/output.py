@@ -14,23 +14,17 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from taskqueue.cli.views import Cell, Details, Listing, View
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 #: Columns no wider than this keep their width on a narrow terminal; wider ones share the rest.
 _KEPT_WIDTH = 12
@@ -239,6 +233,8 @@ class Output:
 
     def toml(self, text: str) -> None:
         if self.rich:
+            from rich.syntax import Syntax  # pygments: imported only when it colours
+
             self.console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
         else:
             self.console.file.write(text)
@@ -251,6 +247,16 @@ class Output:
         if not self.err.is_terminal:
             yield _Bars(None, [])
             return
+        # Imported only when a bar is drawn: most commands never draw one.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         progress = Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),
