@@ -117,8 +117,10 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
             assert found is not None
             url = found.url
         config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=url))
+        # A worker serves no API: it does not import it (hypercorn, h2: a fifth of a second).
+        api = _api_service() if mode != "worker" else None
         try:
-            trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=_api_service()))
+            trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=api))
         except ValueError as exc:
             fail(str(exc))
         except Exception as exc:  # an expected start-up failure: one line and its exit code
