@@ -202,7 +202,8 @@ class EmbeddedRedis:
     """A ``redis-server`` child process on 127.0.0.1.
 
     ``port=0`` picks a free port.  With ``persistent=True`` and a ``data_dir`` the server keeps an
-    append-only file there (fsync every second); otherwise it keeps nothing on disk.  The log goes
+    append-only file there (fsync every second, or as ``appendfsync`` says: ``always`` before
+    each reply, ``no`` when the kernel pleases); otherwise it keeps nothing on disk.  The log goes
     to ``redis-server.log`` in ``data_dir`` (or in a private temporary directory, removed on
     :meth:`stop`).  Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -213,10 +214,14 @@ class EmbeddedRedis:
         data_dir: str | os.PathLike[str] | None = None,
         port: int = 0,
         persistent: bool = True,
+        appendfsync: str = "everysec",
         binary: str | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {port}")
+        if appendfsync not in ("always", "everysec", "no"):
+            raise ValueError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
+        self._appendfsync = appendfsync
         # Absolute: redis-server runs with its data directory as cwd and would resolve a
         # relative "dir" against it (it refuses to start: FATAL CONFIG).
         self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
@@ -355,7 +360,7 @@ class EmbeddedRedis:
             "--dir", str(workdir),
         ]  # fmt: skip
         if self.persistent:
-            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+            args += ["--appendonly", "yes", "--appendfsync", self._appendfsync]
         else:
             args += ["--save", "", "--appendonly", "no"]
         return args

@@ -23,35 +23,12 @@ from daemon_helpers import (
     wait_for_running,
     worker_env,
 )
+from history import JOURNALED, MODULE
 from invariants import assert_invariants
 
 from taskqueue.broker import Broker
 from taskqueue.models import TaskState
 from taskqueue.redis import Redis
-
-JOURNALED = """
-import os
-import time
-
-import trio
-
-from taskqueue.plugin import hookimpl
-
-
-async def journaled(ctx):
-    def note(event):
-        with open(ctx.payload["journal"], "a") as journal:
-            journal.write(f"{event} {os.getpid()} {ctx.id} {ctx.attempt} {time.time()}\\n")
-
-    note("start")
-    await trio.sleep(ctx.payload["seconds"])
-    note("end")
-
-
-@hookimpl
-def taskqueue_register_processors(registry):
-    registry.add("test.journaled", journaled)
-"""
 
 TASKS = 60
 
@@ -60,7 +37,7 @@ async def test_a_worker_paused_past_its_lease_runs_nothing_it_lost(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     broker = Broker(redis)
-    (tmp_path / "pausetasks.py").write_text(JOURNALED)
+    (tmp_path / f"{MODULE}.py").write_text(JOURNALED)
     journal = tmp_path / "journal"
     journal.touch()
 
@@ -71,7 +48,7 @@ async def test_a_worker_paused_past_its_lease_runs_nothing_it_lost(
             TASKQUEUE_WORKER__ID=worker_id,
             TASKQUEUE_WORKER__CONCURRENCY="10",
             TASKQUEUE_WORKER__PREFETCH="20",
-            TASKQUEUE_WORKER__PROCESSORS="pausetasks",
+            TASKQUEUE_WORKER__PROCESSORS=MODULE,
         )
 
     ids = await submit_many(
