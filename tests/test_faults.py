@@ -9,14 +9,18 @@ longer or repeated faults) under the ``faults`` marker, which ``./dev faults`` a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import attrs
+import httpx
 import pytest
 import trio
 from daemon_helpers import (
@@ -72,9 +76,10 @@ async def wait_all_final(broker: Broker, count: int, within: float) -> None:
 
 @asynccontextmanager
 async def workers(
-    tmp_path: Path, history: History, urls: dict[str, str], **settings: str
+    broker: Broker, tmp_path: Path, history: History, urls: dict[str, str], **settings: str
 ) -> AsyncIterator[dict[str, WorkerProcess]]:
-    """One worker process per ``name -> redis url``, running ``test.journaled``."""
+    """One worker process per ``name -> redis url``, running ``test.journaled``, each
+    registered (so it handles SIGTERM) before the block starts."""
     async with AsyncExitStack() as stack:
         processes = {}
         for name, url in urls.items():
@@ -88,6 +93,8 @@ async def workers(
             processes[name] = await stack.enter_async_context(
                 WorkerProcess(tmp_path, env, name=name)
             )
+        for name in urls:
+            await wait_for_worker(broker, name, within=STARTUP)
         yield processes
 
 
@@ -121,22 +128,28 @@ async def test_a_worker_partitioned_from_redis_past_its_lease_loses_and_doubles_
     async with trio.open_nursery() as nursery:
         proxy: FaultProxy = await nursery.start(FaultProxy(port_of(redis_url)).serve)
         await submit_journaled(broker, history, size)
-        async with workers(tmp_path, history, {"cut": proxy.url}) as cut:
-            await wait_holding(broker, "cut")
-            async with workers(tmp_path, history, {"direct": redis_url}) as direct:
-                for _ in range(size.repeats):
-                    await wait_holding(broker, "cut")
-                    proxy.partition()
-                    await trio.sleep(size.fault)  # the fault's length: a lease and more
-                    proxy.heal()
-                await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.05)
-                await wait_for_worker(broker, "cut", within=STARTUP)  # serving again
-                await assert_invariants(broker)
-                verdict = await history.check(broker)
-                reaped = (await broker.stats()).totals["reaped"]
-                for process in (*cut.values(), *direct.values()):
-                    process.send_signal(signal.SIGTERM)
-                    assert await process.wait_exit(within=STARTUP) == 0
+        async with AsyncExitStack() as stack:
+            cut = await stack.enter_async_context(
+                workers(broker, tmp_path, history, {"cut": proxy.url})
+            )
+            direct: dict[str, WorkerProcess] = {}
+            for _ in range(size.repeats):
+                await wait_holding(broker, "cut")
+                proxy.partition()
+                if not direct:  # started now, so that the cut worker held tasks to lose
+                    direct = await stack.enter_async_context(
+                        workers(broker, tmp_path, history, {"direct": redis_url})
+                    )
+                await trio.sleep(size.fault)  # the fault's length: a lease and more
+                proxy.heal()
+            await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.05)
+            await wait_for_worker(broker, "cut", within=STARTUP)  # serving again
+            await assert_invariants(broker)
+            verdict = await history.check(broker)
+            reaped = (await broker.stats()).totals["reaped"]
+            for process in (*cut.values(), *direct.values()):
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait_exit(within=STARTUP) == 0
         nursery.cancel_scope.cancel()
     verdict.assert_clean("partition")
     assert verdict.by_state == {"succeeded": size.tasks}
@@ -160,7 +173,7 @@ async def test_redis_200ms_away_slows_the_work_but_runs_every_task_once(
             "TASKQUEUE_WORKER__WORKER_TIMEOUT": "4s",
         }
         urls = {"slow-a": proxy.url, "slow-b": proxy.url}
-        async with workers(tmp_path, history, urls, **slow_timings) as procs:
+        async with workers(broker, tmp_path, history, urls, **slow_timings) as procs:
             await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.05)
             verdict = await history.check(broker)
             for process in procs.values():
@@ -208,7 +221,7 @@ async def test_redis_frozen_under_load_then_thawed_loses_and_doubles_nothing(
     history = History(tmp_path)
     try:
         await submit_journaled(broker, history, size)
-        async with workers(tmp_path, history, {"a": server.url, "b": server.url}) as procs:
+        async with workers(broker, tmp_path, history, {"a": server.url, "b": server.url}) as procs:
             for _ in range(size.repeats):
                 await wait_for_count(broker, TaskState.SUCCEEDED, 1, within=STARTUP)
                 os.kill(server.pid, signal.SIGSTOP)
@@ -290,3 +303,99 @@ async def test_redis_process_killed_keeps_every_acknowledged_submit(
         f"{len(missing)} lost"
     )
     assert missing == []
+
+
+# -- processes of the queue killed ----------------------------------------------------------------
+
+
+@sizes(
+    Size(tasks=300, seconds=0.02, fault=0.5, repeats=3),
+    Size(tasks=3000, seconds=0.02, fault=0.5, repeats=20),
+)
+async def test_workers_killed_at_random_points_lose_and_double_nothing(
+    redis: Redis, redis_url: str, tmp_path: Path, size: Size
+) -> None:
+    """Worker after worker is SIGKILLed at a random moment of its work (mid-claim,
+    mid-body, mid-report); a last one finishes: every task ends once accepted."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    broker = Broker(redis)
+    history = History(tmp_path)
+    await submit_journaled(broker, history, size)
+    for i in range(size.repeats):
+        name = f"doomed-{i}"
+        async with workers(broker, tmp_path, history, {name: redis_url}) as procs:
+            await trio.sleep(rng.uniform(0, size.fault))  # a random point, not a wait
+            procs[name].send_signal(signal.SIGKILL)
+            assert await procs[name].wait_exit(within=STARTUP) == -signal.SIGKILL
+    async with workers(broker, tmp_path, history, {"last": redis_url}) as procs:
+        await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.01)
+        await assert_invariants(broker)
+        verdict = await history.check(broker)
+        procs["last"].send_signal(signal.SIGTERM)
+        assert await procs["last"].wait_exit(within=STARTUP) == 0
+    verdict.assert_clean(f"workers killed (seed {seed})")
+    assert verdict.by_state == {"succeeded": size.tasks}
+
+
+@sizes(
+    Size(tasks=200, seconds=0, fault=0, repeats=2), Size(tasks=1000, seconds=0, fault=0, repeats=10)
+)
+async def test_an_api_server_killed_mid_submit_loses_no_acknowledged_task(
+    redis: Redis, redis_url: str, tmp_path: Path, size: Size
+) -> None:
+    """Four clients submit over REST while the API server is SIGKILLed, again and again:
+    every submit that got its 201 is in Redis afterwards."""
+    rng = random.Random()
+    history = History(tmp_path)
+    port = free_port()
+    env = worker_env(redis_url, TASKQUEUE_SERVER__PORT=str(port))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=STARTUP) as client:
+        for i in range(size.repeats):
+            async with WorkerProcess(tmp_path, env, name=f"server-{i}", command="server") as server:
+                await wait_ready(client)
+                goal = len(history.acknowledged) + size.tasks
+                enough = trio.Event()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(submit_over_rest, client, history, goal, enough)
+                    await enough.wait()
+                    await trio.sleep(rng.uniform(0, 0.01))  # a random point, not a wait
+                    server.send_signal(signal.SIGKILL)
+                assert await server.wait_exit(within=STARTUP) == -signal.SIGKILL
+    tasks = await Broker(redis).get_many(history.acknowledged)
+    missing = [i for i, t in zip(history.acknowledged, tasks, strict=True) if t is None]
+    print(f"api server SIGKILL: {len(history.acknowledged)} acknowledged, {len(missing)} lost")
+    assert missing == []
+
+
+async def submit_over_rest(
+    client: httpx.AsyncClient, history: History, goal: int, enough: trio.Event
+) -> None:
+    """Submit one task at a time until the server goes away; ``enough`` is set once ``goal``
+    submits in all have been acknowledged."""
+    body = {"type": TASK_TYPE, "payload": history.payload(0)}
+    with contextlib.suppress(httpx.TransportError):
+        while True:
+            response = await client.post("/api/v1/tasks", json=body)
+            assert response.status_code == 201, response.text
+            history.acknowledge([response.json()["id"]])
+            if len(history.acknowledged) >= goal:
+                enough.set()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    async def ready() -> bool:
+        try:
+            return (await client.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await wait_until(ready, "the API server is ready", within=STARTUP)
