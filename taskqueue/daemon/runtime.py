@@ -259,6 +259,8 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         drain_timeout=config.worker.drain_timeout,
         hooks=daemon.plugins.manager.hook,
         metrics=daemon.metrics,
+        # Two heartbeats without a reply: cut off from Redis, most likely; start nothing more.
+        hold_starts_after=2 * config.worker.heartbeat_interval,
     )
     daemon.consumer = consumer
     daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency)

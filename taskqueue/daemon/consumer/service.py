@@ -56,6 +56,7 @@ class Consumer:
         drain_timeout: float = 30.0,
         hooks: pluggy.HookRelay | None = None,
         metrics: Metrics | None = None,
+        hold_starts_after: float | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -72,6 +73,13 @@ class Consumer:
         ttl = broker.settings.lease_ttl
         #: How long after a claim or heartbeat is sent its leases surely hold.
         self.lease_trust = ttl - min(MAX_LEASE_MARGIN, ttl * LEASE_MARGIN)
+        #: How long without a word from Redis (a claim's or a heartbeat's reply, counted from
+        #: when it was sent) before tasks waiting for a slot wait for the next word instead of
+        #: starting (None: never). See :meth:`_in_touch`.
+        self.hold_starts_after = hold_starts_after
+        self._contact_at = -math.inf
+        self._contact = trio.Event()
+        self._hold_logged_for = -math.inf  # the last contact a hold was logged after
         hook_started: pluggy.HookCaller | None = None
         self._hook_finished: pluggy.HookCaller | None = None
         if hooks is not None:
@@ -134,6 +142,7 @@ class Consumer:
         self, leases: Sequence[tuple[str, int]], sent_at: float, lost: Sequence[str]
     ) -> None:
         """A heartbeat sent at ``sent_at`` (trio time) extended ``leases`` but ``lost``."""
+        self._heard_from_redis(sent_at)
         until = sent_at + self.lease_trust
         gone = set(lost)
         for task_id, attempt in leases:
@@ -207,6 +216,7 @@ class Consumer:
             lease_until = trio.current_time() + self.lease_trust
             async with guard:
                 claimed = await self.broker.claim(self.worker_id, self.task_types, free)
+            self._heard_from_redis(lease_until - self.lease_trust)
             task_counts = self.metrics.task_counts
             for task in claimed:
                 counts = task_counts(task.type, task.priority)
@@ -245,7 +255,42 @@ class Consumer:
             running = self.running.get(task.id)
             if running is None or running.task is not task:
                 continue  # stopped while it waited for a slot: already finished
+            if self.hold_starts_after is not None:
+                await self._in_touch(running)
+                if self.running.get(task.id) is not running:
+                    continue  # stopped (cancelled, drained) while it was held
             self._finish(running, await run(running))
+
+    def _heard_from_redis(self, sent_at: float) -> None:
+        """A reply came to a command sent at ``sent_at``: Redis and this worker are in touch."""
+        if sent_at > self._contact_at:
+            self._contact_at = sent_at
+            self._contact.set()
+            self._contact = trio.Event()
+
+    async def _in_touch(self, running: Running) -> None:
+        """Hold ``running``'s start while this worker has heard nothing from Redis for longer
+        than :attr:`hold_starts_after`, until it hears again or the lease runs out (then the
+        runner does not start it).
+
+        Why: a worker cut off from Redis still holds its leases for a while, but a body it
+        starts then would most likely finish unreported, and run again on the worker that
+        takes the task over. Healthy heartbeats keep the last word younger than two of their
+        intervals, so nothing waits here unless replies stop coming.
+        """
+        assert self.hold_starts_after is not None
+        while trio.current_time() - self._contact_at > self.hold_starts_after:
+            if trio.current_time() >= running.lease_until:
+                return
+            if self._hold_logged_for != self._contact_at:  # once per silence
+                self._hold_logged_for = self._contact_at
+                log.warning(
+                    "no reply from Redis for %.1fs: starting no task until it answers (a "
+                    "task whose lease runs out meanwhile is left to the worker that takes it)",
+                    trio.current_time() - self._contact_at,
+                )
+            with trio.move_on_at(running.lease_until):
+                await self._contact.wait()
 
     def _stop(self, running: Running, reason: OutcomeKind) -> None:
         """Stop a claimed task. A running one is cancelled through its scope and its slot
