@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -201,6 +202,15 @@ class WorkerProcess:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; its log:\n{self.output()}") from None
         return found[0]
+
+
+def free_port() -> int:
+    """A local TCP port that was free a moment ago (bound, then released), for a server that
+    needs its port named in advance."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 # -- waiting on the broker --------------------------------------------------------------------

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import trio
 from daemon_helpers import (
     STARTUP,
     WorkerProcess,
@@ -28,6 +27,7 @@ from daemon_helpers import (
     worker_env,
 )
 from log_helpers import journal_entry
+from systemd_helpers import NotifySocket, open_notify_socket
 
 from taskqueue.broker import Broker
 from taskqueue.logs import configure_logging
@@ -43,39 +43,11 @@ def broker(redis: Redis) -> Broker:
 
 # -- sd_notify ----------------------------------------------------------------------------------
 
-Notification = dict[str, str]
-
-
-class NotifySocket:
-    """Stands in for systemd's notify socket: receives and keeps every notification."""
-
-    def __init__(self, sock: trio.socket.SocketType, path: Path) -> None:
-        self.sock = sock
-        self.path = path
-        self.received: list[Notification] = []
-
-    async def receive_until(
-        self, wanted: Callable[[Notification], bool], what: str, within: float = 5.0
-    ) -> Notification:
-        """The first notification from now on that ``wanted`` accepts."""
-        try:
-            with trio.fail_after(within):
-                while True:
-                    data = await self.sock.recv(65536)
-                    fields = dict(line.split("=", 1) for line in data.decode().split("\n"))
-                    self.received.append(fields)
-                    if wanted(fields):
-                        return fields
-        except trio.TooSlowError:
-            raise AssertionError(f"no {what} within {within}s; got {self.received}") from None
-
 
 @pytest.fixture
 async def notify_socket(tmp_path: Path) -> AsyncIterator[NotifySocket]:
-    path = tmp_path / "notify.sock"
-    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        await sock.bind(str(path))
-        yield NotifySocket(sock, path)
+    async with open_notify_socket(tmp_path / "notify.sock") as sock:
+        yield sock
 
 
 async def test_worker_process_notifies_ready_watchdog_status_and_stopping(

@@ -13,7 +13,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ import trio
 from daemon_helpers import (
     STARTUP,
     WorkerProcess,
+    free_port,
     wait_for_count,
     wait_for_worker,
     wait_until,
@@ -382,13 +382,6 @@ async def submit_over_rest(
             history.acknowledge([response.json()["id"]])
             if len(history.acknowledged) >= goal:
                 enough.set()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_ready(client: httpx.AsyncClient) -> None:

@@ -16,6 +16,7 @@ streams end.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from functools import partial
 from typing import Final
@@ -70,6 +71,11 @@ class ApiServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.events.run)
             with listen_errors(bind_address(server.host, server.port), "server.host/server.port"):
+                if server.reuse_port:
+                    # Hypercorn sets SO_REUSEPORT only in its own multi-process mode: bind here,
+                    # with it, and hand hypercorn the socket (which then owns the descriptor).
+                    fd = reuse_port_socket(server.host, server.port).detach()
+                    config.bind = [f"fd://{fd}"]
                 self.urls = await nursery.start(
                     partial(_serve_until_shutdown, app, config, self.context.shutdown, nursery)
                 )
@@ -130,6 +136,21 @@ def hypercorn_config(server: ServerConfig) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` with SO_REUSEPORT (and SO_REUSEADDR), so that
+    other processes doing the same share the port; hypercorn listens on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def bind_address(host: str, port: int) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import click
@@ -20,6 +22,7 @@ import trio
 from taskqueue.cli.common import (
     EXIT_BUSY,
     EXIT_FAILED,
+    EXIT_USAGE,
     config_options,
     explain,
     fail,
@@ -28,6 +31,7 @@ from taskqueue.cli.common import (
 )
 from taskqueue.config import Config
 from taskqueue.daemon.ownership import DataDirectoryBusy, own_data_dir
+from taskqueue.daemon.supervisor import process_count
 from taskqueue.dev_processors import import_processors
 from taskqueue.discovery import advertise, find_redis
 from taskqueue.errors import ConfigError
@@ -51,6 +55,19 @@ processors_option = click.option(
     metavar="MODULE",
     help="Also load processors from this module (its taskqueue_register_processors hook); "
     "repeatable; replaces worker.processors. For development: ship with an entry point.",
+)
+
+
+#: ``--processes N|auto``: several daemon processes under one supervisor
+#: (:mod:`taskqueue.daemon.supervisor`).
+processes_option = click.option(
+    "--processes",
+    envvar="TASKQUEUE_PROCESSES",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Run N daemon processes (auto: one per core) under one supervisor; API processes "
+    "share the port.",
 )
 
 
@@ -96,6 +113,10 @@ def plugins_for(config: Config) -> LoadedPlugins:
 def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
     from taskqueue.daemon.runtime import Mode, run_daemon  # the daemon's imports cost ~0.5s
 
+    try:
+        processes = process_count(flags.pop("processes"))
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
     config = load(config_path, flags)
     configure_logging(config.logging.level, config.logging.format)
     # `run` owns its data directory and starts its own Redis there when none is named; the
@@ -117,6 +138,8 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
             assert found is not None
             url = found.url
         config = attrs.evolve(config, redis=attrs.evolve(config.redis, url=url))
+        if processes > 1:
+            _supervise(mode, config, processes)
         # A worker serves no API: it does not import it (hypercorn, h2: a fifth of a second).
         api = _api_service() if mode != "worker" else None
         try:
@@ -128,6 +151,19 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
             if code is None:
                 raise
             fail(message, code)
+
+
+def _supervise(mode: str, config: Config, processes: int) -> NoReturn:
+    """Run ``processes`` copies of this command under a supervisor, all on the Redis chosen
+    here (the embedded one of ``run`` included), and exit with the supervisor's code."""
+    from taskqueue.daemon.supervisor import Supervisor
+
+    if mode != "worker" and config.server.port == 0:
+        fail("--processes needs a fixed server.port: processes share one port", EXIT_USAGE)
+    assert config.redis.url is not None
+    env = {**os.environ, "TASKQUEUE_REDIS__URL": config.redis.url}
+    supervisor = Supervisor(sys.argv[1:], env, processes, worker_id=config.worker.id)
+    sys.exit(trio.run(supervisor.run))
 
 
 @contextlib.contextmanager
@@ -174,6 +210,7 @@ def _api_service() -> Any:
 @config_options
 @worker_options
 @server_options
+@processes_option
 def run(config_path: str | None, **flags: Any) -> None:
     """Everything in one process: API, worker, scheduler, reaper (embedded Redis if none)."""
     _serve("run", config_path, flags)
@@ -182,6 +219,7 @@ def run(config_path: str | None, **flags: Any) -> None:
 @click.command()
 @config_options
 @worker_options
+@processes_option
 def worker(config_path: str | None, **flags: Any) -> None:
     """Run tasks (no API). Several workers can share one Redis."""
     _serve("worker", config_path, flags)
@@ -190,6 +228,7 @@ def worker(config_path: str | None, **flags: Any) -> None:
 @click.command()
 @config_options
 @server_options
+@processes_option
 def server(config_path: str | None, **flags: Any) -> None:
     """Serve the API only (no tasks run in this process)."""
     _serve("server", config_path, flags)

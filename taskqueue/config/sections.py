@@ -66,6 +66,8 @@ class ServerConfig:
     keyfile: str | None = setting(None)
     open_health_endpoints: bool = setting(True)
     max_request_bytes: int = setting(2 * 2**20, kind="size", positive=True)
+    #: Bind with SO_REUSEPORT, so several processes serve one port (``--processes`` sets it).
+    reuse_port: bool = setting(False)
 
     def __attrs_post_init__(self) -> None:
         if self.keyfile is not None and self.certfile is None:
