@@ -126,13 +126,8 @@ class Redis:
 
     # -- the shared connection ---------------------------------------------------------------
 
-    async def _pipelined(self) -> PipelinedConnection:
-        shared = self._shared
-        if shared is not None and shared.lost is None:
-            return shared
-        return await self._replace_shared()
-
     async def _replace_shared(self) -> PipelinedConnection:
+        """The shared connection, made anew (or adopted from the idle ones) if it was lost."""
         async with self._sharing:
             shared = self._shared
             if shared is not None and shared.lost is None:
@@ -212,7 +207,10 @@ class Redis:
                     return await conn.execute(*args)
                 finally:
                     await self._give_back(conn)
-            return await (await self._pipelined()).execute(args)
+            shared = self._shared  # inline: one coroutine less per command
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
+            return await shared.execute(args)
         except RedisError as exc:
             self._failed(exc)
             raise
@@ -227,7 +225,10 @@ class Redis:
                     return await conn.execute_many(commands)
                 finally:
                     await self._give_back(conn)
-            return await (await self._pipelined()).execute_many(commands)
+            shared = self._shared
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
+            return await shared.execute_many(commands)
         except RedisError as exc:
             self._failed(exc)
             raise
@@ -237,7 +238,9 @@ class Redis:
     ) -> Any:
         """Run ``script`` by its SHA; if the server does not know it, send the source once."""
         try:
-            shared = await self._pipelined()
+            shared = self._shared
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
             try:
                 return await shared.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
             except NoScriptError:
