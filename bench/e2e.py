@@ -1,13 +1,23 @@
-"""End to end through a real worker process: throughput and idle pick-up latency.
+"""End to end through a real worker process: throughput, idle pick-up latency, Redis-calling tasks.
 
     ./dev python bench/e2e.py [--tasks 20000] [--latency-tasks 500] [--redis-url URL]
+                              [--profile FILE]
 
 1. Throughput: ``--tasks`` no-op tasks are queued, then one ``taskqueue worker`` process (default
    concurrency) runs them; tasks/s is measured from the first task's start to the last one's
-   completion (from the task records), and also from the process's start.
+   completion (from the task records), and also from the process's start; beside them the
+   worker's own CPU time per task, which the machine's load hardly changes (a worker with a
+   core to itself runs about 1 / that many tasks a second).
 2. Latency: with that worker idle, ``--latency-tasks`` ``clock`` tasks are submitted one at a
    time at about 100/s; submit-to-start latency is the worker's clock at the start of the task
    minus the producer's clock just before the submit (same machine, same clock).
+3. Redis-calling tasks: ``--tasks`` tasks of type ``bench.redis_script`` are queued and a fresh
+   worker process (this file is its ``--processors`` module) runs them; each awaits one small
+   Lua script (``EVALSHA``, an ``INCR``) through ``ctx.redis``. Beside it, two ceilings:
+   redis-benchmark running the same ``EVALSHA`` pipelined 50 deep on one connection (Redis's
+   own limit), and 50 trio tasks in this process calling the script through the same client
+   with no queue around it (the client's limit). ``--profile FILE`` runs that worker under
+   cProfile and saves its profile to ``FILE`` (docs/performance.md reads one).
 """
 
 from __future__ import annotations
@@ -20,17 +30,37 @@ import subprocess
 import sys
 import time
 
+import attrs
 import trio
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.embedded import EmbeddedRedis
 from taskqueue.models import TaskState
-from taskqueue.redis import Redis
+from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
+from taskqueue.redis import Redis, RedisAddress, Script
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REDIS_TASK = "bench.redis_script"
+COUNTER_KEY = "bench:redis_script:calls"  # the processor's own key, outside taskqueue's {ns}
+COUNT_SCRIPT = Script("bench_count", "return redis.call('INCR', KEYS[1])")
+#: The consumer's default concurrency, and so the commands in flight at once.
+CONCURRENCY = 50
 
 
-def start_worker(url: str) -> subprocess.Popen[bytes]:
+async def redis_script(ctx: TaskContext) -> None:
+    """Runs one small Lua script through the worker's Redis client and returns."""
+    await ctx.redis.run_script(COUNT_SCRIPT, [COUNTER_KEY], [])
+
+
+@hookimpl
+def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
+    registry.add(REDIS_TASK, redis_script)
+
+
+def start_worker(url: str, *args: str, profile: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TASKQUEUE_REDIS__URL": url, "TASKQUEUE_LOGGING__LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "taskqueue", "worker"], env=env)
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+    return subprocess.Popen([*python, "-m", "taskqueue", "worker", *args], env=env, cwd=BENCH_DIR)
 
 
 async def wait_for(broker: Broker, state: TaskState, count: int, poll: float = 0.05) -> None:
@@ -38,26 +68,132 @@ async def wait_for(broker: Broker, state: TaskState, count: int, poll: float = 0
         await trio.sleep(poll)
 
 
-async def throughput(broker: Broker, url: str, tasks: int) -> subprocess.Popen[bytes]:
+@attrs.frozen
+class Run:
+    """What one worker did with the tasks queued for it."""
+
+    worker: subprocess.Popen[bytes]
+    #: Tasks/s from the first task's start to the last one's completion (task records).
+    rate: float
+    #: Tasks/s from the worker's spawn.
+    with_start: float
+    #: The worker's own CPU time (user + system) per task, from the first completion seen to
+    #: the last: what it would reach with a core to itself is about 1 / this.
+    cpu_per_task: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(
+    broker: Broker,
+    url: str,
+    tasks: int,
+    task_type: str = "noop",
+    *worker_args: str,
+    profile: str | None = None,
+    poll: float = 0.05,
+) -> Run:
+    """Queue ``tasks`` of ``task_type``, start a worker, wait for them all to succeed."""
     ids: list[str] = []
     for i in range(0, tasks, 1000):
-        chunk = [Submission(type="noop") for _ in range(min(1000, tasks - i))]
+        chunk = [Submission(type=task_type) for _ in range(min(1000, tasks - i))]
         ids += [s.id for s in await broker.enqueue_many(chunk)]
+    already = (await broker.stats()).by_state[TaskState.SUCCEEDED]
     began = time.time()
-    worker = start_worker(url)
-    await wait_for(broker, TaskState.SUCCEEDED, tasks)
+    worker = start_worker(url, *worker_args, profile=profile)
+    first: tuple[int, float] | None = None  # (tasks done, worker CPU) when they began
+    while (done := (await broker.stats()).by_state[TaskState.SUCCEEDED] - already) < tasks:
+        if first is None and done > 0:
+            first = (done, cpu_seconds(worker.pid))
+        await trio.sleep(poll)
+    cpu = cpu_seconds(worker.pid)
     ended = time.time()
+    first = first or (0, cpu)
     records = []
     for i in range(0, len(ids), 1000):
         records += await broker.get_many(ids[i : i + 1000])
     first_start = min(t.started_ms or 0 for t in records if t) / 1000
     last_finish = max(t.finished_ms or 0 for t in records if t) / 1000
-    print(
-        f"throughput  {tasks / (last_finish - first_start):>9,.0f} tasks/s  "
-        f"({tasks} noop tasks, one worker process, first start to last completion; "
-        f"{tasks / (ended - began):,.0f}/s counting the process start-up)"
+    return Run(
+        worker=worker,
+        rate=tasks / (last_finish - first_start),
+        with_start=tasks / (ended - began),
+        cpu_per_task=(cpu - first[1]) / max(1, tasks - first[0]),
     )
-    return worker
+
+
+async def noop_throughput(broker: Broker, url: str, tasks: int) -> subprocess.Popen[bytes]:
+    run = await throughput(broker, url, tasks)
+    print(
+        f"throughput  {run.rate:>9,.0f} tasks/s  "
+        f"({tasks} noop tasks, one worker process, first start to last completion; "
+        f"{run.with_start:,.0f}/s counting the process start-up; "
+        f"worker CPU {run.cpu_per_task * 1e6:.0f} us/task)"
+    )
+    return run.worker
+
+
+async def redis_task_throughput(
+    broker: Broker, url: str, tasks: int, profile: str | None = None
+) -> None:
+    await broker.redis.execute("DEL", COUNTER_KEY)
+    run = await throughput(broker, url, tasks, REDIS_TASK, "--processors", "e2e", profile=profile)
+    try:
+        calls = int(await broker.redis.execute("GET", COUNTER_KEY))
+        assert calls == tasks, f"{calls} script calls for {tasks} tasks"
+        cpu_before = time.process_time()
+        loop = await bare_loop(broker.redis, tasks)
+        loop_cpu = (time.process_time() - cpu_before) / tasks
+        benchmark = redis_benchmark(broker.redis.address)
+        print(
+            f"redis task  {run.rate:>9,.0f} tasks/s  ({tasks} tasks each awaiting one EVALSHA "
+            f"through ctx.redis, one worker process, concurrency {CONCURRENCY}; "
+            f"{run.with_start:,.0f}/s counting the process start-up; "
+            f"worker CPU {run.cpu_per_task * 1e6:.0f} us/task)"
+        )
+        print(
+            f"  ceilings  {loop:>9,.0f} calls/s  (the same script from {CONCURRENCY} trio tasks "
+            f"through taskqueue.redis, no queue; CPU {loop_cpu * 1e6:.0f} us/call);  {benchmark}"
+        )
+    finally:
+        run.worker.terminate()
+        run.worker.wait(30)
+
+
+async def bare_loop(redis: Redis, calls: int) -> float:
+    """Script calls per second from ``CONCURRENCY`` trio tasks sharing one client."""
+    left = calls
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await redis.run_script(COUNT_SCRIPT, [COUNTER_KEY], [])
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(CONCURRENCY):
+            nursery.start_soon(caller)
+    return calls / (time.perf_counter() - start)
+
+
+def redis_benchmark(address: RedisAddress, requests: int = 500_000) -> str:
+    """What redis-benchmark makes of the same ``EVALSHA``, ``CONCURRENCY`` deep on one
+    connection (the script is loaded: the bare loop ran it)."""
+    where = ["-s", address.path] if address.path else ["-h", address.host, "-p", str(address.port)]
+    command = ["redis-benchmark", *where, "-c", "1", "-P", str(CONCURRENCY), "-n", str(requests)]
+    command += ["-q", "EVALSHA", COUNT_SCRIPT.sha, "1", COUNTER_KEY]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    except FileNotFoundError:
+        return "redis-benchmark: not installed"
+    rate = float(output.rsplit(":", 1)[-1].split()[0])
+    return f"{rate:,.0f} calls/s (redis-benchmark, the same EVALSHA, -c 1 -P {CONCURRENCY})"
 
 
 async def latency(broker: Broker, count: int, already_done: int) -> None:
@@ -78,16 +214,19 @@ async def latency(broker: Broker, count: int, already_done: int) -> None:
     )
 
 
-async def run(url: str, tasks: int, latency_tasks: int) -> None:
+async def run(url: str, tasks: int, latency_tasks: int, profile: str | None) -> None:
     redis = Redis.from_url(url)
     await redis.execute("FLUSHDB")
     broker = Broker(redis)
-    worker = await throughput(broker, url, tasks)
     try:
-        await latency(broker, latency_tasks, already_done=tasks)
+        worker = await noop_throughput(broker, url, tasks)
+        try:
+            await latency(broker, latency_tasks, already_done=tasks)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        await redis_task_throughput(broker, url, tasks, profile)
     finally:
-        worker.terminate()
-        worker.wait(30)
         await redis.aclose()
 
 
@@ -96,10 +235,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--latency-tasks", type=int, default=500)
     parser.add_argument("--redis-url")
+    parser.add_argument("--profile", help="save a cProfile of the Redis-task worker here")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         url = args.redis_url or stack.enter_context(EmbeddedRedis(persistent=False)).url
-        trio.run(run, url, args.tasks, args.latency_tasks)
+        trio.run(run, url, args.tasks, args.latency_tasks, args.profile)
 
 
 if __name__ == "__main__":

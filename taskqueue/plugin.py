@@ -15,6 +15,7 @@ from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.outcomes import Outcome, OutcomeKind
 from taskqueue.processors import ProcessorRegistry, TaskContext
+from taskqueue.redis import Redis, Script
 
 hookimpl = pluggy.HookimplMarker("taskqueue")
 
@@ -25,6 +26,8 @@ __all__ = [
     "PermanentError",
     "Priority",
     "ProcessorRegistry",
+    "Redis",
+    "Script",
     "TaskContext",
     "hookimpl",
     "setting",

@@ -24,6 +24,7 @@ from taskqueue.config.plugins import check_plugin_tables, parse_plugin_settings
 from taskqueue.errors import ConfigError
 from taskqueue.models import MAX_RETRIES_LIMIT, ClaimedTask, Policy, Priority
 from taskqueue.payloads import decode_payload, is_payload_type
+from taskqueue.redis import Redis
 
 ENTRY_POINT_GROUP = "taskqueue"
 
@@ -43,7 +44,7 @@ class TaskContext:
     task runs) carry the task id, type, attempt and worker id.
     """
 
-    __slots__ = ("_payload", "_progress", "_task", "logger", "worker_id")
+    __slots__ = ("_payload", "_progress", "_redis", "_task", "logger", "worker_id")
 
     def __init__(
         self,
@@ -52,12 +53,34 @@ class TaskContext:
         worker_id: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         progress: ProgressCallback | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self._task = task
         self._payload: Any = _RAW
         self._progress = progress
+        self._redis = redis
         self.worker_id = worker_id
         self.logger = logger
+
+    @property
+    def redis(self) -> Redis:
+        """The worker's client of the Redis it takes its tasks from, for processors whose work
+        is on Redis (counters, caches, rate limits, Lua scripts).
+
+        One client serves all the worker's tasks: the commands they issue at about the same time
+        leave in one write on one shared connection (automatic pipelining), so a task's command
+        costs little more than the round trip it shares. Blocking commands (``BLPOP``...) get a
+        connection of their own. Don't close it: the worker does, after the last task.
+
+        The keys are the plugin's own business: keep them under a prefix of the plugin's (not
+        taskqueue's ``{taskqueue}:`` namespace, whose keys only the broker may touch).
+        Raises :class:`RuntimeError` where there is no Redis (a context made without one).
+        """
+        if self._redis is None:
+            raise RuntimeError(
+                "this task context has no Redis client (run_processor(..., redis=...) gives it one)"
+            )
+        return self._redis
 
     @property
     def id(self) -> str:

@@ -1,4 +1,5 @@
-"""A plugin author's kit: run a processor in a unit test, without Redis or a daemon.
+"""A plugin author's kit: run a processor in a unit test, without a daemon (or Redis, unless
+the processor uses ``ctx.redis``).
 
 ::
 
@@ -32,6 +33,7 @@ from taskqueue import _json
 from taskqueue.logs import current_log_context, reset_log_context, set_log_context
 from taskqueue.models import ClaimedTask, Priority
 from taskqueue.processors import Processor, ProcessorRegistry, TaskContext, typed_processor
+from taskqueue.redis import Redis
 
 __all__ = ["ProcessorRun", "plugin_registry", "run_processor"]
 
@@ -83,13 +85,15 @@ async def run_processor(
     priority: Priority | str = Priority.MEDIUM,
     timeout: float | None = None,  # noqa: ASYNC109 - the task's timeout, as registry.add's
     payload_type: type[Any] | None = None,
+    redis: Redis | None = None,
 ) -> ProcessorRun:
     """Run the processor of ``task_type`` in ``target`` (a registry, or a processor function)
     on ``payload`` as attempt ``attempt`` of a task, and return what it did.
 
     ``timeout`` (default: the type's registered timeout, else none) cancels it as a worker
     would; then :class:`trio.TooSlowError` is raised. ``payload_type`` types a bare function's
-    payload, as ``registry.add(..., payload=...)`` does.
+    payload, as ``registry.add(..., payload=...)`` does. ``redis`` is the processor's
+    ``ctx.redis`` (without it, ``ctx.redis`` raises RuntimeError).
     """
     func, is_async, registered_timeout = _resolve(target, task_type, payload_type)
     if timeout is None:
@@ -111,7 +115,11 @@ async def run_processor(
         progress.append(value)
 
     ctx = TaskContext(
-        task, worker_id=worker_id, logger=logging.getLogger(TASK_LOGGER), progress=report
+        task,
+        worker_id=worker_id,
+        logger=logging.getLogger(TASK_LOGGER),
+        progress=report,
+        redis=redis,
     )
     token = set_log_context(
         {"task_id": task_id, "task_type": task_type, "attempt": attempt, "worker_id": worker_id}

@@ -14,12 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 import trio
-from daemon_helpers import daemon_config, running_daemon, submit, wait_until
+from daemon_helpers import daemon_config, running_daemon, submit, wait_for_state, wait_until
 
 from taskqueue.broker import Broker
 from taskqueue.models import Priority
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import PluginLoadError, load_plugins
+from taskqueue.redis import Redis, Script
+from taskqueue.testing import run_processor
 
 BUILTIN_TYPES = {"clock", "echo", "fail", "noop", "sleep"}
 
@@ -182,3 +184,41 @@ def test_a_processor_registered_with_an_impossible_default_is_refused() -> None:
     bad = SimpleNamespace(__name__="bad", taskqueue_register_processors=hookimpl(register))
     with pytest.raises(PluginLoadError, match="timeout must be above 0"):
         load_plugins(extra=(bad,))
+
+
+# -- ctx.redis ------------------------------------------------------------------------------------
+
+COUNT_RUNS = Script("count_runs", "return redis.call('INCR', KEYS[1])")
+
+
+async def _count_run(ctx: TaskContext) -> int:
+    runs: int = await ctx.redis.run_script(COUNT_RUNS, ["counting:runs"], [])
+    return runs
+
+
+COUNTING = SimpleNamespace(
+    __name__="counting",
+    taskqueue_register_processors=hookimpl(lambda registry: registry.add("count.run", _count_run)),
+)
+
+
+async def test_processors_reach_the_workers_redis_through_the_task_context(
+    redis_url: str, broker: Broker, redis: Redis
+) -> None:
+    plugins = load_plugins(extra=(COUNTING,))
+    async with running_daemon(daemon_config(redis_url), plugins) as daemon:
+        ids = [await submit(broker, "count.run") for _ in range(20)]
+        tasks = [await wait_for_state(broker, task_id) for task_id in ids]
+        # The processors' own client: beside the broker's, so their errors are not its own.
+        assert daemon.task_redis is not None
+        assert daemon.task_redis is not broker.redis
+
+    assert sorted(t.result for t in tasks) == list(range(1, 21))
+    assert await redis.execute("GET", "counting:runs") == "20"
+
+
+async def test_run_processor_hands_its_redis_to_the_context(redis: Redis) -> None:
+    run = await run_processor(_count_run, "count.run", redis=redis)
+    assert run.value == 1
+    with pytest.raises(RuntimeError, match="no Redis client"):
+        await run_processor(_count_run, "count.run")

@@ -68,6 +68,9 @@ class Daemon:
     plugins: LoadedPlugins
     notifications: Notifications
     shutdown: trio.Event
+    #: The client processors get as ``ctx.redis``: the same server as the broker's, but its
+    #: own connections, and its errors are the tasks' (not counted as the daemon's).
+    task_redis: Redis | None = None
     consumer: Consumer | None = None
     heartbeat: Heartbeat | None = None
     scheduler: Scheduler | None = None
@@ -149,6 +152,7 @@ async def run_daemon(
     notifier = notifier or SystemdNotifier()
     metrics = Metrics()
     redis = open_redis(config, metrics)
+    task_redis = open_redis(config) if mode is not Mode.SERVER else None
     broker = Broker(redis, BrokerSettings.from_config(config), observer=metrics)
     health = Health()
     daemon = Daemon(
@@ -159,6 +163,7 @@ async def run_daemon(
         plugins=plugins,
         notifications=Notifications(broker, health),
         shutdown=trio.Event(),
+        task_redis=task_redis,
         metrics=metrics,
     )
     daemon.services = _services(daemon, api)
@@ -188,6 +193,8 @@ async def run_daemon(
                 await daemon.heartbeat.deregister()
             supervisor.cancel_scope.cancel()
     finally:
+        if task_redis is not None:
+            await task_redis.aclose()
         await redis.aclose()
     log.info("taskqueue %s stopped", mode.value)
 
@@ -261,6 +268,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         metrics=daemon.metrics,
         # Two heartbeats without a reply: cut off from Redis, most likely; start nothing more.
         hold_starts_after=2 * config.worker.heartbeat_interval,
+        redis=daemon.task_redis,
     )
     daemon.consumer = consumer
     daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency)

@@ -1,4 +1,4 @@
-"""The Redis client the broker uses: a bounded pool of :class:`Connection`, scripts, pub/sub."""
+"""The Redis client the broker uses: a shared pipelined connection, a pool, scripts, pub/sub."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import trio
 
+from taskqueue.redis.commands import any_needs_own_connection, needs_own_connection
 from taskqueue.redis.connection import Command, Connection
 from taskqueue.redis.errors import (
     AuthenticationError,
@@ -18,6 +19,7 @@ from taskqueue.redis.errors import (
     RedisConnectionError,
     RedisError,
 )
+from taskqueue.redis.pipelined import PipelinedConnection
 from taskqueue.redis.url import RedisAddress
 
 
@@ -35,13 +37,27 @@ class Script:
 
 
 class Redis:
-    """A pool of at most ``pool_size`` connections to one Redis server.
+    """A client of one Redis server: one shared, automatically pipelined connection for most
+    commands, and a pool of connections lent to one task at a time for the rest.
 
-    Connections are made lazily and reused. Making one retries with exponential backoff and
-    jitter (``connect_attempts`` tries) before :class:`RedisConnectionError` reaches the
-    caller; long outages are the caller's to ride out (the daemon's loops back off and retry).
-    When one connection turns out broken, the idle ones are dropped too: after a server restart
-    they are all dead, and finding that out one command at a time would fail one command each.
+    :meth:`execute`, :meth:`pipeline` and :meth:`run_script` from any number of tasks share one
+    :class:`~taskqueue.redis.pipelined.PipelinedConnection`: commands issued at about the same
+    time leave in one write and their replies are matched in order, so fifty tasks each
+    awaiting a command cost about what one pipeline of fifty does. Commands that would hold the
+    connection up or change it for others (blocking ones such as ``BLPOP``, ``XREAD BLOCK``,
+    ``MULTI``; see :func:`~taskqueue.redis.commands.needs_own_connection`) run on a
+    connection of their own from the pool, as does :meth:`connection`. At most ``pool_size``
+    connections are lent out at once, beside the shared one; a connection idle in one role is
+    reused in the other, so a client used one way never holds more than it needs.
+
+    Connections are made lazily. Making one retries with exponential backoff and jitter
+    (``connect_attempts`` tries) before :class:`RedisConnectionError` reaches the caller; long
+    outages are the caller's to ride out (the daemon's loops back off and retry). When one
+    connection turns out broken, the idle ones are dropped too: after a server restart they are
+    all dead, and finding that out one command at a time would fail one command each. A loss
+    that no command was waiting on (the server closed the shared connection) is reported to
+    the next command, as a pooled connection's is: the command that finds a connection dead
+    fails, and the one after it reconnects.
 
     Two optional hooks let the daemon count trouble without this package knowing about
     metrics: ``on_error`` sees every :class:`RedisError` a command (or a subscription) raises
@@ -66,6 +82,8 @@ class Redis:
         self.on_reconnect = on_reconnect
         self._limiter = trio.CapacityLimiter(pool_size)
         self._idle: list[Connection] = []
+        self._shared: PipelinedConnection | None = None
+        self._sharing = trio.Lock()  # one task at a time replaces the shared connection
         self._closed = False
         # A connection was lost since the last one was made: the next one is a reconnect.
         self._lost = False
@@ -102,6 +120,36 @@ class Redis:
         if self.on_error is not None:
             self.on_error(error)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RedisConnectionError("the Redis client is closed")
+
+    # -- the shared connection ---------------------------------------------------------------
+
+    async def _replace_shared(self) -> PipelinedConnection:
+        """The shared connection, made anew (or adopted from the idle ones) if it was lost."""
+        async with self._sharing:
+            shared = self._shared
+            if shared is not None and shared.lost is None:
+                return shared  # another task replaced it meanwhile
+            self._check_open()
+            self._shared = None
+            if shared is not None and not shared.noticed:
+                # Lost with nothing in flight: this command is the one that finds out.
+                shared.noticed = True
+                await self._drop_idle()
+                raise shared.lost or AssertionError("unreachable")
+            conn = self._idle.pop() if self._idle else await self.connect()
+            try:
+                self._check_open()  # it may have been closed while this connected
+            except RedisConnectionError:
+                await conn.aclose()
+                raise
+            self._shared = shared = PipelinedConnection(conn)
+            return shared
+
+    # -- connections lent to one task ----------------------------------------------------------
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """Borrow a connection for a sequence of commands; it returns to the pool afterwards."""
@@ -113,15 +161,20 @@ class Redis:
 
     async def _borrow(self) -> Connection:
         # The fast path skips the limiter's scheduling checkpoint: the command that follows
-        # checkpoints anyway, and a per-command yield costs a visible share of throughput.
-        if self._closed:
-            raise RedisConnectionError("the Redis client is closed")
+        # checkpoints anyway.
+        self._check_open()
         try:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
             await self._limiter.acquire()
         try:
-            return self._idle.pop() if self._idle else await self.connect()
+            if self._idle:
+                return self._idle.pop()
+            shared = self._shared
+            if shared is not None and shared.idle:
+                self._shared = None
+                return shared.detach()
+            return await self.connect()
         except BaseException:
             self._limiter.release()
             raise
@@ -129,36 +182,53 @@ class Redis:
     async def _give_back(self, conn: Connection) -> None:
         try:
             if conn.broken or self._closed:
-                idle, self._idle = self._idle, []
-                for other in [conn, *idle]:
-                    await other.aclose()
+                await conn.aclose()
+                shared = self._shared
+                if shared is not None and shared.lost is not None:
+                    shared.noticed = True  # this caller heard of the trouble already
+                await self._drop_idle()
             else:
                 self._idle.append(conn)
         finally:
             self._limiter.release()
 
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
+
     # The ``except RedisError`` around each command costs nothing until an error happens.
 
     async def execute(self, *args: str | bytes | int | float) -> Any:
         try:
-            conn = await self._borrow()
-            try:
-                return await conn.execute(*args)
-            finally:
-                await self._give_back(conn)
+            if needs_own_connection(args):
+                conn = await self._borrow()
+                try:
+                    return await conn.execute(*args)
+                finally:
+                    await self._give_back(conn)
+            shared = self._shared  # inline: one coroutine less per command
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
+            return await shared.execute(args)
         except RedisError as exc:
             self._failed(exc)
             raise
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        """Run ``commands`` in one round trip; error replies come back in place, unraised
-        (and uncounted by ``on_error``: the caller decides whether they are errors)."""
+        """Run ``commands`` in one round trip, back to back; error replies come back in place,
+        unraised (and uncounted by ``on_error``: the caller decides whether they are errors)."""
         try:
-            conn = await self._borrow()
-            try:
-                return await conn.execute_many(commands)
-            finally:
-                await self._give_back(conn)
+            if any_needs_own_connection(commands):
+                conn = await self._borrow()
+                try:
+                    return await conn.execute_many(commands)
+                finally:
+                    await self._give_back(conn)
+            shared = self._shared
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
+            return await shared.execute_many(commands)
         except RedisError as exc:
             self._failed(exc)
             raise
@@ -168,14 +238,13 @@ class Redis:
     ) -> Any:
         """Run ``script`` by its SHA; if the server does not know it, send the source once."""
         try:
-            conn = await self._borrow()
+            shared = self._shared
+            if shared is None or shared.lost is not None:
+                shared = await self._replace_shared()
             try:
-                try:
-                    return await conn.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-                except NoScriptError:
-                    return await conn.execute("EVAL", script.source, len(keys), *keys, *args)
-            finally:
-                await self._give_back(conn)
+                return await shared.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
+            except NoScriptError:
+                return await shared.execute(("EVAL", script.source, len(keys), *keys, *args))
         except RedisError as exc:
             self._failed(exc)
             raise
@@ -200,9 +269,10 @@ class Redis:
 
     async def aclose(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.aclose()
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
+        await self._drop_idle()
 
 
 class Subscription:

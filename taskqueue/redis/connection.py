@@ -4,6 +4,10 @@ Why our own: under trio, the general-purpose async clients cost 5-10x more per c
 plain stream with hiredis parsing (docs/architecture.md has the figures). This module does only
 what the queue needs: pipelined commands, AUTH/SELECT, TLS and unix sockets.
 
+A :class:`Connection` serves one task at a time (the pool's exclusive connections, pub/sub);
+:class:`~taskqueue.redis.pipelined.PipelinedConnection` drives one for many tasks at once
+through :meth:`Connection.write` and :meth:`Connection.read_replies`.
+
 Cancellation: a command cancelled after it was sent leaves its reply in flight, which would be
 read as the answer to the next command. So any exception or cancellation during a command marks
 the connection ``broken``; the pool then closes it instead of reusing it.
@@ -25,6 +29,15 @@ Arg = str | bytes | int | float
 Command = Sequence[Arg]
 
 _READ_SIZE = 256 * 1024
+
+
+def pack_commands(commands: Sequence[Command]) -> bytes:
+    """``commands`` in RESP, ready to be written in one go."""
+    pack = hiredis.pack_command
+    if len(commands) == 1:
+        payload: bytes = pack(tuple(commands[0]))  # type: ignore[arg-type]
+        return payload
+    return b"".join([pack(tuple(c)) for c in commands])  # type: ignore[arg-type]
 
 
 class Connection:
@@ -97,8 +110,7 @@ class Connection:
         """
         if self.broken:
             raise RedisConnectionError(f"connection to {self.address} is closed")
-        pack = hiredis.pack_command
-        payload = b"".join([pack(tuple(c)) for c in commands])  # type: ignore[arg-type]
+        payload = pack_commands(commands)
         with _DiscardOnError(self):
             await self._send_all(payload)
             return [await self._read_reply() for _ in range(len(commands))]
@@ -113,24 +125,53 @@ class Connection:
         with _DiscardOnError(self):
             await self._send_all(hiredis.pack_command(args))  # type: ignore[arg-type]
 
+    async def write(self, payload: bytes) -> None:
+        """Send ``payload`` (commands packed by :func:`pack_commands`) as it is."""
+        with _DiscardOnError(self):
+            await self._send_all(payload)
+
+    async def read_replies(self) -> list[Any]:
+        """Wait for the server and return every complete reply it has sent (at least one).
+
+        Error replies are in place as :class:`ResponseError` instances, as in
+        :meth:`execute_many`. Cancelled, it leaves the connection as it is: no reply was
+        taken, and the caller knows whether one is still due.
+        """
+        with _DiscardOnError(self, cancel_breaks=False):
+            replies: list[Any] = []
+            while not replies:
+                await self._receive()
+                reply = self._parse()
+                while reply is not False:
+                    replies.append(reply)
+                    reply = self._parse()
+            return replies
+
     async def _read_reply(self) -> Any:
-        reader = self._reader
         while True:
-            try:
-                reply = reader.gets()
-            except hiredis.ProtocolError as exc:
-                raise NotRedisError(
-                    f"{self.address} does not speak the Redis protocol ({exc}): is redis.url "
-                    "the address of a Redis server (rediss:// for TLS)?"
-                ) from None
+            reply = self._parse()
             if reply is not False:
-                if isinstance(reply, hiredis.ReplyError):
-                    return reply_error(str(reply))
                 return reply
-            data = await self._receive_some()
-            if not data:
-                raise RedisConnectionError(f"connection to {self.address} closed by the server")
-            reader.feed(data)
+            await self._receive()
+
+    def _parse(self) -> Any:
+        """The next complete reply in what was received, or ``False`` if there is none yet."""
+        try:
+            reply = self._reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise NotRedisError(
+                f"{self.address} does not speak the Redis protocol ({exc}): is redis.url "
+                "the address of a Redis server (rediss:// for TLS)?"
+            ) from None
+        if isinstance(reply, hiredis.ReplyError):
+            return reply_error(str(reply))
+        return reply
+
+    async def _receive(self) -> None:
+        data = await self._receive_some()
+        if not data:
+            raise RedisConnectionError(f"connection to {self.address} closed by the server")
+        self._reader.feed(data)
 
     async def _send_all(self, data: bytes) -> None:
         sock = self._sock
@@ -166,13 +207,15 @@ class _DiscardOnError:
     """Marks the connection unusable when a command is interrupted, whatever interrupted it.
 
     Cancellation and other exceptions pass through unchanged; I/O errors become
-    :class:`RedisConnectionError` with the original as their cause.
+    :class:`RedisConnectionError` with the original as their cause. With ``cancel_breaks``
+    false, a cancellation alone leaves the connection usable.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_cancel_breaks", "_conn")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, cancel_breaks: bool = True) -> None:
         self._conn = conn
+        self._cancel_breaks = cancel_breaks
 
     def __enter__(self) -> None:
         pass
@@ -180,7 +223,7 @@ class _DiscardOnError:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if exc is None:
+        if exc is None or (not self._cancel_breaks and isinstance(exc, trio.Cancelled)):
             return
         self._conn.broken = True
         if isinstance(

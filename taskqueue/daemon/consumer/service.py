@@ -18,6 +18,7 @@ from taskqueue.metrics import Metrics
 from taskqueue.models import ClaimedTask
 from taskqueue.outcomes import Outcome, OutcomeKind
 from taskqueue.processors import ProcessorRegistry
+from taskqueue.redis import Redis
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class Consumer:
         hooks: pluggy.HookRelay | None = None,
         metrics: Metrics | None = None,
         hold_starts_after: float | None = None,
+        redis: Redis | None = None,
     ) -> None:
+        """``redis`` is the client processors get as ``ctx.redis`` (default: the broker's)."""
         self.broker = broker
         self.registry = registry
         self.worker_id = worker_id
@@ -108,6 +111,7 @@ class Consumer:
             worker_id=worker_id,
             put_progress=self._progress.put,
             hook_started=hook_started,
+            redis=redis if redis is not None else broker.redis,
         )
         self._wake = trio.Event()
         self._capacity_freed = trio.Event()

@@ -32,6 +32,7 @@ from taskqueue.metrics import TaskCounts
 from taskqueue.models import ClaimedTask
 from taskqueue.outcomes import Outcome, OutcomeKind
 from taskqueue.processors import ProcessorRegistry, TaskContext
+from taskqueue.redis import Redis
 
 log = logging.getLogger(__name__)
 task_log = logging.getLogger("taskqueue.task")
@@ -87,9 +88,11 @@ class TaskRunner:
         worker_id: str,
         put_progress: PutProgress,
         hook_started: pluggy.HookCaller | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.registry = registry
         self.worker_id = worker_id
+        self.redis = redis
         self._put_progress = put_progress
         self._hook_started = hook_started
 
@@ -134,7 +137,13 @@ class TaskRunner:
             await trio.lowlevel.checkpoint()
 
         try:
-            ctx = TaskContext(task, worker_id=self.worker_id, logger=task_log, progress=progress)
+            ctx = TaskContext(
+                task,
+                worker_id=self.worker_id,
+                logger=task_log,
+                progress=progress,
+                redis=self.redis,
+            )
             start = time.perf_counter()
             returned = False
             try:
