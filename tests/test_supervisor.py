@@ -50,6 +50,18 @@ def test_processes_is_a_positive_number_or_auto() -> None:
             process_count(bad)
 
 
+#: Several processes start at once here: their imports compete for the cores.
+START_ALL = 2 * STARTUP
+
+
+async def ready(notify_socket: NotifySocket, supervisor: WorkerProcess) -> None:
+    """Wait for the supervisor's READY=1; on a timeout, say what the processes logged."""
+    try:
+        await notify_socket.receive_until(lambda n: "READY" in n, "READY=1", within=START_ALL)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the log:\n{supervisor.output()}") from None
+
+
 async def pids_of_workers(broker: Broker) -> set[int]:
     return {w.pid for w in await broker.workers()}
 
@@ -60,7 +72,7 @@ async def test_two_worker_processes_serve_restart_and_drain(
     broker = Broker(redis)
     env = worker_env(redis_url, NOTIFY_SOCKET=str(notify_socket.path))
     async with WorkerProcess(tmp_path, env, args=["--processes", "2"]) as supervisor:
-        await notify_socket.receive_until(lambda n: "READY" in n, "READY=1", within=STARTUP)
+        await ready(notify_socket, supervisor)
         first = await pids_of_workers(broker)
         assert len(first) == 2 and supervisor.pid not in first  # two children registered
 
@@ -71,7 +83,7 @@ async def test_two_worker_processes_serve_restart_and_drain(
             pids = await pids_of_workers(broker)
             return len(pids - {victim}) == 2
 
-        await wait_until(replaced, "the killed process was started again", within=STARTUP)
+        await wait_until(replaced, "the killed process was started again", within=START_ALL)
 
         await submit_many(broker, "noop", [None] * 200)
         await wait_for_count(broker, TaskState.SUCCEEDED, 200, within=STARTUP)
@@ -95,7 +107,7 @@ async def test_api_processes_share_one_port(
     async with WorkerProcess(tmp_path, env, command="server", args=["--processes", "2"]) as sup:
         # READY=1 comes only once both processes listen: without SO_REUSEPORT the second
         # could not bind, and would exit instead.
-        await notify_socket.receive_until(lambda n: "READY" in n, "READY=1", within=STARTUP)
+        await ready(notify_socket, sup)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             for _ in range(20):  # new connections, spread by the kernel
                 response = await client.get("/readyz", headers={"connection": "close"})
