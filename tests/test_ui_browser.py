@@ -9,37 +9,39 @@ name: conftest clears those).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from api_helpers import ADMIN_TOKEN
+from api_helpers import ADMIN_TOKEN, READ_TOKEN
 from playwright.sync_api import Browser, Request, expect, sync_playwright
 from ui_helpers import api_client, launch, open_tab, threaded_server, token_settings, wait_for
 
+from taskqueue.daemon.runtime import Mode
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 
 #: The first load of the dashboard, everything it fetches included, must stay under this.
 FIRST_LOAD_LIMIT = 200 * 1024
 
 
-class Flaky:
-    """The ``ui.flaky`` task type: fails until the test "fixes the bug"."""
+#: Set when the test has "fixed the bug": ``ui.flaky`` tasks fail until then.
+FIXED = threading.Event()
 
-    fixed = threading.Event()
 
-    @staticmethod
-    async def run(ctx: TaskContext) -> dict[str, bool]:
-        if not Flaky.fixed.is_set():
-            raise RuntimeError("the bug is not fixed yet")
-        return {"fixed": True}
+async def flaky(ctx: TaskContext) -> dict[str, bool]:
+    if not FIXED.is_set():
+        raise RuntimeError("the bug is not fixed yet")
+    return {"fixed": True}
 
-    @staticmethod
-    @hookimpl
-    def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
-        registry.add("ui.flaky", Flaky.run)
+
+@hookimpl
+def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
+    registry.add("ui.flaky", flaky)
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +106,147 @@ def test_first_load_is_small(browser: Browser, redis_url: str, settings: dict[st
             total = sum(loaded)
             print(f"first load: {len(loaded)} responses, {total} bytes")
             assert total < FIRST_LOAD_LIMIT
+
+
+def submit(api: httpx.Client, task_type: str, **fields: Any) -> str:
+    response = api.post("/api/v1/tasks", json={"type": task_type, **fields})
+    assert response.status_code == 201, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+def state_of(api: httpx.Client, task_id: str) -> str:
+    state: str = api.get(f"/api/v1/tasks/{task_id}").json()["state"]
+    return state
+
+
+def test_failed_task_traceback_then_requeue_until_it_succeeds(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    FIXED.clear()
+    plugins = (sys.modules[__name__],)
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, plugins=plugins, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        task_id = submit(api, "ui.flaky", max_retries=0, payload={"order": 42})
+        wait_for(lambda: state_of(api, task_id) == "dead", "the task to die")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.get_by_role("link", name="Dead letters").click()
+        row = page.locator(f'tr[data-task="{task_id}"]')
+        expect(row).to_contain_text("RuntimeError")
+        expect(page.locator("#count")).to_contain_text("1 dead task")
+        tab.screenshot("dead-letters")
+
+        row.get_by_role("link").click()
+        page.wait_for_url(f"**/ui/tasks/{task_id}")
+        expect(page.locator("#traceback")).to_contain_text("the bug is not fixed yet")
+        expect(page.locator("#traceback")).to_contain_text("Traceback")
+        expect(page.locator("#payload")).to_contain_text('"order": 42')
+        expect(page.locator("#task-state")).to_have_text("dead")
+        tab.screenshot("task")
+
+        FIXED.set()
+        page.go_back()
+        page.locator(f'tr[data-task="{task_id}"]').get_by_role("button", name="Requeue").click()
+        expect(page.locator("#toast")).to_have_text("Requeued 1 task.")
+        expect(page.get_by_text("No dead letters.")).to_be_visible()
+        wait_for(lambda: state_of(api, task_id) == "succeeded", "the requeued task to succeed")
+        tab.goto(f"/ui/tasks/{task_id}")
+        expect(page.locator("#task-state")).to_have_text("succeeded")
+        expect(page.locator("#result")).to_contain_text('"fixed": true')
+
+
+def test_tasks_filter_page_and_search(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        ids = [submit(api, "report.build") for _ in range(60)]
+        other = submit(api, "mail.send", priority="high")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.get_by_role("link", name="Tasks", exact=True).click()
+        expect(page.locator("#count")).to_have_text("61 tasks pending")
+        expect(page.locator("tbody tr")).to_have_count(50)  # one page of 50
+        page.get_by_role("button", name="Next →").click()
+        expect(page.locator("tbody tr")).to_have_count(11)
+        page.get_by_role("button", name="← Previous").click()
+        expect(page.locator("tbody tr")).to_have_count(50)
+        tab.screenshot("tasks")
+
+        page.get_by_label("Type").fill("mail.send")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/ui/tasks?state=pending&type=mail.send")
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.locator(f'tr[data-task="{other}"]')).to_contain_text("high")
+
+        page.get_by_label("Find a task by id").fill(ids[7])
+        page.get_by_label("Find a task by id").press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{ids[7]}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+        page.get_by_role("button", name="Cancel task").click()
+        expect(page.locator("#task-state")).to_have_text("cancelled")
+        assert state_of(api, ids[7]) == "cancelled"
+
+
+def test_workers_page_and_keyboard(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        open_tab(browser, server) as tab,
+    ):
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        workers = page.get_by_role("link", name="Workers")
+        workers.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/ui/workers")
+        expect(workers).to_have_attribute("aria-current", "page")
+        row = page.locator("tr[data-worker]")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(str(os.getpid()))
+        expect(row).to_contain_text("echo")
+        expect(page.locator("#count")).to_contain_text("1 worker")
+        tab.screenshot("workers")
+
+
+def test_a_read_only_session_sees_no_action_and_cannot_act(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        pending = submit(api, "report.build")  # no worker serves it: it stays pending
+        dead = submit(api, "fail", max_retries=0)
+        wait_for(lambda: state_of(api, dead) == "dead", "the task to die")
+        tab.login(READ_TOKEN)
+        page = tab.page
+        expect(page.locator("#scope")).to_have_text("read-only")
+        tab.goto(f"/ui/tasks/{pending}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+        assert page.get_by_role("button").count() == 1  # log out, and nothing else
+        tab.goto(f"/ui/tasks/{dead}")
+        expect(page.locator("#task-state")).to_have_text("dead")
+        assert page.get_by_role("button").count() == 1
+        tab.goto("/ui/dead-letters")
+        expect(page.locator(f'tr[data-task="{dead}"]')).to_contain_text("task failed on purpose")
+        for name in ("Cancel task", "Requeue", "Requeue all", "Purge all", "Requeue selected"):
+            assert page.get_by_role("button", name=name).count() == 0, name
+        # Forged: the read session's own cookie and CSRF token, sent as the page would.
+        headers = {"Cookie": tab.cookie_header(), "X-CSRF-Token": tab.csrf()}
+        with httpx.Client(base_url=server.url, headers=headers) as forger:
+            assert forger.post(f"/api/v1/tasks/{pending}/cancel").status_code == 403
+            assert forger.post("/api/v1/dead-letters/requeue").status_code == 403
+            assert forger.delete("/api/v1/dead-letters").status_code == 403
+        assert state_of(api, pending) == "pending"
