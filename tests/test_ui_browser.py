@@ -60,7 +60,10 @@ def settings(tmp_path: Path) -> dict[str, Any]:
 def test_login_then_counts_and_chart_move_live(
     browser: Browser, redis_url: str, settings: dict[str, Any]
 ) -> None:
-    with threaded_server(redis_url, **settings) as server, open_tab(browser, server) as tab:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        open_tab(browser, server) as tab,
+    ):
         tab.goto("/ui/login")
         tab.screenshot("login")
         tab.login(ADMIN_TOKEN)
@@ -70,8 +73,12 @@ def test_login_then_counts_and_chart_move_live(
         expect(page.locator("#live")).to_have_text("live")
         with api_client(server) as api:
             for _ in range(5):  # a type no worker serves: they stay pending
-                assert api.post("/api/v1/tasks", json={"type": "report.build"}).status_code == 201
+                submit(api, "report.build")
+            for n in range(20):  # the worker runs these
+                submit(api, "echo", payload={"n": n})
         expect(pending).to_have_text("5")
+        expect(page.locator('[data-state="succeeded"] .n')).to_have_text("20")
+        expect(page.locator("[data-workers]")).to_have_text("1 worker")
         expect(page.locator('tr[data-type="report.build"] td').nth(1)).to_have_text("5")
         chart = page.locator('[data-chart="throughput"]')
         wait_for(

@@ -93,6 +93,8 @@ export function render(main, { signal, setLive }) {
       const rate = (key) => Math.max(0, (totals[key] ?? 0) - (state.last.totals[key] ?? 0)) / seconds;
       state.throughput.push({ t, v: { submitted: rate("submitted"), succeeded: rate("succeeded"), failed: rate("failed") } });
       state.succeededSince += (totals.succeeded ?? 0) - (state.last.totals.succeeded ?? 0);
+    } else {
+      state.throughput.push({ t, v: { submitted: 0, succeeded: 0, failed: 0 } }); // the baseline
     }
     state.last = { t, totals };
   }
