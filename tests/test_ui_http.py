@@ -5,6 +5,8 @@ files' caching and headers, and that no page is in the OpenAPI document."""
 from __future__ import annotations
 
 import re
+import ssl
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -74,7 +76,9 @@ async def test_cookie_is_secure_over_tls(redis_url: str, tmp_path: Path) -> None
     cert = make_self_signed_cert(tmp_path)
     async with (
         api_server(redis_url, cert=cert, **token_settings(tmp_path)) as server,
-        server.client() as client,
+        httpx.AsyncClient(
+            base_url=server.url, verify=ssl.create_default_context(cafile=cert[0])
+        ) as client,
     ):
         response = await client.post("/ui/login", data={"token": ADMIN_TOKEN})
         assert response.status_code == 303
@@ -149,3 +153,15 @@ async def check_document(server: ApiServer) -> None:
     paths = list(document["paths"])
     assert paths, "the document lists the API's operations"
     assert not [p for p in paths if p == "/" or p.startswith("/ui")]
+
+
+def test_the_static_files_are_package_data() -> None:
+    """Every file the dashboard serves is matched by pyproject's package-data glob (so it is in
+    the wheel): the glob takes static/'s files, and static/ has no subdirectory."""
+    root = Path(__file__).resolve().parent.parent
+    static = root / "taskqueue" / "api" / "ui" / "static"
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "api/ui/static/*" in pyproject["tool"]["setuptools"]["package-data"]["taskqueue"]
+    entries = list(static.iterdir())
+    assert {"index.html", "login.html", "app.js", "style.css"} <= {e.name for e in entries}
+    assert all(entry.is_file() for entry in entries)

@@ -44,7 +44,11 @@ export function render(main, { signal, setLive }) {
       counts[event.state] += 1;
       state.perType.set(event.type, counts);
     }
-  }, setLive);
+  }, (on) => {
+    // Opened (or reopened): what changed before the watch was live has sent no event.
+    if (on) state.dirty = true;
+    setLive(on);
+  });
   const timer = setInterval(tick, TICK_MS);
   signal.addEventListener("abort", () => { stop(); clearInterval(timer); });
   tick();
@@ -61,6 +65,7 @@ export function render(main, { signal, setLive }) {
     try {
       if (now - state.lastSlow >= SLOW_MS) {
         state.lastSlow = now;
+        state.dirty = true; // events a slow watcher lost (see EventHub) show here at the latest
         await refreshHealth();
       }
       if (state.dirty || !state.last) {

@@ -16,7 +16,10 @@ export function render(main, { params, signal, setLive }) {
       pending = true;
       setTimeout(() => { pending = false; load(); }, 200);
     }
-  }, setLive);
+  }, (on) => {
+    if (on) load(); // what changed before the watch was live sent no event
+    setLive(on);
+  });
   signal.addEventListener("abort", stop);
   load();
 
