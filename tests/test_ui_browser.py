@@ -88,6 +88,12 @@ def test_login_then_counts_and_chart_move_live(
         expect(page.locator("[data-redis]")).to_have_text("ok")
         assert page.get_by_role("button", name="Log out").is_visible()
         tab.screenshot("overview")
+        background = "getComputedStyle(document.body).backgroundColor"
+        light = page.evaluate(background)
+        page.emulate_media(color_scheme="dark")  # as the system setting says
+        assert page.evaluate(background) != light
+        tab.screenshot("overview-dark")
+        page.emulate_media(color_scheme="light")
         page.set_viewport_size({"width": 390, "height": 844})
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
         tab.screenshot("overview-phone")

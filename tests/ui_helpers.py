@@ -137,7 +137,7 @@ def open_tab(browser: Browser, server: ApiServer, **options: Any) -> Iterator[Ta
     try:
         yield tab
         page.close()  # ends its event streams before the daemon stops
-        assert tab.errors == []
+        assert not tab.errors, "\n".join(tab.errors)
     finally:
         context.close()
 

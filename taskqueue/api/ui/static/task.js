@@ -10,6 +10,7 @@ export function render(main, { params, signal, setLive }) {
   const body = el("div", {}, el("p", { class: "muted" }, "Loading…"));
   main.replaceChildren(el("h1", {}, "Task ", el("span", { class: "mono" }, id)), body);
   let pending = false;
+  let latest = 0; // loads may overlap: only the last one started is shown
 
   const stop = watch({ task_id: id }, () => {
     if (!pending) {
@@ -24,8 +25,10 @@ export function render(main, { params, signal, setLive }) {
   load();
 
   async function load() {
+    const mine = ++latest;
     try {
-      show(await api(`/api/v1/tasks/${id}`, { signal }));
+      const t = await api(`/api/v1/tasks/${id}`, { signal });
+      if (mine === latest) show(t);
     } catch (error) {
       if (aborted(error)) return;
       body.replaceChildren(el("p", { class: "error", role: "alert" },
