@@ -263,3 +263,35 @@ def test_a_read_only_session_sees_no_action_and_cannot_act(
             assert forger.post("/api/v1/dead-letters/requeue").status_code == 403
             assert forger.delete("/api/v1/dead-letters").status_code == 403
         assert state_of(api, pending) == "pending"
+
+
+def test_dead_letters_requeue_all_of_a_type_and_purge_after_confirming(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        dead = [submit(api, "fail", max_retries=0) for _ in range(3)]
+        wait_for(lambda: all(state_of(api, t) == "dead" for t in dead), "the tasks to die")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto("/ui/dead-letters?type=fail")
+        expect(page.locator("#count")).to_have_text("3 dead tasks of type fail")
+        page.get_by_role("button", name="Requeue all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Requeue them").click()
+        expect(page.locator("#toast")).to_have_text("Requeued 3.")
+        wait_for(lambda: api.get("/api/v1/queues").json()["totals"]["requeued"] == 3, "requeues")
+        wait_for(lambda: all(state_of(api, t) == "dead" for t in dead), "them to die again")
+
+        page.get_by_role("button", name="Purge all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Go back").click()
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        page.reload()
+        expect(page.locator("#count")).to_have_text("3 dead tasks of type fail")
+        page.get_by_role("button", name="Purge all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Purge them").click()
+        expect(page.locator("#toast")).to_have_text("Purged 3.")
+        expect(page.get_by_text("No dead letters.")).to_be_visible()
+        assert api.get("/api/v1/queues").json()["by_state"]["dead"] == 0
