@@ -81,12 +81,14 @@ async def api_server(
     *,
     mode: Mode = Mode.SERVER,
     cert: tuple[Path, Path] | None = None,
+    plugins: tuple[object, ...] = (),
     **settings: object,
 ) -> AsyncIterator[ApiServer]:
     """A daemon serving the API for the ``async with`` block.
 
     ``settings`` are configuration overrides (``server__tokens=("t",)`` sets
-    ``server.tokens``); ``cert`` serves TLS with that certificate and key.
+    ``server.tokens``); ``cert`` serves TLS with that certificate and key; ``plugins`` are
+    plugin objects whose task types its worker (``mode=Mode.RUN``) runs too.
     """
     overrides: dict[str, object] = {"server__port": 0, **settings}
     if cert is not None:
@@ -98,10 +100,10 @@ async def api_server(
         services.append(ApiService(context))
         return services[0]
 
-    plugins = load_plugins(settings=config.plugins)
+    loaded = load_plugins(settings=config.plugins, extra=plugins)
     async with trio.open_nursery() as nursery:
         daemon: Daemon = await nursery.start(
-            functools.partial(run_daemon, config, plugins, mode=mode, api=api, handle_signals=False)
+            functools.partial(run_daemon, config, loaded, mode=mode, api=api, handle_signals=False)
         )
         service = services[0]
         server = ApiServer(

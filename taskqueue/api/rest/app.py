@@ -48,6 +48,8 @@ from taskqueue.api.rest.send import (
     send_stream,
 )
 from taskqueue.api.rest.urls import Match, UrlMap, canonical
+from taskqueue.api.ui.pages import Dashboard
+from taskqueue.api.ui.session import CSRF_HEADER, read_session
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,11 @@ _CLOSE = (b"connection", b"close")
 class RestApp:
     """The ASGI app of the REST API (HTTP scopes only: the dispatcher answers ``lifespan``)."""
 
-    def __init__(self, api: Api, routes: list[Route]) -> None:
+    def __init__(self, api: Api, routes: list[Route], ui: Dashboard | None = None) -> None:
         self.api = api
         self.urls = UrlMap(routes)
+        #: The web dashboard, which serves ``/`` and ``/ui``: pages, not operations.
+        self.ui = ui
         self.limit = api.context.server.max_request_bytes
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
@@ -91,11 +95,15 @@ class RestApp:
         """The response to ``request``: its handler's, or the problem that stopped it."""
         try:
             path = canonical(request.path)
+            # Tell the API dispatcher which operation this is, for its metrics' route label.
+            info: Any = request.scope.get(REQUEST_INFO_KEY)
+            if self.ui is not None and self.ui.serves(path):
+                if info is not None:
+                    info.route = self.ui.route(path)
+                return await self.ui.respond(request, path)
             match = self.urls.match(request.method, path)
             if match.route is None:
                 return _unmatched(request.method, path, match)
-            # Tell the API dispatcher which operation this is, for its metrics' route label.
-            info: Any = request.scope.get(REQUEST_INFO_KEY)
             if info is not None:
                 info.route = match.route.operation.path
             return await self._call(request, match.route, match.params)
@@ -139,7 +147,7 @@ class RestApp:
 
 
 def create_rest_app(context: ApiContext, authenticator: Authenticator, events: EventHub) -> RestApp:
-    """The REST API (``events`` must be running for ``/api/v1/events``)."""
+    """The REST API (``events`` must be running for ``/api/v1/events``), and the dashboard."""
     server = context.server
     routes = all_routes(context.metrics_path, metrics_public=context.metrics_public)
     document = build_document(
@@ -148,7 +156,7 @@ def create_rest_app(context: ApiContext, authenticator: Authenticator, events: E
         health_open=server.open_health_endpoints,
     )
     api = Api(context=context, authenticator=authenticator, events=events, openapi=document)
-    return RestApp(api, routes)
+    return RestApp(api, routes, Dashboard(authenticator))
 
 
 def all_routes(metrics_path: str | None = None, *, metrics_public: bool = False) -> list[Route]:
@@ -182,12 +190,22 @@ def _authorize(api: Api, request: Request, op: Operation) -> Response | None:
         return None
     if op.access is Access.HEALTH and api.context.server.open_health_endpoints:
         return None
-    result = api.authenticator.check(
-        request.headers.get("authorization"), write=op.access is Access.WRITE
-    )
+    write = op.access is Access.WRITE
+    authorization = request.headers.get("authorization")
+    # The dashboard's session cookie stands for a bearer token (see taskqueue.api.ui.session);
+    # a write made with it must carry the session's CSRF token too.
+    session = None if authorization else read_session(request.headers.get("cookie"))
+    if session is not None:
+        authorization = session.authorization
+    result = api.authenticator.check(authorization, write=write)
     error = auth_error(result)
     if error is None:
-        return None
+        if session is None or not write or not api.authenticator.enabled:
+            return None
+        if session.csrf_ok(request.headers.get(CSRF_HEADER)):
+            return None
+        detail = "a write made with the dashboard's session needs its X-CSRF-Token header"
+        return problem_response(ApiError(403, "PERMISSION_DENIED", "Forbidden", detail))
     headers = {}
     if result is AuthResult.INVALID:
         headers["WWW-Authenticate"] = f'{WWW_AUTHENTICATE}, error="invalid_token"'

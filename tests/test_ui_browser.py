@@ -1,0 +1,297 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): logging in,
+counts and charts moving live, a failed task's traceback, requeueing it from the dead
+letters until it succeeds, what a read-only session sees, and no console error anywhere.
+
+One browser for the module; each test a fresh context (no cookies) against its own daemon.
+``UI_SCREENSHOTS=1`` writes each page's screenshot to docs/screenshots/ (not a ``TASKQUEUE_``
+name: conftest clears those).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import ADMIN_TOKEN, READ_TOKEN
+from playwright.sync_api import Browser, Request, expect, sync_playwright
+from ui_helpers import api_client, launch, open_tab, threaded_server, token_settings, wait_for
+
+from taskqueue.daemon.runtime import Mode
+from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
+
+#: The first load of the dashboard, everything it fetches included, must stay under this.
+FIRST_LOAD_LIMIT = 200 * 1024
+
+
+#: Set when the test has "fixed the bug": ``ui.flaky`` tasks fail until then.
+FIXED = threading.Event()
+
+
+async def flaky(ctx: TaskContext) -> dict[str, bool]:
+    if not FIXED.is_set():
+        raise RuntimeError("the bug is not fixed yet")
+    return {"fixed": True}
+
+
+@hookimpl
+def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
+    registry.add("ui.flaky", flaky)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> dict[str, Any]:
+    return token_settings(tmp_path)
+
+
+def test_login_then_counts_and_chart_move_live(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        open_tab(browser, server) as tab,
+    ):
+        tab.goto("/ui/login")
+        tab.screenshot("login")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        pending = page.locator('[data-state="pending"] .n')
+        expect(pending).to_have_text("0")
+        expect(page.locator("#live")).to_have_text("live")
+        with api_client(server) as api:
+            for _ in range(5):  # a type no worker serves: they stay pending
+                submit(api, "report.build")
+            for n in range(20):  # the worker runs these
+                submit(api, "echo", payload={"n": n})
+        expect(pending).to_have_text("5")
+        expect(page.locator('[data-state="succeeded"] .n')).to_have_text("20")
+        expect(page.locator("[data-workers]")).to_have_text("1 worker")
+        expect(page.locator('tr[data-type="report.build"] td').nth(1)).to_have_text("5")
+        chart = page.locator('[data-chart="throughput"]')
+        wait_for(
+            lambda: float(chart.get_attribute("data-peak_submitted") or 0) > 0,
+            "the throughput chart to show the submissions",
+        )
+        expect(page.locator("[data-redis]")).to_have_text("ok")
+        assert page.get_by_role("button", name="Log out").is_visible()
+        tab.screenshot("overview")
+        background = "getComputedStyle(document.body).backgroundColor"
+        light = page.evaluate(background)
+        page.emulate_media(color_scheme="dark")  # as the system setting says
+        assert page.evaluate(background) != light
+        tab.screenshot("overview-dark")
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        tab.screenshot("overview-phone")
+
+
+def test_first_load_is_small(browser: Browser, redis_url: str, settings: dict[str, Any]) -> None:
+    with threaded_server(redis_url, **settings) as server:
+        with open_tab(browser, server) as tab:
+            tab.login(ADMIN_TOKEN)
+            state = tab.context.storage_state()
+        with open_tab(browser, server, storage_state=state) as tab:
+            loaded: list[int] = []
+
+            def finished(request: Request) -> None:
+                sizes = request.sizes()
+                loaded.append(sizes["responseBodySize"] + sizes["responseHeadersSize"])
+
+            tab.page.on("requestfinished", finished)
+            tab.goto("/ui/")
+            expect(tab.page.locator('[data-state="pending"] .n')).to_have_text("0")
+            expect(tab.page.locator("[data-workers]")).to_be_visible()
+            assert len(loaded) >= 8  # the page, its styles, scripts and icon, the API's JSON
+            total = sum(loaded)
+            print(f"first load: {len(loaded)} responses, {total} bytes")
+            assert total < FIRST_LOAD_LIMIT
+
+
+def submit(api: httpx.Client, task_type: str, **fields: Any) -> str:
+    response = api.post("/api/v1/tasks", json={"type": task_type, **fields})
+    assert response.status_code == 201, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+def state_of(api: httpx.Client, task_id: str) -> str:
+    state: str = api.get(f"/api/v1/tasks/{task_id}").json()["state"]
+    return state
+
+
+def test_failed_task_traceback_then_requeue_until_it_succeeds(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    FIXED.clear()
+    plugins = (sys.modules[__name__],)
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, plugins=plugins, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        task_id = submit(api, "ui.flaky", max_retries=0, payload={"order": 42})
+        wait_for(lambda: state_of(api, task_id) == "dead", "the task to die")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.get_by_role("link", name="Dead letters").click()
+        row = page.locator(f'tr[data-task="{task_id}"]')
+        expect(row).to_contain_text("RuntimeError")
+        expect(page.locator("#count")).to_contain_text("1 dead task")
+        tab.screenshot("dead-letters")
+
+        row.get_by_role("link").click()
+        page.wait_for_url(f"**/ui/tasks/{task_id}")
+        expect(page.locator("#traceback")).to_contain_text("the bug is not fixed yet")
+        expect(page.locator("#traceback")).to_contain_text("Traceback")
+        expect(page.locator("#payload")).to_contain_text('"order": 42')
+        expect(page.locator("#task-state")).to_have_text("dead")
+        tab.screenshot("task")
+
+        FIXED.set()
+        page.go_back()
+        page.locator(f'tr[data-task="{task_id}"]').get_by_role("button", name="Requeue").click()
+        expect(page.locator("#toast")).to_have_text("Requeued 1 task.")
+        expect(page.get_by_text("No dead letters.")).to_be_visible()
+        wait_for(lambda: state_of(api, task_id) == "succeeded", "the requeued task to succeed")
+        tab.goto(f"/ui/tasks/{task_id}")
+        expect(page.locator("#task-state")).to_have_text("succeeded")
+        expect(page.locator("#result")).to_contain_text('"fixed": true')
+
+
+def test_tasks_filter_page_and_search(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        ids = [submit(api, "report.build") for _ in range(60)]
+        other = submit(api, "mail.send", priority="high")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.get_by_role("link", name="Tasks", exact=True).click()
+        expect(page.locator("#count")).to_have_text("61 tasks pending")
+        expect(page.locator("tbody tr")).to_have_count(50)  # one page of 50
+        page.get_by_role("button", name="Next →").click()
+        expect(page.locator("tbody tr")).to_have_count(11)
+        page.get_by_role("button", name="← Previous").click()
+        expect(page.locator("tbody tr")).to_have_count(50)
+        tab.screenshot("tasks")
+
+        page.get_by_label("Type").fill("mail.send")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/ui/tasks?state=pending&type=mail.send")
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.locator(f'tr[data-task="{other}"]')).to_contain_text("high")
+
+        page.get_by_label("Find a task by id").fill(ids[7])
+        page.get_by_label("Find a task by id").press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{ids[7]}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+        page.get_by_role("button", name="Cancel task").click()
+        expect(page.locator("#task-state")).to_have_text("cancelled")
+        assert state_of(api, ids[7]) == "cancelled"
+
+
+def test_workers_page_and_keyboard(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        open_tab(browser, server) as tab,
+    ):
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        workers = page.get_by_role("link", name="Workers")
+        workers.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/ui/workers")
+        expect(workers).to_have_attribute("aria-current", "page")
+        row = page.locator("tr[data-worker]")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(str(os.getpid()))
+        expect(row).to_contain_text("echo")
+        expect(page.locator("#count")).to_contain_text("1 worker")
+        tab.screenshot("workers")
+
+
+def test_a_read_only_session_sees_no_action_and_cannot_act(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        pending = submit(api, "report.build")  # no worker serves it: it stays pending
+        dead = submit(api, "fail", max_retries=0)
+        wait_for(lambda: state_of(api, dead) == "dead", "the task to die")
+        tab.login(READ_TOKEN)
+        page = tab.page
+        expect(page.locator("#scope")).to_have_text("read-only")
+        tab.goto(f"/ui/tasks/{pending}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+        assert page.get_by_role("button").count() == 1  # log out, and nothing else
+        tab.goto(f"/ui/tasks/{dead}")
+        expect(page.locator("#task-state")).to_have_text("dead")
+        assert page.get_by_role("button").count() == 1
+        tab.goto("/ui/dead-letters")
+        expect(page.locator(f'tr[data-task="{dead}"]')).to_contain_text("task failed on purpose")
+        for name in ("Cancel task", "Requeue", "Requeue all", "Purge all", "Requeue selected"):
+            assert page.get_by_role("button", name=name).count() == 0, name
+        # Forged: the read session's own cookie and CSRF token, sent as the page would.
+        headers = {"Cookie": tab.cookie_header(), "X-CSRF-Token": tab.csrf()}
+        with httpx.Client(base_url=server.url, headers=headers) as forger:
+            assert forger.post(f"/api/v1/tasks/{pending}/cancel").status_code == 403
+            assert forger.post("/api/v1/dead-letters/requeue").status_code == 403
+            assert forger.delete("/api/v1/dead-letters").status_code == 403
+        assert state_of(api, pending) == "pending"
+
+
+def test_dead_letters_requeue_all_of_a_type_and_purge_after_confirming(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        dead = [submit(api, "fail", max_retries=0) for _ in range(3)]
+        wait_for(lambda: all(state_of(api, t) == "dead" for t in dead), "the tasks to die")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto("/ui/dead-letters?type=fail")
+        expect(page.locator("#count")).to_have_text("3 dead tasks of type fail")
+        page.get_by_role("button", name="Requeue all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Requeue them").click()
+        expect(page.locator("#toast")).to_have_text("Requeued 3.")
+        wait_for(lambda: api.get("/api/v1/queues").json()["totals"]["requeued"] == 3, "requeues")
+        wait_for(lambda: all(state_of(api, t) == "dead" for t in dead), "them to die again")
+
+        page.get_by_role("button", name="Purge all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Go back").click()
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        page.reload()
+        expect(page.locator("#count")).to_have_text("3 dead tasks of type fail")
+        page.get_by_role("button", name="Purge all fail").click()
+        page.get_by_role("dialog").get_by_role("button", name="Purge them").click()
+        expect(page.locator("#toast")).to_have_text("Purged 3.")
+        expect(page.get_by_text("No dead letters.")).to_be_visible()
+        assert api.get("/api/v1/queues").json()["by_state"]["dead"] == 0
