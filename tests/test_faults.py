@@ -144,12 +144,12 @@ async def test_a_worker_partitioned_from_redis_past_its_lease_loses_and_doubles_
                 proxy.heal()
             await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.05)
             await wait_for_worker(broker, "cut", within=STARTUP)  # serving again
-            await assert_invariants(broker)
             verdict = await history.check(broker)
             reaped = (await broker.stats()).totals["reaped"]
             for process in (*cut.values(), *direct.values()):
                 process.send_signal(signal.SIGTERM)
                 assert await process.wait_exit(within=STARTUP) == 0
+        await assert_invariants(broker)  # at rest: the reapers no longer change it
         nursery.cancel_scope.cancel()
     verdict.assert_clean("partition")
     assert verdict.by_state == {"succeeded": size.tasks}
@@ -233,11 +233,11 @@ async def test_redis_frozen_under_load_then_thawed_loses_and_doubles_nothing(
             assert all(
                 p.process is not None and p.process.returncode is None for p in procs.values()
             )
-            await assert_invariants(broker)
             verdict = await history.check(broker)
             for process in procs.values():
                 process.send_signal(signal.SIGTERM)
                 assert await process.wait_exit(within=STARTUP) == 0
+        await assert_invariants(broker)  # at rest: the reapers no longer change it
     finally:
         await client.aclose()
     verdict.assert_clean("redis frozen")
@@ -330,10 +330,10 @@ async def test_workers_killed_at_random_points_lose_and_double_nothing(
             assert await procs[name].wait_exit(within=STARTUP) == -signal.SIGKILL
     async with workers(broker, tmp_path, history, {"last": redis_url}) as procs:
         await wait_all_final(broker, size.tasks, within=STARTUP + size.tasks * 0.01)
-        await assert_invariants(broker)
         verdict = await history.check(broker)
         procs["last"].send_signal(signal.SIGTERM)
         assert await procs["last"].wait_exit(within=STARTUP) == 0
+    await assert_invariants(broker)  # at rest: the reapers no longer change it
     verdict.assert_clean(f"workers killed (seed {seed})")
     assert verdict.by_state == {"succeeded": size.tasks}
 
