@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import redis
 import redis.exceptions
+import redis.sentinel
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
@@ -79,7 +80,16 @@ def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> r
         # (ten, up to a second apart) leaves a caller waiting seconds on an unreachable Redis.
         "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2),
     }
-    if address.path:
+    if address.sentinels:
+        # redis-py's Sentinel client asks the sentinels again after a failover.
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(address.sentinels), socket_connect_timeout=connect_timeout
+        )
+        primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            address.service or "", **options
+        )
+        client = primary
+    elif address.path:
         client = redis.Redis(unix_socket_path=address.path, **options)
     else:
         client = redis.Redis(

@@ -11,7 +11,6 @@ import typing
 from collections.abc import Mapping
 from functools import cache
 from typing import ClassVar, Final
-from urllib.parse import urlsplit
 
 import attrs
 from attrs import AttrsInstance
@@ -19,6 +18,7 @@ from attrs import AttrsInstance
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
 from taskqueue.config.units import MASK, format_duration, mask_url_value
 from taskqueue.dev_processors import is_module_path
+from taskqueue.redis.url import RedisAddress
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("auto", "json", "console", "journald")
@@ -33,14 +33,12 @@ def _worker_id_ok(name: str) -> bool:
 
 
 def _redis_url_ok(url: str) -> bool:
+    """A URL the Redis client can use (its own parser decides: one definition)."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        address = RedisAddress.from_url(url)
     except ValueError:
         return False
-    if parts.scheme == "unix":
-        return bool(parts.path)
-    return parts.scheme in ("redis", "rediss")
+    return bool(address.path) if url.startswith("unix:") else True
 
 
 _PORT = "a port number from 0 to 65535"
@@ -93,7 +91,8 @@ class RedisConfig:
         None,
         mask=mask_url_value,
         check=_redis_url_ok,
-        expected="a URL like redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock",
+        expected="a URL like redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock "
+        "or redis+sentinel://host:26379,host2:26379/service/0",
     )
     db: int = setting(0, minimum=0)
     username: str | None = setting(None)

@@ -19,6 +19,7 @@ import socket as stdlib_socket
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import hiredis
 import trio
 
@@ -58,7 +59,30 @@ class Connection:
 
     @classmethod
     async def open(cls, address: RedisAddress, *, connect_timeout: float = 5.0) -> Connection:
-        """Connect, negotiate TLS, authenticate and select the database in ``connect_timeout``."""
+        """Connect, negotiate TLS, authenticate and select the database in ``connect_timeout``.
+
+        A Sentinel address is first resolved to its primary (see :func:`primary_of`), and the
+        server must say it is the primary: right after a failover a sentinel may still name
+        the old one, and a write to a replica would fail anyway.
+        """
+        if address.sentinels:
+            with trio.move_on_after(connect_timeout) as resolving:
+                primary = await primary_of(address)
+            if resolving.cancelled_caught:
+                raise RedisConnectionError(f"timed out asking the sentinels of {address}")
+            conn = await cls.open(primary, connect_timeout=connect_timeout)
+            try:
+                role = await conn.execute("ROLE")
+            except BaseException:
+                await conn.aclose()
+                raise
+            if not role or role[0] != "master":
+                await conn.aclose()
+                raise RedisConnectionError(
+                    f"{primary.host}:{primary.port}, named by the sentinels of {address}, is "
+                    "not a primary (a failover is under way)"
+                )
+            return conn
         stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(connect_timeout):
@@ -241,3 +265,27 @@ def _reason(exc: BaseException) -> str:
     if not text and exc.__cause__ is not None:
         text = str(exc.__cause__)
     return text or type(exc).__name__
+
+
+async def primary_of(address: RedisAddress) -> RedisAddress:
+    """``address`` with ``host``/``port`` of the primary its sentinels name for its service
+    (``SENTINEL get-master-addr-by-name``), asking one sentinel after another."""
+    reasons = []
+    for host, port in address.sentinels:
+        sentinel = RedisAddress(host=host, port=port)
+        try:
+            conn = await Connection.open(sentinel)
+        except RedisConnectionError as exc:
+            reasons.append(str(exc))
+            continue
+        try:
+            reply = await conn.execute("SENTINEL", "get-master-addr-by-name", address.service or "")
+        except (RedisError, trio.BrokenResourceError) as exc:
+            reasons.append(f"{host}:{port}: {exc}")
+            continue
+        finally:
+            await conn.aclose()
+        if reply:
+            return attrs.evolve(address, host=str(reply[0]), port=int(reply[1]), sentinels=())
+        reasons.append(f"{host}:{port} knows no service {address.service!r}")
+    raise RedisConnectionError(f"no sentinel of {address} named a primary: {'; '.join(reasons)}")

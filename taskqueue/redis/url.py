@@ -8,8 +8,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
-#: URL schemes and what they mean: TCP, TCP with TLS, a unix socket.
-SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes and what they mean: TCP, TCP with TLS, a unix socket, the primary that Redis
+#: Sentinel names (``redis+sentinel://[:password@]host[:port][,host[:port]...]/service[/db]``).
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+#: Redis Sentinel's own port, when a sentinel's address names none.
+SENTINEL_PORT = 26379
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +30,9 @@ class RedisAddress:
     ssl_cert_reqs: str = "required"
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    #: Sentinels to ask where the primary of ``service`` is (then ``host``/``port`` are unused).
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
 
     @classmethod
     def from_url(
@@ -59,6 +65,8 @@ class RedisAddress:
             ssl_cert_reqs=str(parts.get("ssl_cert_reqs") or "required"),
             ssl_certfile=parts.get("ssl_certfile"),
             ssl_keyfile=parts.get("ssl_keyfile"),
+            sentinels=parts.get("sentinels", ()),
+            service=parts.get("service"),
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -74,6 +82,9 @@ class RedisAddress:
 
     def __str__(self) -> str:
         """The address without secrets, for logs and error messages."""
+        if self.sentinels:
+            via = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"redis primary {self.service!r} of sentinels {via} db={self.db}"
         where = f"unix://{self.path}" if self.path else f"{self.host}:{self.port}"
         return f"{'rediss' if self.tls else 'redis'} {where} db={self.db}"
 
@@ -87,7 +98,11 @@ def parse_url(url: str) -> dict[str, Any]:
     """
     split = urlsplit(url)
     if split.scheme not in SCHEMES:
-        raise ValueError("the scheme must be one of redis://, rediss://, unix://")
+        raise ValueError(
+            "the scheme must be one of redis://, rediss://, unix://, redis+sentinel://"
+        )
+    if split.scheme == "redis+sentinel":
+        return _sentinel_parts(split.netloc, split.path, split.query)
     parts: dict[str, Any] = {
         name: values[0] for name, values in parse_qs(split.query).items() if values
     }
@@ -108,6 +123,34 @@ def parse_url(url: str) -> dict[str, Any]:
     database = unquote(split.path).replace("/", "")
     if database.isascii() and database.isdigit() and "db" not in parts:
         parts["db"] = int(database)  # as redis-py: a path that is not a number is no database
+    return parts
+
+
+def _sentinel_parts(netloc: str, path: str, query: str) -> dict[str, Any]:
+    """``[[user]:password@]host[:port][,host[:port]...]`` and ``/service[/db]``."""
+    parts: dict[str, Any] = {name: values[0] for name, values in parse_qs(query).items() if values}
+    userinfo, _, hosts = netloc.rpartition("@")
+    if userinfo:
+        username, _, password = userinfo.partition(":")
+        if username:
+            parts["username"] = unquote(username)
+        if password:
+            parts["password"] = unquote(password)
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        if not host:
+            raise ValueError(f"a sentinel address must be host[:port], not {item!r}")
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"a sentinel port must be a number in 1-65535, not {port!r}")
+        sentinels.append((host.strip("[]"), int(port) if port else SENTINEL_PORT))
+    parts["sentinels"] = tuple(sentinels)
+    service, _, database = path.strip("/").partition("/")
+    if not service:
+        raise ValueError("a redis+sentinel:// URL names its service: .../SERVICE[/DB]")
+    parts["service"] = unquote(service)
+    if database or "db" in parts:
+        parts["db"] = _database(database or parts["db"])
     return parts
 
 
