@@ -25,6 +25,7 @@ import msgspec.inspect as mi
 from msgspec import Meta, Struct
 
 from taskqueue.errors import InvalidTaskError
+from taskqueue.numerals import natural
 
 
 class TaskState(enum.StrEnum):
@@ -420,8 +421,10 @@ def _at(value: object, parts: list[str]) -> object:
     for part in parts:
         if isinstance(value, dict) and part in value:
             value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
+        elif (
+            isinstance(value, list) and (index := natural(part)) is not None and index < len(value)
+        ):
+            value = value[index]
         else:
             return _MISSING
     return value

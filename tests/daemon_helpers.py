@@ -191,9 +191,7 @@ class WorkerProcess:
 
         async def logged() -> bool:
             found[:] = [
-                r
-                for r in self.log_records()
-                if any(t in str(r.get("message", "")) for t in texts)
+                r for r in self.log_records() if any(t in str(r.get("message", "")) for t in texts)
             ]
             return bool(found)
 

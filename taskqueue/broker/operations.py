@@ -19,6 +19,7 @@ reading of its reply.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -26,13 +27,14 @@ import attrs
 import msgspec
 
 from taskqueue import _json
+from taskqueue.broker import cursors
 from taskqueue.broker.codec import (
     claimed_from_reply,
     task_from_hash,
     worker_from_hash,
     worker_to_json,
 )
-from taskqueue.broker.keys import Keys
+from taskqueue.broker.keys import Keys, count_field
 from taskqueue.broker.model import (
     BrokerSettings,
     Cancellation,
@@ -433,7 +435,7 @@ def list_tasks(
         raise InvalidTaskError(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     if state is TaskState.PENDING:
         return (yield from _list_pending(keys, task_type, limit, cursor))
-    offset = _parse_cursor(cursor, 0)
+    offset = cursors.read_offset(cursor)
     key = keys.zset_of(state)
     command = "ZREVRANGE" if state.is_terminal else "ZRANGE"
     items: list[Task] = []
@@ -446,25 +448,33 @@ def list_tasks(
             if task is not None and (task_type is None or task.type == task_type):
                 items.append(task)
                 if len(items) == limit:
-                    return Page(items, str(offset + i + 1))
+                    return Page(items, cursors.offset_cursor(offset + i + 1))
         offset += len(ids)
-    return Page(items, str(offset))
+    return Page(items, cursors.offset_cursor(offset))
 
 
 def _list_pending(
     keys: Keys, task_type: str | None, limit: int, cursor: str | None
 ) -> Operation[Page]:
     types = [task_type] if task_type else sorted((yield Call(("SMEMBERS", keys.types))))
+    rank = {p.value: n for n, p in enumerate(PRIORITY_ORDER)}
     queues = [(p.value, t) for p in PRIORITY_ORDER for t in types]
-    # The cursor names its queue ("priority:type:offset"), not its index in `queues`: a type
-    # submitted between two pages shifts the indexes.
+    # Queues with no pending task are skipped without a round trip each: the counts hash
+    # says which hold any, in one HMGET.
+    if queues:
+        fields = [count_field(TaskState.PENDING, p, t) for p, t in queues]
+        held = yield Call(("HMGET", keys.counts, *fields))
+        queues = [q for q, n in zip(queues, held, strict=True) if n is not None and int(n) > 0]
+    # The cursor names its queue, not its index in `queues`: a queue that emptied or appeared
+    # between two pages shifts the indexes, not the order, so the next page starts at the
+    # first queue at or after the cursor's.
     position, offset = 0, 0
     if cursor is not None:
-        priority, _, rest = cursor.partition(":")
-        queue_type, _, at = rest.rpartition(":")
-        if (priority, queue_type) not in queues or not at.isdigit():
-            raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
-        position, offset = queues.index((priority, queue_type)), int(at)
+        priority, queue_type, at = cursors.read_queue(cursor)
+        mark = (rank[priority], queue_type)
+        position = bisect.bisect_left([(rank[p], t) for p, t in queues], mark)
+        if position < len(queues) and queues[position] == (priority, queue_type):
+            offset = at
     items: list[Task] = []
     while position < len(queues) and len(items) < limit:
         wanted = limit - len(items)
@@ -477,16 +487,7 @@ def _list_pending(
             offset += len(ids)
     if position >= len(queues):
         return Page(items, None)
-    priority, queue_type = queues[position]
-    return Page(items, f"{priority}:{queue_type}:{offset}")
-
-
-def _parse_cursor(cursor: str | None, default: int) -> int:
-    if cursor is None:
-        return default
-    if not cursor.isdigit():
-        raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)
+    return Page(items, cursors.queue_cursor(*queues[position], offset))
 
 
 def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
