@@ -5,6 +5,7 @@ passed ``str.isdigit()`` and then failed ``int()``)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +15,7 @@ from grpc_helpers import GrpcServer, grpc_call, grpc_server
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from taskqueue.api.grpc import pb
+from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.numerals import natural
 
 CRAFTED = [
@@ -114,9 +115,13 @@ async def test_grpc_refuses_a_crafted_cursor_as_an_invalid_argument(redis_url: s
             for cursor in ("¹", "1_0", "9" * 5000, "normal:echo:¹"):
                 request = pb.ListTasksRequest(state=state, cursor=cursor)
                 with pytest.raises(GRPCError) as info:
-                    await grpc_call(server.h2c, lambda stub, r=request: stub.list_tasks(r))
+                    await grpc_call(server.h2c, functools.partial(list_tasks, request=request))
                 assert info.value.status is Status.INVALID_ARGUMENT, cursor
                 assert (info.value.message or "").startswith("cursor: "), info.value.message
+
+
+async def list_tasks(stub: TaskQueueStub, *, request: pb.ListTasksRequest) -> object:
+    return await stub.list_tasks(request)
 
 
 def test_natural_takes_ascii_digits_alone() -> None:
