@@ -14,6 +14,7 @@ from taskqueue.errors import (
     QueueFullError,
     TaskNotFoundError,
     TaskQueueError,
+    TooManyTypesError,
     UnservedTypeError,
 )
 from taskqueue.models import (
@@ -55,6 +56,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskQueueError",
     "TaskState",
+    "TooManyTypesError",
     "UnservedTypeError",
     "WorkerInfo",
     "__version__",

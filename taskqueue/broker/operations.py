@@ -50,7 +50,14 @@ from taskqueue.broker.model import (
     TrimResult,
     unserved_warning,
 )
-from taskqueue.broker.policy import PLUGIN_SETTINGS, REDIS_NAMES, Layer, PolicyView, encode_value
+from taskqueue.broker.policy import (
+    GLOBAL_SETTINGS,
+    PLUGIN_SETTINGS,
+    REDIS_NAMES,
+    Layer,
+    PolicyView,
+    encode_value,
+)
 from taskqueue.broker.policy import unsets as policy_unsets
 from taskqueue.broker.policy import writes as policy_writes
 from taskqueue.broker.scripts import load_scripts
@@ -60,6 +67,7 @@ from taskqueue.errors import (
     InvalidTaskError,
     QueueFullError,
     TaskNotFoundError,
+    TooManyTypesError,
     UnservedTypeError,
 )
 from taskqueue.ids import new_task_ids
@@ -81,6 +89,8 @@ from taskqueue.redis import ResponseError, Script
 
 T = TypeVar("T")
 Arg = str | int | float
+#: Members of the types set one trim samples for types without tasks (see trim.lua).
+TYPE_SWEEP = 100
 
 
 @attrs.frozen
@@ -168,6 +178,18 @@ def enqueue_many(
 
 def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
     """The error for one of enqueue.lua's refusals (any other error reply, unchanged)."""
+    if error.startswith("BADTYPE"):
+        index = int(error.split()[1])
+        field = "type" if len(submissions) == 1 else f"{index}.type"
+        return InvalidTaskError(task_type_problem(submissions[index].type) or error, field=field)
+    if error.startswith("TOOMANYTYPES"):
+        _, task_type, types, limit = error.split()
+        return TooManyTypesError(
+            f"task type {task_type!r} has no tasks, and {types} task types already do: the"
+            f" policy's max_task_types is {limit}; submit to an existing type, or wait until"
+            " some type has no pending, scheduled, active or dead task left",
+            task_type=task_type,
+        )
     if error.startswith("QUEUEFULL"):
         _, task_type, depth, limit = error.split()
         return QueueFullError(
@@ -241,7 +263,20 @@ def set_type_policies(keys: Keys, policies: Mapping[str, Policy]) -> Operation[N
 def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
     if task_type is not None and (problem := task_type_problem(task_type)) is not None:
         raise InvalidTaskError(problem, field="type")
+    if task_type is not None:
+        for field in GLOBAL_SETTINGS:
+            if getattr(settings, field) is not None:
+                raise InvalidTaskError(
+                    f"{field} is a global setting: set it without a task type", field=field
+                )
     return validated(msgspec.structs.asdict(settings), Policy)
+
+
+def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
+    """:func:`stats` and :func:`served_types` in one round trip (what a metrics scrape reads)."""
+    replies = yield Pipeline((*_stats_commands(keys), ("HGETALL", keys.served)))
+    served = frozenset(t for t, until in pairs(replies[4]).items() if int(until) >= now)
+    return _stats_from(replies[:4]), served
 
 
 def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
@@ -392,9 +427,9 @@ def expire_workers(keys: Keys, worker_ids: Sequence[str], now: int) -> Operation
 
 def trim(settings: BrokerSettings, keys: Keys, limit: int, now: int) -> Operation[TrimResult]:
     """Delete up to ``limit`` finished records past their retention."""
-    args = [now, limit, *settings.retention.script_args()]
-    succeeded, cancelled, dead = yield _script(keys, "trim", *args)
-    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead)
+    args = [now, limit, *settings.retention.script_args(), TYPE_SWEEP]
+    succeeded, cancelled, dead, swept = yield _script(keys, "trim", *args)
+    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead, types_dropped=swept)
 
 
 def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:
