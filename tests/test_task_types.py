@@ -174,6 +174,19 @@ async def test_past_max_task_types_a_new_type_is_refused_and_an_old_one_is_not(
         await submit(broker, name)
 
 
+async def test_a_retried_submission_is_answered_even_at_the_limit(broker: Broker) -> None:
+    """A retry whose idempotency key names an existing task adds nothing, so it is answered
+    with that task even when its type has no tasks left and the limit is reached."""
+    await broker.set_policy(Policy(max_task_types=1))
+    first = await broker.enqueue(Submission(type="a", idempotency_key="k"))
+    await broker.report([succeeded(await claim_one(broker, "a"))])
+    await submit(broker, "b")
+    again = await broker.enqueue(Submission(type="a", idempotency_key="k"))
+    assert (again.id, again.created) == (first.id, False)
+    with pytest.raises(TooManyTypesError):
+        await submit(broker, "a")
+
+
 async def test_max_task_types_is_global_only(broker: Broker) -> None:
     with pytest.raises(InvalidTaskError, match="global setting") as caught:
         await broker.set_policy(Policy(max_task_types=5), "a")

@@ -64,6 +64,8 @@ end
 
 -- A submission whose idempotency key names an existing task (or an earlier one of this batch)
 -- adds nothing, so a client retrying a submit gets its task back even when the queue is full.
+-- Counting what a batch adds is needed only under a depth limit or a bound on types.
+local max_types = tonumber(global[MAXTYPES]) or 0
 local adding = {}
 local creating = {}  -- the types this batch creates a task of, in the order first met
 local keyed = {}
@@ -73,24 +75,25 @@ for i = FIRST, #ARGV, FIELDS do
   if p.unserved and (strict or p[REFUSE] == '1') then
     return redis.error_reply('UNSERVED ' .. ttype)
   end
-  local known = false
-  if idem ~= '' then
-    if keyed[idem] then
-      known = true
-    else
-      keyed[idem] = true
-      local existing = redis.call('GET', key_idempotency(idem))
-      known = existing and redis.call('EXISTS', key_task(existing)) == 1
+  if max_types > 0 or tonumber(p[DEPTH]) > 0 then
+    local known = false
+    if idem ~= '' then
+      if keyed[idem] then
+        known = true
+      else
+        keyed[idem] = true
+        local existing = redis.call('GET', key_idempotency(idem))
+        known = existing and redis.call('EXISTS', key_task(existing)) == 1
+      end
     end
-  end
-  if not known then
-    if not adding[ttype] then
-      creating[#creating + 1] = ttype
+    if not known then
+      if not adding[ttype] then
+        creating[#creating + 1] = ttype
+      end
+      adding[ttype] = (adding[ttype] or 0) + 1
     end
-    adding[ttype] = (adding[ttype] or 0) + 1
   end
 end
-local max_types = tonumber(global[MAXTYPES]) or 0
 if max_types > 0 and #creating > 0 then
   local types = redis.call('SCARD', K_TYPES)
   for _, ttype in ipairs(creating) do
