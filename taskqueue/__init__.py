@@ -16,6 +16,7 @@ from taskqueue.errors import (
     QueueFullError,
     TaskNotFoundError,
     TaskQueueError,
+    TooManyTypesError,
     UnservedTypeError,
 )
 from taskqueue.models import (
@@ -59,6 +60,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskQueueError",
     "TaskState",
+    "TooManyTypesError",
     "UnservedTypeError",
     "WorkerInfo",
     "__version__",

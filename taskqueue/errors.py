@@ -35,6 +35,15 @@ class QueueFullError(TaskQueueError):
     """A queue is over its configured depth limit; try again later."""
 
 
+class TooManyTypesError(QueueFullError):
+    """A submission names a task type that has no tasks while as many types as the policy's
+    ``max_task_types`` have some; ``task_type`` is the type. Frees up as types empty."""
+
+    def __init__(self, message: str, *, task_type: str = "") -> None:
+        super().__init__(message)
+        self.task_type = task_type
+
+
 class ListenError(TaskQueueError, OSError):
     """A server could not listen where it was told to (port in use, permission, address)."""
 

@@ -11,6 +11,11 @@ increments of plain ``int`` attributes and two bucket lookups (:class:`TaskCount
 Prometheus samples only when scraped (:class:`_TaskCollector`); a ``labels()`` lookup or a
 locked ``inc()`` per task would cost more than the rest of the bookkeeping together.
 
+Task types are whatever submitters name, so a type becomes a label value only once a worker
+has registered it (the served-types hash its heartbeat writes, read with every scrape, and the
+types this process's own worker runs); every other type is counted under the one value
+:data:`OTHER_TYPE`. A submitter can then add no series, however many types it makes up.
+
 Each daemon has its own registry, so several can live in one process (tests do).
 """
 
@@ -39,6 +44,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from taskqueue.broker import Broker, Cancellation, Submission, Submitted, TrimResult
+from taskqueue.broker.model import unserved_warning
 from taskqueue.models import Priority, QueueStats, TaskState
 from taskqueue.redis import (
     AuthenticationError,
@@ -72,10 +78,11 @@ _BOUND_TEXT: Final = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
 #: Succeeded and cancelled records are history (kept as `[retention]` says), not a queue.
 DEPTH_STATES: Final = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
 
-#: Most (task type, priority) series a process keeps. Task types are whatever submitters name,
-#: so an API process could otherwise grow a series per made-up type; beyond this many, new types
-#: are counted under the type ``_other``.
+#: Most (task type, priority) series a process keeps, a second bound behind labelling only
+#: served types (workers may register many); beyond it, new types count under OTHER_TYPE.
 MAX_TASK_SERIES: Final = 2000
+#: The label value of every type no worker registered. Not a valid type name (those start with
+#: a letter or digit), so no real type's series can be mistaken for it.
 OTHER_TYPE: Final = "_other"
 
 #: How long a scrape waits for Redis before it answers without queue depths.
@@ -388,6 +395,8 @@ class Metrics:
                 r.register(collector)
         self._counts: dict[tuple[str, str], TaskCounts] = {}
         self._index: dict[str, dict[str, TaskCounts]] = {}  # type -> priority -> counts
+        #: Types a worker registered: their own label value (see the module docstring).
+        self.served: set[str] = set()
         #: Set by :meth:`refresh`; None when Redis did not answer the last scrape.
         self.depths: dict[tuple[Priority, TaskState], int] | None = None
         self.workers = 0
@@ -413,7 +422,8 @@ class Metrics:
     # -- tasks -----------------------------------------------------------------------------
 
     def task_counts(self, task_type: str, priority: str) -> TaskCounts:
-        """The counters of ``task_type`` at ``priority``; hold on to it, it stays the same.
+        """The counters of ``task_type`` at ``priority`` (those of :data:`OTHER_TYPE` for a
+        type no worker registered); hold on to it, it stays the same.
 
         Called for every claimed task, so the common case is two dict lookups (a ``Priority``
         works as the key: it is a ``str``).
@@ -424,16 +434,22 @@ class Metrics:
             return self._new_task_counts(task_type, str(priority))
 
     def _new_task_counts(self, task_type: str, priority: str) -> TaskCounts:
+        if task_type not in self.served and task_type != OTHER_TYPE:
+            return self.task_counts(OTHER_TYPE, priority)  # not indexed: it may be served later
         if len(self._counts) >= MAX_TASK_SERIES and task_type != OTHER_TYPE:
             return self.task_counts(OTHER_TYPE, priority)  # not indexed: no growth per type
         counts = self._counts[(task_type, priority)] = TaskCounts(task_type, priority)
         self._index.setdefault(task_type, {})[priority] = counts
         return counts
 
-    def watch_worker(self, in_flight: Callable[[], int], concurrency: int) -> None:
-        """Report a worker's in-flight tasks (read when scraped) and its concurrency limit."""
+    def watch_worker(
+        self, in_flight: Callable[[], int], concurrency: int, task_types: Iterable[str] = ()
+    ) -> None:
+        """Report a worker's in-flight tasks (read when scraped) and its concurrency limit;
+        the ``task_types`` it runs are registered types from now on."""
         self.in_flight = in_flight
         self.concurrency = concurrency
+        self.served.update(task_types)
 
     # -- Redis -----------------------------------------------------------------------------
 
@@ -476,7 +492,9 @@ class Metrics:
 
     def lease_expired(self, task_type: str, priority: str, state: TaskState) -> None:
         """Count the outcome of an attempt the reaper ended (its worker died): a failed
-        attempt, retried or dead-lettered, or a cancellation that had been asked for."""
+        attempt, retried or dead-lettered, or a cancellation that had been asked for. A worker
+        claimed the task, and workers claim only the types they registered."""
+        self.served.add(task_type)
         counts = self.task_counts(task_type, priority)
         if state is TaskState.CANCELLED:
             counts.cancelled += 1
@@ -495,6 +513,8 @@ class Metrics:
         """As the broker's observer: count the new tasks, at the priority enqueue.lua gave."""
         for s, r in zip(submissions, results, strict=True):
             if r.created and r.priority is not None:
+                if unserved_warning(s.type) not in r.warnings:
+                    self.served.add(s.type)  # enqueue.lua found a live worker serving it
                 self.task_counts(s.type, r.priority).submitted += 1
 
     def task_cancelled(self, cancellation: Cancellation) -> None:
@@ -514,8 +534,8 @@ class Metrics:
     # -- scraping --------------------------------------------------------------------------
 
     async def refresh(self, broker: Broker) -> None:
-        """Read queue depths and the number of workers from Redis: one round trip
-        (:meth:`Broker.stats`, which reads counters, never scans tasks).
+        """Read queue depths, the number of workers and the served types from Redis: one round
+        trip (:meth:`Broker.stats_and_served`, which reads counters, never scans tasks).
 
         When Redis does not answer within :data:`REFRESH_TIMEOUT`, the scrape goes on without
         them (``taskqueue_redis_up`` 0) rather than failing: the process's own counters are
@@ -523,8 +543,9 @@ class Metrics:
         """
         try:
             with trio.fail_after(REFRESH_TIMEOUT):
-                stats = await broker.stats()
+                stats, served = await broker.stats_and_served()
             self.depths, self.workers = queue_depths(stats), stats.workers
+            self.served.update(served)
         except (RedisError, trio.TooSlowError) as exc:
             log.debug("metrics: cannot read the queue depths: %s", exc)
             self.depths = None

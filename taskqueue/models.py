@@ -25,6 +25,7 @@ import msgspec.inspect as mi
 from msgspec import Meta, Struct
 
 from taskqueue.errors import InvalidTaskError
+from taskqueue.numerals import natural
 
 
 class TaskState(enum.StrEnum):
@@ -93,15 +94,24 @@ MAX_BATCH: Final = 1000
 #: Tasks in one page of a listing, and the page size when none is asked for.
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
-#: Characters a task type may not contain: they separate fields in keys and messages.
-FORBIDDEN_IN_TYPE: Final = " \t\r\n{}:|,@"
-
-#: The control characters among FORBIDDEN_IN_TYPE as a regex character class writes them.
-_ESCAPED = {"\t": r"\t", "\r": r"\r", "\n": r"\n"}
-_TYPE_PATTERN = "^[^" + "".join(_ESCAPED.get(c, c) for c in FORBIDDEN_IN_TYPE) + "]+$"
+#: Task type names: ASCII letters, digits, ``.``, ``_`` and ``-``, starting with a letter or
+#: digit (``email.send``, ``shell.run``, ``resize-v2``). The names become Redis keys, hash
+#: fields, Prometheus label values and parts of messages and cursors, so nothing that
+#: separates fields there (``:``, ``|``, ``,``, ``@``, spaces), no control character (NUL) and
+#: no look-alike from another script gets in. One definition, written as a regex (msgspec, the
+#: OpenAPI document) and as a Lua pattern (enqueue.lua, which checks every submitter's).
+_TYPE_ALNUM = "A-Za-z0-9"  # ranges, in both syntaxes
+_TYPE_MARKS = "._-"  # literal ('-' last, so a regex set takes it as itself)
+_TYPE_PATTERN = f"^[{_TYPE_ALNUM}][{_TYPE_ALNUM}{_TYPE_MARKS}]{{0,{MAX_TYPE_LENGTH - 1}}}$"
+#: The same as a Lua pattern (``%`` makes a mark literal; no counted repetition in Lua: the
+#: length is checked apart).
+TYPE_LUA_PATTERN: Final = (
+    f"^[{_TYPE_ALNUM}][{_TYPE_ALNUM}{''.join('%' + c for c in _TYPE_MARKS)}]*$"
+)
 #: What a task type that breaks the pattern is told (the regex itself says little to people).
 TYPE_RULE: Final = (
-    f"at most {MAX_TYPE_LENGTH} characters, no spaces, braces, colons, commas, '|' or '@'"
+    f"1 to {MAX_TYPE_LENGTH} ASCII letters, digits, '.', '_' or '-', starting with a letter or"
+    " digit"
 )
 
 TaskType = Annotated[
@@ -110,7 +120,7 @@ TaskType = Annotated[
         min_length=1,
         max_length=MAX_TYPE_LENGTH,
         pattern=_TYPE_PATTERN,
-        description="Names the processor that runs the task, e.g. `email.send`.",
+        description="Names the processor that runs the task, e.g. `email.send`: " + TYPE_RULE + ".",
         examples=["echo"],
     ),
 ]
@@ -182,6 +192,11 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
 MAX_WINDOW: Final = MAX_DELAY
 #: The largest depth limit a policy may set.
 MAX_DEPTH: Final = 10**12
+#: Distinct task types that may have tasks at once (policy ``max_task_types``), and the most it
+#: may be set to: each type costs a few keys and counters, and every listing of pending tasks
+#: and scrape of the metrics walks them.
+DEFAULT_MAX_TASK_TYPES: Final = 1000
+MAX_TASK_TYPES: Final = 1_000_000
 
 
 class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -218,6 +233,19 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         Annotated[
             bool,
             Meta(description="Refuse submissions of a type no live worker serves."),
+        ]
+        | None
+    ) = None
+    max_task_types: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=MAX_TASK_TYPES,
+                description="Most distinct task types with tasks (pending, scheduled, active or "
+                "dead) at once; a submission of one more type is refused. 0: no limit. Global "
+                "only.",
+            ),
         ]
         | None
     ) = None
@@ -420,8 +448,10 @@ def _at(value: object, parts: list[str]) -> object:
     for part in parts:
         if isinstance(value, dict) and part in value:
             value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
+        elif (
+            isinstance(value, list) and (index := natural(part)) is not None and index < len(value)
+        ):
+            value = value[index]
         else:
             return _MISSING
     return value

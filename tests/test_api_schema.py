@@ -18,8 +18,13 @@ breaks one gets a 422 naming the field. An ``eta`` must be less than 10 years fr
 ``cursor`` must be one an earlier page gave; the ``Idempotency-Key`` header must agree with the
 body's key.
 
-What the run found is pinned by the plain tests at the end, so it stays fixed whatever
-schemathesis happens to generate.
+Two lengths: a short run in the default suite and a long one (more cases per operation and
+phase, a different seed) under the ``soak`` marker, run by ``./dev soak`` and CI. Both run every
+phase (examples, coverage, fuzzing, stateful) and every check but the one above, with bearer
+tokens configured and the admin token sent (the checks that probe auth send none, a wrong one).
+
+What the runs found is pinned by the plain tests at the end (and by ``test_api_cursors``), so it
+stays fixed whatever schemathesis happens to generate.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+import pytest
 import trio
 from api_helpers import ADMIN_TOKEN, ApiServer, api_server, problem
 from broker_helpers import claim_one, make_dead, submit, succeeded, worker_info
@@ -42,7 +48,11 @@ from taskqueue.api.rest.openapi import OPENAPI_PATH
 #: Test cases per operation and phase; fewer for operations with little to vary.
 MAX_EXAMPLES = 50
 SEED = 20240601
-#: The run takes about 10 s on a 2-core machine; this allows for one loaded by other tests.
+#: The soak's: ten times the cases, and other ones.
+SOAK_EXAMPLES = 500
+SOAK_SEED = 20261203
+#: The short run takes about 10 s on a 2-core machine; this allows for one loaded by other
+#: tests (the soak's limit is ten times as long).
 TIME_LIMIT = 300.0
 CHECKS_LEFT_OUT = ["positive_data_acceptance"]
 #: An endless stream: schemathesis would wait on it forever. test_api_rest_events covers it.
@@ -68,6 +78,20 @@ async def seed_every_state(server: ApiServer) -> str:
 
 
 async def test_the_rest_api_keeps_to_its_openapi_document(redis_url: str, tmp_path: Path) -> None:
+    await keeps_to_its_document(redis_url, tmp_path, MAX_EXAMPLES, SEED, TIME_LIMIT)
+
+
+@pytest.mark.soak
+async def test_the_rest_api_keeps_to_its_openapi_document_long(
+    redis_url: str, tmp_path: Path
+) -> None:
+    await keeps_to_its_document(redis_url, tmp_path, SOAK_EXAMPLES, SOAK_SEED, 10 * TIME_LIMIT)
+
+
+async def keeps_to_its_document(
+    redis_url: str, tmp_path: Path, max_examples: int, seed: int, time_limit: float
+) -> None:
+    """One schemathesis run against a seeded server; every check passes, no 5xx."""
     async with api_server(redis_url, server__tokens=(ADMIN_TOKEN,)) as server:
         dead_id = await seed_every_state(server)
         config = tmp_path / "schemathesis.toml"
@@ -94,9 +118,9 @@ async def test_the_rest_api_keeps_to_its_openapi_document(redis_url: str, tmp_pa
             ",".join(CHECKS_LEFT_OUT),
             *(arg for path in PATHS_LEFT_OUT for arg in ("--exclude-path", path)),
             "--max-examples",
-            str(MAX_EXAMPLES),
+            str(max_examples),
             "--seed",
-            str(SEED),
+            str(seed),
             "--workers",
             "1",
             "--generation-database",
@@ -108,7 +132,7 @@ async def test_the_rest_api_keeps_to_its_openapi_document(redis_url: str, tmp_pa
             "--report-json-path",
             str(report_path),
         ]
-        with trio.fail_after(TIME_LIMIT):
+        with trio.fail_after(time_limit):
             run = await trio.run_process(
                 command, cwd=tmp_path, capture_stdout=True, capture_stderr=True, check=False
             )

@@ -39,6 +39,7 @@ async def test_a_setting_resolves_live_type_then_config_type_then_live_then_conf
         priority=Priority.HIGH,
         idempotency_window=86400.0,
         refuse_unserved=False,
+        max_task_types=1000,
     )
 
 

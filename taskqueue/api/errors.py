@@ -12,6 +12,7 @@ from taskqueue.errors import (
     PayloadTooLargeError,
     QueueFullError,
     TaskNotFoundError,
+    TooManyTypesError,
     UnservedTypeError,
 )
 from taskqueue.redis import RedisError
@@ -49,6 +50,8 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(404, "NOT_FOUND", "Not found", detail)
     if isinstance(exc, ConflictingStateError):
         return ApiError(409, "FAILED_PRECONDITION", "Conflicting state", detail)
+    if isinstance(exc, TooManyTypesError):
+        return ApiError(429, "RESOURCE_EXHAUSTED", "Too many task types", detail, "type")
     if isinstance(exc, QueueFullError):
         return ApiError(429, "RESOURCE_EXHAUSTED", "Queue full", detail)
     if isinstance(exc, RedisError):

@@ -337,6 +337,10 @@ class Broker:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
         return await self._run(operations.stats(self.keys))
 
+    async def stats_and_served(self) -> tuple[QueueStats, frozenset[str]]:
+        """:meth:`stats` and :meth:`served_types`, in one round trip."""
+        return await self._run(operations.stats_and_served(self.keys, self.clock()))
+
     async def queue_report(self) -> QueueReport:
         """Counts, served types and policy, in one round trip."""
         return await self._run(operations.queue_report(self.settings, self.keys, self.clock()))

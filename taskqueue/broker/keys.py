@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from taskqueue.broker.policy import REDIS_NAMES
-from taskqueue.models import PRIORITY_ORDER, TaskState
+from taskqueue.models import MAX_TYPE_LENGTH, PRIORITY_ORDER, TYPE_LUA_PATTERN, TaskState
 
 #: name -> template relative to the namespace prefix. ``{x}`` is a parameter.
 LAYOUT: dict[str, str] = {
@@ -25,7 +25,7 @@ LAYOUT: dict[str, str] = {
     "dead": "dead",  # zset: id -> time of death (the dead-letter queue)
     "cancelled": "cancelled",  # zset: id -> cancel time (trimmed after the result TTL)
     "counts": "counts",  # hash: "state|priority|type" -> count, "total|outcome" -> count
-    "types": "types",  # set: every task type ever submitted
+    "types": "types",  # set: the task types with a task counted in `counts` (see _lib.lua)
     "policy_live": "policy:live",  # hash: queue policy set by operators (see policy.py)
     "policy_config": "policy:config",  # hash: queue policy written by daemons at start
     "served": "served",  # hash: type -> ms until which a live worker serves it (its heartbeat)
@@ -129,6 +129,10 @@ def lua_prelude() -> str:
     lines.append("local PRIORITIES = {" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "}")
     zsets = ", ".join(f"[S_{s.name}] = K_{z.upper()}" for s, z in STATE_ZSETS.items())
     lines.append("local STATE_ZSET = {" + zsets + "}")
+    counted = ", ".join(f"S_{s.name}" for s in COUNTED_STATES)
+    lines.append("local COUNTED_STATES = {" + counted + "}")
     names = ", ".join(f"'{name}'" for name in REDIS_NAMES.values())
     lines.append("local POLICY_NAMES = {" + names + "}")
+    lines.append(f"local TYPE_PATTERN = '{TYPE_LUA_PATTERN}'")
+    lines.append(f"local MAX_TYPE_LENGTH = {MAX_TYPE_LENGTH}")
     return "\n".join(lines) + "\n"

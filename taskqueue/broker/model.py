@@ -15,6 +15,7 @@ import msgspec
 
 from taskqueue.broker.policy import PolicyView
 from taskqueue.models import (
+    DEFAULT_MAX_TASK_TYPES,
     DEFAULT_PRIORITY,
     Policy,
     Priority,
@@ -75,6 +76,8 @@ class TrimResult:
     succeeded: int
     cancelled: int
     dead: int
+    #: Types the sweep dropped from the types set (left there by an older version).
+    types_dropped: int = 0
 
     @property
     def total(self) -> int:
@@ -96,6 +99,8 @@ class BrokerSettings:
     #: How long a lease lasts without a heartbeat; also how long a silent worker stays registered.
     lease_ttl: float = 8.0
     max_queue_depth: int = 0
+    #: Most distinct task types with tasks (pending, scheduled, active or dead); 0: no limit.
+    max_task_types: int = DEFAULT_MAX_TASK_TYPES
     #: 0: strict priorities. N > 0: every Nth claim first takes one task from each lower priority.
     priority_guard: int = 0
     refuse_unserved: bool = False
@@ -110,6 +115,7 @@ class BrokerSettings:
             priority=DEFAULT_PRIORITY,
             idempotency_window=self.idempotency_window,
             refuse_unserved=self.refuse_unserved,
+            max_task_types=self.max_task_types,
         )
 
     @classmethod
@@ -128,6 +134,7 @@ class BrokerSettings:
             max_queue_depth=task.max_queue_depth,
             priority_guard=worker.priority_guard,
             refuse_unserved=task.refuse_unserved,
+            max_task_types=task.max_task_types,
         )
 
 

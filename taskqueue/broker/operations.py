@@ -19,6 +19,7 @@ reading of its reply.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -26,13 +27,14 @@ import attrs
 import msgspec
 
 from taskqueue import _json
+from taskqueue.broker import cursors
 from taskqueue.broker.codec import (
     claimed_from_reply,
     task_from_hash,
     worker_from_hash,
     worker_to_json,
 )
-from taskqueue.broker.keys import Keys
+from taskqueue.broker.keys import Keys, count_field
 from taskqueue.broker.model import (
     BrokerSettings,
     Cancellation,
@@ -48,7 +50,14 @@ from taskqueue.broker.model import (
     TrimResult,
     unserved_warning,
 )
-from taskqueue.broker.policy import PLUGIN_SETTINGS, REDIS_NAMES, Layer, PolicyView, encode_value
+from taskqueue.broker.policy import (
+    GLOBAL_SETTINGS,
+    PLUGIN_SETTINGS,
+    REDIS_NAMES,
+    Layer,
+    PolicyView,
+    encode_value,
+)
 from taskqueue.broker.policy import unsets as policy_unsets
 from taskqueue.broker.policy import writes as policy_writes
 from taskqueue.broker.scripts import load_scripts
@@ -58,6 +67,7 @@ from taskqueue.errors import (
     InvalidTaskError,
     QueueFullError,
     TaskNotFoundError,
+    TooManyTypesError,
     UnservedTypeError,
 )
 from taskqueue.ids import new_task_ids
@@ -79,6 +89,8 @@ from taskqueue.redis import ResponseError, Script
 
 T = TypeVar("T")
 Arg = str | int | float
+#: Members of the types set one trim samples for types without tasks (see trim.lua).
+TYPE_SWEEP = 100
 
 
 @attrs.frozen
@@ -166,6 +178,18 @@ def enqueue_many(
 
 def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
     """The error for one of enqueue.lua's refusals (any other error reply, unchanged)."""
+    if error.startswith("BADTYPE"):
+        index = int(error.split()[1])
+        field = "type" if len(submissions) == 1 else f"{index}.type"
+        return InvalidTaskError(task_type_problem(submissions[index].type) or error, field=field)
+    if error.startswith("TOOMANYTYPES"):
+        _, task_type, types, limit = error.split()
+        return TooManyTypesError(
+            f"task type {task_type!r} has no tasks, and {types} task types already do: the"
+            f" policy's max_task_types is {limit}; submit to an existing type, or wait until"
+            " some type has no pending, scheduled, active or dead task left",
+            task_type=task_type,
+        )
     if error.startswith("QUEUEFULL"):
         _, task_type, depth, limit = error.split()
         return QueueFullError(
@@ -239,7 +263,20 @@ def set_type_policies(keys: Keys, policies: Mapping[str, Policy]) -> Operation[N
 def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
     if task_type is not None and (problem := task_type_problem(task_type)) is not None:
         raise InvalidTaskError(problem, field="type")
+    if task_type is not None:
+        for field in GLOBAL_SETTINGS:
+            if getattr(settings, field) is not None:
+                raise InvalidTaskError(
+                    f"{field} is a global setting: set it without a task type", field=field
+                )
     return validated(msgspec.structs.asdict(settings), Policy)
+
+
+def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
+    """:func:`stats` and :func:`served_types` in one round trip (what a metrics scrape reads)."""
+    replies = yield Pipeline((*_stats_commands(keys), ("HGETALL", keys.served)))
+    served = frozenset(t for t, until in pairs(replies[4]).items() if int(until) >= now)
+    return _stats_from(replies[:4]), served
 
 
 def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
@@ -390,9 +427,9 @@ def expire_workers(keys: Keys, worker_ids: Sequence[str], now: int) -> Operation
 
 def trim(settings: BrokerSettings, keys: Keys, limit: int, now: int) -> Operation[TrimResult]:
     """Delete up to ``limit`` finished records past their retention."""
-    args = [now, limit, *settings.retention.script_args()]
-    succeeded, cancelled, dead = yield _script(keys, "trim", *args)
-    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead)
+    args = [now, limit, *settings.retention.script_args(), TYPE_SWEEP]
+    succeeded, cancelled, dead, swept = yield _script(keys, "trim", *args)
+    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead, types_dropped=swept)
 
 
 def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:
@@ -433,7 +470,7 @@ def list_tasks(
         raise InvalidTaskError(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     if state is TaskState.PENDING:
         return (yield from _list_pending(keys, task_type, limit, cursor))
-    offset = _parse_cursor(cursor, 0)
+    offset = cursors.read_offset(cursor)
     key = keys.zset_of(state)
     command = "ZREVRANGE" if state.is_terminal else "ZRANGE"
     items: list[Task] = []
@@ -446,25 +483,33 @@ def list_tasks(
             if task is not None and (task_type is None or task.type == task_type):
                 items.append(task)
                 if len(items) == limit:
-                    return Page(items, str(offset + i + 1))
+                    return Page(items, cursors.offset_cursor(offset + i + 1))
         offset += len(ids)
-    return Page(items, str(offset))
+    return Page(items, cursors.offset_cursor(offset))
 
 
 def _list_pending(
     keys: Keys, task_type: str | None, limit: int, cursor: str | None
 ) -> Operation[Page]:
     types = [task_type] if task_type else sorted((yield Call(("SMEMBERS", keys.types))))
+    rank = {p.value: n for n, p in enumerate(PRIORITY_ORDER)}
     queues = [(p.value, t) for p in PRIORITY_ORDER for t in types]
-    # The cursor names its queue ("priority:type:offset"), not its index in `queues`: a type
-    # submitted between two pages shifts the indexes.
+    # Queues with no pending task are skipped without a round trip each: the counts hash
+    # says which hold any, in one HMGET.
+    if queues:
+        fields = [count_field(TaskState.PENDING, p, t) for p, t in queues]
+        held = yield Call(("HMGET", keys.counts, *fields))
+        queues = [q for q, n in zip(queues, held, strict=True) if n is not None and int(n) > 0]
+    # The cursor names its queue, not its index in `queues`: a queue that emptied or appeared
+    # between two pages shifts the indexes, not the order, so the next page starts at the
+    # first queue at or after the cursor's.
     position, offset = 0, 0
     if cursor is not None:
-        priority, _, rest = cursor.partition(":")
-        queue_type, _, at = rest.rpartition(":")
-        if (priority, queue_type) not in queues or not at.isdigit():
-            raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
-        position, offset = queues.index((priority, queue_type)), int(at)
+        priority, queue_type, at = cursors.read_queue(cursor)
+        mark = (rank[priority], queue_type)
+        position = bisect.bisect_left([(rank[p], t) for p, t in queues], mark)
+        if position < len(queues) and queues[position] == (priority, queue_type):
+            offset = at
     items: list[Task] = []
     while position < len(queues) and len(items) < limit:
         wanted = limit - len(items)
@@ -477,16 +522,7 @@ def _list_pending(
             offset += len(ids)
     if position >= len(queues):
         return Page(items, None)
-    priority, queue_type = queues[position]
-    return Page(items, f"{priority}:{queue_type}:{offset}")
-
-
-def _parse_cursor(cursor: str | None, default: int) -> int:
-    if cursor is None:
-        return default
-    if not cursor.isdigit():
-        raise InvalidTaskError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)
+    return Page(items, cursors.queue_cursor(*queues[position], offset))
 
 
 def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:

@@ -33,7 +33,10 @@ REDIS_NAMES: Final[dict[str, str]] = {
     "priority": "priority",
     "idempotency_window": "idempotency_window_ms",
     "refuse_unserved": "refuse_unserved",
+    "max_task_types": "max_task_types",
 }
+#: Settings of the global scope only: a task type's would mean nothing.
+GLOBAL_SETTINGS: Final = ("max_task_types",)
 _FIELDS_BY_REDIS_NAME = {redis: field for field, redis in REDIS_NAMES.items()}
 #: Settings given in seconds, stored in milliseconds.
 _SECONDS = frozenset({"timeout", "idempotency_window"})

@@ -18,7 +18,6 @@ from taskqueue.broker.model import BrokerSettings
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError
 from taskqueue.models import (
     EXCLUSIVE_SUBMISSION_FIELDS,
-    FORBIDDEN_IN_TYPE,
     MAX_DELAY,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_RETRIES_LIMIT,
@@ -33,7 +32,6 @@ from taskqueue.models import (
 )
 
 __all__ = [
-    "FORBIDDEN_IN_TYPE",
     "MAX_DELAY",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_RETRIES_LIMIT",

@@ -54,7 +54,8 @@ def set_(
 
     \b
     Settings: max_queue_depth (0: no limit), max_retries, timeout, priority,
-    idempotency_window, refuse_unserved (true/false).
+    idempotency_window, refuse_unserved (true/false), max_task_types (global only; 0: no
+    limit).
     """
     values: dict[str, Any] = {}
     for item in settings:

@@ -18,6 +18,7 @@ from attrs import AttrsInstance
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
 from taskqueue.config.units import MASK, format_duration, mask_url_value
 from taskqueue.dev_processors import is_module_path
+from taskqueue.models import DEFAULT_MAX_TASK_TYPES, MAX_TASK_TYPES
 from taskqueue.redis.url import RedisAddress
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
@@ -176,6 +177,7 @@ class TaskConfig:
     idempotency_window: float = setting(86400.0, kind="duration", positive=True)
     max_queue_depth: int = setting(0, minimum=0)
     refuse_unserved: bool = setting(False)
+    max_task_types: int = setting(DEFAULT_MAX_TASK_TYPES, minimum=0, maximum=MAX_TASK_TYPES)
 
     def __attrs_post_init__(self) -> None:
         if self.retry_max_delay < self.retry_base_delay:

@@ -271,7 +271,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         redis=daemon.task_redis,
     )
     daemon.consumer = consumer
-    daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency)
+    daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency, types)
     daemon.heartbeat = Heartbeat(
         broker,
         consumer,

@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 
 from taskqueue.plugin import ProcessorRegistry, hookimpl
+from taskqueue_plugin_shell.environment import BASE_ENV
 from taskqueue_plugin_shell.errors import (
     CommandFailedError,
     CommandStartError,
+    EnvNotAllowedError,
     ExecutableNotAllowedError,
     ShellPayloadError,
     ShellTaskError,
 )
 from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.processor import ShellRunProcessor
-from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings, resolve_allowlist
+from taskqueue_plugin_shell.settings import Allowed, Allowlist, ShellSettings, resolve_allowlist
 
 TASK_TYPE = "shell.run"
 
@@ -48,9 +50,11 @@ def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
 __all__ = [
     "BASE_ENV",
     "TASK_TYPE",
+    "Allowed",
     "Allowlist",
     "CommandFailedError",
     "CommandStartError",
+    "EnvNotAllowedError",
     "ExecutableNotAllowedError",
     "ShellCommandSpec",
     "ShellPayloadError",

@@ -6,7 +6,7 @@ errors fail the same way on every retry; their messages say what to change.
 
 from __future__ import annotations
 
-from taskqueue.errors import InvalidTaskError, TaskQueueError
+from taskqueue.errors import InvalidTaskError, PermanentError, TaskQueueError
 
 
 class ShellTaskError(TaskQueueError):
@@ -15,6 +15,11 @@ class ShellTaskError(TaskQueueError):
 
 class ShellPayloadError(InvalidTaskError):
     """The payload is malformed; ``field`` names the key that is wrong."""
+
+
+class EnvNotAllowedError(ShellPayloadError, PermanentError):
+    """The payload's ``env`` sets a name ``[plugins.shell] allowed_env`` does not list.
+    Permanent: the task is dead-lettered at once, as a retry would be refused alike."""
 
 
 class ExecutableNotAllowedError(InvalidTaskError):

@@ -20,11 +20,9 @@ from typing import Annotated
 
 import msgspec
 
+from taskqueue_plugin_shell.environment import refusal
+
 FIELDS = frozenset({"argv", "env", "cwd", "stdin", "expected_exit"})
-#: Environment names a task may not set: they change which code runs (the executable is
-#: fixed by the allowlist; these would swap in other code behind its back).
-FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_")
-FORBIDDEN_ENV_NAMES = frozenset({"PATH"})
 
 ExitCode = Annotated[int, msgspec.Meta(ge=-64, le=255, description="0-255, or -N for signal N")]
 
@@ -59,11 +57,9 @@ class ShellCommandSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         for name, value in self.env.items():
             if not name or "=" in name or "\0" in name:
                 raise ValueError(f"env: {name!r} is not a valid variable name")
-            if name in FORBIDDEN_ENV_NAMES or name.startswith(FORBIDDEN_ENV_PREFIXES):
-                raise ValueError(
-                    f"env: {name} cannot be set by a task (it changes which code runs);"
-                    " an operator can set it in [plugins.shell] env"
-                )
+            why = refusal(name)
+            if why is not None:
+                raise ValueError(f"env: {why}")
             if "\0" in value:
                 raise ValueError(f"env: the value of {name} contains a NUL")
         if self.cwd is not None and (not os.path.isabs(self.cwd) or "\0" in self.cwd):

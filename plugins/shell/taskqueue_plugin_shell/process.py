@@ -72,19 +72,22 @@ class _Capture:
 async def run_capped(
     argv: Sequence[str],
     *,
+    executable: str | None = None,
     env: Mapping[str, str],
     cwd: str,
     stdin: bytes | None,
     max_output_bytes: int,
     kill_grace_period: float,
 ) -> Completed:
-    """Run ``argv`` (``argv[0]`` an executable path; never a shell) to completion.
+    """Run ``argv`` (``argv[0]`` an executable path; never a shell) to completion; the file
+    executed is ``executable`` when given (``argv[0]`` is then only what the process sees).
 
     Raises ``OSError`` when the process cannot be started. Cancellation stops the process
     as the module docstring describes, then propagates.
     """
     process = await trio.lowlevel.open_process(
         list(argv),
+        executable=executable,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,10 +10,16 @@ from typing import Any
 import trio
 
 from taskqueue.plugin import TaskContext
-from taskqueue_plugin_shell.errors import CommandFailedError, CommandStartError, ShellPayloadError
+from taskqueue_plugin_shell.environment import environment, unlisted
+from taskqueue_plugin_shell.errors import (
+    CommandFailedError,
+    CommandStartError,
+    EnvNotAllowedError,
+    ShellPayloadError,
+)
 from taskqueue_plugin_shell.payload import ShellCommandSpec
 from taskqueue_plugin_shell.process import Completed, run_capped
-from taskqueue_plugin_shell.settings import BASE_ENV, Allowlist, ShellSettings
+from taskqueue_plugin_shell.settings import Allowlist, ShellSettings
 
 _STDERR_TAIL_CHARS = 1000
 
@@ -26,14 +32,25 @@ class ShellRunProcessor:
         self.allowed = allowed
 
     def environment(self, spec: ShellCommandSpec) -> dict[str, str]:
-        """:data:`BASE_ENV`, then the operator's ``env``, then the payload's ``env``."""
-        return {**BASE_ENV, **self.settings.env, **dict(spec.env)}
+        """:data:`BASE_ENV`, then the operator's ``env``, then the payload's ``env``, whose
+        names must each be listed in ``allowed_env``."""
+        refused = unlisted(spec.env, frozenset(self.settings.allowed_env))
+        if refused:
+            allowed = ", ".join(sorted(self.settings.allowed_env)) or "none"
+            raise EnvNotAllowedError(
+                f"env: {', '.join(refused)} may not be set by a task: [plugins.shell]"
+                f" allowed_env lists the names a payload may set (allowed: {allowed})",
+                field="env",
+            )
+        return environment(self.settings.env, spec.env)
 
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         """Run an allowlisted executable (never a shell); fail on an unexpected exit code."""
         spec: ShellCommandSpec = ctx.payload  # checked by the core: registered as the payload
-        executable = self.allowed.executable_for(spec.argv[0])
+        allowed = self.allowed.executable_for(spec.argv[0])
+        executable = allowed.path
         argv = (executable, *spec.argv[1:])
+        env = self.environment(spec)
         if spec.cwd is not None and not await trio.Path(spec.cwd).is_dir():
             raise ShellPayloadError(f"cwd: {spec.cwd!r} is not a directory", field="cwd")
         scratch = None
@@ -45,7 +62,8 @@ class ShellRunProcessor:
         try:
             completed = await run_capped(
                 argv,
-                env=self.environment(spec),
+                executable=allowed.real,
+                env=env,
                 cwd=cwd,
                 stdin=spec.stdin_bytes,
                 max_output_bytes=self.settings.max_output_bytes,

@@ -18,34 +18,47 @@ from typing import ClassVar
 
 from taskqueue.errors import ConfigError
 from taskqueue.plugin import setting, settings_class
+from taskqueue_plugin_shell.environment import refusal
 from taskqueue_plugin_shell.errors import ExecutableNotAllowedError
 
 SECTION = "[plugins.shell]"
-#: The environment every command starts from; nothing is inherited from the daemon.
-BASE_ENV: Mapping[str, str] = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """One allowlist entry as resolved at start-up."""
+
+    #: The absolute path listed (normalised), or the one a listed name resolved to on PATH:
+    #: the process's ``argv[0]``, which is what a multi-call binary (busybox) dispatches on.
+    path: str
+    #: ``realpath(path)`` at start-up: the file that is executed, every symlink resolved.
+    real: str
 
 
 @dataclass(frozen=True, slots=True)
 class Allowlist:
     """The executables tasks may run.
 
-    ``argv[0]`` matches when it is a bare name listed as a name, or an absolute path equal to a
-    listed path or to the path a listed name resolved to. Paths are compared as written (after
-    normalising ``.``/``..``), never through symlinks: allowing one applet of a multi-call binary
-    such as busybox must not allow all of them.
+    ``argv[0]`` matches when it is a bare name listed as a name, or an absolute path whose
+    ``realpath`` is the ``realpath`` of an entry *and* whose last component is that entry's
+    (so ``/usr/bin/../bin/echo``, ``/bin/echo`` and a symlink named ``echo`` to the listed
+    file all run the listed echo; a path that resolves elsewhere, even through a symlinked
+    directory, does not match; and allowing one applet of busybox does not allow the others,
+    whose paths resolve to the same file under another name). The file executed is always the
+    entry's start-up ``real``, with the entry's ``path`` as ``argv[0]``.
     """
 
-    #: Every runnable absolute path.
-    paths: frozenset[str] = frozenset()
-    #: Bare names as listed -> the absolute path they resolved to.
-    names: Mapping[str, str] = field(default_factory=dict)
+    #: Every entry.
+    entries: tuple[Allowed, ...] = ()
+    #: Bare names as listed -> their entry.
+    names: Mapping[str, Allowed] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.paths)
+        return bool(self.entries)
 
-    def executable_for(self, argv0: str) -> str:
-        """The absolute path to run for ``argv0``, or :class:`ExecutableNotAllowedError`."""
-        if not self.paths:
+    def executable_for(self, argv0: str) -> Allowed:
+        """The entry to run for ``argv0``, or :class:`ExecutableNotAllowedError`."""
+        if not self.entries:
             raise ExecutableNotAllowedError(
                 "shell.run is disabled: no executable is allowed. An operator enables it by"
                 f" listing executables in {SECTION} allowed_executables (absolute paths, or"
@@ -54,9 +67,14 @@ class Allowlist:
             )
         if "/" not in argv0 and argv0 in self.names:
             return self.names[argv0]
-        if os.path.isabs(argv0) and os.path.normpath(argv0) in self.paths:
-            return os.path.normpath(argv0)
-        allowed = ", ".join(sorted(self.names) + sorted(self.paths - set(self.names.values())))
+        if os.path.isabs(argv0):
+            real = os.path.realpath(argv0)
+            name = os.path.basename(argv0)
+            for entry in self.entries:
+                if entry.real == real and os.path.basename(entry.path) == name:
+                    return entry
+        listed = {e.path for e in self.entries} - {e.path for e in self.names.values()}
+        allowed = ", ".join(sorted(self.names) + sorted(listed))
         raise ExecutableNotAllowedError(
             f"argv: {argv0!r} is not in {SECTION} allowed_executables (allowed: {allowed})",
             field="argv",
@@ -69,6 +87,10 @@ def _entry_ok(entry: str) -> bool:
 
 def _env_name_ok(name: str) -> bool:
     return "=" not in name and "\0" not in name
+
+
+def _allowable_env(name: str) -> bool:
+    return refusal(name) is None
 
 
 def _directory_ok(path: str) -> bool:
@@ -91,6 +113,14 @@ class ShellSettings:
     )
     max_output_bytes: int = setting("1MiB", kind="size", positive=True)
     kill_grace_period: float = setting("5s", kind="duration")
+    #: Names a payload's ``env`` may set (default: none). Names the loader or shells read are
+    #: refused here too (see :mod:`taskqueue_plugin_shell.environment`).
+    allowed_env: tuple[str, ...] = setting(
+        (),
+        check=_allowable_env,
+        expected='a list of variable names a task may set, such as ["GIT_TERMINAL_PROMPT"];'
+        " never PATH, LD_*, BASH_ENV, ENV, BASH_FUNC_*, SHELLOPTS, PS4, IFS and the like",
+    )
     #: Merged onto :data:`BASE_ENV` (operators may set PATH, HOME, ...).
     env: Mapping[str, str] = setting(
         {}, check=_env_name_ok, expected="a table of NAME = value (names without '=')"
@@ -103,17 +133,17 @@ class ShellSettings:
 
 
 def resolve_allowlist(entries: Iterable[str], *, path: str | None = None) -> Allowlist:
-    """Resolve ``allowed_executables`` entries to absolute paths (see :class:`Allowlist`).
+    """Resolve ``allowed_executables`` entries (see :class:`Allowlist`).
 
     ``path`` is the search path for bare names (default: the daemon's ``PATH``).
     """
     key = "plugins.shell.allowed_executables"
-    paths: set[str] = set()
-    names: dict[str, str] = {}
+    resolved: list[Allowed] = []
+    names: dict[str, Allowed] = {}
     for entry in entries:
         if "/" in entry:
-            resolved = os.path.normpath(entry)
-            if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
+            listed = os.path.normpath(entry)
+            if not (os.path.isfile(listed) and os.access(listed, os.X_OK)):
                 raise ConfigError(f"{key}: {entry!r} is not an executable file")
         else:
             found = shutil.which(entry, path=path if path is not None else os.environ.get("PATH"))
@@ -124,7 +154,9 @@ def resolve_allowlist(entries: Iterable[str], *, path: str | None = None) -> All
                     f"{key}: {entry!r} resolves to the relative path {found!r}; list it by its"
                     " absolute path"
                 )
-            resolved = os.path.normpath(found)
-            names[entry] = resolved
-        paths.add(resolved)
-    return Allowlist(paths=frozenset(paths), names=names)
+            listed = os.path.normpath(found)
+        allowed = Allowed(path=listed, real=os.path.realpath(listed))
+        if "/" not in entry:
+            names[entry] = allowed
+        resolved.append(allowed)
+    return Allowlist(entries=tuple(resolved), names=names)

@@ -183,12 +183,29 @@ async def test_the_environment_is_minimal_plus_operator_env_plus_payload_env(
 ) -> None:
     monkeypatch.setenv("DAEMON_SECRET", "must not leak")
     payload = {"argv": ["env"], "env": {"GREETING": "hi", "LANG": "en_GB.UTF-8"}}
-    result = await run(payload, "env", env={"HOME": "/nonexistent"})
+    result = await run(
+        payload, "env", env={"HOME": "/nonexistent"}, allowed_env=["GREETING", "LANG"]
+    )
     seen = dict(line.split("=", 1) for line in result["stdout"].splitlines())
     assert seen == {**BASE_ENV, "HOME": "/nonexistent", "GREETING": "hi", "LANG": "en_GB.UTF-8"}
 
 
-@pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PATH",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "PS4",
+        "IFS",
+        "GLIBC_TUNABLES",
+        "BASH_FUNC_echo",
+    ],
+)
 def test_a_task_cannot_set_variables_that_change_which_code_runs(name: str) -> None:
     with pytest.raises(InvalidPayloadError, match=f"{name} cannot be set by a task") as info:
         decode_payload(ShellCommandSpec, {"argv": ["x"], "env": {name: "/tmp/evil"}})
@@ -350,8 +367,8 @@ def test_names_are_resolved_on_the_path_given_at_registration(tmp_path: Path) ->
     tool.write_text("#!/bin/sh\necho tool\n")
     tool.chmod(0o755)
     allowed = resolve_allowlist(["tool"], path=str(tmp_path))
-    assert allowed.executable_for("tool") == str(tool)
-    assert allowed.executable_for(str(tool)) == str(tool)
+    assert allowed.executable_for("tool").path == str(tool)
+    assert allowed.executable_for(str(tool)).path == str(tool)
 
 
 # --- the plugin as the daemon loads it ---------------------------------------------------------

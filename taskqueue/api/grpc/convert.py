@@ -122,6 +122,7 @@ def policy(message: pb.Policy) -> Policy:
         "timeout": message.timeout_seconds,
         "idempotency_window": message.idempotency_window_seconds,
         "refuse_unserved": message.refuse_unserved,
+        "max_task_types": message.max_task_types,
     }
     if message.priority != pb.Priority.UNSPECIFIED:
         if message.priority.name is None:
@@ -158,6 +159,7 @@ def policy_message(p: Policy) -> pb.Policy:
         else pb.Priority[Priority(p.priority).name],
         idempotency_window_seconds=p.idempotency_window,
         refuse_unserved=p.refuse_unserved,
+        max_task_types=p.max_task_types,
     )
 
 

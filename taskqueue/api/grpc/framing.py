@@ -18,7 +18,7 @@ from taskqueue.api.errors import ApiError
 #: The 5-byte prefix of every message: a compressed flag and the big-endian length.
 _PREFIX = struct.Struct(">?I")
 
-_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
+_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")  # ASCII digits: \d takes any script's
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 #: Bytes ``grpc-message`` may carry unescaped: printable ASCII except ``%`` (the spec's rule).

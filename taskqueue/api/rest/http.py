@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import trio
 
 from taskqueue.api.errors import ApiError
+from taskqueue.numerals import natural
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -73,12 +74,7 @@ class Request:
     @property
     def content_length(self) -> int | None:
         text = self.headers.get("content-length")
-        if text is None:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            return None
+        return None if text is None else natural(text)
 
     @property
     def body_pending(self) -> bool:

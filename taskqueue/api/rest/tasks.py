@@ -65,7 +65,8 @@ _UNSERVED = (
         },
         errors={
             422: _UNSERVED,
-            429: "The task type's queue is over its policy's `max_queue_depth`; retry later.",
+            429: "The task type's queue is over its policy's `max_queue_depth`, or a type "
+            "without tasks would exceed `max_task_types`; retry later.",
         },
     )
 )
@@ -96,7 +97,8 @@ async def submit_task(call: Call) -> Response:
         },
         errors={
             422: _UNSERVED,
-            429: "A task type's queue would exceed its policy's `max_queue_depth`; retry later.",
+            429: "A task type's queue would exceed its policy's `max_queue_depth`, or the "
+            "batch's types `max_task_types`; retry later.",
         },
     )
 )

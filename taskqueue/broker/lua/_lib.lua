@@ -2,8 +2,14 @@
 -- A script collects list pushes, sorted-set adds, counter deltas and events while it runs and
 -- flush() writes them at the end: a batch of a thousand tasks costs one RPUSH per list, one ZADD
 -- per set, one HINCRBY per distinct counter and one PUBLISH, not one of each per task.
+--
+-- flush() also keeps K_TYPES to the task types that have a task counted in K_COUNTS (pending,
+-- scheduled, active or dead): a type enters when one of its counters is created and leaves, in
+-- the same script, when its last one goes. So a type's bookkeeping goes with its last task,
+-- listings walk only the types that have tasks, and max_task_types counts what exists.
 
 local counts = {}
+local counted_type = {}  -- counts field -> its task type (the per-type counters only)
 local events = {}
 local woken = {}
 local pushes = {}
@@ -16,7 +22,30 @@ local function count(field, n)
 end
 
 local function count_state(state, priority, ttype, n)
-  count(state .. '|' .. priority .. '|' .. ttype, n)
+  local field = state .. '|' .. priority .. '|' .. ttype
+  counted_type[field] = ttype
+  count(field, n)
+end
+
+-- Whether `ttype` is a valid task type name (taskqueue/models.py: TYPE_RULE).
+local function valid_type(ttype)
+  return #ttype <= MAX_TYPE_LENGTH and string.find(ttype, TYPE_PATTERN) ~= nil
+end
+
+-- Whether any task of `ttype` is counted (in a live state, or dead).
+local function type_has_tasks(ttype)
+  local fields = {}
+  for _, state in ipairs(COUNTED_STATES) do
+    for _, priority in ipairs(PRIORITIES) do
+      fields[#fields + 1] = state .. '|' .. priority .. '|' .. ttype
+    end
+  end
+  for _, held in ipairs(redis.call('HMGET', K_COUNTS, unpack(fields))) do
+    if held then
+      return true
+    end
+  end
+  return false
 end
 
 local function event(id, ttype, state)
@@ -42,6 +71,27 @@ local function call_chunked(cmd, key, values)
 end
 
 local function flush()
+  local born, gone = {}, {}
+  for field, n in pairs(counts) do
+    if n ~= 0 then
+      local now_n = redis.call('HINCRBY', K_COUNTS, field, n)
+      local ttype = counted_type[field]
+      if now_n == 0 then
+        redis.call('HDEL', K_COUNTS, field)
+        if ttype then gone[ttype] = true end
+      elseif ttype and n > 0 and now_n == n then
+        born[ttype] = true
+      end
+    end
+  end
+  for ttype in pairs(born) do
+    redis.call('SADD', K_TYPES, ttype)
+  end
+  for ttype in pairs(gone) do
+    if not born[ttype] and not type_has_tasks(ttype) then
+      redis.call('SREM', K_TYPES, ttype)
+    end
+  end
   for key, ids in pairs(pushes) do
     call_chunked('RPUSH', key, ids)
   end
@@ -55,13 +105,6 @@ local function flush()
   end
   for key, pairs_ in pairs(zadds) do
     call_chunked('ZADD', key, pairs_)
-  end
-  for field, n in pairs(counts) do
-    if n ~= 0 then
-      if redis.call('HINCRBY', K_COUNTS, field, n) == 0 then
-        redis.call('HDEL', K_COUNTS, field)
-      end
-    end
   end
   local wake = {}
   for ttype in pairs(woken) do

@@ -2,20 +2,31 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  strict: '1' refuses a type no live worker serves, whatever the policy says
--- ARGV[3..8] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
---           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved): used
---           only where neither policy layer sets the setting (see taskqueue/broker/policy.py)
--- ARGV[9..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[3..9] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
+--           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
+--           max_task_types): used only where neither policy layer sets the setting (see
+--           taskqueue/broker/policy.py)
+-- ARGV[10..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none).
 --           An empty priority, max_retries or timeout_ms takes the type's policy.
 -- Returns: {per task {id, created (1) or found by its idempotency key (0), state, priority},
 --           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
--- Errors:  "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
+-- Errors:  "BADTYPE <index>" when task <index> (0-based) has a type name outside TYPE_RULE
+--          (the Python submitters check first; this holds every other one to it too);
+--          "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
+--          "TOOMANYTYPES <type> <types> <limit>" when a type without tasks would make more
+--          distinct types with tasks than the global max_task_types (0: no limit);
 --          "UNSERVED <type>" when a type no live worker serves is refused; nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 9, 8
-local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE = 1, 2, 3, 4, 5, 6
+local FIRST, FIELDS = 10, 8
+local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES = 1, 2, 3, 4, 5, 6, 7
+
+for i = FIRST, #ARGV, FIELDS do
+  if not valid_type(ARGV[i + 1]) then
+    return redis.error_reply('BADTYPE ' .. ((i - FIRST) / FIELDS))
+  end
+end
 
 -- The global policy, then each type's, resolved once per script run: live, config, fallback.
 local global = {}
@@ -53,7 +64,10 @@ end
 
 -- A submission whose idempotency key names an existing task (or an earlier one of this batch)
 -- adds nothing, so a client retrying a submit gets its task back even when the queue is full.
+-- Counting what a batch adds is needed only under a depth limit or a bound on types.
+local max_types = tonumber(global[MAXTYPES]) or 0
 local adding = {}
+local creating = {}  -- the types this batch creates a task of, in the order first met
 local keyed = {}
 for i = FIRST, #ARGV, FIELDS do
   local ttype, idem = ARGV[i + 1], ARGV[i + 7]
@@ -61,7 +75,7 @@ for i = FIRST, #ARGV, FIELDS do
   if p.unserved and (strict or p[REFUSE] == '1') then
     return redis.error_reply('UNSERVED ' .. ttype)
   end
-  if tonumber(p[DEPTH]) > 0 then
+  if max_types > 0 or tonumber(p[DEPTH]) > 0 then
     local known = false
     if idem ~= '' then
       if keyed[idem] then
@@ -73,23 +87,38 @@ for i = FIRST, #ARGV, FIELDS do
       end
     end
     if not known then
+      if not adding[ttype] then
+        creating[#creating + 1] = ttype
+      end
       adding[ttype] = (adding[ttype] or 0) + 1
+    end
+  end
+end
+if max_types > 0 and #creating > 0 then
+  local types = redis.call('SCARD', K_TYPES)
+  for _, ttype in ipairs(creating) do
+    if redis.call('SISMEMBER', K_TYPES, ttype) == 0 then
+      if types + 1 > max_types then
+        return redis.error_reply('TOOMANYTYPES ' .. ttype .. ' ' .. types .. ' ' .. max_types)
+      end
+      types = types + 1
     end
   end
 end
 for ttype, n in pairs(adding) do
   local limit = tonumber(policies[ttype][DEPTH])
-  local depth = 0
-  for _, priority in ipairs(PRIORITIES) do
-    depth = depth + (tonumber(redis.call('HGET', K_COUNTS, S_PENDING .. '|' .. priority .. '|' .. ttype)) or 0)
-  end
-  if depth + n > limit then
-    return redis.error_reply('QUEUEFULL ' .. ttype .. ' ' .. depth .. ' ' .. limit)
+  if limit > 0 then
+    local depth = 0
+    for _, priority in ipairs(PRIORITIES) do
+      depth = depth + (tonumber(redis.call('HGET', K_COUNTS, S_PENDING .. '|' .. priority .. '|' .. ttype)) or 0)
+    end
+    if depth + n > limit then
+      return redis.error_reply('QUEUEFULL ' .. ttype .. ' ' .. depth .. ' ' .. limit)
+    end
   end
 end
 
 local result = {}
-local seen_types = {}
 for i = FIRST, #ARGV, FIELDS do
   local id, ttype, priority, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local max_retries, timeout_ms, ready_ms, idem = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), ARGV[i + 7]
@@ -117,7 +146,6 @@ for i = FIRST, #ARGV, FIELDS do
       'max_retries', max_retries, 'timeout_ms', timeout_ms, 'created_ms', now,
       'idempotency_key', idem}
     count('total|submitted', 1)
-    seen_types[ttype] = true
     if ready_ms > now then
       make_scheduled(id, priority, ttype, ready_ms, fields)
       result[#result + 1] = {id, 1, S_SCHEDULED, priority}
@@ -126,13 +154,6 @@ for i = FIRST, #ARGV, FIELDS do
       result[#result + 1] = {id, 1, S_PENDING, priority}
     end
   end
-end
-local types = {}
-for ttype in pairs(seen_types) do
-  types[#types + 1] = ttype
-end
-if #types > 0 then
-  redis.call('SADD', K_TYPES, unpack(types))
 end
 flush()
 return {result, unserved}

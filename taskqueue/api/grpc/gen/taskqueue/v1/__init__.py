@@ -254,6 +254,10 @@ class Policy(betterproto.Message):
         5, optional=True
     )
     refuse_unserved: Optional[bool] = betterproto.bool_field(6, optional=True)
+    max_task_types: Optional[int] = betterproto.uint64_field(7, optional=True)
+    """
+    Most distinct task types with tasks at once; 0: no limit. Global only.
+    """
 
 
 @dataclass(eq=False, repr=False)
