@@ -84,7 +84,7 @@ class TrimResult:
         return self.succeeded + self.cancelled + self.dead
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)  # hashed per submit: see operations
 class BrokerSettings:
     """The broker's knobs; :meth:`from_config` builds them from the daemon configuration."""
 
