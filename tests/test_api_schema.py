@@ -46,9 +46,9 @@ from broker_helpers import claim_one, make_dead, submit, succeeded, worker_info
 from taskqueue.api.rest.openapi import OPENAPI_PATH
 
 #: Test cases per operation and phase; fewer for operations with little to vary.
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 25
 SEED = 20240601
-#: The soak's: ten times the cases, and other ones.
+#: The soak's: twenty times the cases, and other ones.
 SOAK_EXAMPLES = 500
 SOAK_SEED = 20261203
 #: The short run takes about 10 s on a 2-core machine; this allows for one loaded by other

@@ -157,7 +157,7 @@ async def test_a_worker_partitioned_from_redis_past_its_lease_loses_and_doubles_
     assert reaped >= size.repeats, "the partition took no lease away: it tested nothing"
 
 
-@sizes(Size(tasks=100, seconds=0.05, fault=0.2), Size(tasks=2000, seconds=0.05, fault=0.2))
+@sizes(Size(tasks=50, seconds=0.05, fault=0.2), Size(tasks=2000, seconds=0.05, fault=0.2))
 async def test_redis_200ms_away_slows_the_work_but_runs_every_task_once(
     redis: Redis, redis_url: str, tmp_path: Path, size: Size
 ) -> None:
@@ -210,7 +210,7 @@ def own_redis(tmp_path: Path) -> Iterator[Callable[..., EmbeddedRedis]]:
         server.stop()
 
 
-@sizes(Size(tasks=100, seconds=0.1, fault=2), Size(tasks=1000, seconds=0.1, fault=5, repeats=3))
+@sizes(Size(tasks=100, seconds=0.1, fault=1.5), Size(tasks=1000, seconds=0.1, fault=5, repeats=3))
 async def test_redis_frozen_under_load_then_thawed_loses_and_doubles_nothing(
     own_redis: Callable[..., EmbeddedRedis], tmp_path: Path, size: Size
 ) -> None:
@@ -310,7 +310,7 @@ async def test_redis_process_killed_keeps_every_acknowledged_submit(
 
 
 @sizes(
-    Size(tasks=300, seconds=0.02, fault=0.5, repeats=3),
+    Size(tasks=300, seconds=0.02, fault=0.5, repeats=2),
     Size(tasks=3000, seconds=0.02, fault=0.5, repeats=20),
 )
 async def test_workers_killed_at_random_points_lose_and_double_nothing(
@@ -340,7 +340,7 @@ async def test_workers_killed_at_random_points_lose_and_double_nothing(
 
 
 @sizes(
-    Size(tasks=200, seconds=0, fault=0, repeats=2), Size(tasks=1000, seconds=0, fault=0, repeats=10)
+    Size(tasks=200, seconds=0, fault=0, repeats=1), Size(tasks=1000, seconds=0, fault=0, repeats=10)
 )
 async def test_an_api_server_killed_mid_submit_loses_no_acknowledged_task(
     redis: Redis, redis_url: str, tmp_path: Path, size: Size
