@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -36,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from taskqueue.children import die_with_parent
 
 __all__ = [
     "REDIS_SERVER_ENV",
@@ -378,7 +379,7 @@ class EmbeddedRedis:
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=die_with_parent if sys.platform == "linux" else None,
                 )
             except OSError as exc:
                 raise RuntimeError(
@@ -420,24 +421,6 @@ class EmbeddedRedis:
 
 class _PortTaken(Exception):
     pass
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the forked child, before exec: ask Linux to send SIGTERM when our parent dies.
-
-    The kernel ties this to the thread that forked, so servers are started from the main
-    thread (as ``taskqueue run`` and the test suite do). If the parent died before the call,
-    the child would be orphaned already: it exits instead of becoming a stray server.
-    """
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return  # not fatal: atexit still stops the server on a normal exit
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _looks_like_port_taken(log_tail: str) -> bool:

@@ -122,3 +122,35 @@ async def test_processes_with_port_0_is_refused(redis_url: str, tmp_path: Path) 
     async with WorkerProcess(tmp_path, env, command="server", args=["--processes", "2"]) as sup:
         assert await sup.wait_exit(within=STARTUP) == 2
     assert "--processes needs a fixed server.port" in sup.output()
+
+
+async def test_processes_do_not_outlive_a_killed_supervisor(
+    redis: Redis, redis_url: str, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    broker = Broker(redis)
+    env = worker_env(redis_url, NOTIFY_SOCKET=str(notify_socket.path))
+    async with WorkerProcess(tmp_path, env, args=["--processes", "2"]) as supervisor:
+        await ready(notify_socket, supervisor)
+        children = await pids_of_workers(broker)
+        supervisor.send_signal(signal.SIGKILL)
+        assert await supervisor.wait_exit(within=STARTUP) == -signal.SIGKILL
+
+        async def gone() -> bool:
+            return await broker.workers() == []  # each drained (SIGTERM) and deregistered
+
+        await wait_until(gone, "the processes stopped with their supervisor", within=STARTUP)
+
+    async def exited() -> bool:
+        return not [pid for pid in children if running(pid)]
+
+    await wait_until(exited, "the processes exited", within=STARTUP)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited child not yet reaped by init is a zombie: "Z")."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return state.split()[1] != "Z"

@@ -29,6 +29,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from taskqueue.children import die_with_parent
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,10 @@ class Supervisor:
             child.ready = False
             child.started_at = child.last_ping = trio.current_time()
             child.process = process = await trio.lowlevel.open_process(
-                child_argv(self.argv), env=self._child_env(child), stdin=subprocess.DEVNULL
+                child_argv(self.argv),
+                env=self._child_env(child),
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
             if self.stopping.is_set():  # the signal came while it was being started
                 process.send_signal(signal.SIGTERM)
