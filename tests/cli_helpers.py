@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import redis
 from click.testing import CliRunner
-from daemon_helpers import STARTUP, worker_env
+from daemon_helpers import STARTUP, free_port, worker_env
 
 from taskqueue.broker.keys import Keys
 from taskqueue.cli import main
@@ -176,12 +176,7 @@ def start_daemon(
 
 def closed_port() -> int:
     """A local TCP port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 def env_without_redis(**variables: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ import trio
 
 from taskqueue.children import die_with_parent
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
+from taskqueue.numerals import natural
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,10 @@ def process_count(value: str) -> int:
     """``--processes``: a number of at least 1, or ``auto`` for the cores this process may use."""
     if value == "auto":
         return max(1, len(os.sched_getaffinity(0)))
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+    count = natural(value)
+    if count is None or count < 1:
         raise ValueError(f"--processes must be a number of at least 1 or auto, not {value!r}")
-    return int(value)
+    return count
 
 
 def child_argv(argv: Sequence[str]) -> list[str]:

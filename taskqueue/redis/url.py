@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
+from taskqueue.numerals import natural
+
 #: URL schemes and what they mean: TCP, TCP with TLS, a unix socket, the primary that Redis
 #: Sentinel names (``redis+sentinel://[:password@]host[:port][,host[:port]...]/service[/db]``).
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
@@ -120,9 +122,9 @@ def parse_url(url: str) -> dict[str, Any]:
         parts["host"] = unquote(split.hostname)
     if split.port:  # raises ValueError for a port that is not a number in 0-65535
         parts["port"] = split.port
-    database = unquote(split.path).replace("/", "")
-    if database.isascii() and database.isdigit() and "db" not in parts:
-        parts["db"] = int(database)  # as redis-py: a path that is not a number is no database
+    database = natural(unquote(split.path).replace("/", ""))
+    if database is not None and "db" not in parts:
+        parts["db"] = database  # as redis-py: a path that is not a number is no database
     return parts
 
 
@@ -141,9 +143,10 @@ def _sentinel_parts(netloc: str, path: str, query: str) -> dict[str, Any]:
         host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
         if not host:
             raise ValueError(f"a sentinel address must be host[:port], not {item!r}")
-        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        number = natural(port) if port else SENTINEL_PORT
+        if number is None or not 0 < number < 65536:
             raise ValueError(f"a sentinel port must be a number in 1-65535, not {port!r}")
-        sentinels.append((host.strip("[]"), int(port) if port else SENTINEL_PORT))
+        sentinels.append((host.strip("[]"), number))
     parts["sentinels"] = tuple(sentinels)
     service, _, database = path.strip("/").partition("/")
     if not service:
@@ -156,6 +159,7 @@ def _sentinel_parts(netloc: str, path: str, query: str) -> dict[str, Any]:
 
 def _database(text: str) -> int:
     """A database number: ASCII digits only (``int()`` would take "¹" or "1_0")."""
-    if not (text.isascii() and text.isdigit()):
+    number = natural(text)
+    if number is None:
         raise ValueError(f"the database must be a number, not {text!r}")
-    return int(text)
+    return number

@@ -259,8 +259,9 @@ class Consumer:
             running = self.running.get(task.id)
             if running is None or running.task is not task:
                 continue  # stopped while it waited for a slot: already finished
-            if self.hold_starts_after is not None:
-                await self._in_touch(running)
+            hold = self.hold_starts_after
+            if hold is not None and trio.current_time() - self._contact_at > hold:
+                await self._in_touch(running)  # rare: only while Redis is silent
                 if self.running.get(task.id) is not running:
                     continue  # stopped (cancelled, drained) while it was held
             self._finish(running, await run(running))
