@@ -57,7 +57,8 @@ async def measure(url: str) -> None:
     doomed = start_worker(url)
 
     async def all_in_hand() -> bool:
-        return any(w.in_flight == TASKS for w in await broker.workers())
+        # Claimed (running or prefetched) is active; the worker's heartbeat may not say so in time.
+        return (await broker.stats()).by_state[TaskState.ACTIVE] == TASKS
 
     async def all_returned() -> bool:
         return (await broker.stats()).totals.get("reaped", 0) >= TASKS
