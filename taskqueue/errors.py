@@ -44,6 +44,23 @@ class TooManyTypesError(QueueFullError):
         self.task_type = task_type
 
 
+class NotDurableError(TaskQueueError):
+    """With ``redis.durable_submit``, Redis did not confirm within ``redis.durable_timeout``
+    that a submission reached its append-only file on disk. The tasks were written and will
+    most likely run; ``task_ids`` names them, so a caller can check on them or submit again
+    with the same idempotency keys."""
+
+    def __init__(self, message: str, *, task_ids: list[str]) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids
+
+
+class DurabilityUnsupportedError(TaskQueueError):
+    """``redis.durable_submit`` is on, but the Redis server cannot confirm persistence
+    (``WAITAOF`` needs Redis 7.2 or newer with ``appendonly yes``). Waiting will not change
+    that: the daemon stops at start, saying so, and a submitter's submits are refused."""
+
+
 class ListenError(TaskQueueError, OSError):
     """A server could not listen where it was told to (port in use, permission, address)."""
 

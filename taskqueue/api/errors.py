@@ -8,7 +8,9 @@ import attrs
 from taskqueue.api.auth import AuthResult
 from taskqueue.errors import (
     ConflictingStateError,
+    DurabilityUnsupportedError,
     InvalidTaskError,
+    NotDurableError,
     PayloadTooLargeError,
     QueueFullError,
     TaskNotFoundError,
@@ -54,6 +56,10 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(429, "RESOURCE_EXHAUSTED", "Too many task types", detail, "type")
     if isinstance(exc, QueueFullError):
         return ApiError(429, "RESOURCE_EXHAUSTED", "Queue full", detail)
+    if isinstance(exc, NotDurableError):
+        return ApiError(503, "UNAVAILABLE", "Not confirmed on disk", detail)
+    if isinstance(exc, DurabilityUnsupportedError):
+        return ApiError(503, "UNAVAILABLE", "Durable submit unavailable", detail)
     if isinstance(exc, RedisError):
         return ApiError(503, "UNAVAILABLE", "Redis unavailable", f"Redis is unreachable: {exc}")
     return None

@@ -242,6 +242,11 @@ class Broker:
         the live layer is never touched."""
         await self.set_policy(self.settings.policy(), layer="config", replace=True)
 
+    async def check_durable_submit(self) -> None:
+        """Raise :class:`~taskqueue.errors.DurabilityUnsupportedError` unless this Redis can
+        confirm that a submission is on disk, as ``settings.durable_submit`` asks."""
+        await self._run(operations.check_durable_submit())
+
     async def deregister(self, worker_id: str) -> bool:
         """Remove ``worker_id``'s registration; whether it was registered."""
         return await self._run(operations.deregister(self.keys, worker_id))

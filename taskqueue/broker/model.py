@@ -104,6 +104,10 @@ class BrokerSettings:
     #: 0: strict priorities. N > 0: every Nth claim first takes one task from each lower priority.
     priority_guard: int = 0
     refuse_unserved: bool = False
+    #: Each submission waits until Redis has written it to its append-only file on disk
+    #: (``WAITAOF``), for at most ``durable_timeout`` seconds.
+    durable_submit: bool = False
+    durable_timeout: float = 2.0
 
     def policy(self) -> Policy:
         """The global policy these settings give: what a daemon writes to the config layer at
@@ -135,6 +139,8 @@ class BrokerSettings:
             priority_guard=worker.priority_guard,
             refuse_unserved=task.refuse_unserved,
             max_task_types=task.max_task_types,
+            durable_submit=config.redis.durable_submit,
+            durable_timeout=config.redis.durable_timeout,
         )
 
 

@@ -65,7 +65,9 @@ from taskqueue.broker.scripts import load_scripts
 from taskqueue.broker.validation import task_fields, task_type_problem
 from taskqueue.errors import (
     ConflictingStateError,
+    DurabilityUnsupportedError,
     InvalidTaskError,
+    NotDurableError,
     QueueFullError,
     TaskNotFoundError,
     TooManyTypesError,
@@ -158,10 +160,21 @@ def enqueue_many(
             if len(submissions) > 1:
                 raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
             raise
+    script = _script(keys, "enqueue", *args)
     try:
-        reply, unserved = yield _script(keys, "enqueue", *args)
+        if settings.durable_submit:
+            (reply, unserved), not_on_disk = yield from _with_fsync(settings, script)
+        else:
+            (reply, unserved), not_on_disk = (yield script), None
     except ResponseError as exc:
         raise _refusal(str(exc), submissions) from None
+    if not_on_disk is not None:
+        written = [task_id for task_id, created, *_ in reply if created]
+        raise NotDurableError(
+            f"{not_on_disk}; the tasks {', '.join(written) or '(none new)'} were written and"
+            " may still run: check on them, or submit again with the same idempotency keys",
+            task_ids=written,
+        )
     warnings = {t: [unserved_warning(t)] for t in unserved}
     return [
         Submitted(
@@ -173,6 +186,48 @@ def enqueue_many(
         )
         for (task_id, created, state, priority), s in zip(reply, submissions, strict=True)
     ]
+
+
+def _with_fsync(settings: BrokerSettings, script: RunScript) -> Operation[tuple[Any, str | None]]:
+    """``script``'s reply, and None once Redis has fsynced it to its append-only file (else
+    why not): the script and a ``WAITAOF`` leave together on one connection, as ``WAITAOF``
+    waits for the writes of its own connection. The script's error reply is raised."""
+    wait = ("WAITAOF", 1, 0, max(1, round(settings.durable_timeout * 1000)))
+    keys = (len(script.keys), *script.keys, *script.args)
+    reply, fsynced = yield Pipeline((("EVALSHA", script.script.sha, *keys), wait))
+    if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
+        reply, fsynced = yield Pipeline((("EVAL", script.script.source, *keys), wait))
+    if isinstance(reply, ResponseError):
+        raise reply
+    if isinstance(fsynced, ResponseError):
+        return reply, durability_problem(str(fsynced))
+    if fsynced[0] < 1:
+        return reply, (
+            f"Redis did not confirm within {settings.durable_timeout:g} s that the submission"
+            " is on disk (redis.durable_submit)"
+        )
+    return reply, None
+
+
+def check_durable_submit() -> Operation[None]:
+    """Raise :class:`DurabilityUnsupportedError` unless this Redis can confirm persistence
+    (``WAITAOF`` exists and ``appendonly`` is on); a daemon with ``durable_submit`` asks at
+    start, so a server that cannot is named then rather than at the first submit."""
+    try:
+        yield Call(("WAITAOF", 1, 0, 1))
+    except ResponseError as exc:
+        raise DurabilityUnsupportedError(durability_problem(str(exc))) from None
+
+
+def durability_problem(error: str) -> str:
+    """What an error reply to ``WAITAOF`` means for ``redis.durable_submit``, and the fix."""
+    if "appendonly" in error:
+        cause = "the server's appendonly is off (WAITAOF waits for the append-only file)"
+        fix = "set appendonly yes on the server"
+    else:
+        cause = "the server has no WAITAOF, which Redis 7.2 and newer have"
+        fix = "upgrade Redis, or turn redis.durable_submit off and set appendfsync always"
+    return f"redis.durable_submit cannot be honoured: {cause} (Redis said: {error}); {fix}"
 
 
 @functools.lru_cache(maxsize=32)

@@ -23,8 +23,10 @@ from taskqueue.discovery import URL_ENV_VAR, Source, find_redis
 from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
+    DurabilityUnsupportedError,
     InvalidTaskError,
     ListenError,
+    NotDurableError,
     QueueFullError,
     TaskNotFoundError,
     UnservedTypeError,
@@ -185,7 +187,7 @@ def explain(exc: BaseException) -> tuple[int | None, str]:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, Refused):
         return exc.code, message
-    if isinstance(exc, NotRedisError):
+    if isinstance(exc, NotRedisError | DurabilityUnsupportedError | NotDurableError):
         return EXIT_UNREACHABLE, message
     if isinstance(exc, ConfigError):
         return EXIT_USAGE, message

@@ -84,6 +84,8 @@ class RedisConfig:
     namespace), which is why it may not contain braces or the ``:`` separator.
     ``password_file`` names a file holding the password (a relative name is a systemd
     ``LoadCredential=`` credential), so the secret needs neither this file nor the environment.
+    ``durable_submit`` makes each submission of this process wait until Redis has it on disk
+    (``WAITAOF``, Redis 7.2+ with ``appendonly yes``), for at most ``durable_timeout``.
     """
 
     _section: ClassVar[str] = "redis"
@@ -107,6 +109,8 @@ class RedisConfig:
     )
     connect_timeout: float = setting(5.0, kind="duration", positive=True)
     data_dir: str = setting("./data")
+    durable_submit: bool = setting(False)
+    durable_timeout: float = setting(2.0, kind="duration", positive=True)
 
     def __attrs_post_init__(self) -> None:
         if self.password is not None and self.password_file is not None:

@@ -28,6 +28,7 @@ from taskqueue.api.context import ApiContext
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.config import Config
 from taskqueue.daemon.consumer import Consumer
+from taskqueue.daemon.durability_check import DurabilityCheck
 from taskqueue.daemon.heartbeat import Heartbeat, new_worker_id
 from taskqueue.daemon.metrics_server import MetricsApp, MetricsServer
 from taskqueue.daemon.notifications import Notifications
@@ -213,6 +214,8 @@ def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
         daemon.broker, health=daemon.health, hold_start=daemon.mode is not Mode.SERVER
     )
     services: list[Service] = [daemon.notifications, daemon.policy_writer, daemon.trimmer]
+    if daemon.broker.settings.durable_submit:
+        services.insert(0, DurabilityCheck(daemon.broker, health=daemon.health))
     if daemon.mode is not Mode.SERVER:
         services += _worker_services(daemon)
     if api is not None and daemon.mode is not Mode.WORKER:
