@@ -16,10 +16,12 @@ loop, where its streams and memory can be looked at.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import resource
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,9 @@ async def test_50000_http2_requests_on_long_lived_connections(redis_url: str) ->
 def client_main() -> None:
     """Make ``requests`` requests over ``connections`` HTTP/2 connections, ``concurrency`` in
     flight on each; print a JSON summary (requests made, failures by kind, seconds taken).
+    With ``seconds`` in the spec, go on until that much time has passed instead (``requests``
+    then only spreads the numbering); with ``progress``, print ``{"progress": done}`` each
+    time that many more requests are done; with ``token``, send it as a bearer token.
 
     Each in-flight lane submits tasks and reads back the last task it submitted; a failure is
     any exception or any answer other than the one expected (201 with the task, 200 with the
@@ -141,10 +146,15 @@ def client_main() -> None:
     def fail(kind: str) -> None:
         failures[kind[:200]] = failures.get(kind[:200], 0) + 1
 
-    async def lane(client: httpx.AsyncClient, numbers: range) -> None:
+    deadline = time.monotonic() + spec["seconds"] if "seconds" in spec else None
+    progress = spec.get("progress")
+
+    async def lane(client: httpx.AsyncClient, numbers: Iterable[int]) -> None:
         nonlocal done
         last_id: str | None = None
         for number in numbers:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
             kind = kind_of(number)
             if kind == "get" and last_id is None:
                 kind = "submit"
@@ -169,13 +179,21 @@ def client_main() -> None:
                 continue
             done += 1
             by_kind[kind] = by_kind.get(kind, 0) + 1
+            if progress and done % progress == 0:
+                print(json.dumps({"progress": done}), flush=True)
 
     async def main() -> None:
         # One connection per client: HTTP/2 multiplexes every lane's requests over it.
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        headers = {"authorization": f"Bearer {spec['token']}"} if "token" in spec else {}
         clients = [
             httpx.AsyncClient(
-                base_url=spec["url"], http1=False, http2=True, limits=limits, timeout=30.0
+                base_url=spec["url"],
+                http1=False,
+                http2=True,
+                limits=limits,
+                timeout=30.0,
+                headers=headers,
             )
             for _ in range(spec["connections"])
         ]
@@ -183,7 +201,11 @@ def client_main() -> None:
         try:
             async with trio.open_nursery() as nursery:
                 for i in range(lanes):
-                    numbers = range(i, spec["requests"], lanes)
+                    numbers: Iterable[int] = (
+                        itertools.count(i, lanes)
+                        if deadline is not None
+                        else range(i, spec["requests"], lanes)
+                    )
                     nursery.start_soon(lane, clients[i % len(clients)], numbers)
         finally:
             for client in clients:

@@ -27,6 +27,7 @@ from typing import Final
 #: Distribution name -> the release prefixes the code here was written against and tested on.
 SUPPORTED: Final[Mapping[str, tuple[str, ...]]] = {
     "hypercorn": ("0.17.", "0.18."),
+    "h2": ("4.1.", "4.2.", "4.3.", "4.4."),
     "betterproto": ("2.0.0b7",),
 }
 
