@@ -1,7 +1,7 @@
 """End to end through a real worker process: throughput, idle pick-up latency, Redis-calling tasks.
 
     ./dev python bench/e2e.py [--tasks 20000] [--latency-tasks 500] [--redis-url URL]
-                              [--profile FILE]
+                              [--profile FILE] [--worker-code DIR]
 
 1. Throughput: ``--tasks`` no-op tasks are queued, then one ``taskqueue worker`` process (default
    concurrency) runs them; tasks/s is measured from the first task's start to the last one's
@@ -57,8 +57,16 @@ def taskqueue_register_processors(registry: ProcessorRegistry) -> None:
     registry.add(REDIS_TASK, redis_script)
 
 
+#: ``--worker-code``: the worker runs the taskqueue package found there instead.
+WORKER_CODE: str | None = None
+
+
 def start_worker(url: str, *args: str, profile: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TASKQUEUE_REDIS__URL": url, "TASKQUEUE_LOGGING__LEVEL": "warning"}
+    if WORKER_CODE is not None:
+        # Another revision's package: the installed plugins may not fit its plugin API.
+        env.update(PYTHONPATH=WORKER_CODE, TASKQUEUE_WORKER__SKIP_BROKEN_PLUGINS="true")
+        env["TASKQUEUE_LOGGING__LEVEL"] = "critical"
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     return subprocess.Popen([*python, "-m", "taskqueue", "worker", *args], env=env, cwd=BENCH_DIR)
 
@@ -225,7 +233,8 @@ async def run(url: str, tasks: int, latency_tasks: int, profile: str | None) -> 
         finally:
             worker.terminate()
             worker.wait(30)
-        await redis_task_throughput(broker, url, tasks, profile)
+        if WORKER_CODE is None:  # an older worker may have no ctx.redis
+            await redis_task_throughput(broker, url, tasks, profile)
     finally:
         await redis.aclose()
 
@@ -236,7 +245,15 @@ def main() -> None:
     parser.add_argument("--latency-tasks", type=int, default=500)
     parser.add_argument("--redis-url")
     parser.add_argument("--profile", help="save a cProfile of the Redis-task worker here")
+    parser.add_argument(
+        "--worker-code",
+        help="run the worker from the taskqueue package in this directory (another revision,"
+        " e.g. from `git archive REV taskqueue | tar -x -C DIR`), for before/after runs on the"
+        " same machine state; only the no-op throughput and latency then",
+    )
     args = parser.parse_args()
+    global WORKER_CODE
+    WORKER_CODE = args.worker_code
     with contextlib.ExitStack() as stack:
         url = args.redis_url or stack.enter_context(EmbeddedRedis(persistent=False)).url
         trio.run(run, url, args.tasks, args.latency_tasks, args.profile)
