@@ -87,29 +87,39 @@ class H2Client:
         self, path: str, body: bytes, headers: Mapping[str, str], method: str = "POST"
     ) -> int:
         """Send a request and its whole body (waiting for window as needed); its stream id."""
+        stream_id = await self.open_stream(path, headers, method)
+        await self.send_body(stream_id, body, end=True)
+        return stream_id
+
+    async def open_stream(self, path: str, headers: Mapping[str, str], method: str = "POST") -> int:
+        """Send a request's headers; its stream id."""
         stream_id = self.conn.get_next_available_stream_id()
         request = [(":method", method), (":scheme", "http"), (":authority", "127.0.0.1")]
         request += [(":path", path), *headers.items()]
         self.conn.send_headers(stream_id, [(k.encode(), v.encode()) for k, v in request])
         self.responses[stream_id] = RawResponse()
+        await self.flush()
+        return stream_id
+
+    async def send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
+        """Send ``body`` on the stream as fast as flow control allows (stopping if the server
+        ends the stream), then END_STREAM if ``end``."""
         at = 0
-        while at < len(body) and stream_id not in self.ended:
+        while at < len(body) and stream_id not in self.ended and not self.closed:
             room = min(
                 self.conn.local_flow_control_window(stream_id),
                 self.conn.max_outbound_frame_size,
                 len(body) - at,
             )
             if room <= 0:
-                await self.flush()
                 await self.receive()
                 continue
             self.conn.send_data(stream_id, body[at : at + room])
             at += room
             await self.flush()
-        if stream_id not in self.ended:
+        if end and stream_id not in self.ended and not self.closed:
             self.conn.end_stream(stream_id)
-        await self.flush()
-        return stream_id
+            await self.flush()
 
     async def response(self, stream_id: int) -> RawResponse:
         """Read until the stream ends (or the connection does)."""
