@@ -83,6 +83,16 @@ class Task(models.Task, kw_only=True):
     ready_at: Iso
     started_at: Iso | None
     finished_at: Iso | None
+    truncated: Annotated[
+        dict[str, Count],
+        Meta(
+            description="The fields this document cut, each with its full size in characters "
+            "of JSON: `payload`, `result` and `progress` are null, `error` and `traceback` "
+            "keep their start. Lists cut them past a few hundred characters (fetch the task "
+            "alone to read them); a single task only past the payload limit. Empty: nothing "
+            "was cut."
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class SubmittedTask(Task, kw_only=True):
@@ -217,9 +227,11 @@ def iso(ms: int | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def task_document(task: models.Task) -> Task:
+def task_document(task: models.Task, truncated: dict[str, int] | None = None) -> Task:
+    """``task``'s document; ``truncated`` names the fields already cut from ``task``."""
     return Task(
         **msgspec.structs.asdict(task),
+        truncated=truncated or {},
         attempts_left=task.attempts_left,
         created_at=iso(task.created_ms) or "",
         ready_at=iso(task.ready_ms) or "",

@@ -135,6 +135,11 @@ def hypercorn_config(server: ServerConfig) -> HypercornConfig:
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    h2.set_limits(
+        config,
+        max_connections=server.max_connections,
+        max_request_bytes=server.max_request_bytes,
+    )
     return config
 
 

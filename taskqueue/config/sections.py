@@ -65,6 +65,8 @@ class ServerConfig:
     keyfile: str | None = setting(None)
     open_health_endpoints: bool = setting(True)
     max_request_bytes: int = setting(2 * 2**20, kind="size", positive=True)
+    #: Connections served at once; one more is refused (HTTP/1.1 503, HTTP/2 GOAWAY). 0: none.
+    max_connections: int = setting(1000, minimum=0)
     #: Bind with SO_REUSEPORT, so several processes serve one port (``--processes`` sets it).
     reuse_port: bool = setting(False)
 

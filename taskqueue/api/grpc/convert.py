@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskqueue import _json
+from taskqueue.api import views
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.broker import PolicyView, QueueReport, Submission, Submitted
 from taskqueue.errors import InvalidTaskError
@@ -171,13 +172,16 @@ def policy_scope_message(view: PolicyView, task_type: str | None) -> pb.PolicySc
     )
 
 
-def task_message(task: Task) -> pb.Task:
-    succeeded = task.state is TaskState.SUCCEEDED
+def task_message(task: Task, truncated: dict[str, int] | None = None) -> pb.Task:
+    """``task``'s message; ``truncated`` names the fields already cut from ``task`` (a field
+    cut to null is sent empty)."""
+    truncated = truncated or {}
+    succeeded = task.state is TaskState.SUCCEEDED and "result" not in truncated
     return pb.Task(
         id=task.id,
         type=task.type,
         priority=pb.Priority[task.priority.name],
-        payload_json=_json.dumps(task.payload),
+        payload_json="" if "payload" in truncated else _json.dumps(task.payload),
         state=pb.TaskState[task.state.name],
         attempt=task.attempt,
         max_retries=task.max_retries,
@@ -193,12 +197,18 @@ def task_message(task: Task) -> pb.Task:
         worker_id=task.worker_id,
         cancel_requested=task.cancel_requested,
         progress_json=None if task.progress is None else _json.dumps(task.progress),
+        truncated={_JSON_NAMES.get(name, name): size for name, size in truncated.items()},
     )
 
 
+#: The model's names for JSON fields -> the message's.
+_JSON_NAMES = {"payload": "payload_json", "result": "result_json", "progress": "progress_json"}
+
+
 def tasks_message(tasks: Sequence[Task], next_cursor: str | None) -> pb.ListTasksResponse:
+    """A page of tasks, each as a list shows it (large fields cut: :mod:`taskqueue.api.views`)."""
     return pb.ListTasksResponse(
-        tasks=[task_message(t) for t in tasks], next_cursor=next_cursor or ""
+        tasks=[task_message(*views.listed(t)) for t in tasks], next_cursor=next_cursor or ""
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from taskqueue.api import views
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import convert
 from taskqueue.api.grpc.context import current_call
@@ -59,7 +60,7 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
 
     async def get_task(self, request: pb.GetTaskRequest) -> pb.Task:
         task = await self.broker.get(convert.required(request.id, "id"))
-        return convert.task_message(task)
+        return convert.task_message(*views.cut(task, self.broker.settings.max_payload_bytes))
 
     async def list_tasks(self, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
         page = await self.broker.list_tasks(

@@ -7,11 +7,12 @@ that is not listed, so a new release is checked against the code here before any
 
 What leans on which framework's internals:
 
-- hypercorn: HTTP/2 streams reaped as they finish, and one connection's error closing only
-  that connection (:mod:`.hypercorn_h2`). The REST app (:mod:`taskqueue.api.rest.app`)
-  patches nothing but leans on when hypercorn's HTTP/1.1 protocol keeps a connection: only
-  if the request's body has all arrived when the response completes
-  (``tests/test_api_rest_keepalive.py`` checks it).
+- hypercorn: HTTP/2 streams reaped as they finish, a connection's request bodies and send
+  chunks bounded, connections counted against ``server.max_connections``, and one
+  connection's error closing only that connection (:mod:`.hypercorn_h2`). The REST app
+  (:mod:`taskqueue.api.rest.app`) patches nothing but leans on when hypercorn's HTTP/1.1
+  protocol keeps a connection: only if the request's body has all arrived when the response
+  completes (``tests/test_api_rest_keepalive.py`` checks it).
 - betterproto: server-stream generators closed when their call ends
   (:mod:`.betterproto_streams`); ``ServiceBase.__mapping__()`` routing gRPC calls
   (:mod:`taskqueue.api.grpc.dispatcher`); a message class's field table checking a request

@@ -1,6 +1,6 @@
 """Hypercorn's trio HTTP/2 server made safe under sustained load.
 
-Four faults of hypercorn 0.18 (and h2 4) are fixed here, by subclasses that :func:`install`
+Five faults of hypercorn 0.18 (and h2 4) are fixed here, by subclasses that :func:`install`
 puts in place of hypercorn's own classes before the server starts:
 
 **Finished streams were not reaped.** Hypercorn forgets a stream (its send buffer and its node
@@ -40,6 +40,16 @@ the send task and hit its 30 s deadline: the soak's rare failure on a loaded mac
 gets data joins the back of the line, so it waits at most one turn of each open stream (2 s at
 most in the same runs). Priorities are ignored anyway (see below).
 
+**A connection's memory had no bound.** A client may announce 16 MiB frames and huge
+windows, and multiplex 100 requests whose bodies the application holds until they are
+complete: 40 such connections took the daemon to 716 MiB. :class:`ReapingH2Protocol` sends
+at most :data:`~taskqueue.api.connections.MAX_SEND_CHUNK` at once whatever frame size the
+client allows, and holds a connection's request bodies to its
+:class:`~taskqueue.api.connections.BodyBudget` (one ``server.max_request_bytes`` request plus
+small ones), refusing a stream past it with REFUSED_STREAM. :class:`GuardedTCPServer` counts
+connections against ``server.max_connections`` and answers one past it in its protocol. The
+limits come with hypercorn's Config (:func:`set_limits`).
+
 **Every connection remembered 65,536 closed streams.** h2 keeps how each closed stream ended
 (reset or not), to tell a frame still in flight for a stream it reset from a protocol error;
 its default keeps the last 65,536 per connection, ~140 bytes each. Under a steady load on a few
@@ -57,14 +67,17 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from typing import Any
+from typing import Any, Final
 
+import attrs
 import h2.errors
 import h2.events
 import h2.exceptions
 import hypercorn.protocol
 import hypercorn.trio.run
+import trio
 from h2.utilities import SizeLimitDict
+from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed
 from hypercorn.events import Event as ConnectionEvent
 from hypercorn.protocol.events import (
@@ -77,6 +90,13 @@ from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
 from hypercorn.trio.tcp_server import TCPServer
 from priority.priority import DeadlockError, DuplicateStreamError, MissingStreamError
 
+from taskqueue.api.connections import (
+    MAX_SEND_CHUNK,
+    REFUSAL_TIMEOUT,
+    BodyBudget,
+    ConnectionLimit,
+    refusal,
+)
 from taskqueue.api.patches import check
 
 log = logging.getLogger(__name__)
@@ -86,6 +106,27 @@ log = logging.getLogger(__name__)
 CLOSED_STREAMS_KEPT = 1_000
 
 _GONE = (BufferCompleteError, KeyError, MissingStreamError, h2.exceptions.ProtocolError)
+
+#: The attribute of hypercorn's Config that carries a server's :class:`Limits`.
+_LIMITS: Final = "taskqueue_limits"
+
+
+@attrs.frozen
+class Limits:
+    """What one server's connections may hold (see :mod:`taskqueue.api.connections`)."""
+
+    connections: ConnectionLimit
+    max_request_bytes: int
+
+
+def set_limits(config: HypercornConfig, *, max_connections: int, max_request_bytes: int) -> None:
+    """Have the server of ``config`` apply these limits to its connections."""
+    setattr(config, _LIMITS, Limits(ConnectionLimit(max_connections), max_request_bytes))
+
+
+def limits_of(config: HypercornConfig) -> Limits | None:
+    limits: Limits | None = getattr(config, _LIMITS, None)
+    return limits
 
 
 class RoundRobin:
@@ -146,6 +187,12 @@ class ReapingH2Protocol(H2Protocol):
         super().__init__(*args, **kwargs)
         self.priority = RoundRobin()  # type: ignore[assignment]
         self.connection._closed_streams = SizeLimitDict(size_limit=CLOSED_STREAMS_KEPT)
+        limits = limits_of(self.config)
+        self.budget = (
+            None if limits is None else BodyBudget.for_requests_of(limits.max_request_bytes)
+        )
+        #: How many streams this connection refused for its body budget (tests read it).
+        self.refused = 0
 
     # -- what the request tasks send ------------------------------------------------------
 
@@ -214,7 +261,10 @@ class ReapingH2Protocol(H2Protocol):
             return
         try:
             window = self.connection.local_flow_control_window(stream_id)
-            chunk_size = max(0, min(window, self.connection.max_outbound_frame_size))
+            # Whatever frame size the peer allows (up to 16 MiB), send at most MAX_SEND_CHUNK
+            # at once: each chunk is copied on its way to the socket.
+            frame = min(self.connection.max_outbound_frame_size, MAX_SEND_CHUNK)
+            chunk_size = max(0, min(window, frame))
             data = await buffer.pop(chunk_size)
             if data:
                 self.connection.send_data(stream_id, data)
@@ -239,8 +289,29 @@ class ReapingH2Protocol(H2Protocol):
         # One event at a time: whether a DATA frame's stream exists depends on the events
         # before it in the same batch (a request's HEADERS and DATA often arrive together).
         for event in events:
-            if self._wanted(event):
+            if isinstance(event, h2.events.DataReceived) and self._over_budget(event):
+                await self._refuse(event.stream_id, event.flow_controlled_length)
+            elif self._wanted(event):
                 await super()._handle_events([event])
+
+    def _over_budget(self, event: h2.events.DataReceived) -> bool:
+        """Whether ``event`` is body data its connection's budget cannot hold (a stream of
+        it is then refused, see :class:`~taskqueue.api.connections.BodyBudget`)."""
+        return (
+            self.budget is not None
+            and event.stream_id in self.streams
+            and not self.budget.admit(event.stream_id, event.flow_controlled_length)
+        )
+
+    async def _refuse(self, stream_id: int, length: int) -> None:
+        """Reset a stream with REFUSED_STREAM (not processed: safe to retry) and end it for
+        the application; the data's flow control credit goes back to the connection."""
+        self.refused += 1
+        self.connection.acknowledge_received_data(length, stream_id)
+        with suppress(h2.exceptions.ProtocolError):
+            self.connection.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        await self._close_stream(stream_id)
+        await self._flush()
 
     def _wanted(self, event: h2.events.Event) -> bool:
         if isinstance(event, h2.events.PriorityUpdated):
@@ -258,6 +329,8 @@ class ReapingH2Protocol(H2Protocol):
         A response that was finished is already reaped. One that was not (the request task
         stopped half-way) is reset with INTERNAL_ERROR, so the client does not wait forever.
         """
+        if self.budget is not None:
+            self.budget.release(stream_id)
         if stream_id in self.stream_buffers:
             with suppress(h2.exceptions.ProtocolError):  # already closed by the peer
                 self.connection.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -286,9 +359,14 @@ class ReapingH2Protocol(H2Protocol):
 
 
 class GuardedTCPServer(TCPServer):
-    """One connection: an error in it closes it and is logged, never ending the server."""
+    """One connection: an error in it closes it and is logged, never ending the server; one
+    past ``server.max_connections`` is refused (see :mod:`taskqueue.api.connections`)."""
 
     async def run(self) -> None:
+        limits = limits_of(self.config)
+        if limits is not None and not limits.connections.acquire():
+            await self._refuse(limits.connections.maximum)
+            return
         try:
             await super().run()
         except* Exception as group:
@@ -296,6 +374,27 @@ class GuardedTCPServer(TCPServer):
                 "an HTTP connection failed and was closed; the server carries on",
                 exc_info=group,
             )
+        finally:
+            if limits is not None:
+                limits.connections.release()
+
+    async def _refuse(self, maximum: int) -> None:
+        """Tell the client (in its protocol) that the server is full, and close."""
+        stream: Any = self.stream
+        with trio.move_on_after(REFUSAL_TIMEOUT), suppress(trio.BrokenResourceError, OSError):
+            if isinstance(stream, trio.SSLStream):
+                await stream.do_handshake()
+                h2_alpn = stream.selected_alpn_protocol() == "h2"
+                first = b"PRI * HTTP/2.0" if h2_alpn else b""
+            else:
+                first = await stream.receive_some(14)
+            await stream.send_all(refusal(first, maximum))
+            # Read until the client closes: closing with its data unread would reset the
+            # connection, and the client might lose the answer.
+            while await stream.receive_some(2**16):
+                pass
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.aclose()
 
 
 def installed() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskqueue.api import views
 from taskqueue.api.rest.inputs import NonEmpty, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
@@ -14,7 +15,7 @@ from taskqueue.api.rest.routing import (
     json_response,
 )
 from taskqueue.api.rest.send import Response
-from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER, task_page
+from taskqueue.api.rest.tasks import CURSOR, LIMIT, TYPE_FILTER, single_document, task_page
 from taskqueue.models import TaskState
 from taskqueue.wire import (
     Purged,
@@ -24,7 +25,6 @@ from taskqueue.wire import (
     TaskPage,
     WorkerList,
     report_document,
-    task_document,
     worker_document,
 )
 
@@ -79,7 +79,13 @@ async def queue_stats(call: Call) -> Response:
         tag="dead-letters",
         access=Access.READ,
         query=(TYPE_FILTER, LIMIT, CURSOR),
-        replies={200: Reply("One page of dead tasks.", TaskPage)},
+        replies={
+            200: Reply(
+                "One page of dead tasks, large fields cut (see `limit`): at most "
+                f"{views.MAX_LIST_BYTES // 10**6} MB.",
+                TaskPage,
+            )
+        },
     )
 )
 async def list_dead(call: Call) -> Response:
@@ -103,7 +109,7 @@ async def list_dead(call: Call) -> Response:
 async def requeue_one(call: Call) -> Response:
     broker = call.api.context.broker
     await broker.requeue_dead(call.path["task_id"])
-    return json_response(task_document(await broker.get(call.path["task_id"])))
+    return json_response(single_document(call, await broker.get(call.path["task_id"])))
 
 
 @routes.add(

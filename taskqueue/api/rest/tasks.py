@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from taskqueue import models
+from taskqueue.api import views
 from taskqueue.api.rest.inputs import NonEmpty, PageSize, TaskId
 from taskqueue.api.rest.routing import (
     API_PREFIX,
@@ -15,7 +17,7 @@ from taskqueue.api.rest.routing import (
 )
 from taskqueue.api.rest.send import Response
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import DEFAULT_PAGE, IdempotencyKey, TaskState
+from taskqueue.models import DEFAULT_PAGE, MAX_PAGE, IdempotencyKey, TaskState
 from taskqueue.wire import (
     BatchResult,
     Submission,
@@ -31,7 +33,16 @@ routes = RouteTable()
 
 TASK_ID = Param("task_id", TaskId, "The task's id.", required=True, converter="task_id")
 TYPE_FILTER = Param("type", NonEmpty, "Only tasks of this type.")
-LIMIT = Param("limit", PageSize, "Page size.", default=DEFAULT_PAGE)
+LIMIT = Param(
+    "limit",
+    PageSize,
+    f"Page size (at most {MAX_PAGE}). A page is bounded by bytes too: each task's "
+    f"`payload`, `result`, `progress`, `error` and `traceback` over {views.LIST_FIELD_CHARS} "
+    "characters of JSON is cut and named in its `truncated`, so one listed task is at most "
+    f"{views.LISTED_TASK_BYTES // 1024} KiB and a page at most "
+    f"{views.MAX_LIST_BYTES // 10**6} MB; fetch a task alone to read it whole.",
+    default=DEFAULT_PAGE,
+)
 CURSOR = Param(
     "cursor", NonEmpty, "The `next_cursor` of the previous page; omit for the first page."
 )
@@ -122,13 +133,24 @@ async def submit_tasks(call: Call) -> Response:
         tag="tasks",
         access=Access.READ,
         path_params=(TASK_ID,),
-        replies={200: Reply("The task.", Task)},
+        replies={
+            200: Reply(
+                "The task, whole (a result, progress, error or traceback longer than the "
+                "payload limit, `task.max_payload_bytes`, is cut and named in `truncated`).",
+                Task,
+            )
+        },
         errors={404: _NOT_FOUND},
     )
 )
 async def get_task(call: Call) -> Response:
     task = await call.api.context.broker.get(call.path["task_id"])
-    return json_response(task_document(task))
+    return json_response(single_document(call, task))
+
+
+def single_document(call: Call, task: models.Task) -> Task:
+    """One task's document: whole up to the submit limit (see :mod:`taskqueue.api.views`)."""
+    return task_document(*views.cut(task, call.api.context.broker.settings.max_payload_bytes))
 
 
 @routes.add(
@@ -147,7 +169,13 @@ async def get_task(call: Call) -> Response:
             LIMIT,
             CURSOR,
         ),
-        replies={200: Reply("One page of tasks.", TaskPage)},
+        replies={
+            200: Reply(
+                "One page of tasks, large fields cut (see `limit`): at most "
+                f"{views.MAX_LIST_BYTES // 10**6} MB.",
+                TaskPage,
+            )
+        },
     )
 )
 async def list_tasks(call: Call) -> Response:
@@ -161,7 +189,7 @@ async def task_page(call: Call, state: TaskState) -> Response:
     page = await call.api.context.broker.list_tasks(
         state, task_type=q.get("type"), limit=q["limit"], cursor=q.get("cursor")
     )
-    tasks = [task_document(t) for t in page.items]
+    tasks = [task_document(*views.listed(t)) for t in page.items]
     return json_response(TaskPage(tasks=tasks, next_cursor=page.next_cursor))
 
 
@@ -186,5 +214,5 @@ async def task_page(call: Call, state: TaskState) -> Response:
 async def cancel_task(call: Call) -> Response:
     broker = call.api.context.broker
     outcome = await broker.cancel(call.path["task_id"])
-    task = task_document(await broker.get(call.path["task_id"]))
+    task = single_document(call, await broker.get(call.path["task_id"]))
     return json_response(task, 200 if outcome == "cancelled" else 202)

@@ -79,6 +79,15 @@ class Task(betterproto.Message):
     worker_id: Optional[str] = betterproto.string_field(17, optional=True)
     cancel_requested: bool = betterproto.bool_field(18)
     progress_json: Optional[str] = betterproto.string_field(19, optional=True)
+    truncated: Dict[str, int] = betterproto.map_field(
+        20, betterproto.TYPE_STRING, betterproto.TYPE_UINT64
+    )
+    """
+    The fields this message cut, each with its full size in characters of JSON:
+     payload_json, result_json and progress_json are empty, error and traceback keep their
+     start. A list cuts them past 512 characters (GetTask the task to read it whole); GetTask
+     only past the payload limit (task.max_payload_bytes). Empty: nothing was cut.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -147,7 +156,10 @@ class ListTasksRequest(betterproto.Message):
 class ListTasksResponse(betterproto.Message):
     """
     Order: pending by priority then FIFO; scheduled by ready time; active by lease deadline;
-     finished states (and dead letters) newest first.
+     finished states (and dead letters) newest first. Bounded by count (limit) and by bytes:
+     each task's payload_json, result_json, progress_json, error and traceback over 512
+     characters is cut and named in its truncated map, so a task takes at most 8 KiB and a
+     page at most 8 MB; GetTask reads one task whole.
     """
 
     tasks: List["Task"] = betterproto.message_field(1)
