@@ -69,7 +69,7 @@ class ClusterDeployment:
             for port in self.ports[1:]:
                 self.client(port).execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])  # type: ignore[no-untyped-call]
             self._wait(self._all_ok, "every node knows the others and sees all slots served")
-            for replica, primary in zip(self.replicas, self.primaries, strict=True):
+            for replica, primary in zip(self.replicas, self.primaries, strict=False):
                 self.client(replica).execute_command("CLUSTER", "REPLICATE", self.node_id(primary))  # type: ignore[no-untyped-call]
             self._wait(self._replicating, "every replica is in sync")
         except BaseException:

@@ -18,6 +18,7 @@ delivers ``PUBLISH`` to every node, so any node would do.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -129,6 +130,9 @@ class ClusterRedis(Redis):
         self._stale = True  # the map is to be learnt before the next command
         self._learning = trio.Lock()
         self._learnt = 0  # how many times the map was learnt (one refresh serves all waiters)
+        #: Redirections met, by kind (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): what a resharding
+        #: or a failover cost this client.
+        self.redirections: Counter[str] = Counter()
 
     # -- the slot map ------------------------------------------------------------------------
 
@@ -210,6 +214,7 @@ class ClusterRedis(Redis):
                 redirect = redirect_of(exc)
                 if redirect is None:
                     raise
+                self.redirections[redirect.kind] += 1
                 if redirect.node is not None:
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:

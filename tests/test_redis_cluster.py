@@ -1,0 +1,207 @@
+"""Redis Cluster: ``redis+cluster://`` URLs lead both clients and the daemon to the primary of
+the namespace's hash slot, from any seed node, and through a slot migration and a primary
+failover while a worker runs tasks. A real cluster: three primaries, three replicas
+(:mod:`cluster_helpers`)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from cluster_helpers import ClusterDeployment
+from daemon_helpers import STARTUP, WorkerProcess, submit_many, wait_for_count, worker_env
+
+from taskqueue import SyncClient
+from taskqueue.broker import Broker, BrokerSettings, Submission
+from taskqueue.broker.keys import Keys
+from taskqueue.models import TaskState
+from taskqueue.redis import ClusterRedis, Redis, RedisAddress, RedisConnectionError
+from taskqueue.redis.slots import hash_slot
+
+#: A key of the namespace the tests use (the default): the slot they move.
+NAMESPACE_KEY = Keys(BrokerSettings().namespace).prefix
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterDeployment]:
+    with ClusterDeployment(tmp_path_factory.mktemp("cluster")) as deployment:
+        yield deployment
+
+
+@pytest.fixture
+def cluster(deployment: ClusterDeployment) -> ClusterDeployment:
+    """The module's cluster, emptied (FLUSHALL on every primary) before each test."""
+    for port in deployment.primaries:
+        deployment.client(port).flushall()
+    return deployment
+
+
+# -- URLs and slots ---------------------------------------------------------------------------
+
+
+def test_a_cluster_url_names_its_seed_nodes_and_credentials() -> None:
+    address = RedisAddress.from_url("redis+cluster://ops:s%40cret@h1:7000,h2/")
+    assert address.cluster == (("h1", 7000), ("h2", 6379))
+    assert (address.username, address.password, address.tls) == ("ops", "s@cret", False)
+    assert RedisAddress.from_url("rediss+cluster://h1:7000").tls
+    assert "s@cret" not in str(address) and "h1:7000,h2:6379" in str(address)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+cluster://h1:7000/2", "only database 0"),
+        ("redis+cluster://:7000", "must be host"),
+        ("redis+cluster://h1:99999", "1-65535"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused_saying_why(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        RedisAddress.from_url(url)
+
+
+def test_the_hash_slot_is_the_one_redis_computes(cluster: ClusterDeployment) -> None:
+    node = cluster.client(cluster.primaries[0])
+    for key in ["foo", NAMESPACE_KEY, "{ns}:t:1", "a{}b", "x{", "{a}{b}", "é"]:
+        assert hash_slot(key) == node.execute_command("CLUSTER", "KEYSLOT", key), key  # type: ignore[no-untyped-call]
+
+
+# -- the trio client ----------------------------------------------------------------------------
+
+
+async def test_tasks_submitted_through_every_node_are_one_queue(cluster: ClusterDeployment) -> None:
+    """Whichever node the client is given (primary or replica, owner of the slot or not), it
+    finds the slot's primary: every task lands in the same namespace."""
+    ids = []
+    for port in cluster.ports:
+        client = Redis.from_url(cluster.url(port))
+        assert isinstance(client, ClusterRedis)
+        try:
+            broker = Broker(client)
+            ids.append((await broker.enqueue(Submission(type="noop", payload=port))).id)
+            assert (await broker.stats()).by_state[TaskState.PENDING] == len(ids)
+        finally:
+            await client.aclose()
+    client = Redis.from_url(cluster.url(*cluster.replicas))
+    try:
+        tasks = await Broker(client).get_many(ids)
+        assert [t.payload for t in tasks if t is not None] == cluster.ports
+    finally:
+        await client.aclose()
+
+
+async def test_moved_and_ask_are_followed_while_a_slot_moves(cluster: ClusterDeployment) -> None:
+    """A slot moved under a client's feet: scripts wait out the migration (the fence makes the
+    half-moved slot answer TRYAGAIN), reads follow ASK and then MOVED, nothing is lost."""
+    client = Redis.from_url(cluster.url())
+    broker = Broker(client)
+    try:
+        ids = await submit_many(broker, "noop", range(300))
+        source = cluster.owner(hash_slot(NAMESPACE_KEY))
+        target = next(p for p in cluster.primaries if p != source)
+        more: list[str] = []
+
+        async def submit_meanwhile() -> None:
+            for n in range(100):  # one after another, for the whole migration
+                more.append((await broker.enqueue(Submission(type="noop", payload=n))).id)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_meanwhile)
+            moved = await trio.to_thread.run_sync(
+                lambda: cluster.migrate_slot(NAMESPACE_KEY, target, batch=20, pause=_a_moment)
+            )
+        assert moved > 300
+        assert isinstance(client, ClusterRedis)
+        assert client.redirections["TRYAGAIN"] > 0, client.redirections
+        assert client.redirections["MOVED"] > 0, client.redirections
+        assert cluster.owner(hash_slot(NAMESPACE_KEY)) == target
+        tasks = await broker.get_many(ids + more)
+        assert all(t is not None and t.state is TaskState.PENDING for t in tasks)
+        assert (await broker.stats()).by_state[TaskState.PENDING] == 400
+    finally:
+        await client.aclose()
+
+
+async def test_a_worker_runs_10000_tasks_through_a_migration_and_a_failover(
+    cluster: ClusterDeployment, tmp_path: Path
+) -> None:
+    """A worker process on the cluster runs 10,000 tasks; in the middle of the run the
+    namespace's slot moves to another primary, later that primary hands over to its replica.
+    Every task succeeds once, none is lost, the worker never stops."""
+    client = Redis.from_url(cluster.url())
+    broker = Broker(client)
+    try:
+        total = 10_000
+        ids: list[str] = []
+        for start in range(0, total, 1000):
+            ids += await submit_many(broker, "noop", range(start, start + 1000))
+        env = worker_env(cluster.url(*cluster.replicas[:1]), TASKQUEUE_WORKER__CONCURRENCY="50")
+        async with WorkerProcess(tmp_path, env, name="worker") as worker:
+            await wait_for_count(broker, TaskState.SUCCEEDED, 1000, within=STARTUP)
+            source = cluster.owner(hash_slot(NAMESPACE_KEY))
+            target = next(p for p in cluster.primaries if p != source)
+            moved = await trio.to_thread.run_sync(
+                lambda: cluster.migrate_slot(NAMESPACE_KEY, target, batch=200, pause=_a_moment)
+            )
+            done = (await broker.stats()).by_state[TaskState.SUCCEEDED]
+            print(f"migrated {moved} keys; {done} tasks had succeeded", trio.current_time())
+            assert done < total, "not mid-run"
+            await wait_for_count(broker, TaskState.SUCCEEDED, 5000, within=STARTUP + 30)
+            promoted = await trio.to_thread.run_sync(lambda: cluster.failover(target))
+            done = (await broker.stats()).by_state[TaskState.SUCCEEDED]
+            print(f"failed over to {promoted}; {done} tasks had succeeded", trio.current_time())
+            assert done < total, "not mid-run"
+            await wait_for_count(broker, TaskState.SUCCEEDED, total, within=STARTUP + 60)
+            assert cluster.owner(hash_slot(NAMESPACE_KEY)) == promoted
+            assert worker.process is not None and worker.process.returncode is None
+            worker.send_signal(signal.SIGTERM)
+            assert await worker.wait_exit(within=STARTUP) == 0
+        stats = await broker.stats()
+        assert stats.by_state[TaskState.SUCCEEDED] == total
+        assert sum(stats.by_state.values()) == total
+        tasks = await broker.get_many(ids)
+        assert sum(1 for t in tasks if t is not None and t.state is TaskState.SUCCEEDED) == total
+    finally:
+        await client.aclose()
+
+
+def _a_moment() -> None:
+    """Between two MIGRATE batches: clients meet the half-moved slot meanwhile."""
+    time.sleep(0.01)
+
+
+# -- the sync client ------------------------------------------------------------------------------
+
+
+def test_the_sync_client_works_through_the_cluster_and_its_changes(
+    cluster: ClusterDeployment,
+) -> None:
+    """redis-py's cluster client under the SyncClient: from any seed, after a migration."""
+    with SyncClient(cluster.url(cluster.replicas[-1])) as client:
+        first = client.submit("noop")
+        source = cluster.owner(hash_slot(NAMESPACE_KEY))
+        cluster.migrate_slot(NAMESPACE_KEY, next(p for p in cluster.primaries if p != source))
+        second = client.submit("noop")
+        assert client.get(first.id).state is TaskState.PENDING
+        assert client.get(second.id).state is TaskState.PENDING
+        assert client.stats().by_state[TaskState.PENDING] == 2
+
+
+def test_the_sync_client_refuses_an_unreachable_cluster_clearly() -> None:
+    with pytest.raises(
+        RedisConnectionError, match=r"cannot reach the redis cluster of 127\.0\.0\.1:1"
+    ):
+        SyncClient("redis+cluster://127.0.0.1:1/", connect_timeout=0.5)
+
+
+async def test_the_trio_client_refuses_an_unreachable_cluster_clearly() -> None:
+    client = Redis.from_url("redis+cluster://127.0.0.1:1/", connect_attempts=1)
+    try:
+        with pytest.raises(RedisConnectionError, match="no node of the redis cluster of 127"):
+            await client.execute("PING")
+    finally:
+        await client.aclose()
