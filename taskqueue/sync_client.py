@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import redis
-import redis.exceptions
 import redis.cluster
+import redis.exceptions
 import redis.sentinel
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry

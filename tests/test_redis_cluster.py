@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 import trio
+from cli_helpers import cli_env, run
 from cluster_helpers import ClusterDeployment
 from daemon_helpers import STARTUP, WorkerProcess, submit_many, wait_for_count, worker_env
 
 from taskqueue import SyncClient
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.keys import Keys
+from taskqueue.config import load_config
+from taskqueue.errors import ConfigError
 from taskqueue.models import TaskState
 from taskqueue.redis import ClusterRedis, Redis, RedisAddress, RedisConnectionError
 from taskqueue.redis.slots import hash_slot
@@ -62,6 +65,21 @@ def test_a_cluster_url_names_its_seed_nodes_and_credentials() -> None:
 def test_a_bad_cluster_url_is_refused_saying_why(url: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         RedisAddress.from_url(url)
+
+
+def test_a_cluster_url_with_a_database_is_refused_even_from_the_configuration() -> None:
+    with pytest.raises(ValueError, match="only database 0, not 3"):
+        RedisAddress.from_url("redis+cluster://h1:7000/", db=3)
+
+
+def test_the_configuration_takes_cluster_urls_and_refuses_bad_ones() -> None:
+    url = "redis+cluster://ops:pw@h1:7000,h2:7001/"
+    assert load_config(None, env={"TASKQUEUE_REDIS__URL": url}).redis.url == url
+    with pytest.raises(
+        ConfigError,
+        match=r"TASKQUEUE_REDIS__URL = 'redis\+cluster://ops:\*\*\*@h1:0/'.*redis\+cluster://host:7000",
+    ):
+        load_config(None, env={"TASKQUEUE_REDIS__URL": "redis+cluster://ops:pw@h1:0/"})
 
 
 def test_the_hash_slot_is_the_one_redis_computes(cluster: ClusterDeployment) -> None:
@@ -172,6 +190,25 @@ async def test_a_worker_runs_10000_tasks_through_a_migration_and_a_failover(
 def _a_moment() -> None:
     """Between two MIGRATE batches: clients meet the half-moved slot meanwhile."""
     time.sleep(0.01)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_the_command_line_submits_and_reads_through_any_node(cluster: ClusterDeployment) -> None:
+    """``--redis-url redis+cluster://...`` with a node that does not serve the slot: the
+    submit lands, ``queues`` and ``status`` read it (each a process of its own, as a user runs
+    them)."""
+    slot_owner = cluster.owner(hash_slot(NAMESPACE_KEY))
+    elsewhere = cluster.url(next(p for p in cluster.primaries if p != slot_owner))
+    env = cli_env(elsewhere, BrokerSettings().namespace)
+    submitted = run(env, "submit", "echo", "--payload", '"hi"', "--json", "--redis-url", elsewhere)
+    task_id = submitted.json()["id"]
+    queues = run(env, "queues", "--json", "--redis-url", elsewhere)
+    assert queues.code == 0, queues
+    assert "echo" in queues.out, queues
+    got = run(env, "status", task_id, "--json", "--redis-url", elsewhere)
+    assert got.json()["state"] == "pending"
 
 
 # -- the sync client ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ REDIS_PORT = 6379
 
 @attrs.frozen(kw_only=True)
 class RedisAddress:
-    """A parsed ``redis://``, ``rediss://`` or ``unix://`` URL plus explicit overrides."""
+    """A parsed Redis URL (one of :data:`SCHEMES`) plus explicit overrides."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -60,6 +60,8 @@ class RedisAddress:
         """
         try:
             parts = parse_url(url)
+            if parts.get("cluster") and db:
+                raise ValueError(f"Redis Cluster has only database 0, not {db}")
         except ValueError as exc:
             raise ValueError(f"invalid Redis URL {url!r}: {exc}") from None
         return cls(
