@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 from daemon_helpers import free_port
@@ -172,7 +173,7 @@ class ClusterDeployment:
         )  # fmt: skip
         self._wait(lambda: self._answers(port), f"redis on {port} answers")
 
-    def _slots(self) -> list[list[object]]:
+    def _slots(self) -> list[list[Any]]:
         for port in self.primaries:
             try:
                 return list(self.client(port).execute_command("CLUSTER", "SLOTS"))  # type: ignore[no-untyped-call]
