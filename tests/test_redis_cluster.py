@@ -22,7 +22,10 @@ from taskqueue.broker.keys import Keys
 from taskqueue.config import load_config
 from taskqueue.errors import ConfigError
 from taskqueue.models import TaskState
-from taskqueue.redis import ClusterRedis, Redis, RedisAddress, RedisConnectionError
+from taskqueue.redis import ClusterError, ClusterRedis, Redis, RedisAddress, RedisConnectionError
+from taskqueue.redis.cluster import command_slot, redirect_of
+from taskqueue.redis.connection import Command
+from taskqueue.redis.errors import ResponseError
 from taskqueue.redis.slots import hash_slot
 
 #: A key of the namespace the tests use (the default): the slot they move.
@@ -82,6 +85,32 @@ def test_the_configuration_takes_cluster_urls_and_refuses_bad_ones() -> None:
         load_config(None, env={"TASKQUEUE_REDIS__URL": "redis+cluster://ops:pw@h1:0/"})
 
 
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [
+        (("HGETALL", "{ns}:t:1"), "{ns}:t:1"),
+        (("EVALSHA", "abc", 2, "{ns}:", "{ns}:fence", "x"), "{ns}:"),
+        (("XREAD", "COUNT", 1, "BLOCK", 0, "STREAMS", "{s}:x", "$"), "{s}:x"),
+        (("PUBLISH", "{ns}:ch:wake", "t"), "{ns}:ch:wake"),
+        (("PING",), None),
+        (("EVAL", "return 1", 0), None),
+    ],
+)
+def test_a_command_goes_to_the_slot_of_its_first_key(command: Command, key: str | None) -> None:
+    assert command_slot(command) == (None if key is None else hash_slot(key))
+
+
+def test_redirections_are_read_from_error_replies() -> None:
+    moved = redirect_of(ResponseError("MOVED 4053 10.0.0.2:7001"))
+    assert moved is not None and (moved.kind, moved.node) == ("MOVED", ("10.0.0.2", 7001))
+    ask = redirect_of(ResponseError("ASK 4053 10.0.0.3:7002"))
+    assert ask is not None and (ask.kind, ask.node) == ("ASK", ("10.0.0.3", 7002))
+    retry = redirect_of(ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"))
+    assert retry is not None and (retry.kind, retry.node) == ("TRYAGAIN", None)
+    assert redirect_of(ResponseError("ERR wrong number of arguments")) is None
+    assert redirect_of("MOVED 1 h:1") is None  # a reply, not an error
+
+
 def test_the_hash_slot_is_the_one_redis_computes(cluster: ClusterDeployment) -> None:
     node = cluster.client(cluster.primaries[0])
     for key in ["foo", NAMESPACE_KEY, "{ns}:t:1", "a{}b", "x{", "{a}{b}", "é"]:
@@ -113,34 +142,64 @@ async def test_tasks_submitted_through_every_node_are_one_queue(cluster: Cluster
 
 
 async def test_moved_and_ask_are_followed_while_a_slot_moves(cluster: ClusterDeployment) -> None:
-    """A slot moved under a client's feet: scripts wait out the migration (the fence makes the
-    half-moved slot answer TRYAGAIN), reads follow ASK and then MOVED, nothing is lost."""
+    """A slot moved under a client's feet, batch by batch. Between two batches, reads of the
+    namespace's tasks find each one (those already moved by ``ASK``) and a submit waits out
+    the migration (the fence makes the half-moved slot answer ``TRYAGAIN`` to scripts), then
+    lands; afterwards the client follows ``MOVED`` to the new owner. Nothing is lost."""
     client = Redis.from_url(cluster.url())
+    assert isinstance(client, ClusterRedis)
     broker = Broker(client)
     try:
         ids = await submit_many(broker, "noop", range(300))
         source = cluster.owner(hash_slot(NAMESPACE_KEY))
         target = next(p for p in cluster.primaries if p != source)
-        more: list[str] = []
+        found: list[int] = []
+        during: list[str] = []
 
-        async def submit_meanwhile() -> None:
-            for n in range(100):  # one after another, for the whole migration
-                more.append((await broker.enqueue(Submission(type="noop", payload=n))).id)
+        async def read_all() -> None:
+            found.append(sum(1 for t in await broker.get_many(ids) if t is not None))
+
+        async def submit_one() -> None:
+            during.append((await broker.enqueue(Submission(type="noop"))).id)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(submit_meanwhile)
+
+            def between_batches() -> None:
+                trio.from_thread.run(read_all)
+                trio.from_thread.run_sync(nursery.start_soon, submit_one)
+
             moved = await trio.to_thread.run_sync(
-                lambda: cluster.migrate_slot(NAMESPACE_KEY, target, batch=20, pause=_a_moment)
+                lambda: cluster.migrate_slot(NAMESPACE_KEY, target, batch=20, pause=between_batches)
             )
-        assert moved > 300
-        assert isinstance(client, ClusterRedis)
-        assert client.redirections["TRYAGAIN"] > 0, client.redirections
-        assert client.redirections["MOVED"] > 0, client.redirections
+        assert moved > 300 and len(found) > 10
+        assert found == [300] * len(found)
+        assert len(during) == len(found)
         assert cluster.owner(hash_slot(NAMESPACE_KEY)) == target
-        tasks = await broker.get_many(ids + more)
+        for kind in ("ASK", "TRYAGAIN", "MOVED"):
+            assert client.redirections[kind] > 0, client.redirections
+        tasks = await broker.get_many(ids + during)
         assert all(t is not None and t.state is TaskState.PENDING for t in tasks)
-        assert (await broker.stats()).by_state[TaskState.PENDING] == 400
+        assert (await broker.stats()).by_state[TaskState.PENDING] == 300 + len(during)
     finally:
+        await client.aclose()
+
+
+async def test_a_migration_opened_on_one_side_only_fails_clearly(
+    cluster: ClusterDeployment,
+) -> None:
+    """The source says ASK, the target (never told to import) says MOVED back: the client
+    gives up after a few hops, saying so, rather than bouncing for ever."""
+    slot = hash_slot(NAMESPACE_KEY)
+    source = cluster.owner(slot)
+    target = next(p for p in cluster.primaries if p != source)
+    client = Redis.from_url(cluster.url())
+    node = cluster.client(source)
+    try:
+        node.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target))  # type: ignore[no-untyped-call]
+        with pytest.raises(ClusterError, match=r"after 8 redirections"):
+            await client.execute("GET", NAMESPACE_KEY + "missing")
+    finally:
+        node.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")  # type: ignore[no-untyped-call]
         await client.aclose()
 
 

@@ -47,8 +47,9 @@ _KEYLESS = frozenset(
         "MEMORY", "SLOWLOG", "LATENCY", "ACL", "HELLO", "AUTH", "SELECT",
     }
 )  # fmt: skip
-#: How many MOVED/ASK redirections one command follows before it gives up (a loop between
-#: two nodes that disagree, as when a migration was opened on one side only).
+#: How many MOVED/ASK redirections in a row (no wait between them) one command follows before
+#: it gives up: a loop between two nodes that disagree, as when a migration was opened on one
+#: side only.
 _MAX_REDIRECTS = 8
 
 
@@ -233,7 +234,7 @@ class ClusterRedis(Redis):
                 delay = min(delay * 2, 0.25)
                 if redirect.kind == "CLUSTERDOWN":
                     await self.refresh(seen=seen)
-                node, asking = self.owner(slot), False
+                node, asking, redirects = self.owner(slot), False, 0
 
     # -- commands ----------------------------------------------------------------------------
 
