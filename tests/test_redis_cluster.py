@@ -16,7 +16,7 @@ from cli_helpers import cli_env, run
 from cluster_helpers import ClusterDeployment
 from daemon_helpers import STARTUP, WorkerProcess, submit_many, wait_for_count, worker_env
 
-from taskqueue import SyncClient
+from taskqueue import Client, SyncClient
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.keys import Keys
 from taskqueue.config import load_config
@@ -249,6 +249,28 @@ async def test_a_worker_runs_10000_tasks_through_a_migration_and_a_failover(
 def _a_moment() -> None:
     """Between two MIGRATE batches: clients meet the half-moved slot meanwhile."""
     time.sleep(0.01)
+
+
+async def test_both_clients_wait_for_a_result_through_the_cluster(
+    cluster: ClusterDeployment, tmp_path: Path
+) -> None:
+    """``wait`` subscribes to the events channel on a cluster node and is woken by the end the
+    worker publishes (Redis Cluster carries a PUBLISH to every node)."""
+    client = Redis.from_url(cluster.url(cluster.replicas[0]))
+    try:
+        broker = Broker(client)
+        async with WorkerProcess(tmp_path, worker_env(cluster.url()), name="worker"):
+            first = await broker.enqueue(Submission(type="echo", payload="trio"))
+            assert (await Client(client).wait(first.id, timeout=STARTUP)).result == "trio"
+
+            def sync_wait() -> object:
+                with SyncClient(cluster.url(cluster.primaries[-1])) as sync:
+                    second = sync.submit("echo", payload="sync")
+                    return sync.wait(second.id, timeout=STARTUP).result
+
+            assert await trio.to_thread.run_sync(sync_wait) == "sync"
+    finally:
+        await client.aclose()
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ class ClusterRedis(Redis):
         self._pool_size = pool_size
         self._nodes: dict[Node, Redis] = {}
         self._owners: list[Node | None] = [None] * SLOTS
+        self._replicas: list[Node] = []  # asked for the map when no primary answers
         self._stale = True  # the map is to be learnt before the next command
         self._learning = trio.Lock()
         self._learnt = 0  # how many times the map was learnt (one refresh serves all waiters)
@@ -175,24 +176,35 @@ class ClusterRedis(Redis):
             known = list(dict.fromkeys(n for n in self._owners if n is not None))
             random.shuffle(known)
             reasons = []
-            for node in dict.fromkeys([*known, *self.address.cluster]):
-                try:
-                    reply = await self.node(node).execute("CLUSTER", "SLOTS")
-                except RedisError as exc:
-                    reasons.append(f"{node[0]}:{node[1]}: {exc}")
-                    continue
-                owners: list[Node | None] = [None] * SLOTS
-                for start, end, primary, *_replicas in reply:
-                    host = str(primary[0]) or node[0]  # "" or "?": the node we asked
-                    where = (node[0] if host == "?" else host, int(primary[1]))
-                    owners[int(start) : int(end) + 1] = [where] * (int(end) - int(start) + 1)
-                self._owners = owners
-                self._stale = False
-                self._learnt += 1
-                return
+            for node in dict.fromkeys([*known, *self._replicas, *self.address.cluster]):
+                with trio.move_on_after(self.connect_timeout):
+                    try:
+                        reply = await self.node(node).execute("CLUSTER", "SLOTS")
+                    except RedisError as exc:
+                        reasons.append(f"{node[0]}:{node[1]}: {exc}")
+                        continue
+                    self._learn(node, reply)
+                    return
+                reasons.append(f"{node[0]}:{node[1]}: no answer in {self.connect_timeout:g}s")
             raise RedisConnectionError(
                 f"no node of the {self.address} told its slot map: {'; '.join(reasons)}"
             )
+
+    def _learn(self, asked: Node, reply: list[Any]) -> None:
+        """Take the map of a ``CLUSTER SLOTS`` reply (from ``asked``) as the client's."""
+
+        def where(entry: list[Any]) -> Node:
+            host = str(entry[0])
+            return (asked[0] if host in ("", "?") else host, int(entry[1]))  # "": the asked node
+
+        owners: list[Node | None] = [None] * SLOTS
+        replicas: list[Node] = []
+        for start, end, primary, *others in reply:
+            owners[int(start) : int(end) + 1] = [where(primary)] * (int(end) - int(start) + 1)
+            replicas += [where(entry) for entry in others]
+        self._owners, self._replicas = owners, replicas
+        self._stale = False
+        self._learnt += 1
 
     async def _routed(
         self, slot: int | None, attempt: Callable[[Redis, bool], Awaitable[Any]]
@@ -327,6 +339,8 @@ class ClusterRedis(Redis):
             async with node.subscribe(*channels) as subscription:
                 yield subscription
         except RedisError as exc:
+            if isinstance(exc, RedisConnectionError):
+                self._stale = True  # the node may be gone: the next subscriber asks again
             self._failed(exc)
             raise
 
