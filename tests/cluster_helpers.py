@@ -151,6 +151,35 @@ class ClusterDeployment:
         self.replicas[self.replicas.index(replica)] = primary
         return replica
 
+    def kill(self, primary: int) -> int:
+        """SIGKILL the primary on ``primary`` once its replica has every write it took, and
+        wait until the replica has taken over (after ``cluster-node-timeout``); its port."""
+        replica = self.replica_of(primary)
+        self._wait(
+            lambda: self._offset(replica, "slave_repl_offset") == self._offset(primary),
+            f"{replica} has every write of {primary}",
+        )
+        process = self.processes[primary]
+        process.kill()
+        process.wait()
+        self.primaries[self.primaries.index(primary)] = replica
+        self.replicas.remove(replica)
+        self._wait(
+            lambda: (
+                self.client(replica).info("replication").get("role") == "master"
+                and self.owner_seen_by(replica) == replica
+            ),
+            f"{replica} took over from the killed {primary}",
+        )
+        return replica
+
+    def owner_seen_by(self, port: int) -> int | None:
+        """Which node serves the slots ``port`` had as a replica, as ``port`` sees it."""
+        for _start, _end, owner, *_ in self.client(port).execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
+            if int(owner[1]) == port:
+                return port
+        return None
+
     # -- internals ----------------------------------------------------------------------------
 
     def _start(self, port: int) -> None:
@@ -180,6 +209,9 @@ class ClusterDeployment:
             except redis.RedisError:
                 continue
         raise AssertionError("no node answers CLUSTER SLOTS")
+
+    def _offset(self, port: int, field: str = "master_repl_offset") -> int:
+        return int(self.client(port).info("replication").get(field, -1))
 
     def _answers(self, port: int) -> bool:
         try:

@@ -14,7 +14,14 @@ import pytest
 import trio
 from cli_helpers import cli_env, run
 from cluster_helpers import ClusterDeployment
-from daemon_helpers import STARTUP, WorkerProcess, submit_many, wait_for_count, worker_env
+from daemon_helpers import (
+    STARTUP,
+    WorkerProcess,
+    submit_many,
+    wait_for_count,
+    wait_until,
+    worker_env,
+)
 
 from taskqueue import Client, SyncClient
 from taskqueue.broker import Broker, BrokerSettings, Submission
@@ -25,7 +32,7 @@ from taskqueue.models import TaskState
 from taskqueue.redis import ClusterError, ClusterRedis, Redis, RedisAddress, RedisConnectionError
 from taskqueue.redis.cluster import command_slot, redirect_of
 from taskqueue.redis.connection import Command
-from taskqueue.redis.errors import ResponseError
+from taskqueue.redis.errors import RedisError, ResponseError
 from taskqueue.redis.slots import hash_slot
 
 #: A key of the namespace the tests use (the default): the slot they move.
@@ -225,12 +232,12 @@ async def test_a_worker_runs_10000_tasks_through_a_migration_and_a_failover(
                 lambda: cluster.migrate_slot(NAMESPACE_KEY, target, batch=200, pause=_a_moment)
             )
             done = (await broker.stats()).by_state[TaskState.SUCCEEDED]
-            print(f"migrated {moved} keys; {done} tasks had succeeded", trio.current_time())
+            print(f"cluster: migrated {moved} keys when {done} tasks had succeeded")
             assert done < total, "not mid-run"
             await wait_for_count(broker, TaskState.SUCCEEDED, 5000, within=STARTUP + 30)
             promoted = await trio.to_thread.run_sync(lambda: cluster.failover(target))
             done = (await broker.stats()).by_state[TaskState.SUCCEEDED]
-            print(f"failed over to {promoted}; {done} tasks had succeeded", trio.current_time())
+            print(f"cluster: failed over to {promoted} when {done} tasks had succeeded")
             assert done < total, "not mid-run"
             await wait_for_count(broker, TaskState.SUCCEEDED, total, within=STARTUP + 60)
             assert cluster.owner(hash_slot(NAMESPACE_KEY)) == promoted
@@ -290,6 +297,42 @@ def test_the_command_line_submits_and_reads_through_any_node(cluster: ClusterDep
     assert "echo" in queues.out, queues
     got = run(env, "status", task_id, "--json", "--redis-url", elsewhere)
     assert got.json()["state"] == "pending"
+
+
+async def test_a_worker_goes_on_after_the_slot_owner_is_killed(tmp_path: Path) -> None:
+    """The primary of the namespace's slot SIGKILLed under a running worker: the cluster
+    promotes its replica, the worker (and the test's client) find it without a restart, and
+    every task ends succeeded (one whose end the dead primary had not replicated runs again:
+    at least once)."""
+    (tmp_path / "cluster").mkdir()
+    with ClusterDeployment(tmp_path / "cluster") as cluster:
+        client = Redis.from_url(cluster.url(*cluster.ports))
+        broker = Broker(client)
+        try:
+            ids = await submit_many(broker, "sleep", ({"seconds": 0.002} for _ in range(2000)))
+            env = worker_env(cluster.url(*cluster.ports), TASKQUEUE_WORKER__CONCURRENCY="20")
+            async with WorkerProcess(tmp_path, env, name="worker") as worker:
+                await wait_for_count(broker, TaskState.SUCCEEDED, 200, within=STARTUP)
+                owner = cluster.owner(hash_slot(NAMESPACE_KEY))
+                promoted = await trio.to_thread.run_sync(lambda: cluster.kill(owner))
+                started = trio.current_time()
+
+                async def all_succeeded() -> bool:
+                    try:  # the test's client meets the dead primary too, until it asks again
+                        return (await broker.stats()).by_state[TaskState.SUCCEEDED] == 2000
+                    except RedisError:
+                        return False
+
+                await wait_until(all_succeeded, "every task succeeded", within=STARTUP + 30)
+                print(f"cluster failover: all done {trio.current_time() - started:.2f}s after")
+                assert cluster.owner(hash_slot(NAMESPACE_KEY)) == promoted
+                assert worker.process is not None and worker.process.returncode is None
+                worker.send_signal(signal.SIGTERM)
+                assert await worker.wait_exit(within=STARTUP) == 0
+            tasks = await broker.get_many(ids)
+            assert all(t is not None and t.state is TaskState.SUCCEEDED for t in tasks)
+        finally:
+            await client.aclose()
 
 
 # -- the sync client ------------------------------------------------------------------------------
