@@ -160,12 +160,12 @@ class ClusterRedis(Redis):
             if owner is not None:
                 return owner
             raise RedisConnectionError(f"no primary of the {self.address} serves slot {slot}")
-        known = [n for n in self._owners if n is not None]
-        return known[0] if known else self.address.cluster[0]
+        return next((n for n in self._owners if n is not None), self.address.cluster[0])
 
     async def refresh(self, *, seen: int | None = None) -> None:
-        """Learn the slot map again, from the first node that answers: the known primaries in
-        random order (so one node down does not stall everyone), then the seed nodes.
+        """Learn the slot map again, from the first node that answers within
+        ``connect_timeout``: the known primaries in random order (so one node down does not
+        stall everyone), then their replicas, then the seed nodes.
 
         ``seen``: the refresh count the caller saw before it found the map out of date; if a
         refresh happened since, its map is taken as it is.
