@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import redis
+import redis.cluster
 import redis.exceptions
 import redis.sentinel
 from redis.backoff import EqualJitterBackoff
@@ -66,7 +67,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> redis.Redis:
+def redis_py_client(
+    address: RedisAddress, *, connect_timeout: float = 5.0
+) -> redis.Redis | redis.RedisCluster:
     """A redis-py client of ``address`` that returns replies as Redis sent them (strings,
     integers, flat lists), as the trio client does, so one operation reads both the same."""
     options: dict[str, Any] = {
@@ -80,6 +83,8 @@ def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> r
         # (ten, up to a second apart) leaves a caller waiting seconds on an unreachable Redis.
         "retry": Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2),
     }
+    if address.cluster:
+        return _raw_cluster_client(address, options)
     if address.sentinels:
         # redis-py's Sentinel client asks the sentinels again after a failover.
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -105,6 +110,41 @@ def redis_py_client(address: RedisAddress, *, connect_timeout: float = 5.0) -> r
     # redis-py reshapes some replies (HGETALL into a dict, ZSCORE into a float); the
     # operations expect them raw. This client is private to one SyncClient.
     client.response_callbacks.clear()
+    return client
+
+
+def _raw_cluster_client(address: RedisAddress, options: dict[str, Any]) -> redis.RedisCluster:
+    """redis-py's cluster client of ``address``'s seed nodes, with raw replies as above.
+
+    Its node clients are made as it learns the slot map (after a resharding or a failover too),
+    each with redis-py's reply reshaping: every one is made raw as it is made.
+    """
+    del options["db"]  # a cluster has database 0 only
+    try:
+        # It learns the slot map at once, so an unreachable cluster fails here, not later.
+        client = redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in address.cluster],  # type: ignore[no-untyped-call]
+            ssl=address.tls,
+            ssl_ca_certs=address.ssl_ca_certs,
+            ssl_cert_reqs=address.ssl_cert_reqs,
+            ssl_certfile=address.ssl_certfile,
+            ssl_keyfile=address.ssl_keyfile,
+            **options,
+        )
+    except redis.exceptions.RedisClusterException as exc:
+        raise RedisConnectionError(f"cannot reach the {address}: {exc}") from exc
+    manager = client.nodes_manager
+    make_node = manager.create_redis_node
+
+    def make_raw_node(*args: Any, **kwargs: Any) -> redis.Redis:
+        node: redis.Redis = make_node(*args, **kwargs)  # type: ignore[no-untyped-call]
+        node.response_callbacks.clear()
+        return node
+
+    manager.create_redis_node = make_raw_node  # type: ignore[method-assign]
+    for node in client.get_nodes():  # type: ignore[no-untyped-call]
+        if node.redis_connection is not None:
+            node.redis_connection.response_callbacks.clear()
     return client
 
 
@@ -356,7 +396,7 @@ class SyncClient:
         if isinstance(step, Pipeline):
             with self.redis.pipeline(transaction=False) as pipe:
                 for args in step.commands:
-                    pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+                    pipe.execute_command(*args)  # type: ignore[no-untyped-call,unused-ignore]
                 replies = pipe.execute(raise_on_error=False)
             return [
                 ResponseError(str(r)) if isinstance(r, redis.exceptions.ResponseError) else r

@@ -25,7 +25,7 @@ def one_step(operation: ops.Operation[T], reply: Any) -> tuple[ops.RunScript, T]
     """The operation's one step, and what it returns when sent ``reply``."""
     step = operation.send(None)
     assert isinstance(step, ops.RunScript)
-    assert step.keys == (KEYS.prefix,)
+    assert step.keys == (KEYS.prefix, KEYS.fence)
     with pytest.raises(StopIteration) as stop:
         operation.send(reply)
     return step, stop.value.value

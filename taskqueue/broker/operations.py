@@ -128,7 +128,7 @@ DEAD_CHUNK = 500
 
 
 def _script(keys: Keys, name: str, *args: Arg) -> RunScript:
-    return RunScript(getattr(load_scripts(), name), (keys.prefix,), args)
+    return RunScript(getattr(load_scripts(), name), (keys.prefix, keys.fence), args)
 
 
 def pairs(flat: Sequence[str]) -> dict[str, str]:

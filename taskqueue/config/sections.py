@@ -96,8 +96,8 @@ class RedisConfig:
         None,
         mask=mask_url_value,
         check=_redis_url_ok,
-        expected="a URL like redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock "
-        "or redis+sentinel://host:26379,host2:26379/service/0",
+        expected="a URL like redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock, "
+        "redis+sentinel://host:26379,host2:26379/service/0 or redis+cluster://host:7000,host2:7001/",
     )
     db: int = setting(0, minimum=0)
     username: str | None = setting(None)

@@ -1,6 +1,7 @@
 """A small trio-native Redis client: connections on hiredis, a pool, scripts and pub/sub."""
 
 from taskqueue.redis.client import Redis, Script, Subscription
+from taskqueue.redis.cluster import ClusterError, ClusterRedis
 from taskqueue.redis.connection import Connection
 from taskqueue.redis.errors import (
     AuthenticationError,
@@ -14,6 +15,8 @@ from taskqueue.redis.url import RedisAddress
 
 __all__ = [
     "AuthenticationError",
+    "ClusterError",
+    "ClusterRedis",
     "Connection",
     "NoScriptError",
     "NotRedisError",

@@ -63,7 +63,18 @@ class Redis:
     metrics: ``on_error`` sees every :class:`RedisError` a command (or a subscription) raises
     to its caller, and ``on_reconnect`` is called when a connection is made after one was lost
     to a connection error. Both run in the caller's task and must be quick.
+
+    An address that names a Redis Cluster (``redis+cluster://``) makes a
+    :class:`~taskqueue.redis.cluster.ClusterRedis` instead, the same interface over every
+    primary of the cluster.
     """
+
+    def __new__(cls, address: RedisAddress, **kwargs: Any) -> Redis:
+        if cls is Redis and address.cluster:
+            from taskqueue.redis.cluster import ClusterRedis  # it builds on this module
+
+            return super().__new__(ClusterRedis)
+        return super().__new__(cls)
 
     def __init__(
         self,
