@@ -201,8 +201,13 @@ class RestClient:
             ) from None
 
     def _unreachable(self, exc: httpx.TransportError) -> ApiUnreachableError:
-        why = str(exc) or type(exc).__name__
-        if "CERTIFICATE_VERIFY_FAILED" in why:
+        """The error of a request that got no reply, saying why in the words of its cause
+        (httpx's own message can be empty: the TLS or socket error sits beneath it)."""
+        cause: BaseException | None = exc
+        while cause is not None and not str(cause):
+            cause = cause.__cause__ or cause.__context__
+        why = str(cause) if cause is not None else type(exc).__name__
+        if isinstance(cause, ssl.SSLCertVerificationError):
             why += " (the server's certificate is not signed by a trusted CA)"
         return ApiUnreachableError(f"the API at {self.url} cannot be reached: {why}")
 
