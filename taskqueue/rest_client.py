@@ -71,7 +71,12 @@ class RestError(TaskQueueError):
 
 class ApiUnreachableError(RestError):
     """The API cannot be reached (refused, timed out, TLS refused), or it is not ready (503:
-    its Redis is down, it is starting or draining)."""
+    its Redis is down, it is starting or draining). ``untrusted``: the server's certificate
+    is signed by no CA this client trusts."""
+
+    def __init__(self, message: str, *, untrusted: bool = False) -> None:
+        super().__init__(message)
+        self.untrusted = untrusted
 
 
 class ApiTokenError(RestError):
@@ -207,9 +212,11 @@ class RestClient:
         while cause is not None and not str(cause):
             cause = cause.__cause__ or cause.__context__
         why = str(cause) if cause is not None else type(exc).__name__
-        if isinstance(cause, ssl.SSLCertVerificationError):
+        untrusted = isinstance(cause, ssl.SSLCertVerificationError)
+        if untrusted:
             why += " (the server's certificate is not signed by a trusted CA)"
-        return ApiUnreachableError(f"the API at {self.url} cannot be reached: {why}")
+        message = f"the API at {self.url} cannot be reached: {why}"
+        return ApiUnreachableError(message, untrusted=untrusted)
 
     def _error(self, response: httpx.Response, task_id: str | None) -> Exception:
         """The exception a non-2xx reply means (the problem details' wording kept)."""

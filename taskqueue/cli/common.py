@@ -202,6 +202,8 @@ def explain(exc: BaseException) -> tuple[int | None, str]:
         return exc.code, message
     if isinstance(exc, ApiTokenError):
         return EXIT_TOKEN, message + _TOKEN_HINTS[exc.problem]
+    if isinstance(exc, ApiUnreachableError) and exc.untrusted:
+        return EXIT_UNREACHABLE, f"{message}; name its CA with --api-cafile (${CAFILE_ENV_VAR})"
     if isinstance(exc, ApiUnreachableError):
         return EXIT_UNREACHABLE, message
     if isinstance(exc, RestError):
