@@ -328,9 +328,15 @@ def test_an_untrusted_certificate_exits_4(api: Api) -> None:
     "command", [("run",), ("worker",), ("bench", "--count", "1"), ("plugins",)]
 )
 def test_commands_the_api_does_not_serve_say_so(api: Api, command: tuple[str, ...]) -> None:
-    result = api.run(*command)
+    result = api.run(*command)  # the URL from $TASKQUEUE_API_URL
     assert result.code == EXIT_USAGE, result
-    assert result.error.startswith(f"`taskqueue {command[0]}` does not run through the API")
+    assert result.error.startswith(
+        f"`taskqueue {command[0]}` does not run through the API; run it with "
+        "$TASKQUEUE_API_URL unset. Through the API: submit, status"
+    )
+    flagged = api.run("--api", api.url, *command)
+    assert flagged.code == EXIT_USAGE, flagged
+    assert "does not run through the API; run it without --api." in flagged.error
 
 
 def test_redis_url_and_api_together_are_refused(api: Api) -> None:

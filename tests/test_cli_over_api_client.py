@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import trio
 from api_helpers import ADMIN_TOKEN, READ_TOKEN, ApiServer, api_server
+from fault_proxy import FaultProxy
 
 from taskqueue import Client
 from taskqueue.api.auth import hash_token
@@ -116,3 +119,31 @@ async def test_an_unreachable_api(server: ApiServer) -> None:
     async with RestClient("http://127.0.0.1:1", token=ADMIN_TOKEN, timeout=2) as rest:
         with pytest.raises(ApiUnreachableError, match="cannot be reached"):
             await rest.workers()
+
+
+async def test_an_api_whose_redis_is_gone_is_not_ready(redis_url: str) -> None:
+    """The daemon's Redis behind a proxy that goes away: the API answers 503, which the client
+    reports as unreachable (the CLI's exit 4), saying why."""
+    port = urlsplit(redis_url).port
+    assert port is not None
+    refused = False
+    stop_proxy = trio.CancelScope()
+
+    async def proxying(task_status: trio.TaskStatus[FaultProxy]) -> None:
+        with stop_proxy:
+            await FaultProxy(port).serve(task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        proxy: FaultProxy = await nursery.start(proxying)
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        async with (
+            api_server(url, server__tokens=(ADMIN_TOKEN,)) as server,
+            RestClient(server.url, token=ADMIN_TOKEN) as rest,
+        ):
+            await rest.workers()
+            stop_proxy.cancel()  # no more connections to Redis...
+            proxy.reset()  # ...and those open are gone
+            with pytest.raises(ApiUnreachableError, match="is not ready: Redis is unreachable"):
+                await rest.workers()
+            refused = True
+    assert refused

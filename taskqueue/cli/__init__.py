@@ -110,9 +110,11 @@ def main(
     ctx.obj = api_target(ctx, api_url, token, token_file, api_cafile)
     command = ctx.invoked_subcommand
     if ctx.obj is not None and command is not None and command not in OVER_API:
+        given = ctx.get_parameter_source("api_url") is click.core.ParameterSource.COMMANDLINE
+        drop = "without --api" if given else f"with ${API_ENV_VAR} unset"
         fail(
-            f"`taskqueue {command}` does not run through the API; run it without --api "
-            f"(${API_ENV_VAR}). Through the API: {', '.join(OVER_API)}",
+            f"`taskqueue {command}` does not run through the API; run it {drop}. "
+            f"Through the API: {', '.join(OVER_API)}",
             EXIT_USAGE,
         )
 
