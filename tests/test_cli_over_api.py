@@ -11,7 +11,9 @@ is checked through the same command without ``--api`` (``Daemon.run``), which is
 from __future__ import annotations
 
 import json
+import signal
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import httpx
 import pytest
 from api_helpers import ADMIN_TOKEN, READ_TOKEN, make_self_signed_cert
 from cli_helpers import (
+    TASKQUEUE,
     Daemon,
     Result,
     closed_port,
@@ -177,6 +180,29 @@ def test_tasks_filters_and_pages_through_the_api(api: Api) -> None:
     assert api.as_reader(*page).json() == api.daemon.run(*page).json()
     for task_id in ids:
         assert api.run("cancel", task_id).code == 0
+
+
+def test_queues_watch_through_the_api_until_ctrl_c(api: Api) -> None:
+    args = ["--token-file", str(api.read), "queues", "--json", "--watch", "--interval", "50ms"]
+    process = subprocess.Popen(
+        [TASKQUEUE, *args],
+        env=api.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        snapshots = [json.loads(process.stdout.readline()) for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert all("by_state" in s and "policy" in s for s in snapshots)
 
 
 def test_workers_through_the_api(api: Api) -> None:
