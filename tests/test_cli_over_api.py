@@ -239,10 +239,13 @@ def test_dlq_list_show_requeue_and_purge_through_the_api(api: Api) -> None:
     requeued = api.run("dlq", "requeue", task_id)
     assert requeued.code == 0, requeued
     assert requeued.out == f"requeued {task_id}\n"
-    wait_until(
-        lambda: api.daemon.run("status", task_id, "--json").json()["started_ms"] != started,
-        "the requeued task has run again",
-    )
+
+    def ran_again() -> bool:
+        task = api.daemon.run("status", task_id, "--json").json()
+        return bool(task["started_ms"] != started and task["state"] == "dead")
+
+    # Until it has failed again, so that no later test sees it in flight.
+    wait_until(ran_again, "the requeued task has run (and died) again")
 
     again = dead_task(api)
     purge = api.run("dlq", "purge", "--type", "fail")
