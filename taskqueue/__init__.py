@@ -32,6 +32,7 @@ from taskqueue.models import (
 from taskqueue.redis import Redis
 
 if TYPE_CHECKING:
+    from taskqueue.rest_client import RestClient
     from taskqueue.sync_client import SyncClient
 
 __version__ = "0.1.0"
@@ -52,6 +53,7 @@ __all__ = [
     "QueueStats",
     "Redis",
     "Report",
+    "RestClient",
     "Submission",
     "Submitted",
     "SyncClient",
@@ -69,9 +71,14 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """``SyncClient`` on first use: it stands on redis-py, which nothing else here imports,
-    so the daemon and the command line start without it."""
+    so the daemon and the command line start without it; ``RestClient`` (httpx) likewise, so
+    a producer on Redis does not import an HTTP stack."""
     if name == "SyncClient":
         from taskqueue.sync_client import SyncClient
 
         return SyncClient
+    if name == "RestClient":
+        from taskqueue.rest_client import RestClient
+
+        return RestClient
     raise AttributeError(f"module 'taskqueue' has no attribute {name!r}")

@@ -49,7 +49,9 @@ __all__ = [
     "policy_json",
     "policy_scope",
     "policy_scope_json",
+    "policy_view",
     "report_document",
+    "report_from_document",
     "report_json",
     "stats_json",
     "submitted_json",
@@ -320,3 +322,43 @@ def policy_scope_json(view: PolicyView, task_type: str | None) -> dict[str, Any]
 
 def submitted_json(submitted: Submitted) -> dict[str, Any]:
     return msgspec.to_builtins(submitted)  # type: ignore[no-any-return]
+
+
+# -- back to the model, for clients of the REST API -----------------------------------------------
+
+
+def policy_view(document: PolicyDocument) -> PolicyView:
+    """The :class:`PolicyView` a policy document was made from, as far as it tells: the global
+    scope's effective policy stands in for the server's defaults below the layers, which gives
+    every scope the same effective policy as on the server."""
+    scopes: dict[str | None, PolicyScope] = {None: document.global_}
+    scopes.update(document.types)
+    return PolicyView(
+        live={t: s.live for t, s in scopes.items()},
+        config={t: s.config for t, s in scopes.items()},
+        fallback=document.global_.effective,
+    )
+
+
+def report_from_document(document: QueueStats) -> QueueReport:
+    """The :class:`QueueReport` a queues document was made from (the registered-worker count
+    and the per-priority split of non-pending states, which the document leaves out, are 0)."""
+    by_state_and_type = {
+        (models.TaskState(state), task_type): n
+        for task_type, counts in document.by_type.items()
+        for state, n in counts.items()
+    }
+    pending = models.TaskState.PENDING
+    stats = models.QueueStats(
+        by_state={models.TaskState(s): n for s, n in document.by_state.items()},
+        pending_by_priority={
+            models.Priority(p): n for p, n in document.pending_by_priority.items()
+        },
+        pending_by_type={t: n for (s, t), n in by_state_and_type.items() if s is pending},
+        by_state_and_type=by_state_and_type,
+        totals=dict(document.totals),
+    )
+    policy = document.policy or PolicyDocument(
+        global_=PolicyScope(live=Policy(), config=Policy(), effective=Policy()), types={}
+    )
+    return QueueReport(stats, frozenset(document.served_types), policy_view(policy))

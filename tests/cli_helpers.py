@@ -139,17 +139,24 @@ class Daemon:
 
 @contextmanager
 def start_daemon(
-    redis_url: str, namespace: str, log_dir: Path, *flags: str, cwd: Path | None = None
+    redis_url: str,
+    namespace: str,
+    log_dir: Path,
+    *flags: str,
+    cwd: Path | None = None,
+    command: str = "worker",
+    variables: Mapping[str, str] | None = None,
 ) -> Iterator[Daemon]:
-    """A ``taskqueue worker *flags`` on ``namespace`` (started in ``cwd``, if given),
-    registered before the block starts; stopped with SIGTERM (drained) after it."""
-    env = cli_env(redis_url, namespace)
-    log = log_dir / f"worker-{namespace}.log"
+    """A ``taskqueue worker *flags`` (or another daemon ``command``) on ``namespace``, with
+    ``variables`` in its environment (started in ``cwd``, if given), registered before the
+    block starts; stopped with SIGTERM (drained) after it."""
+    env = cli_env(redis_url, namespace, **(variables or {}))
+    log = log_dir / f"{command}-{namespace}.log"
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(namespace)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [TASKQUEUE, "worker", *flags],
+            [TASKQUEUE, command, *flags],
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,

@@ -3,14 +3,18 @@ operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``worker
 ``queues``, ``policy``, ``dlq``, ``plugins``, ``config check``, ``bench``), and ``systemd install``.
 
 The tools talk to Redis through :class:`taskqueue.Client` (the same scripts the API and the
-workers run), so they need no API server. One module per command group; what they print is
-built in :mod:`taskqueue.cli.views` and printed by :mod:`taskqueue.cli.output`: tables on a
-terminal, plain columns in a pipe, ``--json`` for scripts.
+workers run), so they need no API server; or, with ``taskqueue --api URL`` and a bearer token,
+to the REST API through :class:`taskqueue.rest_client.RestClient`, for operators with no Redis
+route. Each command is written once, against :class:`taskqueue.operating.Operator`. One module
+per command group; what they print is built in :mod:`taskqueue.cli.views` and printed by
+:mod:`taskqueue.cli.output`: tables on a terminal, plain columns in a pipe, ``--json`` for
+scripts (the same documents whichever way the command went).
 
 Exit codes mean the same for every command (:mod:`taskqueue.cli.common`): 0 ok, 1 the task
 failed or the operation does not apply, 2 usage or invalid input, 3 no such task, 4 Redis
-cannot be reached, 5 the data directory is in use by another ``taskqueue run``. Errors are
-one line on stderr, never a traceback.
+cannot be reached (with ``--api``: the API cannot be reached or is not ready), 5 the data
+directory is in use by another ``taskqueue run``, 6 the API refused the token. Errors are one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import click
 
 from taskqueue.cli.bench import bench
 from taskqueue.cli.common import (
+    API_ENV_VAR,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_TOKEN,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    api_options,
+    api_target,
     fail,
 )
 from taskqueue.cli.configuration import config_group
@@ -47,6 +55,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_TOKEN",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "main",
@@ -77,10 +86,37 @@ class _Commands(click.Group):
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
+#: The commands that run through the REST API with ``--api``; the others work on Redis, or on
+#: this machine, and refuse ``--api``.
+OVER_API = ("submit", "status", "cancel", "tasks", "workers", "queues", "stats", "dlq", "policy")
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="taskqueue")
-def main() -> None:
-    """taskqueue: a distributed task queue on trio and Redis."""
+@api_options
+@click.pass_context
+def main(
+    ctx: click.Context,
+    api_url: str | None,
+    token: str | None,
+    token_file: str | None,
+    api_cafile: str | None,
+) -> None:
+    """taskqueue: a distributed task queue on trio and Redis.
+
+    With --api URL (and --token-file), the operator tools (submit, status, cancel, tasks,
+    workers, queues, dlq, policy) run through the REST API instead of Redis.
+    """
+    ctx.obj = api_target(ctx, api_url, token, token_file, api_cafile)
+    command = ctx.invoked_subcommand
+    if ctx.obj is not None and command is not None and command not in OVER_API:
+        given = ctx.get_parameter_source("api_url") is click.core.ParameterSource.COMMANDLINE
+        drop = "without --api" if given else f"with ${API_ENV_VAR} unset"
+        fail(
+            f"`taskqueue {command}` does not run through the API; run it {drop}. "
+            f"Through the API: {', '.join(OVER_API)}",
+            EXIT_USAGE,
+        )
 
 
 for command in (

@@ -86,7 +86,7 @@ def bench(
         with out.progress(("submitted", count), ("finished", count)) as bars:
             return await run_bench(client, plan, bars)
 
-    report = s.call(measure)
+    report = s.call_redis(measure)
     if json_mode:
         out.json(report.to_json())
     else:

@@ -12,8 +12,8 @@ from taskqueue.broker import wall_clock_ms
 from taskqueue.cli.common import EXIT_FAILED, Refused, Session, client_options, fail
 from taskqueue.cli.tasks import listing_options, show_page
 from taskqueue.cli.views import task_details
-from taskqueue.client import Client
 from taskqueue.models import Task, TaskState
+from taskqueue.operating import Operator
 from taskqueue.wire import task_json
 
 
@@ -53,7 +53,7 @@ def dlq_show(task_id: str, config_path: str | None, json_mode: bool, **flags: An
     """Show a dead task with its last error and traceback (exit 1 if it is not dead)."""
     s = Session.start(config_path, flags, json_mode)
 
-    async def dead(client: Client) -> Task:
+    async def dead(client: Operator) -> Task:
         task = await client.get(task_id)
         if task.state is not TaskState.DEAD:
             raise Refused(
@@ -115,7 +115,7 @@ def dlq_purge(
     """
     s = Session.start(config_path, flags, json_mode)
 
-    async def dead_count(client: Client) -> int:
+    async def dead_count(client: Operator) -> int:
         stats = await client.stats()
         if task_type is None:
             return stats.by_state[TaskState.DEAD]

@@ -26,9 +26,10 @@ from taskqueue.cli.views import (
     stats_views,
     worker_listing,
 )
-from taskqueue.client import Client
 from taskqueue.models import WorkerInfo
+from taskqueue.operating import Operator
 from taskqueue.redis import RedisConnectionError
+from taskqueue.rest_client import ApiUnreachableError
 from taskqueue.wire import iso, report_json, worker_json
 
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def workers(
         return [worker_json(w) for w in found]
 
     s = Session.start(config_path, flags, json_mode)
-    observe(s, "workers", Client.workers, views, as_json, watch, interval)
+    observe(s, "workers", lambda client: client.workers(), views, as_json, watch, interval)
 
 
 @click.command()
@@ -76,13 +77,13 @@ def queues(
         return [*stats_views(report.stats), unserved_listing(report), policy_listing(report.policy)]
 
     s = Session.start(config_path, flags, json_mode)
-    observe(s, "queues", Client.queue_report, views, report_json, watch, interval)
+    observe(s, "queues", lambda client: client.queue_report(), views, report_json, watch, interval)
 
 
 def observe(
     s: Session,
     title: str,
-    fetch: Callable[[Client], Awaitable[T]],
+    fetch: Callable[[Operator], Awaitable[T]],
     views: Callable[[T, int], list[View]],
     as_json: Callable[[T], Any],
     watch: bool,
@@ -105,14 +106,14 @@ def observe(
 
 async def _watch(
     s: Session,
-    client: Client,
+    client: Operator,
     title: str,
-    fetch: Callable[[Client], Awaitable[T]],
+    fetch: Callable[[Operator], Awaitable[T]],
     views: Callable[[T, int], list[View]],
     as_json: Callable[[T], Any],
     interval: float,
 ) -> None:
-    """Until Ctrl-C (which exits 0). A Redis that goes away after the first snapshot is
+    """Until Ctrl-C (which exits 0). A Redis (or an API) that goes away after the first snapshot is
     reported and retried, not fatal: a watch is what an operator leaves open while they
     restart things."""
     out = s.out
@@ -124,7 +125,7 @@ async def _watch(
             clock = datetime.now().strftime("%H:%M:%S")
             try:
                 value = await fetch(client)
-            except RedisConnectionError as exc:
+            except (RedisConnectionError, ApiUnreachableError) as exc:
                 if first:
                     raise
                 if live is not None:

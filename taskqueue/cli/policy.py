@@ -1,5 +1,6 @@
 """``taskqueue policy show|set|unset``: the queue policy every submitter obeys, read and set
-live in Redis (through :class:`~taskqueue.client.Client`, so no API server is needed).
+live in Redis (through :class:`~taskqueue.client.Client`, so no API server is needed), or
+through the API with ``taskqueue --api``.
 
 A value set here wins over the daemons' configuration, across their restarts, until it is
 unset; then the configuration's applies again (see :mod:`taskqueue.broker.policy`).
@@ -14,9 +15,9 @@ import click
 from taskqueue.broker import PolicyView
 from taskqueue.cli.common import Session, client_options, fail
 from taskqueue.cli.policy_views import parse_setting, policy_listing
-from taskqueue.client import Client
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import Policy, validated
+from taskqueue.operating import Operator
 from taskqueue.wire import policy_json, policy_scope_json
 
 TYPE_OPTION = click.option(
@@ -35,7 +36,7 @@ def policy_group() -> None:
 def show(task_type: str | None, config_path: str | None, json_mode: bool, **flags: Any) -> None:
     """Show the policy: each setting's live and config values, and what applies."""
     s = Session.start(config_path, flags, json_mode)
-    view = s.call(Client.policy)
+    view = s.call(lambda client: client.policy())
     _done(s, view, task_type)
 
 
@@ -67,13 +68,13 @@ def set_(
         except ValueError as exc:
             fail(str(exc))
     try:
-        policy = validated(values, Policy)
+        validated(values, Policy)
     except InvalidTaskError as exc:
-        fail(str(exc))  # exit 2, naming the setting
+        fail(str(exc))  # exit 2, naming the setting, before anything is sent
     s = Session.start(config_path, flags, json_mode)
 
-    async def apply(client: Client) -> PolicyView:
-        await client.broker.set_policy(policy, task_type)
+    async def apply(client: Operator) -> PolicyView:
+        await client.set_policy(task_type, **values)
         return await client.policy()
 
     view = s.call(apply)
@@ -94,7 +95,7 @@ def unset(
     """Unset live policy settings: the configuration's (or the default) applies again."""
     s = Session.start(config_path, flags, json_mode)
 
-    async def apply(client: Client) -> PolicyView:
+    async def apply(client: Operator) -> PolicyView:
         await client.unset_policy(*names, task_type=task_type)
         return await client.policy()
 

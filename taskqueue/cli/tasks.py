@@ -35,8 +35,8 @@ from taskqueue.cli.views import (
     task_details,
     task_listing,
 )
-from taskqueue.client import Client
 from taskqueue.models import Task, TaskState
+from taskqueue.operating import Operator
 from taskqueue.wire import submitted_json, task_json
 
 
@@ -158,7 +158,9 @@ class Waiting:
     unserved_grace: float
 
 
-async def wait_while_served(client: Client, task: Submitted, task_type: str, how: Waiting) -> Task:
+async def wait_while_served(
+    client: Operator, task: Submitted, task_type: str, how: Waiting
+) -> Task:
     """The task once it ends. Every ``unserved_grace`` seconds it has not, the served types are
     read (one command): if none of the live workers serves ``task_type``, the wait ends with
     "no worker serves this type" instead of lasting for ever."""
@@ -183,7 +185,7 @@ def _submit_one(
 ) -> None:
     out = s.out
 
-    async def one(client: Client) -> tuple[Submitted, Task | None]:
+    async def one(client: Operator) -> tuple[Submitted, Task | None]:
         (first,) = await client.submit_many([submission], strict=strict)
         for warning in first.warnings:
             out.note(f"warning: {warning}")
@@ -221,7 +223,7 @@ def _submit_copies(
     """``submit --count``: batches of one round trip each, a progress bar on a terminal."""
     out = s.out
 
-    async def copies(client: Client) -> list[Submitted]:
+    async def copies(client: Operator) -> list[Submitted]:
         done: list[Submitted] = []
         with out.progress(("submitting", count)) as bars:
             while len(done) < count:
