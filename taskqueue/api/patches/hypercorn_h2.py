@@ -60,7 +60,10 @@ a round trip of the reset, while at most ``h2_max_concurrent_streams`` streams a
 
 **One connection's error ended the server.** Any exception out of a connection's task reached
 ``trio.serve_listeners``' nursery and cancelled every other connection. :class:`GuardedTCPServer`
-logs it and closes only that connection.
+logs it and closes only that connection. It also lets a connection go as soon as its peer has
+gone: hypercorn kept one whose client closed with a response unread (a reset) until the
+keep-alive timer ran out, a minute of a socket and of a place under ``server.max_connections``
+per such client (1,000 of them refused everyone).
 """
 
 from __future__ import annotations
@@ -377,6 +380,13 @@ class GuardedTCPServer(TCPServer):
         finally:
             if limits is not None:
                 limits.connections.release()
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # The peer is gone (its EOF, or a reset: a client that closes with a response unread).
+        # Hypercorn would still wait out the keep-alive timer (60 s here) before letting the
+        # connection go, holding its socket and its place under server.max_connections.
+        await self.idle_task.stop()
 
     async def _refuse(self, maximum: int) -> None:
         """Tell the client (in its protocol) that the server is full, and close."""
