@@ -9,7 +9,6 @@ What needs WAITAOF runs on the suite's server when it is new enough, else on the
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from conftest import FakeClock
 
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.cli.common import EXIT_UNREACHABLE
-from taskqueue.embedded import EmbeddedRedis, find_redis_server
+from taskqueue.embedded import EmbeddedRedis, find_redis_server, version
 from taskqueue.errors import DurabilityUnsupportedError, NotDurableError
 from taskqueue.models import TaskState
 from taskqueue.redis import Redis
@@ -28,9 +27,8 @@ DURABLE = {"durable_submit": True}
 
 
 def version_of(binary: str) -> tuple[int, int]:
-    """``redis-server --version``'s major and minor (``Redis server v=7.0.15 ...``)."""
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    major, minor, *_ = out.split("v=", 1)[1].split()[0].split(".")
+    """The major and minor of ``binary``'s version."""
+    major, minor, *_ = version(binary).split(".")
     return int(major), int(minor)
 
 

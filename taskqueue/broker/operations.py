@@ -193,10 +193,10 @@ def _with_fsync(settings: BrokerSettings, script: RunScript) -> Operation[tuple[
     why not): the script and a ``WAITAOF`` leave together on one connection, as ``WAITAOF``
     waits for the writes of its own connection. The script's error reply is raised."""
     wait = ("WAITAOF", 1, 0, max(1, round(settings.durable_timeout * 1000)))
-    keys = (len(script.keys), *script.keys, *script.args)
-    reply, fsynced = yield Pipeline((("EVALSHA", script.script.sha, *keys), wait))
+    operands = (len(script.keys), *script.keys, *script.args)
+    reply, fsynced = yield Pipeline((("EVALSHA", script.script.sha, *operands), wait))
     if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-        reply, fsynced = yield Pipeline((("EVAL", script.script.source, *keys), wait))
+        reply, fsynced = yield Pipeline((("EVAL", script.script.source, *operands), wait))
     if isinstance(reply, ResponseError):
         raise reply
     if isinstance(fsynced, ResponseError):
