@@ -224,7 +224,7 @@ class Client:
         task_type: str | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
         return await self.broker.list_tasks(
             TaskState(state), task_type=task_type, limit=limit, cursor=cursor
@@ -254,7 +254,7 @@ class Client:
 
     async def dead_letters(
         self, *, task_type: str | None = None, limit: int = DEFAULT_PAGE, cursor: str | None = None
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the dead-letter queue, newest death first."""
         return await self.broker.list_tasks(
             TaskState.DEAD, task_type=task_type, limit=limit, cursor=cursor

@@ -347,7 +347,7 @@ class RestClient:
         task_type: str | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
         params = {"state": TaskState(state).value, "type": task_type, "limit": limit}
         _, page = await self._call("GET", "/tasks", _Page, params={**params, "cursor": cursor})
@@ -379,7 +379,7 @@ class RestClient:
 
     async def dead_letters(
         self, *, task_type: str | None = None, limit: int = DEFAULT_PAGE, cursor: str | None = None
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the dead-letter queue, newest death first."""
         params = {"type": task_type, "limit": limit, "cursor": cursor}
         _, page = await self._call("GET", "/dead-letters", _Page, params=params)

@@ -322,7 +322,7 @@ class SyncClient:
         task_type: str | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
         return self._run(
             ops.list_tasks(
@@ -350,7 +350,7 @@ class SyncClient:
 
     def dead_letters(
         self, *, task_type: str | None = None, limit: int = DEFAULT_PAGE, cursor: str | None = None
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the dead-letter queue, newest death first."""
         return self.list_tasks(TaskState.DEAD, task_type=task_type, limit=limit, cursor=cursor)
 

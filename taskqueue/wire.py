@@ -14,6 +14,7 @@ Kept out of the REST package so the command line need not import the web stack t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from taskqueue import models
-from taskqueue.broker import PolicyView, QueueReport, Submitted
+from taskqueue.broker import PolicyView, QueueReport, Submitted, TaskView
 from taskqueue.models import MAX_BATCH, Count, Policy, Submission, TaskEvent
 
 __all__ = [
@@ -88,11 +89,11 @@ class Task(models.Task, kw_only=True):
     truncated: Annotated[
         dict[str, Count],
         Meta(
-            description="The fields this document cut, each with its full size in characters "
-            "of JSON: `payload`, `result` and `progress` are null, `error` and `traceback` "
-            "keep their start. Lists cut them past a few hundred characters (fetch the task "
-            "alone to read them); a single task only past the payload limit. Empty: nothing "
-            "was cut."
+            description="The fields this document cut, each with its full size in bytes as "
+            "stored (UTF-8; JSON text for `payload`, `result` and `progress`): `payload`, "
+            "`result` and `progress` are null, `error` and `traceback` keep their start. "
+            "Lists cut them past a few hundred bytes (fetch the task alone to read them); a "
+            "single task only past the payload limit. Empty: nothing was cut."
         ),
     ] = msgspec.field(default_factory=dict)
 
@@ -229,11 +230,11 @@ def iso(ms: int | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def task_document(task: models.Task, truncated: dict[str, int] | None = None) -> Task:
+def task_document(task: models.Task, truncated: Mapping[str, int] | None = None) -> Task:
     """``task``'s document; ``truncated`` names the fields already cut from ``task``."""
     return Task(
         **msgspec.structs.asdict(task),
-        truncated=truncated or {},
+        truncated=dict(truncated or {}),
         attempts_left=task.attempts_left,
         created_at=iso(task.created_ms) or "",
         ready_at=iso(task.ready_ms) or "",
@@ -262,9 +263,14 @@ def stats_document(stats: models.QueueStats) -> QueueStats:
     )
 
 
-def submitted_task_document(task: models.Task, submitted: Submitted) -> SubmittedTask:
+def view_document(view: TaskView) -> Task:
+    """The document of a task as a response read it (its large fields cut in Redis)."""
+    return task_document(view.task, view.truncated)
+
+
+def submitted_task_document(view: TaskView, submitted: Submitted) -> SubmittedTask:
     return SubmittedTask(
-        **msgspec.structs.asdict(task_document(task)), warnings=list(submitted.warnings)
+        **msgspec.structs.asdict(view_document(view)), warnings=list(submitted.warnings)
     )
 
 

@@ -68,16 +68,16 @@ def entering(
     server: ApiServer, monkeypatch: pytest.MonkeyPatch, work: Callable[[], Any]
 ) -> trio.MemoryReceiveChannel[None]:
     """Make ListTasks do ``work`` after reading its page; the channel says when each starts."""
-    real = server.broker.list_tasks
+    real = server.broker.list_views
     entered, receive = trio.open_memory_channel[None](math.inf)
 
-    async def list_tasks(*args: Any, **kwargs: Any) -> Any:
+    async def list_views(*args: Any, **kwargs: Any) -> Any:
         page = await real(*args, **kwargs)
         entered.send_nowait(None)
         await work()
         return page
 
-    monkeypatch.setattr(server.broker, "list_tasks", list_tasks)
+    monkeypatch.setattr(server.broker, "list_views", list_views)
     return receive
 
 

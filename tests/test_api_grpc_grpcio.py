@@ -255,7 +255,7 @@ async def test_a_deadline_shorter_than_the_work_ends_the_call_and_the_work(
         finally:
             ended.set()
 
-    monkeypatch.setattr(server.broker, "list_tasks", endless_work)
+    monkeypatch.setattr(server.broker, "list_views", endless_work)
     request = stubs.pb.ListTasksRequest(state=stubs.pb.TASK_STATE_PENDING)
     error = await grpcio_failure(stubs, flavour, server.h2c, "ListTasks", request, deadline=0.3)
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -128,10 +128,10 @@ async def test_a_line_logged_while_serving_a_request_carries_its_request_id(
 def break_get_task(server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make reading a task fail with an unexpected error (a bug, as far as the API knows)."""
 
-    async def get(task_id: str) -> Any:
+    async def view(task_id: str, cut_at: int) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(server.daemon.broker, "get", get)
+    monkeypatch.setattr(server.daemon.broker, "view", view)
 
 
 async def test_grpc_calls_get_a_request_id_in_metadata_logs_and_the_access_line(

@@ -1,66 +1,39 @@
 """How much of a task one response carries: a list bounded by bytes, a single task whole.
 
-A task's payload is bounded at submission (``task.max_payload_bytes``), but a page holds up to
-:data:`~taskqueue.models.MAX_PAGE` tasks, and results, progress, errors and tracebacks are
-whatever the processor left: a page of large results made a 300 MiB response. So in a list
-each of :data:`CUT_FIELDS` over :data:`LIST_FIELD_CHARS` characters of JSON is cut (a JSON
-value to null, a text to its first characters), and the document's ``truncated`` names each
-cut field with its full size: the client fetches that task alone to read it. A single task
-is cut the same way only beyond the submit limit, so a payload always comes back whole and
-no document exceeds what a submission could carry, field by field.
+A task's payload is bounded at submission (``task.max_payload_bytes``) and its result and
+progress when the worker writes them (``task.max_result_bytes``), but a page holds up to
+:data:`~taskqueue.models.MAX_PAGE` tasks: a page of large results made a 300 MiB response.
+So a list reads its tasks as :class:`~taskqueue.broker.TaskView`: each field of
+:data:`~taskqueue.broker.codec.CUT_JSON_FIELDS` over :data:`LIST_FIELD_BYTES` bytes is left in
+Redis (null in the document), each of :data:`~taskqueue.broker.codec.CUT_TEXT_FIELDS` is
+shortened to that many, and the document's ``truncated`` names each cut field with its full
+size: the client fetches that task alone to read it. The cut happens in Redis, so a page of
+big tasks never passes through the daemon whole. A single task is cut the same way only beyond
+the submit limit, so a payload always comes back whole.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-import msgspec
+from taskqueue.broker.codec import CUT_JSON_FIELDS, CUT_TEXT_FIELDS
+from taskqueue.models import MAX_PAGE
 
-from taskqueue import _json
-from taskqueue.models import MAX_PAGE, Task
-
-#: Fields that hold JSON values: cut to null.
-JSON_FIELDS: Final = ("payload", "result", "progress")
-#: Fields that hold text: cut to their first characters.
-TEXT_FIELDS: Final = ("error", "traceback")
-CUT_FIELDS: Final = JSON_FIELDS + TEXT_FIELDS
-#: Most characters of JSON each cut field keeps in a list.
-LIST_FIELD_CHARS: Final = 512
-#: A bound on one listed task's document (the cut fields, a 200-character type and
-#: idempotency key, the id, times and counters), and so on a page of them.
-LISTED_TASK_BYTES: Final = 8 * 2**10
+#: Most bytes (as stored: UTF-8, JSON text for the JSON values) each cut field keeps in a list.
+LIST_FIELD_BYTES: Final = 512
+#: JSON writes a control character of a text in 6 characters (``\u001f``): the most a kept
+#: text can grow by in a document.
+_ESCAPED: Final = 6
+#: All of a listed task but its cut fields: ids, type and idempotency key (200 characters
+#: each at most, escaped), state, priority, times and counters.
+_OTHER_FIELDS_BYTES: Final = 4 * 2**10
+#: A bound on one listed task's document (its parts summed below, rounded up), and so on a
+#: page of them.
+LISTED_TASK_BYTES: Final = 12 * 2**10
+assert (
+    len(CUT_JSON_FIELDS) * LIST_FIELD_BYTES
+    + len(CUT_TEXT_FIELDS) * _ESCAPED * LIST_FIELD_BYTES
+    + _OTHER_FIELDS_BYTES
+    <= LISTED_TASK_BYTES
+)
 MAX_LIST_BYTES: Final = MAX_PAGE * LISTED_TASK_BYTES
-
-
-def cut(task: Task, limit: int) -> tuple[Task, dict[str, int]]:
-    """``task`` with each of :data:`CUT_FIELDS` over ``limit`` characters of JSON cut, and
-    the full size of each field cut, by name."""
-    changes: dict[str, object] = {}
-    truncated: dict[str, int] = {}
-    for name in JSON_FIELDS:
-        value = getattr(task, name)
-        if value is not None and (size := len(_json.dumps(value))) > limit:
-            changes[name] = None
-            truncated[name] = size
-    for name in TEXT_FIELDS:
-        text: str | None = getattr(task, name)
-        if text is not None and (size := len(_json.dumps(text))) > limit:
-            changes[name] = _prefix(text, limit)
-            truncated[name] = size
-    if not changes:
-        return task, truncated
-    return msgspec.structs.replace(task, **changes), truncated
-
-
-def listed(task: Task) -> tuple[Task, dict[str, int]]:
-    """``task`` as a list shows it."""
-    return cut(task, LIST_FIELD_CHARS)
-
-
-def _prefix(text: str, limit: int) -> str:
-    """A start of ``text`` whose JSON is at most ``limit`` characters: all it can hold, or
-    (when escapes lengthen it) halved until it fits."""
-    prefix = text[: max(0, limit - 2)]  # the quotes
-    while len(_json.dumps(prefix)) > limit:
-        prefix = prefix[: len(prefix) // 2]
-    return prefix

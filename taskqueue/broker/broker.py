@@ -31,6 +31,7 @@ from taskqueue.broker.model import (
     Retention,
     Submission,
     Submitted,
+    TaskView,
     TrimResult,
     wall_clock_ms,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "Retention",
     "Submission",
     "Submitted",
+    "TaskView",
     "TrimResult",
     "task_type_problem",
     "valid_max_retries",
@@ -328,7 +330,7 @@ class Broker:
         task_type: str | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
-    ) -> Page:
+    ) -> Page[Task]:
         """One page of the tasks in ``state`` (optionally of one type).
 
         Order: pending by priority then FIFO; scheduled by ready time; active by lease deadline;
@@ -336,6 +338,27 @@ class Broker:
         """
         return await self._run(
             operations.list_tasks(self.keys, state, task_type=task_type, limit=limit, cursor=cursor)
+        )
+
+    async def view(self, task_id: str, cut_at: int) -> TaskView:
+        """The task with each field over ``cut_at`` bytes cut in Redis, so that a task of huge
+        results costs its reader no more than ``cut_at`` per field (see :class:`TaskView`)."""
+        return await self._run(operations.view(self.keys, task_id, cut_at))
+
+    async def list_views(
+        self,
+        state: TaskState,
+        *,
+        cut_at: int,
+        task_type: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[TaskView]:
+        """:meth:`list_tasks`, each task read as :meth:`view` reads it: what a response lists."""
+        return await self._run(
+            operations.list_views(
+                self.keys, state, cut_at=cut_at, task_type=task_type, limit=limit, cursor=cursor
+            )
         )
 
     async def stats(self) -> QueueStats:

@@ -35,6 +35,13 @@ _JSON_FIELDS = frozenset(
 )
 
 
+#: The fields a response may cut (see ``view.lua``): those of any JSON value, left out whole;
+#: those of text, shortened. The rest (ids, names, times, counters) are small by rule.
+CUT_JSON_FIELDS = ("payload", "result", "progress")
+CUT_TEXT_FIELDS = ("error", "traceback")
+assert set(CUT_JSON_FIELDS) == _JSON_FIELDS
+
+
 def task_from_hash(fields: Mapping[str, str]) -> Task:
     """The task stored in ``fields`` (an HGETALL reply)."""
     loads = _json.loads

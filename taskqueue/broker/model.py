@@ -8,7 +8,8 @@ synchronous :class:`~taskqueue.SyncClient` (both run :mod:`taskqueue.broker.oper
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import attrs
 import msgspec
@@ -26,6 +27,8 @@ from taskqueue.models import (
 )
 from taskqueue.outcomes import OutcomeKind
 
+Item = TypeVar("Item")
+
 __all__ = [
     "BrokerSettings",
     "CancelOutcome",
@@ -35,6 +38,7 @@ __all__ = [
     "Retention",
     "Submission",
     "Submitted",
+    "TaskView",
     "TrimResult",
     "wall_clock_ms",
 ]
@@ -211,10 +215,20 @@ class Cancellation:
 
 
 @attrs.frozen
-class Page:
+class TaskView:
+    """A task as a response shows it: each field larger than the reader's limit was left in
+    Redis (a JSON value) or shortened (a text), and ``truncated`` names it with its full size
+    in bytes as stored."""
+
+    task: Task
+    truncated: Mapping[str, int]
+
+
+@attrs.frozen
+class Page(Generic[Item]):
     """One page of a listing; pass ``next_cursor`` back for the next one (None: the end)."""
 
-    items: list[Task]
+    items: list[Item]
     next_cursor: str | None
 
 

@@ -30,6 +30,8 @@ import msgspec
 from taskqueue import _json
 from taskqueue.broker import cursors
 from taskqueue.broker.codec import (
+    CUT_JSON_FIELDS,
+    CUT_TEXT_FIELDS,
     claimed_from_reply,
     task_from_hash,
     worker_from_hash,
@@ -48,6 +50,7 @@ from taskqueue.broker.model import (
     Report,
     Submission,
     Submitted,
+    TaskView,
     TrimResult,
     unserved_warning,
 )
@@ -91,6 +94,7 @@ from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import ResponseError, Script
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 Arg = str | int | float
 #: Members of the types set one trim samples for types without tasks (see trim.lua).
 TYPE_SWEEP = 100
@@ -520,6 +524,33 @@ def get_many(keys: Keys, task_ids: Sequence[str]) -> Operation[list[Task | None]
     return [task_from_hash(pairs(r)) if r else None for r in replies]
 
 
+def view(keys: Keys, task_id: str, cut_at: int) -> Operation[TaskView]:
+    """The task with each field over ``cut_at`` bytes cut in Redis (see :class:`TaskView`);
+    :class:`TaskNotFoundError` if there is none."""
+    (found,) = yield from view_many(keys, (task_id,), cut_at)
+    if found is None:
+        raise TaskNotFoundError(task_id)
+    return found
+
+
+def view_many(keys: Keys, task_ids: Sequence[str], cut_at: int) -> Operation[list[TaskView | None]]:
+    """Several tasks as :func:`view` reads them, in one round trip, None for the missing."""
+    if not task_ids:
+        return []
+    fields = (*CUT_JSON_FIELDS, *CUT_TEXT_FIELDS)
+    reply = yield _script(
+        keys, "view", cut_at, len(CUT_JSON_FIELDS), len(fields), *fields, *task_ids
+    )
+    return [_task_view(entry) if entry else None for entry in reply]
+
+
+def _task_view(entry: Sequence[Any]) -> TaskView:
+    fields, cuts = entry
+    return TaskView(
+        task_from_hash(pairs(fields)), {name: int(size) for name, size in pairs(cuts).items()}
+    )
+
+
 def list_tasks(
     keys: Keys,
     state: TaskState,
@@ -527,24 +558,66 @@ def list_tasks(
     task_type: str | None = None,
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
-) -> Operation[Page]:
+) -> Operation[Page[Task]]:
     """One page of the tasks in ``state`` (see :meth:`Broker.list_tasks`)."""
+    return (yield from _list(keys, state, task_type, limit, cursor, _read_whole, _task_of))
+
+
+def list_views(
+    keys: Keys,
+    state: TaskState,
+    *,
+    cut_at: int,
+    task_type: str | None = None,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> Operation[Page[TaskView]]:
+    """:func:`list_tasks`, each task read as :func:`view` reads it."""
+    read = functools.partial(view_many, cut_at=cut_at)
+    return (yield from _list(keys, state, task_type, limit, cursor, read, _task_of_view))
+
+
+#: Reads the tasks of a page's ids: whole, or as views (None for an id gone meanwhile).
+_Reader = Callable[[Keys, Sequence[str]], Operation[list[Item | None]]]
+
+
+def _read_whole(keys: Keys, task_ids: Sequence[str]) -> Operation[list[Task | None]]:
+    return (yield from get_many(keys, task_ids))
+
+
+def _task_of(task: Task) -> Task:
+    return task
+
+
+def _task_of_view(view: TaskView) -> Task:
+    return view.task
+
+
+def _list(
+    keys: Keys,
+    state: TaskState,
+    task_type: str | None,
+    limit: int,
+    cursor: str | None,
+    read: _Reader[Item],
+    task_of: Callable[[Item], Task],
+) -> Operation[Page[Item]]:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidTaskError(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     if state is TaskState.PENDING:
-        return (yield from _list_pending(keys, task_type, limit, cursor))
+        return (yield from _list_pending(keys, task_type, limit, cursor, read))
     offset = cursors.read_offset(cursor)
     key = keys.zset_of(state)
     command = "ZREVRANGE" if state.is_terminal else "ZRANGE"
-    items: list[Task] = []
+    items: list[Item] = []
     scan = limit if task_type is None else max(limit, 200)
     while len(items) < limit:
         ids = yield Call((command, key, offset, offset + scan - 1))
         if not ids:
             return Page(items, None)
-        for i, task in enumerate((yield from get_many(keys, ids))):
-            if task is not None and (task_type is None or task.type == task_type):
-                items.append(task)
+        for i, item in enumerate((yield from read(keys, ids))):
+            if item is not None and (task_type is None or task_of(item).type == task_type):
+                items.append(item)
                 if len(items) == limit:
                     return Page(items, cursors.offset_cursor(offset + i + 1))
         offset += len(ids)
@@ -552,8 +625,8 @@ def list_tasks(
 
 
 def _list_pending(
-    keys: Keys, task_type: str | None, limit: int, cursor: str | None
-) -> Operation[Page]:
+    keys: Keys, task_type: str | None, limit: int, cursor: str | None, read: _Reader[Item]
+) -> Operation[Page[Item]]:
     types = [task_type] if task_type else sorted((yield Call(("SMEMBERS", keys.types))))
     rank = {p.value: n for n, p in enumerate(PRIORITY_ORDER)}
     queues = [(p.value, t) for p in PRIORITY_ORDER for t in types]
@@ -573,12 +646,12 @@ def _list_pending(
         position = bisect.bisect_left([(rank[p], t) for p, t in queues], mark)
         if position < len(queues) and queues[position] == (priority, queue_type):
             offset = at
-    items: list[Task] = []
+    items: list[Item] = []
     while position < len(queues) and len(items) < limit:
         wanted = limit - len(items)
         queue = keys.ready(*queues[position])
         ids = yield Call(("LRANGE", queue, offset, offset + wanted - 1))
-        items.extend(t for t in (yield from get_many(keys, ids)) if t is not None)
+        items.extend(t for t in (yield from read(keys, ids)) if t is not None)
         if len(ids) < wanted:
             position, offset = position + 1, 0
         else:

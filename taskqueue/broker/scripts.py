@@ -32,6 +32,7 @@ class Scripts:
     deregister: Script
     progress: Script
     set_policy: Script
+    view: Script
 
 
 @cache

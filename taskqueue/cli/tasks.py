@@ -285,7 +285,7 @@ def cancel(task_id: str, config_path: str | None, json_mode: bool, **flags: Any)
         s.out.line(f"cancel requested for {task_id}: it is running, and its worker stops it")
 
 
-def show_page(s: Session, page: Page, title: str, next_command: str) -> None:
+def show_page(s: Session, page: Page[Task], title: str, next_command: str) -> None:
     """Print one page of tasks and, on stderr, how to get the next one."""
     if s.out.json_mode:
         s.out.json([task_json(t) for t in page.items])

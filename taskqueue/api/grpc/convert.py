@@ -6,12 +6,11 @@ an ``UNSPECIFIED`` enum value meaning "the default", request field names in erro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from taskqueue import _json
-from taskqueue.api import views
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
-from taskqueue.broker import PolicyView, QueueReport, Submission, Submitted
+from taskqueue.broker import PolicyView, QueueReport, Submission, Submitted, TaskView
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import (
     DEFAULT_PAGE,
@@ -172,7 +171,7 @@ def policy_scope_message(view: PolicyView, task_type: str | None) -> pb.PolicySc
     )
 
 
-def task_message(task: Task, truncated: dict[str, int] | None = None) -> pb.Task:
+def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.Task:
     """``task``'s message; ``truncated`` names the fields already cut from ``task`` (a field
     cut to null is sent empty)."""
     truncated = truncated or {}
@@ -205,10 +204,15 @@ def task_message(task: Task, truncated: dict[str, int] | None = None) -> pb.Task
 _JSON_NAMES = {"payload": "payload_json", "result": "result_json", "progress": "progress_json"}
 
 
-def tasks_message(tasks: Sequence[Task], next_cursor: str | None) -> pb.ListTasksResponse:
-    """A page of tasks, each as a list shows it (large fields cut: :mod:`taskqueue.api.views`)."""
+def view_message(view: TaskView) -> pb.Task:
+    """The message of a task as a response read it (its large fields cut in Redis)."""
+    return task_message(view.task, view.truncated)
+
+
+def tasks_message(page: Sequence[TaskView], next_cursor: str | None) -> pb.ListTasksResponse:
+    """A page of tasks, each as a list reads it (large fields cut: :mod:`taskqueue.api.views`)."""
     return pb.ListTasksResponse(
-        tasks=[task_message(*views.listed(t)) for t in tasks], next_cursor=next_cursor or ""
+        tasks=[view_message(v) for v in page], next_cursor=next_cursor or ""
     )
 
 

@@ -59,12 +59,15 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         return pb.SubmitTasksResponse(results=[convert.submitted_message(s) for s in submitted])
 
     async def get_task(self, request: pb.GetTaskRequest) -> pb.Task:
-        task = await self.broker.get(convert.required(request.id, "id"))
-        return convert.task_message(*views.cut(task, self.broker.settings.max_payload_bytes))
+        task_id = convert.required(request.id, "id")
+        return convert.view_message(
+            await self.broker.view(task_id, self.broker.settings.max_payload_bytes)
+        )
 
     async def list_tasks(self, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
-        page = await self.broker.list_tasks(
+        page = await self.broker.list_views(
             convert.state_of(request.state),
+            cut_at=views.LIST_FIELD_BYTES,
             task_type=request.type or None,
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,
@@ -87,8 +90,9 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         return convert.report_message(await self.broker.queue_report())
 
     async def list_dead_letters(self, request: pb.ListDeadLettersRequest) -> pb.ListTasksResponse:
-        page = await self.broker.list_tasks(
+        page = await self.broker.list_views(
             TaskState.DEAD,
+            cut_at=views.LIST_FIELD_BYTES,
             task_type=request.type or None,
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,

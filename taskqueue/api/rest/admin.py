@@ -109,7 +109,7 @@ async def list_dead(call: Call) -> Response:
 async def requeue_one(call: Call) -> Response:
     broker = call.api.context.broker
     await broker.requeue_dead(call.path["task_id"])
-    return json_response(single_document(call, await broker.get(call.path["task_id"])))
+    return json_response(await single_document(call, call.path["task_id"]))
 
 
 @routes.add(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from taskqueue import models
 from taskqueue.api import views
 from taskqueue.api.rest.inputs import NonEmpty, PageSize, TaskId
 from taskqueue.api.rest.routing import (
@@ -26,7 +25,7 @@ from taskqueue.wire import (
     Task,
     TaskPage,
     submitted_task_document,
-    task_document,
+    view_document,
 )
 
 routes = RouteTable()
@@ -37,8 +36,8 @@ LIMIT = Param(
     "limit",
     PageSize,
     f"Page size (at most {MAX_PAGE}). A page is bounded by bytes too: each task's "
-    f"`payload`, `result`, `progress`, `error` and `traceback` over {views.LIST_FIELD_CHARS} "
-    "characters of JSON is cut and named in its `truncated`, so one listed task is at most "
+    f"`payload`, `result`, `progress`, `error` and `traceback` over {views.LIST_FIELD_BYTES} "
+    "bytes is cut and named in its `truncated`, so one listed task is at most "
     f"{views.LISTED_TASK_BYTES // 1024} KiB and a page at most "
     f"{views.MAX_LIST_BYTES // 10**6} MB; fetch a task alone to read it whole.",
     default=DEFAULT_PAGE,
@@ -84,7 +83,8 @@ _UNSERVED = (
 async def submit_task(call: Call) -> Response:
     broker = call.api.context.broker
     submitted = await broker.enqueue(call.body)
-    task = submitted_task_document(await broker.get(submitted.id), submitted)
+    view = await broker.view(submitted.id, broker.settings.max_payload_bytes)
+    task = submitted_task_document(view, submitted)
     if not submitted.created:
         return json_response(task, 200)
     return json_response(task, 201, headers={"Location": f"{API_PREFIX}/tasks/{task.id}"})
@@ -144,13 +144,13 @@ async def submit_tasks(call: Call) -> Response:
     )
 )
 async def get_task(call: Call) -> Response:
-    task = await call.api.context.broker.get(call.path["task_id"])
-    return json_response(single_document(call, task))
+    return json_response(await single_document(call, call.path["task_id"]))
 
 
-def single_document(call: Call, task: models.Task) -> Task:
+async def single_document(call: Call, task_id: str) -> Task:
     """One task's document: whole up to the submit limit (see :mod:`taskqueue.api.views`)."""
-    return task_document(*views.cut(task, call.api.context.broker.settings.max_payload_bytes))
+    broker = call.api.context.broker
+    return view_document(await broker.view(task_id, broker.settings.max_payload_bytes))
 
 
 @routes.add(
@@ -186,10 +186,14 @@ async def task_page(call: Call, state: TaskState) -> Response:
     """One page of the tasks in ``state``, as the ``type``, ``limit`` and ``cursor`` query
     parameters ask (shared by ``/tasks`` and ``/dead-letters``)."""
     q = call.query
-    page = await call.api.context.broker.list_tasks(
-        state, task_type=q.get("type"), limit=q["limit"], cursor=q.get("cursor")
+    page = await call.api.context.broker.list_views(
+        state,
+        cut_at=views.LIST_FIELD_BYTES,
+        task_type=q.get("type"),
+        limit=q["limit"],
+        cursor=q.get("cursor"),
     )
-    tasks = [task_document(*views.listed(t)) for t in page.items]
+    tasks = [view_document(v) for v in page.items]
     return json_response(TaskPage(tasks=tasks, next_cursor=page.next_cursor))
 
 
@@ -214,5 +218,5 @@ async def task_page(call: Call, state: TaskState) -> Response:
 async def cancel_task(call: Call) -> Response:
     broker = call.api.context.broker
     outcome = await broker.cancel(call.path["task_id"])
-    task = single_document(call, await broker.get(call.path["task_id"]))
+    task = await single_document(call, call.path["task_id"])
     return json_response(task, 200 if outcome == "cancelled" else 202)

@@ -83,10 +83,11 @@ class Task(betterproto.Message):
         20, betterproto.TYPE_STRING, betterproto.TYPE_UINT64
     )
     """
-    The fields this message cut, each with its full size in characters of JSON:
-     payload_json, result_json and progress_json are empty, error and traceback keep their
-     start. A list cuts them past 512 characters (GetTask the task to read it whole); GetTask
-     only past the payload limit (task.max_payload_bytes). Empty: nothing was cut.
+    The fields this message cut, each with its full size in bytes as stored (UTF-8; JSON
+     text for the _json fields): payload_json, result_json and progress_json are empty, error
+     and traceback keep their start. A list cuts them past 512 bytes (GetTask the task to read
+     it whole); GetTask only past the payload limit (task.max_payload_bytes). Empty: nothing
+     was cut.
     """
 
 
@@ -158,8 +159,8 @@ class ListTasksResponse(betterproto.Message):
     Order: pending by priority then FIFO; scheduled by ready time; active by lease deadline;
      finished states (and dead letters) newest first. Bounded by count (limit) and by bytes:
      each task's payload_json, result_json, progress_json, error and traceback over 512
-     characters is cut and named in its truncated map, so a task takes at most 8 KiB and a
-     page at most 8 MB; GetTask reads one task whole.
+     bytes is cut (in Redis) and named in its truncated map, so a task takes at most 12 KiB
+     and a page at most 12 MB; GetTask reads one task whole.
     """
 
     tasks: List["Task"] = betterproto.message_field(1)
