@@ -84,6 +84,12 @@ class PermanentError(TaskQueueError):
     retries unspent. Any other exception fails the attempt, and the task is retried."""
 
 
+class ResultTooLargeError(PermanentError):
+    """A processor's result, or a progress report, is larger as JSON than
+    ``task.max_result_bytes``. Permanent: the same work would return as much again, so the
+    task is dead-lettered at once; a processor may catch it from ``report_progress``."""
+
+
 class InvalidPayloadError(InvalidTaskError, PermanentError):
     """A task's payload does not fit its type's declared payload (``registry.add(...,
     payload=...)``); ``field`` names the part that is wrong. Permanent: a retry would not fit

@@ -8,9 +8,16 @@ broker hands the same word to ``finish.lua``, which records what it means for th
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Final
 
 import attrs
+
+#: Most characters of an attempt's error message the task keeps: an exception's text is its
+#: raiser's to choose (one quoting a whole payload, say), and every list shows its start.
+MAX_ERROR_CHARS: Final = 8 * 2**10
+#: Most characters of an attempt's traceback the task keeps: its end, where the exception was
+#: raised (a deep recursion's frames repeat above it).
+MAX_TRACEBACK_CHARS: Final = 64 * 2**10
 
 
 class OutcomeKind(enum.StrEnum):
@@ -41,3 +48,23 @@ class Outcome:
     result: Any = None
     error: str | None = None
     traceback: str | None = None
+
+
+#: Room for the note that says how much a clipped text left out.
+_NOTE_CHARS: Final = 48
+
+
+def clipped_error(text: str) -> str:
+    """``text`` within :data:`MAX_ERROR_CHARS`: its start, and how much was left out."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    kept = MAX_ERROR_CHARS - _NOTE_CHARS
+    return f"{text[:kept]} [... {len(text) - kept} more characters]"
+
+
+def clipped_traceback(text: str) -> str:
+    """``text`` within :data:`MAX_TRACEBACK_CHARS`: its end, and how much was left out."""
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    kept = MAX_TRACEBACK_CHARS - _NOTE_CHARS
+    return f"[... {len(text) - kept} characters before this]\n{text[-kept:]}"

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from taskqueue import _json
 from taskqueue.broker import operations
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
@@ -255,12 +256,12 @@ class Broker:
 
     async def set_progress(self, task_id: str, attempt: int, progress: Any) -> bool:
         """Record a running task's progress; False if ``attempt`` no longer holds the lease."""
-        (recorded,) = await self.set_progress_many([(task_id, attempt, progress)])
+        (recorded,) = await self.set_progress_many([(task_id, attempt, _json.dumps(progress))])
         return recorded
 
-    async def set_progress_many(self, updates: Sequence[tuple[str, int, Any]]) -> list[bool]:
-        """Record the progress of many running tasks, (id, attempt, progress) each, in one
-        round trip; per update, False if its attempt no longer holds the lease."""
+    async def set_progress_many(self, updates: Sequence[tuple[str, int, str]]) -> list[bool]:
+        """Record the progress of many running tasks, (id, attempt, progress as JSON) each, in
+        one round trip; per update, False if its attempt no longer holds the lease."""
         if not updates:
             return []
         return await self._run(operations.set_progress_many(self.keys, updates))

@@ -98,6 +98,8 @@ class BrokerSettings:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
     max_payload_bytes: int = 1024 * 1024
+    #: Largest result or progress report a processor may leave, as JSON (the worker checks).
+    max_result_bytes: int = 1024 * 1024
     retention: Retention = attrs.field(factory=lambda: Retention())
     idempotency_window: float = 24 * 3600.0
     #: How long a lease lasts without a heartbeat; also how long a silent worker stays registered.
@@ -136,6 +138,7 @@ class BrokerSettings:
             retry_base_delay=task.retry_base_delay,
             retry_max_delay=task.retry_max_delay,
             max_payload_bytes=task.max_payload_bytes,
+            max_result_bytes=task.max_result_bytes,
             retention=Retention.from_config(config.retention),
             idempotency_window=task.idempotency_window,
             lease_ttl=worker.worker_timeout,

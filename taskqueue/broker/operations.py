@@ -447,14 +447,14 @@ def heartbeat(
     return HeartbeatReply(lost=lost, cancel_requested=cancel)
 
 
-def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, Any]]) -> Operation[list[bool]]:
-    """Record the progress of running tasks, (id, attempt, progress) each; per update, False
-    if its attempt no longer holds the lease."""
+def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, str]]) -> Operation[list[bool]]:
+    """Record the progress of running tasks, (id, attempt, progress as JSON) each; per
+    update, False if its attempt no longer holds the lease."""
     if not updates:
         return []
     args: list[Arg] = []
-    for task_id, attempt, progress in updates:
-        args += (task_id, attempt, _json.dumps(progress))
+    for task_id, attempt, progress_json in updates:
+        args += (task_id, attempt, progress_json)
     reply = yield _script(keys, "progress", *args)
     return [bool(recorded) for recorded in reply]
 

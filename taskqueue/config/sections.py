@@ -180,6 +180,7 @@ class TaskConfig:
     retry_base_delay: float = setting(1.0, kind="duration")
     retry_max_delay: float = setting(300.0, kind="duration")
     max_payload_bytes: int = setting(2**20, kind="size", positive=True)
+    max_result_bytes: int = setting(2**20, kind="size", positive=True)
     idempotency_window: float = setting(86400.0, kind="duration", positive=True)
     max_queue_depth: int = setting(0, minimum=0)
     refuse_unserved: bool = setting(False)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from taskqueue.broker import Broker, Report
 from taskqueue.metrics import Metrics, TaskCounts
 from taskqueue.models import ClaimedTask, TaskState
-from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.outcomes import Outcome, OutcomeKind, clipped_error, clipped_traceback
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def report_of(task: ClaimedTask, outcome: Outcome) -> Report:
         task_id=task.id,
         attempt=task.attempt,
         kind=kind,
-        error=outcome.error or "",
-        traceback=outcome.traceback or "",
+        error=clipped_error(outcome.error or ""),
+        traceback=clipped_traceback(outcome.traceback or ""),
     )
 
 

@@ -112,6 +112,7 @@ class Consumer:
             put_progress=self._progress.put,
             hook_started=hook_started,
             redis=redis if redis is not None else broker.redis,
+            max_result_bytes=broker.settings.max_result_bytes,
         )
         self._wake = trio.Event()
         self._capacity_freed = trio.Event()

@@ -26,7 +26,7 @@ import pluggy
 import trio
 
 from taskqueue import _json
-from taskqueue.errors import PermanentError
+from taskqueue.errors import PermanentError, ResultTooLargeError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import TaskCounts
 from taskqueue.models import ClaimedTask
@@ -37,8 +37,8 @@ from taskqueue.redis import Redis
 log = logging.getLogger(__name__)
 task_log = logging.getLogger("taskqueue.task")
 
-#: A progress update as the broker writes it: (task id, attempt, progress).
-ProgressUpdate = tuple[str, int, Any]
+#: A progress update as the broker writes it: (task id, attempt, progress as JSON).
+ProgressUpdate = tuple[str, int, str]
 #: Queues a task's progress update under its id, replacing one not written yet.
 PutProgress = Callable[[str, ProgressUpdate], None]
 
@@ -89,10 +89,12 @@ class TaskRunner:
         put_progress: PutProgress,
         hook_started: pluggy.HookCaller | None = None,
         redis: Redis | None = None,
+        max_result_bytes: int = 2**20,
     ) -> None:
         self.registry = registry
         self.worker_id = worker_id
         self.redis = redis
+        self.max_result_bytes = max_result_bytes
         self._put_progress = put_progress
         self._hook_started = hook_started
 
@@ -130,10 +132,18 @@ class TaskRunner:
             }
         )
         put_progress = self._put_progress
+        max_result_bytes = self.max_result_bytes
 
         async def progress(value: Any) -> None:
+            # Encoded here, so that a value JSON cannot hold, or too large a one, fails the
+            # processor's call rather than the writer's batch.
+            try:
+                encoded = _json.dumps(value)
+            except TypeError as exc:
+                raise TypeError(f"the progress report is {exc}") from None
+            check_size("progress report", encoded, max_result_bytes)
+            put_progress(task.id, (task.id, task.attempt, encoded))
             # A checkpoint, so that a processor reporting in a loop lets the writer run.
-            put_progress(task.id, (task.id, task.attempt, value))
             await trio.lowlevel.checkpoint()
 
         try:
@@ -162,6 +172,7 @@ class TaskRunner:
                         encoded = _json.dumps(result)
                     except TypeError as exc:
                         raise TypeError(f"the processor's result is {exc}") from None
+                    check_size("result", encoded, max_result_bytes)
                     return Outcome(
                         kind=OutcomeKind.SUCCEEDED,
                         duration_s=time.perf_counter() - start,
@@ -211,6 +222,15 @@ class TaskRunner:
             return Outcome(kind=running.stop_reason, duration_s=duration)
         finally:
             reset_log_context(log_token)
+
+
+def check_size(what: str, encoded: str, limit: int) -> None:
+    """Raise :class:`ResultTooLargeError` if ``encoded`` takes more than ``limit`` bytes."""
+    # A character takes at most 4 bytes: most results are decided without encoding them.
+    if len(encoded) * 4 > limit and (size := len(encoded.encode())) > limit:
+        raise ResultTooLargeError(
+            f"the {what} is {size} bytes of JSON, over task.max_result_bytes ({limit})"
+        )
 
 
 def call_observer(hook: pluggy.HookCaller, **kwargs: Any) -> None:
