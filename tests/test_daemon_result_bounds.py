@@ -107,7 +107,7 @@ async def test_a_progress_report_over_the_limit_or_not_json_fails_the_call_not_t
 
 
 async def test_an_error_keeps_its_start_and_a_traceback_its_end(
-    redis_url: str, broker: Broker, plugins: LoadedPlugins
+    redis_url: str, broker: Broker, plugins: LoadedPlugins, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with running_daemon(daemon_config(redis_url), plugins):
         task = await wait_for_state(broker, await submit(broker, "test.raises"))
@@ -120,6 +120,8 @@ async def test_an_error_keeps_its_start_and_a_traceback_its_end(
     assert len(task.traceback) <= MAX_TRACEBACK_CHARS
     assert task.traceback.startswith("[... ")
     assert task.traceback.rstrip().endswith("e" * 100)  # the exception's line, at the end
+    (logged,) = [r.getMessage() for r in caplog.records if task.id in r.getMessage()][:1]
+    assert task.error in logged and len(logged) < MAX_ERROR_CHARS + 200  # clipped there too
 
 
 def test_clipping_says_how_much_it_left_out() -> None:

@@ -30,7 +30,7 @@ from taskqueue.errors import PermanentError, ResultTooLargeError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import TaskCounts
 from taskqueue.models import ClaimedTask
-from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.outcomes import Outcome, OutcomeKind, clipped_error
 from taskqueue.processors import ProcessorRegistry, TaskContext
 from taskqueue.redis import Redis
 
@@ -181,19 +181,20 @@ class TaskRunner:
             except Exception as exc:
                 duration = time.perf_counter() - start
                 permanent = isinstance(exc, PermanentError)
+                # Clipped once, for the log line too: an exception's text may be huge.
+                error = clipped_error(f"{type(exc).__name__}: {exc}")
                 task_log.warning(
-                    "task %s (%s) attempt %d failed%s: %s: %s",
+                    "task %s (%s) attempt %d failed%s: %s",
                     task.id,
                     task.type,
                     task.attempt,
                     " for good (PermanentError: no retry)" if permanent else "",
-                    type(exc).__name__,
-                    exc,
+                    error,
                 )
                 return Outcome(
                     kind=OutcomeKind.REJECTED if permanent else OutcomeKind.FAILED,
                     duration_s=duration,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=error,
                     traceback=traceback.format_exc(),
                 )
             duration = time.perf_counter() - start
