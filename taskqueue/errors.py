@@ -94,3 +94,16 @@ class InvalidPayloadError(InvalidTaskError, PermanentError):
     """A task's payload does not fit its type's declared payload (``registry.add(...,
     payload=...)``); ``field`` names the part that is wrong. Permanent: a retry would not fit
     either, so the task is dead-lettered at once."""
+
+
+class ScheduleNotFoundError(TaskQueueError, LookupError):
+    """No schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class TooManySchedulesError(TaskQueueError):
+    """Creating one more schedule would pass ``MAX_SCHEDULES``: every daemon's scheduler
+    reads the due ones each tick, so their number is bounded."""

@@ -69,15 +69,19 @@ async def assert_invariants(broker: Broker) -> None:
         k.policy_live: "hash",
         k.policy_config: "hash",
         k.served: "hash",
+        k.schedules: "hash",
+        k.schedule_due: "zset",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
     idem_prefix = prefix + LAYOUT["idempotency"].removesuffix("{key}")
     ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
+    schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
 
     task_keys: list[str] = []
     ready_keys: list[str] = []
     worker_keys: list[str] = []
+    schedule_keys: list[str] = []
     for name in names:
         kind = kind_of[name]
         if name in fixed:
@@ -93,6 +97,9 @@ async def assert_invariants(broker: Broker) -> None:
             worker_keys.append(name)
         elif name.startswith(idem_prefix):
             expected = "string"
+        elif name.startswith(schedule_prefix):
+            expected = "hash"
+            schedule_keys.append(name)
         else:
             raise AssertionError(f"unexpected key {name!r} ({kind}) in the namespace")
         assert kind == expected, f"key {name!r} is a {kind}, expected a {expected}"
@@ -185,3 +192,26 @@ async def assert_invariants(broker: Broker) -> None:
     for name in worker_keys:
         worker_id = name.removeprefix(worker_prefix)
         assert worker_id in registered, f"worker record {worker_id!r} not in the workers set"
+    await _assert_schedule_invariants(broker, schedule_keys, schedule_prefix)
+
+
+async def _assert_schedule_invariants(
+    broker: Broker, state_keys: list[str], state_prefix: str
+) -> None:
+    """Every schedule has a state hash and the reverse; exactly the unpaused are due."""
+    k = broker.keys
+    defined, due, *states = await broker.redis.pipeline(
+        [
+            ("HKEYS", k.schedules),
+            ("ZRANGE", k.schedule_due, "0", "-1"),
+            *[("HGET", key, "paused") for key in state_keys],
+        ]
+    )
+    with_state = {key.removeprefix(state_prefix) for key in state_keys}
+    assert with_state == set(defined), f"schedule states {with_state} != definitions {defined}"
+    unpaused = {
+        key.removeprefix(state_prefix)
+        for key, paused in zip(state_keys, states, strict=True)
+        if paused != "1"
+    }
+    assert set(due) == unpaused, f"due schedules {sorted(due)} != unpaused {sorted(unpaused)}"

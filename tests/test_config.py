@@ -561,3 +561,36 @@ def test_to_dict_holds_the_raw_values() -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_schedules_tables_are_read_and_checked(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        '[[schedules]]\nname = "nightly"\ntype = "report.build"\ncron = "0 3 * * *"\n'
+        'timezone = "Europe/Berlin"\nmissed = "once"\n\n'
+        '[[schedules]]\nname = "poll"\ntype = "feed.poll"\nevery = "30s"\n',
+    )
+    config = load_config(path, env={})
+    assert [(s.name, s.timing) for s in config.schedules] == [
+        ("nightly", "cron 0 3 * * * Europe/Berlin"),
+        ("poll", "every 30s"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[schedules]]\nname = "a"\ntype = "x"\n', r"schedules\[0\]: cron: give exactly one"),
+        (
+            '[[schedules]]\nname = "a"\ntype = "x"\nevery = 5\n\n'
+            '[[schedules]]\nname = "a"\ntype = "y"\nevery = 5\n',
+            r"schedules\[1\]: name 'a' is taken",
+        ),
+        ('schedules = "often"\n', r"schedules: expected tables like \[\[schedules\]\]"),
+    ],
+)
+def test_a_bad_schedule_in_the_file_says_which_and_why(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_toml(tmp_path, text), env={})

@@ -13,7 +13,9 @@ from taskqueue.errors import (
     NotDurableError,
     PayloadTooLargeError,
     QueueFullError,
+    ScheduleNotFoundError,
     TaskNotFoundError,
+    TooManySchedulesError,
     TooManyTypesError,
     UnservedTypeError,
 )
@@ -48,8 +50,10 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(422, "FAILED_PRECONDITION", "Unserved task type", detail, exc.field)
     if isinstance(exc, InvalidTaskError):
         return ApiError(422, "INVALID_ARGUMENT", "Invalid field", detail, exc.field)
-    if isinstance(exc, TaskNotFoundError):
+    if isinstance(exc, TaskNotFoundError | ScheduleNotFoundError):
         return ApiError(404, "NOT_FOUND", "Not found", detail)
+    if isinstance(exc, TooManySchedulesError):
+        return ApiError(429, "RESOURCE_EXHAUSTED", "Too many schedules", detail)
     if isinstance(exc, ConflictingStateError):
         return ApiError(409, "FAILED_PRECONDITION", "Conflicting state", detail)
     if isinstance(exc, TooManyTypesError):

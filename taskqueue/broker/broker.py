@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from taskqueue import _json
-from taskqueue.broker import operations
+from taskqueue.broker import operations, schedule_operations
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
     BrokerSettings,
@@ -38,6 +38,7 @@ from taskqueue.broker.model import (
 )
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
 from taskqueue.broker.policy import Layer, PolicyView
+from taskqueue.broker.schedule_operations import DueSchedules, Fired
 from taskqueue.broker.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_RETRIES_LIMIT,
@@ -57,6 +58,7 @@ from taskqueue.models import (
     WorkerInfo,
 )
 from taskqueue.redis import Redis, ResponseError
+from taskqueue.schedules import Schedule, ScheduleSpec
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY_LENGTH",
@@ -377,6 +379,38 @@ class Broker:
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers whose registration has not expired, newest beat first."""
         return await self._run(operations.workers(self.keys))
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def put_schedule(self, spec: ScheduleSpec, *, create_only: bool = False) -> str:
+        """Store a schedule (checked by :func:`~taskqueue.schedules.schedule_spec`):
+        ``created``, ``replaced`` or ``unchanged`` (its state and next run kept)."""
+        return await self._run(
+            schedule_operations.put_schedule(
+                self.settings, self.keys, spec, self.clock(), create_only=create_only
+            )
+        )
+
+    async def schedule(self, name: str) -> Schedule:
+        return await self._run(schedule_operations.schedule(self.keys, name))
+
+    async def schedules(
+        self, *, cursor: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> Page[Schedule]:
+        return await self._run(schedule_operations.schedules(self.keys, cursor, limit))
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> None:
+        """Pause a schedule, or (``paused`` False) resume it from its next tick."""
+        await self._run(schedule_operations.pause_schedule(self.keys, name, paused, self.clock()))
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._run(schedule_operations.delete_schedule(self.keys, name))
+
+    async def due_schedules(self, limit: int) -> DueSchedules:
+        return await self._run(schedule_operations.due_schedules(self.keys, self.clock(), limit))
+
+    async def fire_schedules(self, fired: Sequence[Fired]) -> list[bool]:
+        return await self._run(schedule_operations.fire_schedules(self.keys, fired, self.clock()))
 
     # -- running operations ---------------------------------------------------------------
 

@@ -35,6 +35,9 @@ LAYOUT: dict[str, str] = {
     "wake_channel": "ch:wake",  # pub/sub: "types,..." when tasks became pending
     "cancel_channel": "ch:cancel",  # pub/sub: "worker_id task_id" for running tasks to cancel
     "events_channel": "ch:events",  # pub/sub: JSON list of task state changes
+    "schedules": "schedules",  # hash: schedule name -> its definition (JSON)
+    "schedule_due": "schedules:due",  # zset: name -> next run (ms), for schedules not paused
+    "schedule": "s:{name}",  # hash: a schedule's state (see read_schedules.lua)
     "fence": "fence",  # never written: every script declares it beside the prefix (see below)
 }
 
@@ -81,6 +84,8 @@ class Keys:
         self.wake_channel = p + LAYOUT["wake_channel"]
         self.cancel_channel = p + LAYOUT["cancel_channel"]
         self.events_channel = p + LAYOUT["events_channel"]
+        self.schedules = p + LAYOUT["schedules"]
+        self.schedule_due = p + LAYOUT["schedule_due"]
         self.fence = p + LAYOUT["fence"]
         self._task = p + LAYOUT["task"].replace("{id}", "")
         self._worker = p + LAYOUT["worker"].replace("{id}", "")
@@ -94,6 +99,9 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return self._worker + worker_id
+
+    def schedule(self, name: str) -> str:
+        return self.prefix + LAYOUT["schedule"].format(name=name)
 
     def idempotency(self, key: str) -> str:
         return self._idempotency + key

@@ -33,6 +33,12 @@ class Scripts:
     progress: Script
     set_policy: Script
     view: Script
+    put_schedule: Script
+    due_schedules: Script
+    fire_schedules: Script
+    read_schedules: Script
+    pause_schedule: Script
+    delete_schedule: Script
 
 
 @cache

@@ -27,8 +27,9 @@ from taskqueue.config.fields import (
     toml_repr,
 )
 from taskqueue.config.sections import Config, all_specs, section_classes
-from taskqueue.errors import ConfigError
+from taskqueue.errors import ConfigError, InvalidTaskError
 from taskqueue.locations import config_file
+from taskqueue.schedules import ScheduleSpec, schedule_spec
 
 #: Names the config file when ``load_config`` is given no path.
 CONFIG_ENV_VAR: Final = "TASKQUEUE_CONFIG"
@@ -96,7 +97,28 @@ def _read_plugin_tables(where: str, table: object, plugins: dict[str, dict[str, 
         plugins[name] = dict(settings)
 
 
-def _read_file(path: str, values: _Values, plugins: dict[str, dict[str, object]]) -> None:
+def _read_schedules(where: str, tables: object) -> list[ScheduleSpec]:
+    """``[[schedules]]`` tables, each checked as the API checks a definition."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{where}: schedules: expected tables like [[schedules]]")
+    specs: list[ScheduleSpec] = []
+    for index, table in enumerate(tables):
+        try:
+            spec = schedule_spec(table)
+        except InvalidTaskError as error:
+            raise ConfigError(f"{where}: schedules[{index}]: {error}") from None
+        if any(other.name == spec.name for other in specs):
+            raise ConfigError(f"{where}: schedules[{index}]: name {spec.name!r} is taken")
+        specs.append(spec)
+    return specs
+
+
+def _read_file(
+    path: str,
+    values: _Values,
+    plugins: dict[str, dict[str, object]],
+    schedules: list[ScheduleSpec],
+) -> None:
     where = f"config file {path}"
     try:
         with open(path, "rb") as file:
@@ -109,6 +131,9 @@ def _read_file(path: str, values: _Values, plugins: dict[str, dict[str, object]]
     for section, table in data.items():
         if section == "plugins":
             _read_plugin_tables(where, table, plugins)
+            continue
+        if section == "schedules":
+            schedules += _read_schedules(where, table)
             continue
         if section not in section_classes():
             raise _unknown_key(where, f"{section}.")
@@ -193,9 +218,10 @@ def load_config(
     environ: Mapping[str, str] = os.environ if env is None else env
     values: _Values = {}
     plugins: dict[str, dict[str, object]] = {}
+    schedules: list[ScheduleSpec] = []
     path = config_path(path, environ)
     if path is not None:
-        _read_file(path, values, plugins)
+        _read_file(path, values, plugins, schedules)
     _read_env(environ, values)
     if overrides:
         _read_overrides(overrides, values)
@@ -211,4 +237,4 @@ def load_config(
             origins = {key: origin.describe() for key, (_, origin) in values.items()}
             defaults = {key: "default" for key in conflict.values if key not in origins}
             raise ConfigError(conflict.render(origins | defaults)) from None
-    return Config(**sections, plugins=plugins)  # type: ignore[arg-type]
+    return Config(**sections, plugins=plugins, schedules=tuple(schedules))  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from taskqueue.config.units import MASK, format_duration, mask_url_value
 from taskqueue.dev_processors import is_module_path
 from taskqueue.models import DEFAULT_MAX_TASK_TYPES, MAX_TASK_TYPES
 from taskqueue.redis.url import RedisAddress
+from taskqueue.schedules import ScheduleSpec
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("auto", "json", "console", "journald")
@@ -268,6 +269,8 @@ class Config:
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     #: ``[plugins.<name>]`` tables as written, handed to the plugin registering as ``<name>``.
     plugins: Mapping[str, Mapping[str, object]] = attrs.field(factory=dict)
+    #: ``[[schedules]]`` tables, checked: each daemon writes them to Redis when it starts.
+    schedules: tuple[ScheduleSpec, ...] = ()
 
     def to_dict(self) -> dict[str, dict[str, object]]:
         """Every value as stored (seconds, bytes; tuples as lists), secrets included."""
@@ -315,7 +318,9 @@ def section_classes() -> dict[str, type[AttrsInstance]]:
     """Config's sections by name, in the order they are documented."""
     hints = typing.get_type_hints(Config)
     return {
-        field.name: hints[field.name] for field in attrs.fields(Config) if field.name != "plugins"
+        field.name: hints[field.name]
+        for field in attrs.fields(Config)
+        if field.name not in ("plugins", "schedules")
     }
 
 

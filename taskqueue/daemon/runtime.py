@@ -34,6 +34,7 @@ from taskqueue.daemon.metrics_server import MetricsApp, MetricsServer
 from taskqueue.daemon.notifications import Notifications
 from taskqueue.daemon.policy_writer import PolicyWriter
 from taskqueue.daemon.reaper import Reaper
+from taskqueue.daemon.schedule_runner import ScheduleRunner
 from taskqueue.daemon.scheduler import Scheduler
 from taskqueue.daemon.service import Service
 from taskqueue.daemon.systemd import SystemdNotifier, run_watchdog, watchdog_interval
@@ -75,6 +76,7 @@ class Daemon:
     consumer: Consumer | None = None
     heartbeat: Heartbeat | None = None
     scheduler: Scheduler | None = None
+    schedule_runner: ScheduleRunner | None = None
     reaper: Reaper | None = None
     trimmer: Trimmer | None = None
     policy_writer: PolicyWriter | None = None
@@ -213,7 +215,16 @@ def _services(daemon: Daemon, api: ApiFactory | None) -> list[Service]:
     daemon.policy_writer = PolicyWriter(
         daemon.broker, health=daemon.health, hold_start=daemon.mode is not Mode.SERVER
     )
-    services: list[Service] = [daemon.notifications, daemon.policy_writer, daemon.trimmer]
+    # Every mode runs the schedules: any number of daemons may, each tick fires once.
+    daemon.schedule_runner = ScheduleRunner(
+        daemon.broker, health=daemon.health, configured=daemon.config.schedules
+    )
+    services: list[Service] = [
+        daemon.notifications,
+        daemon.policy_writer,
+        daemon.trimmer,
+        daemon.schedule_runner,
+    ]
     if daemon.broker.settings.durable_submit:
         services.insert(0, DurabilityCheck(daemon.broker, health=daemon.health))
     if daemon.mode is not Mode.SERVER:
