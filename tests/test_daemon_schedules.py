@@ -56,7 +56,7 @@ async def test_a_configured_schedule_reaches_redis_and_fires(
         found = await broker.schedule("tick")
         task = await broker.get(found.last_task_id or "")
         assert task.payload == {"hello": "world"}
-        assert task.idempotency_key == tick_key("tick", found.last_tick or 0)
+        assert task.idempotency_key == tick_key("tick", found.last_tick_ms or 0)
 
 
 async def test_three_daemons_fire_a_one_second_schedule_once_per_tick(

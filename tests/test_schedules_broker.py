@@ -14,6 +14,7 @@ from invariants import assert_invariants
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.daemon.schedule_runner import ScheduleRunner, tick_key
 from taskqueue.errors import (
+    ConflictingStateError,
     InvalidTaskError,
     PayloadTooLargeError,
     ScheduleNotFoundError,
@@ -43,9 +44,9 @@ async def test_a_schedule_reads_back_with_its_next_run(broker: Broker, clock: Fa
 
     found = await broker.schedule("tick")
     assert found.spec.payload == {"n": 1}
-    assert found.next_run == (clock() // 1000 + 1) * 1000
+    assert found.next_run_ms == (clock() // 1000 + 1) * 1000
     assert (found.paused, found.fired, found.last_task_id) == (False, 0, None)
-    assert found.created == found.updated == clock()
+    assert found.created_ms == found.updated_ms == clock()
     await assert_invariants(broker)
 
 
@@ -53,20 +54,19 @@ async def test_putting_the_same_definition_again_keeps_its_next_run(
     broker: Broker, clock: FakeClock
 ) -> None:
     await broker.put_schedule(spec(every=3600))
-    first = (await broker.schedule("tick")).next_run
+    first = (await broker.schedule("tick")).next_run_ms
     clock.advance(7200)
 
     assert await broker.put_schedule(spec(every=3600)) == "unchanged"
-    assert (await broker.schedule("tick")).next_run == first  # still due: missed decides
+    assert (await broker.schedule("tick")).next_run_ms == first  # still due: missed decides
     assert await broker.put_schedule(spec(every=60)) == "replaced"
-    assert (await broker.schedule("tick")).next_run == (clock() // 60_000 + 1) * 60_000
+    assert (await broker.schedule("tick")).next_run_ms == (clock() // 60_000 + 1) * 60_000
 
 
 async def test_create_only_refuses_an_existing_name(broker: Broker) -> None:
     await broker.put_schedule(spec())
-    with pytest.raises(InvalidTaskError, match="exists") as caught:
+    with pytest.raises(ConflictingStateError, match="a schedule named 'tick' exists"):
         await broker.put_schedule(spec(every=5), create_only=True)
-    assert caught.value.field == "name"
 
 
 async def test_a_payload_over_the_limit_is_refused(make_broker: MakeBroker) -> None:
@@ -128,7 +128,7 @@ async def test_a_runner_fires_each_tick_once_and_records_it(
     assert task.idempotency_key == tick_key("tick", 1_000_000_001_000)
     found = await broker.schedule("tick")
     assert (found.fired, found.last_task_id, found.last_task_state) == (1, task_id, "pending")
-    assert (found.last_tick, found.last_run, found.next_run) == (
+    assert (found.last_tick_ms, found.last_run_ms, found.next_run_ms) == (
         1_000_000_001_000,
         1_000_000_001_000,
         1_000_000_002_000,
@@ -189,7 +189,7 @@ async def test_pause_stops_firing_and_resume_starts_from_the_next_tick(
     await broker.put_schedule(spec())
     await broker.pause_schedule("tick")
     paused = await broker.schedule("tick")
-    assert (paused.paused, paused.next_run) == (True, None)
+    assert (paused.paused, paused.next_run_ms) == (True, None)
 
     clock.advance(30)
     await runner(broker).fire_due()
@@ -199,7 +199,7 @@ async def test_pause_stops_firing_and_resume_starts_from_the_next_tick(
     assert (await broker.schedule("tick")).paused
     await broker.pause_schedule("tick", paused=False)
     resumed = await broker.schedule("tick")
-    assert (resumed.paused, resumed.next_run) == (False, clock() + 1000)
+    assert (resumed.paused, resumed.next_run_ms) == (False, clock() + 1000)
     await assert_invariants(broker)
 
 
@@ -213,7 +213,7 @@ async def test_missed_skip_after_downtime_submits_nothing_and_counts_it(
 
     assert await scheduled_tasks(broker) == []
     found = await broker.schedule("tick")
-    assert (found.fired, found.skipped, found.next_run) == (0, 5, clock() + 3_200_000)
+    assert (found.fired, found.skipped, found.next_run_ms) == (0, 5, clock() + 3_200_000)
 
 
 async def test_a_refused_submission_is_recorded_and_the_tick_passes(
@@ -229,7 +229,7 @@ async def test_a_refused_submission_is_recorded_and_the_tick_passes(
 
     refused = await broker.schedule("tick")
     assert refused.last_error == "queue of task type 'echo' is full: 1 pending, limit 1"
-    assert (refused.fired, refused.next_run) == (0, clock() + 1000)
+    assert (refused.fired, refused.next_run_ms) == (0, clock() + 1000)
     other = await broker.schedule("other")  # the batch's refusal was this one's alone
     assert (other.fired, other.last_error, other.last_task_state) == (1, None, "pending")
 

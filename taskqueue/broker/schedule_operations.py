@@ -19,6 +19,7 @@ from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import BrokerSettings, Page
 from taskqueue.broker.operations import Call, Operation, _script, pairs
 from taskqueue.errors import (
+    ConflictingStateError,
     InvalidTaskError,
     PayloadTooLargeError,
     ScheduleNotFoundError,
@@ -67,7 +68,7 @@ def put_schedule(
     settings: BrokerSettings, keys: Keys, spec: ScheduleSpec, now: int, *, create_only: bool
 ) -> Operation[str]:
     """Store ``spec``: ``created``, ``replaced`` or ``unchanged``. Raises
-    :class:`InvalidTaskError` if the name exists and ``create_only``, and
+    :class:`ConflictingStateError` if the name exists and ``create_only``, and
     :class:`TooManySchedulesError` past :data:`MAX_SCHEDULES`."""
     payload = _ENCODER.encode(spec.payload)
     if len(payload) > settings.max_payload_bytes:
@@ -87,9 +88,8 @@ def put_schedule(
         1 if create_only else 0,
     )
     if outcome == "exists":
-        raise InvalidTaskError(
-            f"name: a schedule named {spec.name!r} exists: replace it (PUT) or delete it first",
-            field="name",
+        raise ConflictingStateError(
+            f"a schedule named {spec.name!r} exists: replace it or delete it first"
         )
     if outcome == "full":
         raise TooManySchedulesError(
@@ -143,16 +143,16 @@ def _schedule_from(reply: Sequence[Any]) -> Schedule | None:
     return Schedule(
         spec=_DECODER.decode(spec_json),
         paused=state.get("paused") == "1",
-        next_run=None if next_run < 0 else int(next_run),
-        last_tick=number("last_tick"),
-        last_run=number("last_run"),
+        next_run_ms=None if next_run < 0 else int(next_run),
+        last_tick_ms=number("last_tick"),
+        last_run_ms=number("last_run"),
         last_task_id=state.get("last_task"),
         last_task_state=TaskState(last_state) if last_state else None,
         fired=number("fired") or 0,
         skipped=number("skipped") or 0,
         last_error=state.get("last_error"),
-        created=number("created") or 0,
-        updated=number("updated") or 0,
+        created_ms=number("created") or 0,
+        updated_ms=number("updated") or 0,
     )
 
 

@@ -122,10 +122,10 @@ class Schedule(Struct, kw_only=True, frozen=True):
     spec: ScheduleSpec
     paused: bool = False
     #: The next tick it fires at; None while paused.
-    next_run: Millis | None = None
+    next_run_ms: Millis | None = None
     #: The tick it last fired for, and when (they differ by the scheduler's lateness).
-    last_tick: Millis | None = None
-    last_run: Millis | None = None
+    last_tick_ms: Millis | None = None
+    last_run_ms: Millis | None = None
     last_task_id: str | None = None
     #: The last submitted task's state; None once its record expired (or before it fired).
     last_task_state: TaskState | None = None
@@ -135,8 +135,8 @@ class Schedule(Struct, kw_only=True, frozen=True):
     #: Why its last firing submitted nothing (e.g. the type's queue was full); None after a
     #: firing that did.
     last_error: str | None = None
-    created: Millis = 0
-    updated: Millis = 0
+    created_ms: Millis = 0
+    updated_ms: Millis = 0
 
 
 def schedule_spec(data: object, *, prefix: str = "") -> ScheduleSpec:
