@@ -114,6 +114,16 @@ TYPE_RULE: Final = (
     " digit"
 )
 
+#: Schedule names: the same characters as task types, shorter (they go into idempotency keys).
+MAX_SCHEDULE_NAME_LENGTH: Final = 100
+SCHEDULE_NAME_PATTERN: Final = (
+    f"^[{_TYPE_ALNUM}][{_TYPE_ALNUM}{_TYPE_MARKS}]{{0,{MAX_SCHEDULE_NAME_LENGTH - 1}}}$"
+)
+SCHEDULE_NAME_RULE: Final = (
+    f"1 to {MAX_SCHEDULE_NAME_LENGTH} ASCII letters, digits, '.', '_' or '-', starting with a"
+    " letter or digit"
+)
+
 TaskType = Annotated[
     str,
     Meta(
@@ -431,6 +441,8 @@ def describe(error: str, kind: object, value: object) -> tuple[str, str]:
     shown = "" if given is _MISSING else _show(given)
     if f"matching regex {_TYPE_PATTERN!r}" in message:
         message = f"invalid task type {shown}: {TYPE_RULE}"
+    elif f"matching regex {SCHEDULE_NAME_PATTERN!r}" in message:
+        message = f"invalid schedule name {shown}: {SCHEDULE_NAME_RULE}"
     elif "got `" in message and shown:
         message += f" ({shown})"
     elif shown and not (isinstance(given, str) and shown in message):

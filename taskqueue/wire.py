@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from taskqueue import models
+from taskqueue import models, schedules
 from taskqueue.broker import PolicyView, QueueReport, Submitted, TaskView
 from taskqueue.models import MAX_BATCH, Count, Policy, Submission, TaskEvent
 
@@ -36,6 +36,8 @@ __all__ = [
     "QueueStats",
     "Readiness",
     "Requeued",
+    "Schedule",
+    "SchedulePage",
     "Submission",
     "SubmissionBatch",
     "Submitted",
@@ -54,6 +56,8 @@ __all__ = [
     "report_document",
     "report_from_document",
     "report_json",
+    "schedule_document",
+    "schedule_json",
     "stats_json",
     "submitted_json",
     "submitted_task_document",
@@ -185,6 +189,32 @@ class QueueStats(Struct):
     policy: PolicyDocument | None = None
 
 
+#: Upcoming ticks a schedule document lists.
+UPCOMING_TICKS = 5
+
+
+class Schedule(schedules.Schedule, kw_only=True, frozen=True):
+    """A schedule: its definition (`spec`), its state, and its next ticks. Times are Unix epoch
+    milliseconds (`*_ms`), each repeated as an RFC 3339 string (`*_at`)."""
+
+    next_run_at: Iso | None
+    last_run_at: Iso | None
+    upcoming_at: Annotated[
+        list[str],
+        Meta(
+            description=f"The next {UPCOMING_TICKS} ticks (RFC 3339), even while paused: the "
+            "times it would fire at."
+        ),
+    ]
+
+
+class SchedulePage(Struct):
+    schedules: list[Schedule]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass as `cursor` for the next page; null on the last page.")
+    ]
+
+
 class Requeued(Struct):
     requeued: Annotated[int, Meta(ge=0, description="Dead-lettered tasks queued again.")]
 
@@ -249,6 +279,21 @@ def worker_document(worker: models.WorkerInfo) -> Worker:
         started_at=iso(worker.started_ms) or "",
         last_heartbeat_at=iso(worker.last_heartbeat_ms) or "",
     )
+
+
+def schedule_document(schedule: schedules.Schedule, now_ms: int) -> Schedule:
+    return Schedule(
+        **msgspec.structs.asdict(schedule),
+        next_run_at=iso(schedule.next_run_ms),
+        last_run_at=iso(schedule.last_run_ms),
+        upcoming_at=[
+            iso(tick) or "" for tick in schedules.upcoming(schedule.spec, now_ms, UPCOMING_TICKS)
+        ],
+    )
+
+
+def schedule_json(schedule: schedules.Schedule, now_ms: int) -> dict[str, Any]:
+    return msgspec.to_builtins(schedule_document(schedule, now_ms))  # type: ignore[no-any-return]
 
 
 def stats_document(stats: models.QueueStats) -> QueueStats:

@@ -55,6 +55,11 @@ SOAK_SEED = 20261203
 #: tests (the soak's limit is ten times as long).
 TIME_LIMIT = 300.0
 CHECKS_LEFT_OUT = ["positive_data_acceptance"]
+#: Bodies with a rule across fields that schemathesis' coverage phase does not honour: a
+#: schedule names one of `cron` and `every` (the document says so, with `oneOf`), and a cron
+#: expression is valid only as croniter reads it. Most of that phase's boundary cases break one,
+#: so these operations "mostly reject generated data"; test_api_rest_schedules pins them.
+MISMATCH_EXPECTED = ["POST /api/v1/schedules", "PUT /api/v1/schedules/{name}"]
 #: An endless stream: schemathesis would wait on it forever. test_api_rest_events covers it.
 PATHS_LEFT_OUT = ["/api/v1/events"]
 
@@ -152,7 +157,8 @@ async def keeps_to_its_document(
         operations = report["operations"]
         assert operations["tested"] == operations["selected"] == operations["total"] - 1, output
         # The document and the server's validation agree: most generated valid data is taken.
-        assert report["warnings"]["validation_mismatch"] == [], output
+        mismatched = set(report["warnings"]["validation_mismatch"]) - set(MISMATCH_EXPECTED)
+        assert not mismatched, output
         assert report["warnings"]["missing_test_data"] == [], output
         assert cases["generated"] > 20 * operations["tested"], output
 

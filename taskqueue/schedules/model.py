@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
 from croniter import croniter
@@ -19,6 +19,9 @@ from msgspec import Meta, Struct
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import (
     MAX_DELAY,
+    MAX_SCHEDULE_NAME_LENGTH,
+    SCHEDULE_NAME_PATTERN,
+    SCHEDULE_NAME_RULE,
     MaxRetries,
     Millis,
     PriorityName,
@@ -30,21 +33,16 @@ from taskqueue.models import (
 
 #: Schedules in one namespace: each daemon's scheduler reads the due ones every tick.
 MAX_SCHEDULES: Final = 10_000
-MAX_NAME_LENGTH: Final = 100
 #: Fields a cron expression may have: minute hour day month weekday, or with seconds first.
 CRON_FIELDS: Final = (5, 6)
 
-NAME_RULE: Final = (
-    f"1 to {MAX_NAME_LENGTH} ASCII letters, digits, '.', '_' or '-', starting with a letter or"
-    " digit"
-)
 ScheduleName = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=MAX_NAME_LENGTH,
-        pattern=f"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}$",
-        description=NAME_RULE + ".",
+        max_length=MAX_SCHEDULE_NAME_LENGTH,
+        pattern=SCHEDULE_NAME_PATTERN,
+        description=SCHEDULE_NAME_RULE + ".",
         examples=["nightly-report"],
     ),
 ]
@@ -74,6 +72,8 @@ TimeZone = Annotated[
         max_length=64,
         description="The IANA time zone `cron` is read in.",
         examples=["Europe/Berlin"],
+        # What the zone database holds (checked when a definition is: see schedule_spec).
+        extra_json_schema={"enum": sorted(available_timezones())},
     ),
 ]
 
@@ -139,6 +139,13 @@ class Schedule(Struct, kw_only=True, frozen=True):
     updated_ms: Millis = 0
 
 
+#: What a request body's JSON Schema adds to a definition's: one of `cron` and `every` is
+#: given, not both (as :func:`schedule_spec` checks).
+ONE_TIMING: Final = Meta(
+    extra_json_schema={"oneOf": [{"required": ["cron"]}, {"required": ["every"]}]}
+)
+
+
 def schedule_spec(data: object, *, prefix: str = "") -> ScheduleSpec:
     """``data`` (plain Python data, e.g. decoded JSON or TOML) as a checked definition.
 
@@ -153,15 +160,7 @@ def schedule_spec(data: object, *, prefix: str = "") -> ScheduleSpec:
             data = {**data, "every": parse_duration(data["every"])}
         except ValueError as error:
             raise InvalidTaskError(f"{where}every: {error}", field=f"{where}every") from None
-    try:
-        spec = validated(data, ScheduleSpec, prefix=prefix)
-    except InvalidTaskError as error:
-        if error.field == f"{where}name" and "regex" in str(error):
-            shown = data.get("name") if isinstance(data, Mapping) else None
-            raise InvalidTaskError(
-                f"{where}name: invalid schedule name {shown!r}: {NAME_RULE}", field=error.field
-            ) from None
-        raise
+    spec = validated(data, ScheduleSpec, prefix=prefix)
     if (spec.cron is None) == (spec.every is None):
         raise InvalidTaskError(
             f"{where}cron: give exactly one of 'cron' and 'every'", field=f"{where}cron"

@@ -33,7 +33,7 @@ from taskqueue.api.auth import Authenticator, AuthResult
 from taskqueue.api.context import ApiContext
 from taskqueue.api.errors import ApiError, api_error, auth_error, invalid
 from taskqueue.api.events import EventHub
-from taskqueue.api.rest import admin, inputs, openapi, policy, sse, tasks
+from taskqueue.api.rest import admin, inputs, openapi, policy, schedules, sse, tasks
 from taskqueue.api.rest.health import health_routes
 from taskqueue.api.rest.http import ClientGone, Receive, Request
 from taskqueue.api.rest.openapi import build_document
@@ -167,6 +167,7 @@ def all_routes(metrics_path: str | None = None, *, metrics_public: bool = False)
         *tasks.routes,
         *admin.routes,
         *policy.routes,
+        *schedules.routes,
         *sse.routes,
         *health,
         *openapi.routes,

@@ -96,8 +96,9 @@ class Operation:
     query: tuple[Param, ...] = ()
     path_params: tuple[Param, ...] = ()
     headers: tuple[Param, ...] = ()
-    #: The body's document type (a Struct of :mod:`taskqueue.wire`), if it takes one.
-    body: type | None = None
+    #: The body's document type (a Struct of :mod:`taskqueue.wire`, or one ``Annotated`` with
+    #: what its JSON Schema adds), if it takes one.
+    body: Any = None
     #: Error statuses particular to this operation (auth, validation and 503 are implied).
     errors: Mapping[int, str] = attrs.field(factory=dict)
     #: Whether it reads or writes Redis (and so may answer 503 when Redis is down).
