@@ -14,8 +14,10 @@ from taskqueue.errors import (
     PayloadTooLargeError,
     PermanentError,
     QueueFullError,
+    ScheduleNotFoundError,
     TaskNotFoundError,
     TaskQueueError,
+    TooManySchedulesError,
     TooManyTypesError,
     UnservedTypeError,
 )
@@ -30,6 +32,7 @@ from taskqueue.models import (
     WorkerInfo,
 )
 from taskqueue.redis import Redis
+from taskqueue.schedules import MissedPolicy, Schedule, ScheduleSpec, schedule_spec
 
 if TYPE_CHECKING:
     from taskqueue.rest_client import RestClient
@@ -45,6 +48,7 @@ __all__ = [
     "ConfigError",
     "ConflictingStateError",
     "InvalidTaskError",
+    "MissedPolicy",
     "PayloadTooLargeError",
     "PermanentError",
     "Policy",
@@ -54,6 +58,9 @@ __all__ = [
     "Redis",
     "Report",
     "RestClient",
+    "Schedule",
+    "ScheduleNotFoundError",
+    "ScheduleSpec",
     "Submission",
     "Submitted",
     "SyncClient",
@@ -62,10 +69,12 @@ __all__ = [
     "TaskNotFoundError",
     "TaskQueueError",
     "TaskState",
+    "TooManySchedulesError",
     "TooManyTypesError",
     "UnservedTypeError",
     "WorkerInfo",
     "__version__",
+    "schedule_spec",
 ]
 
 

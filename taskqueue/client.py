@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
@@ -45,6 +45,7 @@ from taskqueue.models import (
     validated,
 )
 from taskqueue.redis import Redis, Subscription
+from taskqueue.schedules import Schedule, ScheduleSpec, schedule_spec
 
 if TYPE_CHECKING:
     from taskqueue.config import Config
@@ -177,6 +178,41 @@ class Client:
     async def unset_policy(self, *names: str, task_type: str | None = None) -> None:
         """Unset live policy settings: the config's (or the default) applies again."""
         await self.broker.unset_policy(names, task_type)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, spec: ScheduleSpec | Mapping[str, Any], *, create_only: bool = False
+    ) -> Schedule:
+        """Create or replace a schedule (``spec`` a definition, or the data of one as the
+        config file's ``[[schedules]]`` hold it); with ``create_only``, a taken name raises
+        :class:`~taskqueue.ConflictingStateError`. A replaced one keeps its state."""
+        checked = spec if isinstance(spec, ScheduleSpec) else schedule_spec(spec)
+        await self.broker.put_schedule(checked, create_only=create_only)
+        return await self.broker.schedule(checked.name)
+
+    async def schedule(self, name: str) -> Schedule:
+        """A schedule; :class:`~taskqueue.ScheduleNotFoundError` if there is none."""
+        return await self.broker.schedule(name)
+
+    async def schedules(
+        self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> Page[Schedule]:
+        """One page of the schedules, by name."""
+        return await self.broker.schedules(cursor=cursor, limit=limit)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        await self.broker.pause_schedule(name)
+        return await self.broker.schedule(name)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Resume a paused schedule from its next tick after now."""
+        await self.broker.pause_schedule(name, paused=False)
+        return await self.broker.schedule(name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (the tasks it submitted stay)."""
+        await self.broker.delete_schedule(name)
 
     # -- reading -----------------------------------------------------------------------------
 

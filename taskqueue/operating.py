@@ -8,12 +8,13 @@ against this interface, and run over either.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from taskqueue.broker import CancelOutcome, Page, PolicyView, QueueReport, Submission, Submitted
 from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.schedules import Schedule, ScheduleSpec
 
 __all__ = ["Operator"]
 
@@ -71,3 +72,17 @@ class Operator(Protocol):
     async def set_policy(self, task_type: str | None = None, **settings: Any) -> None: ...
 
     async def unset_policy(self, *names: str, task_type: str | None = None) -> None: ...
+
+    async def put_schedule(
+        self, spec: ScheduleSpec | Mapping[str, Any], *, create_only: bool = False
+    ) -> Schedule: ...
+
+    async def schedule(self, name: str) -> Schedule: ...
+
+    async def schedules(self, *, limit: int = ..., cursor: str | None = None) -> Page[Schedule]: ...
+
+    async def pause_schedule(self, name: str) -> Schedule: ...
+
+    async def resume_schedule(self, name: str) -> Schedule: ...
+
+    async def delete_schedule(self, name: str) -> None: ...

@@ -37,8 +37,10 @@ from taskqueue.errors import (
     InvalidTaskError,
     PayloadTooLargeError,
     QueueFullError,
+    ScheduleNotFoundError,
     TaskNotFoundError,
     TaskQueueError,
+    TooManySchedulesError,
     TooManyTypesError,
     UnservedTypeError,
 )
@@ -53,6 +55,7 @@ from taskqueue.models import (
     WorkerInfo,
     validated,
 )
+from taskqueue.schedules import Schedule, ScheduleSpec, schedule_spec
 from taskqueue.wire import PolicyDocument, policy_view, report_from_document
 from taskqueue.wire import QueueStats as QueuesDocument
 
@@ -106,6 +109,11 @@ class _Requeued(msgspec.Struct):
 
 class _Purged(msgspec.Struct):
     purged: int
+
+
+class _Schedules(msgspec.Struct):
+    schedules: list[Schedule]
+    next_cursor: str | None
 
 
 class _Problem(msgspec.Struct):
@@ -184,6 +192,7 @@ class RestClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         task_id: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[int, T]:
         """Send one request; its status and its body as ``reply``, or the error it means."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -196,7 +205,9 @@ class RestClient:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if not response.is_success:
-            raise self._error(response, task_id)
+            raise self._error(response, task_id, schedule)
+        if response.status_code == 204:
+            return 204, msgspec.json.decode(b"null", type=reply)
         try:
             return response.status_code, msgspec.json.decode(response.content, type=reply)
         except msgspec.DecodeError as exc:
@@ -218,7 +229,9 @@ class RestClient:
         message = f"the API at {self.url} cannot be reached: {why}"
         return ApiUnreachableError(message, untrusted=untrusted)
 
-    def _error(self, response: httpx.Response, task_id: str | None) -> Exception:
+    def _error(
+        self, response: httpx.Response, task_id: str | None, schedule: str | None = None
+    ) -> Exception:
         """The exception a non-2xx reply means (the problem details' wording kept)."""
         status = response.status_code
         try:
@@ -234,6 +247,8 @@ class RestClient:
             return ApiTokenError(f"the API at {self.url} refused: {detail}", "read-only")
         if status == 404 and task_id is not None:
             return TaskNotFoundError(task_id)
+        if status == 404 and schedule is not None:
+            return ScheduleNotFoundError(schedule)
         if status == 409:
             return ConflictingStateError(detail)
         if status == 413:
@@ -244,6 +259,8 @@ class RestClient:
             return InvalidTaskError(detail, field=problem.field)
         if status == 429 and problem.title == "Too many task types":
             return TooManyTypesError(detail)
+        if status == 429 and problem.title == "Too many schedules":
+            return TooManySchedulesError(detail)
         if status == 429:
             return QueueFullError(detail)
         if status == 503:
@@ -401,6 +418,47 @@ class RestClient:
         params = {"type": task_type}
         _, reply = await self._call("DELETE", "/dead-letters", _Purged, params=params)
         return reply.purged
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, spec: ScheduleSpec | Mapping[str, Any], *, create_only: bool = False
+    ) -> Schedule:
+        """Create or replace a schedule (see :meth:`taskqueue.Client.put_schedule`)."""
+        checked = spec if isinstance(spec, ScheduleSpec) else schedule_spec(spec)
+        if create_only:
+            _, schedule = await self._call("POST", "/schedules", Schedule, body=checked)
+        else:
+            path = f"/schedules/{_segment(checked.name)}"
+            _, schedule = await self._call("PUT", path, Schedule, body=checked)
+        return schedule
+
+    async def schedule(self, name: str) -> Schedule:
+        """A schedule; :class:`~taskqueue.ScheduleNotFoundError` if there is none."""
+        path = f"/schedules/{_segment(name)}"
+        return (await self._call("GET", path, Schedule, schedule=name))[1]
+
+    async def schedules(
+        self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> Page[Schedule]:
+        """One page of the schedules, by name."""
+        params = {"limit": limit, "cursor": cursor}
+        _, page = await self._call("GET", "/schedules", _Schedules, params=params)
+        return Page(page.schedules, page.next_cursor)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        path = f"/schedules/{_segment(name)}/pause"
+        return (await self._call("POST", path, Schedule, schedule=name))[1]
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Resume a paused schedule from its next tick after now."""
+        path = f"/schedules/{_segment(name)}/resume"
+        return (await self._call("POST", path, Schedule, schedule=name))[1]
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (the tasks it submitted stay)."""
+        path = f"/schedules/{_segment(name)}"
+        await self._call("DELETE", path, msgspec.Raw, schedule=name)
 
     # -- policy ------------------------------------------------------------------------------
 

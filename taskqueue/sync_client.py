@@ -17,7 +17,7 @@ Redis, as from the trio client), not redis-py's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -38,6 +38,7 @@ from taskqueue.broker import (
     Submitted,
 )
 from taskqueue.broker import operations as ops
+from taskqueue.broker import schedule_operations as schedule_ops
 from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import wall_clock_ms
@@ -60,6 +61,7 @@ from taskqueue.redis import (
     RedisError,
     ResponseError,
 )
+from taskqueue.schedules import Schedule, ScheduleSpec, schedule_spec
 
 if TYPE_CHECKING:
     from taskqueue.config import Config
@@ -368,6 +370,41 @@ class SyncClient:
     def purge_dead(self, task_type: str | None = None) -> int:
         """Delete every dead task (of ``task_type``, if given) for good; how many were."""
         return self._run(ops.purge_dead(self.keys, task_type))
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def put_schedule(
+        self, spec: ScheduleSpec | Mapping[str, Any], *, create_only: bool = False
+    ) -> Schedule:
+        """Create or replace a schedule (see :meth:`taskqueue.Client.put_schedule`)."""
+        checked = spec if isinstance(spec, ScheduleSpec) else schedule_spec(spec)
+        self._run(
+            schedule_ops.put_schedule(
+                self.settings, self.keys, checked, wall_clock_ms(), create_only=create_only
+            )
+        )
+        return self.schedule(checked.name)
+
+    def schedule(self, name: str) -> Schedule:
+        """A schedule; :class:`~taskqueue.ScheduleNotFoundError` if there is none."""
+        return self._run(schedule_ops.schedule(self.keys, name))
+
+    def schedules(self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> Page[Schedule]:
+        """One page of the schedules, by name."""
+        return self._run(schedule_ops.schedules(self.keys, cursor, limit))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        self._run(schedule_ops.pause_schedule(self.keys, name, True, wall_clock_ms()))
+        return self.schedule(name)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Resume a paused schedule from its next tick after now."""
+        self._run(schedule_ops.pause_schedule(self.keys, name, False, wall_clock_ms()))
+        return self.schedule(name)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (the tasks it submitted stay)."""
+        self._run(schedule_ops.delete_schedule(self.keys, name))
 
     # -- running operations ------------------------------------------------------------------
 

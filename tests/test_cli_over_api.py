@@ -273,6 +273,29 @@ def test_policy_set_and_unset_through_the_api(api: Api) -> None:
     assert api.run("policy", "unset", "max_queue_depth", "--type", "noop").code == 0
 
 
+def test_schedules_through_the_api(api: Api) -> None:
+    made = api.run(
+        "schedules", "add", "api-nightly", "report.build", "--cron", "0 3 * * *",
+        "--timezone", "Europe/Berlin", "--payload", '{"format": "pdf"}', "--json",
+    )  # fmt: skip
+    assert made.code == 0, made
+    assert made.json()["spec"]["timezone"] == "Europe/Berlin"
+    listed = api.as_reader("schedules", "--json")
+    assert listed.json() == api.daemon.run("schedules", "--json").json()
+    assert [s["spec"]["name"] for s in listed.json()] == ["api-nightly"]
+    taken = api.run("schedules", "add", "api-nightly", "echo", "--every", "1m")
+    assert taken.code == EXIT_FAILED, taken
+    assert taken.error == "a schedule named 'api-nightly' exists: replace it or delete it first"
+    assert api.run("schedules", "pause", "api-nightly", "--json").json()["paused"] is True
+    assert api.run("schedules", "resume", "api-nightly", "--json").json()["paused"] is False
+    shown = api.as_reader("schedules", "show", "api-nightly")
+    assert "cron 0 3 * * * Europe/Berlin" in shown.out, shown
+    missing = api.as_reader("schedules", "show", "nope")
+    assert (missing.code, missing.error) == (EXIT_NOT_FOUND, "no schedule named 'nope'")
+    assert api.run("schedules", "delete", "api-nightly", "--yes").code == 0
+    assert api.as_reader("schedules", "--json").json() == []
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 
@@ -286,6 +309,7 @@ def test_policy_set_and_unset_through_the_api(api: Api) -> None:
         ("dlq", "purge", "--yes"),
         ("policy", "set", "max_retries=1"),
         ("policy", "unset", "max_retries"),
+        ("schedules", "add", "s", "echo", "--every", "1m"),
     ],
     ids=lambda c: " ".join(c[:2]),
 )

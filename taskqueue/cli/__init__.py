@@ -46,6 +46,7 @@ from taskqueue.cli.dlq import dlq
 from taskqueue.cli.observe import queues, workers
 from taskqueue.cli.plugins import plugins
 from taskqueue.cli.policy import policy_group
+from taskqueue.cli.schedules import schedules_group
 from taskqueue.cli.systemd import systemd_group
 from taskqueue.cli.tasks import cancel, status, submit, tasks
 
@@ -88,7 +89,18 @@ class _Commands(click.Group):
 
 #: The commands that run through the REST API with ``--api``; the others work on Redis, or on
 #: this machine, and refuse ``--api``.
-OVER_API = ("submit", "status", "cancel", "tasks", "workers", "queues", "stats", "dlq", "policy")
+OVER_API = (
+    "submit",
+    "status",
+    "cancel",
+    "tasks",
+    "workers",
+    "queues",
+    "stats",
+    "dlq",
+    "policy",
+    "schedules",
+)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,6 +144,7 @@ for command in (
     dlq,
     plugins,
     policy_group,
+    schedules_group,
     config_group,
     bench,
     systemd_group,

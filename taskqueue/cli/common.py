@@ -31,7 +31,9 @@ from taskqueue.errors import (
     ListenError,
     NotDurableError,
     QueueFullError,
+    ScheduleNotFoundError,
     TaskNotFoundError,
+    TooManySchedulesError,
     UnservedTypeError,
 )
 from taskqueue.models import Priority, TaskState
@@ -224,13 +226,15 @@ def explain(exc: BaseException) -> tuple[int | None, str]:
         return EXIT_UNREACHABLE, f"Redis refused the credentials: {message}"
     if isinstance(exc, RedisConnectionError):
         return EXIT_UNREACHABLE, f"{message} (is Redis running? check redis.url)"
-    if isinstance(exc, TaskNotFoundError):
+    if isinstance(exc, TaskNotFoundError | ScheduleNotFoundError):
         return EXIT_NOT_FOUND, message
     if isinstance(exc, UnservedTypeError):
         return EXIT_FAILED, message
     if isinstance(exc, InvalidTaskError):
         return EXIT_USAGE, message
-    if isinstance(exc, ConflictingStateError | QueueFullError | TimeoutError):
+    if isinstance(
+        exc, ConflictingStateError | QueueFullError | TooManySchedulesError | TimeoutError
+    ):
         return EXIT_FAILED, message
     if isinstance(exc, RedisError):
         return EXIT_FAILED, f"Redis error: {message}"
