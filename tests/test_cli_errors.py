@@ -142,6 +142,24 @@ def test_config_check_prints_the_effective_configuration_with_secrets_masked(
     assert as_json["worker"]["concurrency"] == 8
 
 
+def test_config_check_shows_the_schedules_as_tables_that_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "taskqueue.toml"
+    path.write_text(
+        '[[schedules]]\nname = "nightly"\ntype = "report.build"\ncron = "0 3 * * *"\n'
+        'timezone = "Europe/Berlin"\npayload = { format = "pdf" }\n'
+        '[[schedules]]\nname = "poll"\ntype = "echo"\nevery = "30s"\nmissed = "once"\n'
+    )
+    done = run(env_without_redis(), "config", "check", "--config", str(path))
+    assert done.code == 0, done
+    nightly, poll = tomllib.loads(done.out)["schedules"]
+    assert nightly == {"name": "nightly", "type": "report.build", "cron": "0 3 * * *",
+                       "timezone": "Europe/Berlin", "payload": {"format": "pdf"}}  # fmt: skip
+    assert poll == {"name": "poll", "type": "echo", "every": 30.0, "missed": "once"}
+    again = tmp_path / "again.toml"
+    again.write_text(done.out)
+    assert run(env_without_redis(), "config", "check", "--config", str(again)).out == done.out
+
+
 def test_config_check_names_the_wrong_key_and_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "taskqueue.toml"
     path.write_text("[worker]\nconcurency = 8\n")

@@ -117,7 +117,7 @@ def main(
     """taskqueue: a distributed task queue on trio and Redis.
 
     With --api URL (and --token-file), the operator tools (submit, status, cancel, tasks,
-    workers, queues, dlq, policy) run through the REST API instead of Redis.
+    workers, queues, dlq, policy, schedules) run through the REST API instead of Redis.
     """
     ctx.obj = api_target(ctx, api_url, token, token_file, api_cafile)
     command = ctx.invoked_subcommand

@@ -137,7 +137,8 @@ def _plain(view: View) -> str:
         for name, value in view.pairs:
             text = value.plain if isinstance(value, Text) else value
             first, *rest = text.splitlines() or [""]
-            lines.append(f"{name + ':':<{width}} {first}".rstrip())
+            label = f"{name}:" if name else ""  # "": a further line of the value above
+            lines.append(f"{label:<{width}} {first}".rstrip())
             lines += [f"  {line}".rstrip() for line in rest]
         return "\n".join(lines)
     cells = [view.columns] + [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
 
@@ -17,6 +19,16 @@ def _last_task(schedule: Schedule) -> Cell:
     if schedule.last_task_state is None:
         return f"{schedule.last_task_id} (expired)"
     return Text.assemble(f"{schedule.last_task_id} ", state_text(schedule.last_task_state))
+
+
+def _tick_text(tick_ms: int, timezone: str) -> str:
+    """A tick in UTC, and on the schedule's own clock when that is another zone: a cron of
+    ``0 3 * * *`` in Europe/Berlin reads as 03:00 there."""
+    text = iso(tick_ms) or ""
+    if timezone == "UTC":
+        return text
+    local = datetime.fromtimestamp(tick_ms / 1000, ZoneInfo(timezone))
+    return f"{text} ({local:%Y-%m-%d %H:%M:%S %Z} {timezone})"
 
 
 def schedule_listing(schedules: Sequence[Schedule], now_ms: int) -> Listing:
@@ -61,6 +73,6 @@ def schedule_details(schedule: Schedule, now_ms: int, *, next_runs: int = 5) -> 
         pairs.insert(4, ("priority", str(spec.priority)))
     if schedule.last_error:
         pairs.append(("last error", schedule.last_error))
-    ticks = upcoming(spec, now_ms, next_runs)
-    pairs.append(("upcoming", "\n".join(iso(t) or "" for t in ticks)))
+    for i, tick in enumerate(upcoming(spec, now_ms, next_runs)):
+        pairs.append(("upcoming" if i == 0 else "", _tick_text(tick, spec.timezone)))
     return Details(pairs, title=f"schedule {spec.name}")

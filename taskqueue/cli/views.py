@@ -316,6 +316,12 @@ def config_toml(masked: dict[str, dict[str, object]]) -> str:
                 lines += ["", f"[plugins.{plugin}]"]
                 lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
             continue
+        if section == "schedules":
+            for table in values.values():
+                assert isinstance(table, dict)
+                lines += ["", "[[schedules]]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            continue
         lines += ["", f"[{section}]"]
         for key, value in values.items():
             lines.append(f"# {key} is unset" if value is None else f"{key} = {_toml_value(value)}")

@@ -13,6 +13,7 @@ from functools import cache
 from typing import ClassVar, Final
 
 import attrs
+import msgspec
 from attrs import AttrsInstance
 
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
@@ -310,6 +311,8 @@ class Config:
             )
             for name, table in self.plugins.items()
         }
+        if self.schedules:  # by name: each is a [[schedules]] table of the file
+            result["schedules"] = {s.name: msgspec.to_builtins(s) for s in self.schedules}
         return result
 
 
