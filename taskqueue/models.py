@@ -26,6 +26,7 @@ from msgspec import Meta, Struct
 
 from taskqueue.errors import InvalidTaskError
 from taskqueue.numerals import natural
+from taskqueue.rates import MAX_RATE_COUNT, RATE_PATTERN, RATE_RULE
 
 
 class TaskState(enum.StrEnum):
@@ -207,6 +208,8 @@ MAX_DEPTH: Final = 10**12
 #: and scrape of the metrics walks them.
 DEFAULT_MAX_TASK_TYPES: Final = 1000
 MAX_TASK_TYPES: Final = 1_000_000
+#: The largest fleet-wide concurrency limit a policy may set for a type.
+MAX_CONCURRENCY: Final = 1_000_000
 
 
 class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -255,6 +258,43 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
                 description="Most distinct task types with tasks (pending, scheduled, active or "
                 "dead) at once; a submission of one more type is refused. 0: no limit. Global "
                 "only.",
+            ),
+        ]
+        | None
+    ) = None
+    rate_limit: (
+        Annotated[
+            str,
+            Meta(
+                pattern=RATE_PATTERN,
+                description="Most tasks of the type started per interval across every worker, "
+                "e.g. `100/s`, `1000/min`, `5/10s`: evenly spaced, `rate_burst` at once. Tasks "
+                "over it wait in the queue. Per task type only.",
+                examples=["100/s"],
+            ),
+        ]
+        | None
+    ) = None
+    rate_burst: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_RATE_COUNT,
+                description="Tasks `rate_limit` lets start at once after a quiet spell; 1 (the "
+                "default): evenly spaced. Per task type only.",
+            ),
+        ]
+        | None
+    ) = None
+    concurrency: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_CONCURRENCY,
+                description="Most tasks of the type running at once across every worker; "
+                "more wait in the queue. Per task type only.",
             ),
         ]
         | None
@@ -324,6 +364,15 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     timeout_ms: int
     ready_ms: int
     started_ms: int
+
+
+class Claim(Struct, frozen=True):
+    """One claim's answer: the tasks leased, and when a rate limit lets the next of a type it
+    held back start (epoch ms; None when no rate limit held a task back), so a worker can wait
+    until then rather than poll."""
+
+    tasks: list[ClaimedTask]
+    held_until_ms: int | None = None
 
 
 class WorkerInfo(Struct, kw_only=True):
@@ -441,6 +490,8 @@ def describe(error: str, kind: object, value: object) -> tuple[str, str]:
     shown = "" if given is _MISSING else _show(given)
     if f"matching regex {_TYPE_PATTERN!r}" in message:
         message = f"invalid task type {shown}: {TYPE_RULE}"
+    elif f"matching regex {RATE_PATTERN!r}" in message:
+        message = f"{shown} is not a rate: {RATE_RULE}"
     elif f"matching regex {SCHEDULE_NAME_PATTERN!r}" in message:
         message = f"invalid schedule name {shown}: {SCHEDULE_NAME_RULE}"
     elif "got `" in message and shown:

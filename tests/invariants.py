@@ -13,7 +13,9 @@ from typing import Any
 
 from taskqueue.broker import Broker
 from taskqueue.broker.keys import COUNTED_STATES, LAYOUT, STATE_ZSETS, count_field
+from taskqueue.broker.policy import merged
 from taskqueue.models import Priority, TaskState
+from taskqueue.rates import encode_rate
 
 _TASK_FIELDS = ("id", "type", "priority", "payload", "state", "attempt", "max_retries")
 
@@ -71,6 +73,9 @@ async def assert_invariants(broker: Broker) -> None:
         k.served: "hash",
         k.schedules: "hash",
         k.schedule_due: "zset",
+        k.limits: "hash",
+        k.rate: "hash",
+        k.held: "hash",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
@@ -193,6 +198,27 @@ async def assert_invariants(broker: Broker) -> None:
         worker_id = name.removeprefix(worker_prefix)
         assert worker_id in registered, f"worker record {worker_id!r} not in the workers set"
     await _assert_schedule_invariants(broker, schedule_keys, schedule_prefix)
+    await _assert_limit_invariants(broker)
+
+
+async def _assert_limit_invariants(broker: Broker) -> None:
+    """The limits hash claim.lua reads is the policy's limits, live over config, folded:
+    nothing a policy no longer sets, nothing missing that it does."""
+    k = broker.keys
+    limits, rate, held = await broker.redis.pipeline(
+        [("HGETALL", k.limits), ("HKEYS", k.rate), ("HKEYS", k.held)]
+    )
+    view = await broker.policy()
+    expected: dict[str, str] = {}
+    for task_type in view.task_types:
+        p = merged(view.layer("live", task_type), view.layer("config", task_type))
+        if p.rate_limit is None and p.concurrency is None:
+            continue
+        count, interval = encode_rate(p.rate_limit).split("/") if p.rate_limit else ("0", "0")
+        expected[task_type] = f"{count} {interval} {p.rate_burst or 1} {p.concurrency or 0}"
+    assert _pairs(limits) == expected, f"limits hash {_pairs(limits)} != policy {expected}"
+    assert set(rate) <= set(expected), f"rate state of unlimited types: {set(rate) - set(expected)}"
+    assert set(held) <= set(expected), f"held notes of unlimited types: {set(held) - set(expected)}"
 
 
 async def _assert_schedule_invariants(

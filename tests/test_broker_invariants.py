@@ -12,6 +12,7 @@ that runs on a thread of its own for the whole test (:class:`TrioThread`).
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Awaitable, Callable
@@ -36,8 +37,9 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, BrokerSettings, Report, Retention, Submission
 from taskqueue.errors import ConflictingStateError, TaskNotFoundError
-from taskqueue.models import PRIORITY_ORDER, Priority, TaskState, WorkerInfo
+from taskqueue.models import PRIORITY_ORDER, Policy, Priority, TaskState, WorkerInfo
 from taskqueue.outcomes import OutcomeKind
+from taskqueue.rates import parse_rate
 from taskqueue.redis import Redis
 
 T = TypeVar("T")
@@ -169,6 +171,10 @@ class BrokerMachine(RuleBasedStateMachine):
         self.queues: dict[Queue, list[str]] = {}
         self.idempotency: dict[str, str] = {}
         self.workers: dict[str, int] = {}
+        #: Each limited type's (spacing ms or None, burst, concurrency or None), and when its
+        #: rate lets the next task start (the model of claim.lua's GCRA).
+        self.limits: dict[str, tuple[float | None, int, int | None]] = {}
+        self.next_start: dict[str, float] = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -276,14 +282,24 @@ class BrokerMachine(RuleBasedStateMachine):
         ordered = sorted(types)
         claimed = self.run(lambda: self.broker.claim(worker, ordered, count))
         waiting = {q: ids for q, ids in self.queues.items() if q[1] in types and ids}
-        assert len(claimed) == min(count, sum(map(len, waiting.values())))
+        budget = {t: self.budget(t) for t in types}
+        claimable = {t: sum(len(ids) for q, ids in waiting.items() if q[1] == t) for t in types}
+        assert len(claimed) == min(count, sum(min(budget[t], claimable[t]) for t in types))
+        for t in types:
+            took = sum(1 for c in claimed if c.type == t)
+            assert took <= budget[t], f"type {t} started {took}, over its limits' {budget[t]}"
+            spacing = self.limits.get(t, (None, 1, None))[0]
+            if spacing is not None and took:
+                self.next_start[t] = max(self.next_start.get(t, 0), self.now()) + took * spacing
+            if took == budget[t]:  # held back: its queues may rightly be passed over
+                waiting = {q: ids for q, ids in waiting.items() if q[1] != t}
         ranks = [PRIORITY_ORDER.index(c.priority) for c in claimed]
         assert ranks == sorted(ranks), "a claim hands out the most urgent tasks first"
         taken: dict[Queue, list[str]] = {}
         for c in claimed:
             taken.setdefault((c.priority.value, c.type), []).append(c.id)
         for queue, ids in taken.items():
-            assert ids == waiting[queue][: len(ids)], f"{queue}: not first in, first out"
+            assert ids == self.queues[queue][: len(ids)], f"{queue}: not first in, first out"
         for queue, ids in waiting.items():
             if ranks and PRIORITY_ORDER.index(Priority(queue[0])) < max(ranks):
                 assert len(taken.get(queue, [])) == len(ids), f"{queue} was passed over"
@@ -294,6 +310,42 @@ class BrokerMachine(RuleBasedStateMachine):
             task.attempt += 1
             task.lease_ms = self.now() + LEASE_MS
             assert c.attempt == task.attempt
+
+    def budget(self, task_type: str) -> int:
+        """How many tasks of ``task_type`` its limits let start now."""
+        spacing, burst, concurrency = self.limits.get(task_type, (None, 1, None))
+        room = MAX_TASKS
+        if spacing is not None:
+            behind = max(self.next_start.get(task_type, 0), self.now()) - self.now()
+            room = max(0, math.floor(burst - behind / spacing + 1e-9))
+        if concurrency is not None:
+            active = sum(
+                1
+                for t in self.tasks.values()
+                if t.type == task_type and t.state is TaskState.ACTIVE
+            )
+            room = min(room, max(0, concurrency - active))
+        return room
+
+    @rule(
+        task_type=st.sampled_from(TYPES),
+        rate=st.one_of(st.none(), st.sampled_from(["1/s", "2/s", "1/10s"])),
+        burst=st.one_of(st.none(), st.integers(1, 3)),
+        concurrency=st.one_of(st.none(), st.integers(1, 3)),
+    )
+    def set_limits(
+        self, task_type: str, rate: str | None, burst: int | None, concurrency: int | None
+    ) -> None:
+        policy = Policy(rate_limit=rate, rate_burst=burst, concurrency=concurrency)
+        self.run(lambda: self.broker.set_policy(policy, task_type, replace=True))
+        if rate is None and concurrency is None:
+            self.limits.pop(task_type, None)
+            self.next_start.pop(task_type, None)
+            return
+        spacing = None if rate is None else parse_rate(rate).spacing_ms
+        if spacing is None:
+            self.next_start.pop(task_type, None)
+        self.limits[task_type] = (spacing, burst or 1, concurrency)
 
     @precondition(lambda self: self.has(TaskState.ACTIVE))
     @rule(

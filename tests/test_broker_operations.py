@@ -12,7 +12,7 @@ import pytest
 
 from taskqueue.broker import BrokerSettings, Keys, ReapedTask, ReapResult, Report
 from taskqueue.broker import operations as ops
-from taskqueue.models import Priority, TaskState
+from taskqueue.models import Claim, Priority, TaskState
 from taskqueue.outcomes import OutcomeKind
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def test_report_sends_six_fields_per_outcome_in_the_outcome_s_own_words() -> Non
 def test_claim_of_nothing_yields_no_step() -> None:
     with pytest.raises(StopIteration) as stop:
         ops.claim(SETTINGS, KEYS, "w1", ["t"], 0, 1000).send(None)
-    assert stop.value.value == []
+    assert stop.value.value == Claim([])
 
 
 def test_reap_reads_each_reaped_task_from_its_flat_reply() -> None:

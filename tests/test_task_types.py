@@ -25,7 +25,7 @@ from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.model import Retention
 from taskqueue.broker.operations import _script
-from taskqueue.broker.policy import REDIS_NAMES, encode_value
+from taskqueue.broker.policy import SUBMISSION_NAMES, encode_value
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import Policy, TaskState
 from taskqueue.redis import ResponseError
@@ -97,7 +97,7 @@ async def test_the_enqueue_script_refuses_a_bad_name_from_any_submitter(broker: 
 def policy_args(settings: BrokerSettings) -> list[str]:
     """enqueue.lua's fallback policy arguments, as the broker gives them."""
     fallback = settings.policy()
-    return [encode_value(field, getattr(fallback, field)) for field in REDIS_NAMES]
+    return [encode_value(field, getattr(fallback, field)) for field in SUBMISSION_NAMES]
 
 
 # -- bookkeeping goes with the last task ----------------------------------------------------

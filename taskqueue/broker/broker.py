@@ -50,6 +50,7 @@ from taskqueue.broker.validation import (
 )
 from taskqueue.models import (
     DEFAULT_PAGE,
+    Claim,
     ClaimedTask,
     Policy,
     QueueStats,
@@ -162,14 +163,21 @@ class Broker:
     async def claim(
         self, worker_id: str, task_types: Sequence[str], count: int
     ) -> list[ClaimedTask]:
-        """Lease up to ``count`` pending tasks of ``task_types`` to ``worker_id``.
+        """Lease up to ``count`` pending tasks of ``task_types`` to ``worker_id`` (the tasks
+        of :meth:`claim_batch`)."""
+        return (await self.claim_batch(worker_id, task_types, count)).tasks
+
+    async def claim_batch(self, worker_id: str, task_types: Sequence[str], count: int) -> Claim:
+        """Lease up to ``count`` pending tasks of ``task_types`` to ``worker_id``, within
+        the types' rate and concurrency limits; the answer says when a rate limit lets a task
+        it held back start.
 
         The order of the types rotates from one call to the next, so no type can starve another
         of the same priority; with ``priority_guard`` N, every Nth call first takes one task
         from each priority below the highest that has work.
         """
         if count <= 0 or not task_types:
-            return []
+            return Claim([])
         self._claims += 1
         shift = self._claims % len(task_types)
         guard = self.settings.priority_guard

@@ -15,7 +15,7 @@ import msgspec
 import msgspec.inspect
 
 from taskqueue import _json
-from taskqueue.models import ClaimedTask, Priority, Task, TaskEvent, WorkerInfo
+from taskqueue.models import Claim, ClaimedTask, Priority, Task, TaskEvent, WorkerInfo
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
 CLAIM_FIELDS = 8
@@ -53,10 +53,11 @@ def task_from_hash(fields: Mapping[str, str]) -> Task:
     return msgspec.convert(values, Task, strict=False)
 
 
-def claimed_from_reply(reply: list[Any], started_ms: int) -> list[ClaimedTask]:
-    """The tasks of a claim.lua reply (a flat list, :data:`CLAIM_FIELDS` per task)."""
+def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
+    """A claim.lua reply: when a rate limit lets a held-back task start (0: none), then
+    :data:`CLAIM_FIELDS` per task."""
     loads = _json.loads
-    return [
+    tasks = [
         ClaimedTask(
             id=reply[i],
             type=reply[i + 1],
@@ -68,8 +69,9 @@ def claimed_from_reply(reply: list[Any], started_ms: int) -> list[ClaimedTask]:
             ready_ms=int(reply[i + 7]),
             started_ms=started_ms,
         )
-        for i in range(0, len(reply), CLAIM_FIELDS)
+        for i in range(1, len(reply), CLAIM_FIELDS)
     ]
+    return Claim(tasks, int(reply[0]) or None)
 
 
 def worker_to_json(worker: WorkerInfo) -> str:

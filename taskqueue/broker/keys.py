@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from taskqueue.broker.policy import REDIS_NAMES
+from taskqueue.broker.policy import LIMIT_NAMES, SUBMISSION_NAMES
 from taskqueue.models import MAX_TYPE_LENGTH, PRIORITY_ORDER, TYPE_LUA_PATTERN, TaskState
 
 #: name -> template relative to the namespace prefix. ``{x}`` is a parameter.
@@ -28,6 +28,9 @@ LAYOUT: dict[str, str] = {
     "types": "types",  # set: the task types with a task counted in `counts` (see _lib.lua)
     "policy_live": "policy:live",  # hash: queue policy set by operators (see policy.py)
     "policy_config": "policy:config",  # hash: queue policy written by daemons at start
+    "limits": "limits",  # hash: type -> its limits in force (see set_policy.lua, claim.lua)
+    "rate": "rate",  # hash: type -> when its rate limit lets the next task start (ms, GCRA)
+    "held": "held",  # hash: type -> "ms limit": the last claim that left its tasks waiting
     "served": "served",  # hash: type -> ms until which a live worker serves it (its heartbeat)
     "workers": "workers",  # zset: worker id -> last heartbeat
     "worker": "w:{id}",  # hash: a worker's registration
@@ -79,6 +82,9 @@ class Keys:
         self.types = p + LAYOUT["types"]
         self.policy_live = p + LAYOUT["policy_live"]
         self.policy_config = p + LAYOUT["policy_config"]
+        self.limits = p + LAYOUT["limits"]
+        self.rate = p + LAYOUT["rate"]
+        self.held = p + LAYOUT["held"]
         self.served = p + LAYOUT["served"]
         self.workers = p + LAYOUT["workers"]
         self.wake_channel = p + LAYOUT["wake_channel"]
@@ -143,8 +149,10 @@ def lua_prelude() -> str:
     lines.append("local STATE_ZSET = {" + zsets + "}")
     counted = ", ".join(f"S_{s.name}" for s in COUNTED_STATES)
     lines.append("local COUNTED_STATES = {" + counted + "}")
-    names = ", ".join(f"'{name}'" for name in REDIS_NAMES.values())
+    names = ", ".join(f"'{name}'" for name in SUBMISSION_NAMES.values())
     lines.append("local POLICY_NAMES = {" + names + "}")
+    limits = ", ".join(f"'{name}'" for name in LIMIT_NAMES.values())
+    lines.append("local LIMIT_NAMES = {" + limits + "}")
     lines.append(f"local TYPE_PATTERN = '{TYPE_LUA_PATTERN}'")
     lines.append(f"local MAX_TYPE_LENGTH = {MAX_TYPE_LENGTH}")
     return "\n".join(lines) + "\n"

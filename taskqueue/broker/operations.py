@@ -32,7 +32,7 @@ from taskqueue.broker import cursors
 from taskqueue.broker.codec import (
     CUT_JSON_FIELDS,
     CUT_TEXT_FIELDS,
-    claimed_from_reply,
+    claim_from_reply,
     task_from_hash,
     worker_from_hash,
     worker_to_json,
@@ -56,8 +56,10 @@ from taskqueue.broker.model import (
 )
 from taskqueue.broker.policy import (
     GLOBAL_SETTINGS,
-    PLUGIN_SETTINGS,
     REDIS_NAMES,
+    SUBMISSION_NAMES,
+    TYPE_CONFIG_SETTINGS,
+    TYPE_SETTINGS,
     Layer,
     PolicyView,
     encode_value,
@@ -81,7 +83,7 @@ from taskqueue.models import (
     DEFAULT_PAGE,
     MAX_PAGE,
     PRIORITY_ORDER,
-    ClaimedTask,
+    Claim,
     Policy,
     Priority,
     QueueStats,
@@ -91,6 +93,7 @@ from taskqueue.models import (
     validated,
 )
 from taskqueue.outcomes import OutcomeKind
+from taskqueue.rates import parse_rate
 from taskqueue.redis import ResponseError, Script
 
 T = TypeVar("T")
@@ -240,7 +243,7 @@ def _fallback_args(settings: BrokerSettings) -> tuple[Arg, ...]:
     policy), encoded once per settings rather than on every submit: a quarter of a lone
     submit's own work in Python."""
     fallback = settings.policy()
-    return tuple(encode_value(field, getattr(fallback, field)) for field in REDIS_NAMES)
+    return tuple(encode_value(field, getattr(fallback, field)) for field in SUBMISSION_NAMES)
 
 
 def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
@@ -317,12 +320,12 @@ def unset_policy(
 
 
 def set_type_policies(keys: Keys, policies: Mapping[str, Policy]) -> Operation[None]:
-    """Write the config layer of task types from their plugins (a worker does at start), each
-    type's plugin settings replaced as a whole; the last worker to start wins."""
+    """Write the config layer of task types from their plugins and the configuration's limits
+    (a worker does at start), each type's replaced as a whole; the last worker to start wins."""
     fields: list[Arg] = []
     for task_type, p in policies.items():
-        plugin_part = Policy(**{f: getattr(p, f) for f in PLUGIN_SETTINGS})
-        fields += policy_writes(_checked_policy(plugin_part, task_type), task_type, replace=True)
+        config_part = Policy(**{f: getattr(p, f) for f in TYPE_CONFIG_SETTINGS})
+        fields += policy_writes(_checked_policy(config_part, task_type), task_type, replace=True)
     if fields:
         yield _script(keys, "set_policy", "config", *fields)
 
@@ -336,7 +339,19 @@ def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
                 raise InvalidTaskError(
                     f"{field} is a global setting: set it without a task type", field=field
                 )
-    return validated(msgspec.structs.asdict(settings), Policy)
+    else:
+        for field in TYPE_SETTINGS:
+            if getattr(settings, field) is not None:
+                raise InvalidTaskError(
+                    f"{field} is set per task type: give the type it limits", field=field
+                )
+    checked = validated(msgspec.structs.asdict(settings), Policy)
+    if checked.rate_limit is not None:
+        try:
+            parse_rate(checked.rate_limit)
+        except ValueError as exc:
+            raise InvalidTaskError(str(exc), field="rate_limit") from None
+    return checked
 
 
 def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
@@ -378,12 +393,12 @@ def claim(
     now: int,
     *,
     guard_turn: bool = False,
-) -> Operation[list[ClaimedTask]]:
+) -> Operation[Claim]:
     """Lease up to ``count`` pending tasks of ``task_types``, tried in this order, to
     ``worker_id``; on a ``guard_turn``, first one task from each priority below the highest
     that has work (see :meth:`Broker.claim`, which rotates the types and picks the turns)."""
     if count <= 0 or not task_types:
-        return []
+        return Claim([])
     reply = yield _script(
         keys,
         "claim",
@@ -394,7 +409,7 @@ def claim(
         1 if guard_turn else 0,
         *task_types,
     )
-    return claimed_from_reply(reply, now)
+    return claim_from_reply(reply, now)
 
 
 def report(

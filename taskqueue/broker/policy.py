@@ -22,11 +22,13 @@ from typing import Any, Final, Literal
 import attrs
 
 from taskqueue.models import Policy, Priority
+from taskqueue.rates import decode_rate, encode_rate
 
 Layer = Literal["live", "config"]
 
-#: Policy field -> its name in the Redis hashes and in enqueue.lua (the order is enqueue.lua's).
-REDIS_NAMES: Final[dict[str, str]] = {
+#: The settings enqueue.lua applies to a submission -> their names in the Redis hashes and in
+#: enqueue.lua (the order is enqueue.lua's: ``POLICY_NAMES`` in the Lua prelude).
+SUBMISSION_NAMES: Final[dict[str, str]] = {
     "max_queue_depth": "max_queue_depth",
     "max_retries": "max_retries",
     "timeout": "timeout_ms",
@@ -35,16 +37,33 @@ REDIS_NAMES: Final[dict[str, str]] = {
     "refuse_unserved": "refuse_unserved",
     "max_task_types": "max_task_types",
 }
+#: The limits claim.lua applies -> their Redis names (``LIMIT_NAMES`` in the Lua prelude, in
+#: this order). set_policy.lua folds each type's, live over config, into the ``limits`` hash
+#: that claim.lua reads in one HMGET.
+LIMIT_NAMES: Final[dict[str, str]] = {
+    "rate_limit": "rate_limit",
+    "rate_burst": "rate_burst",
+    "concurrency": "concurrency",
+}
+#: Every policy field -> its Redis name.
+REDIS_NAMES: Final[dict[str, str]] = {**SUBMISSION_NAMES, **LIMIT_NAMES}
 #: Settings of the global scope only: a task type's would mean nothing.
 GLOBAL_SETTINGS: Final = ("max_task_types",)
+#: Settings of a task type only: a fleet-wide limit is a limit on one type's tasks.
+TYPE_SETTINGS: Final = tuple(LIMIT_NAMES)
 _FIELDS_BY_REDIS_NAME = {redis: field for field, redis in REDIS_NAMES.items()}
 #: Settings given in seconds, stored in milliseconds.
 _SECONDS = frozenset({"timeout", "idempotency_window"})
 #: The settings a task type's plugin may give (its processor's defaults).
 PLUGIN_SETTINGS: Final = ("priority", "max_retries", "timeout")
+#: The settings the config layer holds for a task type: its plugin's, and the limits of the
+#: configuration file's ``[limits.<type>]`` tables.
+TYPE_CONFIG_SETTINGS: Final = (*PLUGIN_SETTINGS, *TYPE_SETTINGS)
 
 
 def encode_value(field: str, value: Any) -> str:
+    if field == "rate_limit":
+        return encode_rate(value)
     if field in _SECONDS:
         return str(max(1, math.ceil(value * 1000)))  # SET PX refuses 0
     if isinstance(value, bool):
@@ -61,6 +80,8 @@ def decode_value(field: str, text: str) -> Any:
         return text == "1"
     if field == "priority":
         return Priority(text)
+    if field == "rate_limit":
+        return decode_rate(text)
     return int(text)
 
 

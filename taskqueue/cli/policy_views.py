@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from taskqueue.broker import PolicyView, QueueReport
-from taskqueue.broker.policy import REDIS_NAMES
+from taskqueue.broker.policy import GLOBAL_SETTINGS, REDIS_NAMES, TYPE_SETTINGS
 from taskqueue.cli.views import Listing, span
 from taskqueue.config import parse_duration
 
@@ -40,6 +40,8 @@ def policy_listing(view: PolicyView, task_type: str | None = None) -> Listing:
             view.effective(scope),
         )
         for name in SETTINGS:
+            if name in (GLOBAL_SETTINGS if scope is not None else TYPE_SETTINGS):
+                continue  # a setting of the other scope only
             own = getattr(live, name), getattr(config, name)
             if scope is not None and task_type is None and own == (None, None):
                 continue  # a type's row only where it differs from the global policy
@@ -82,8 +84,8 @@ def parse_setting(name: str, text: str) -> Any:
         if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
             raise ValueError(f"{name} is true or false, not {text!r}")
         return text.lower() in ("true", "yes", "1")
-    if name == "priority":
-        return text
+    if name in ("priority", "rate_limit"):
+        return text  # checked with the rest of the policy
     try:
         return int(text)
     except ValueError:

@@ -17,6 +17,8 @@ from typing import Final, Literal
 import attrs
 from attrs import AttrsInstance
 
+from taskqueue.broker.policy import LIMIT_NAMES
+from taskqueue.broker.validation import task_type_problem
 from taskqueue.config.fields import (
     ENV_PREFIX,
     Conflict,
@@ -29,6 +31,8 @@ from taskqueue.config.fields import (
 from taskqueue.config.sections import Config, all_specs, section_classes
 from taskqueue.errors import ConfigError, InvalidTaskError
 from taskqueue.locations import config_file
+from taskqueue.models import Policy, validated
+from taskqueue.rates import parse_rate
 from taskqueue.schedules import ScheduleSpec, schedule_spec
 
 #: Names the config file when ``load_config`` is given no path.
@@ -113,11 +117,36 @@ def _read_schedules(where: str, tables: object) -> list[ScheduleSpec]:
     return specs
 
 
+def _read_limits(where: str, table: object, limits: dict[str, Policy]) -> None:
+    """``[limits.<type>]`` tables: a task type's rate and concurrency limits, checked as the
+    API checks a policy."""
+    if not isinstance(table, dict) or not all(isinstance(t, dict) for t in table.values()):
+        raise ConfigError(f'{where}: limits: expected tables like [limits."shell.run"]')
+    for task_type, settings in table.items():
+        at = f"{where}: limits.{task_type}"
+        if (problem := task_type_problem(task_type)) is not None:
+            raise ConfigError(f"{at}: {problem}")
+        unknown = sorted(set(settings) - set(LIMIT_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"{at}: unknown key {unknown[0]!r}; expected {', '.join(LIMIT_NAMES)}"
+            )
+        try:
+            limits[task_type] = validated(settings, Policy)
+            if (rate := limits[task_type].rate_limit) is not None:
+                parse_rate(rate)
+        except InvalidTaskError as error:
+            raise ConfigError(f"{at}: {error}") from None
+        except ValueError as error:
+            raise ConfigError(f"{at}: rate_limit: {error}") from None
+
+
 def _read_file(
     path: str,
     values: _Values,
     plugins: dict[str, dict[str, object]],
     schedules: list[ScheduleSpec],
+    limits: dict[str, Policy],
 ) -> None:
     where = f"config file {path}"
     try:
@@ -134,6 +163,9 @@ def _read_file(
             continue
         if section == "schedules":
             schedules += _read_schedules(where, table)
+            continue
+        if section == "limits":
+            _read_limits(where, table, limits)
             continue
         if section not in section_classes():
             raise _unknown_key(where, f"{section}.")
@@ -219,9 +251,10 @@ def load_config(
     values: _Values = {}
     plugins: dict[str, dict[str, object]] = {}
     schedules: list[ScheduleSpec] = []
+    limits: dict[str, Policy] = {}
     path = config_path(path, environ)
     if path is not None:
-        _read_file(path, values, plugins, schedules)
+        _read_file(path, values, plugins, schedules, limits)
     _read_env(environ, values)
     if overrides:
         _read_overrides(overrides, values)
@@ -237,4 +270,5 @@ def load_config(
             origins = {key: origin.describe() for key, (_, origin) in values.items()}
             defaults = {key: "default" for key in conflict.values if key not in origins}
             raise ConfigError(conflict.render(origins | defaults)) from None
-    return Config(**sections, plugins=plugins, schedules=tuple(schedules))  # type: ignore[arg-type]
+    tables = {"plugins": plugins, "schedules": tuple(schedules), "limits": limits}
+    return Config(**sections, **tables)  # type: ignore[arg-type]

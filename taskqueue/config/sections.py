@@ -19,7 +19,7 @@ from attrs import AttrsInstance
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
 from taskqueue.config.units import MASK, format_duration, mask_url_value
 from taskqueue.dev_processors import is_module_path
-from taskqueue.models import DEFAULT_MAX_TASK_TYPES, MAX_TASK_TYPES
+from taskqueue.models import DEFAULT_MAX_TASK_TYPES, MAX_TASK_TYPES, Policy
 from taskqueue.redis.url import RedisAddress
 from taskqueue.schedules import ScheduleSpec
 
@@ -272,6 +272,9 @@ class Config:
     plugins: Mapping[str, Mapping[str, object]] = attrs.field(factory=dict)
     #: ``[[schedules]]`` tables, checked: each daemon writes them to Redis when it starts.
     schedules: tuple[ScheduleSpec, ...] = ()
+    #: ``[limits.<type>]`` tables, checked: a task type's rate and concurrency limits, which
+    #: workers write to the policy's config layer when they start.
+    limits: Mapping[str, Policy] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, dict[str, object]]:
         """Every value as stored (seconds, bytes; tuples as lists), secrets included."""
@@ -311,6 +314,8 @@ class Config:
             )
             for name, table in self.plugins.items()
         }
+        if self.limits:
+            result["limits"] = {t: msgspec.to_builtins(p) for t, p in self.limits.items()}
         if self.schedules:  # by name: each is a [[schedules]] table of the file
             result["schedules"] = {s.name: msgspec.to_builtins(s) for s in self.schedules}
         return result
@@ -323,7 +328,7 @@ def section_classes() -> dict[str, type[AttrsInstance]]:
     return {
         field.name: hints[field.name]
         for field in attrs.fields(Config)
-        if field.name not in ("plugins", "schedules")
+        if field.name not in ("plugins", "schedules", "limits")
     }
 
 

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
+import msgspec
 import trio
 
 from taskqueue.api.context import ApiContext
@@ -42,6 +43,7 @@ from taskqueue.daemon.trimmer import Trimmer
 from taskqueue.discovery import redis_address
 from taskqueue.health import Health
 from taskqueue.metrics import Metrics
+from taskqueue.models import Policy
 from taskqueue.processors import LoadedPlugins
 from taskqueue.redis import Redis
 
@@ -120,6 +122,22 @@ def open_redis(config: Config, metrics: Metrics | None = None) -> Redis:
         on_error=metrics.redis_error if metrics is not None else None,
         on_reconnect=metrics.redis_reconnected if metrics is not None else None,
     )
+
+
+def type_config_policies(config: Config, plugin_policies: dict[str, Policy]) -> dict[str, Policy]:
+    """What a worker writes to the policy's config layer for the types it runs: each type's
+    plugin defaults, with the configuration's ``[limits.<type>]`` beside them (a limit of a
+    type no worker here runs is written by the workers that run it)."""
+    return {
+        task_type: msgspec.structs.replace(policy, **_set_fields(config.limits.get(task_type)))
+        for task_type, policy in plugin_policies.items()
+    }
+
+
+def _set_fields(policy: Policy | None) -> dict[str, object]:
+    if policy is None:
+        return {}
+    return {k: v for k, v in msgspec.structs.asdict(policy).items() if v is not None}
 
 
 def worker_task_types(config: Config, plugins: LoadedPlugins) -> list[str]:
@@ -292,7 +310,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         health=health,
         interval=config.worker.heartbeat_interval,
         task_types={t: f"{registry[t].plugin} {registry[t].version}".strip() for t in types},
-        type_policies=registry.type_policies(types),
+        type_policies=type_config_policies(config, registry.type_policies(types)),
         on_beat=daemon.metrics.heartbeat_sent,
     )
     daemon.scheduler = Scheduler(broker, health=health)

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from taskqueue.api.rest.problems import PROBLEM_JSON
 from taskqueue.api.rest.routing import (
@@ -132,6 +133,8 @@ class Schemas:
         self._components.update(components)
         if request:
             self._requests.update(components)
+        else:  # a document that leaves out unset fields (a policy layer) requires none
+            self._requests.update(_omitting_defaults(kind) & set(components))
         return schema
 
     def components(self) -> dict[str, Schema]:
@@ -145,6 +148,31 @@ class Schemas:
                 schema["not"] = {"required": list(EXCLUSIVE_SUBMISSION_FIELDS)}
             result[name] = schema
         return result
+
+
+def _omitting_defaults(kind: Any) -> set[str]:
+    """The names of the Structs within ``kind`` that leave out fields at their default."""
+    found: set[str] = set()
+    seen: set[int] = set()
+
+    def walk(info: mi.Type) -> None:
+        if id(info) in seen:
+            return
+        seen.add(id(info))
+        if isinstance(info, mi.StructType):
+            if info.cls.__struct_config__.omit_defaults:
+                found.add(info.cls.__name__)
+            for field in info.fields:
+                walk(field.type)
+        for name in ("type", "item_type", "key_type", "value_type"):  # type: a Metadata's
+            if isinstance(inner := getattr(info, name, None), mi.Type):
+                walk(inner)
+        for inner in getattr(info, "item_types", None) or getattr(info, "types", None) or ():
+            if isinstance(inner, mi.Type):
+                walk(inner)
+
+    walk(mi.type_info(kind))
+    return found
 
 
 def _operation(op: Operation, needs_token: bool, schemas: Schemas) -> dict[str, Any]:

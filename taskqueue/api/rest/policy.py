@@ -8,6 +8,8 @@ clears the scope's live layer. The config layer is the daemons' (see
 
 from __future__ import annotations
 
+import msgspec
+
 from taskqueue.api.rest.routing import (
     API_PREFIX,
     Access,
@@ -20,6 +22,7 @@ from taskqueue.api.rest.routing import (
 )
 from taskqueue.api.rest.send import Response
 from taskqueue.broker import task_type_problem
+from taskqueue.broker.policy import GLOBAL_SETTINGS, TYPE_SETTINGS
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import Policy, TaskType
 from taskqueue.wire import PolicyDocument, PolicyScope, policy_document, policy_scope
@@ -43,6 +46,29 @@ _PUT = (
     "(the config's value, or the default, applies again). The next submission, through any "
     "interface, obeys it."
 )
+
+
+def _scope_body(name: str, left_out: tuple[str, ...], doc: str) -> type[msgspec.Struct]:
+    """A body of Policy's settings less those of the other scope, so the OpenAPI document
+    offers each scope only what it accepts."""
+    fields = [
+        (f.name, f.type, None) for f in msgspec.structs.fields(Policy) if f.name not in left_out
+    ]
+    body = msgspec.defstruct(
+        name, fields, kw_only=True, frozen=True, omit_defaults=True, forbid_unknown_fields=True
+    )
+    body.__doc__ = doc
+    return body
+
+
+#: The global scope's settings: a type's limits are set per type.
+GlobalPolicy = _scope_body("GlobalPolicy", TYPE_SETTINGS, "Queue policy for every task type.")
+#: One task type's settings: the global-only ones are left out.
+TypePolicy = _scope_body("TypePolicy", GLOBAL_SETTINGS, "Queue policy of one task type.")
+
+
+def _policy(body: msgspec.Struct) -> Policy:
+    return Policy(**msgspec.structs.asdict(body))
 
 
 @routes.add(
@@ -70,13 +96,13 @@ async def get_policy(call: Call) -> Response:
         description=_PUT,
         tag="policy",
         access=Access.WRITE,
-        body=Policy,
+        body=GlobalPolicy,
         replies={200: Reply("The policy, as it is now.", PolicyDocument)},
     )
 )
 async def set_policy(call: Call) -> Response:
     broker = call.api.context.broker
-    await broker.set_policy(call.body, replace=True)
+    await broker.set_policy(_policy(call.body), replace=True)
     return json_response(policy_document(await broker.policy()))
 
 
@@ -127,14 +153,14 @@ async def get_type_policy(call: Call) -> Response:
         tag="policy",
         access=Access.WRITE,
         path_params=(TYPE,),
-        body=Policy,
+        body=TypePolicy,
         replies={200: Reply("The type's policy, as it is now.", PolicyScope)},
         errors={422: _INVALID_TYPE},
     )
 )
 async def set_type_policy(call: Call) -> Response:
     broker, task_type = call.api.context.broker, _type(call)
-    await broker.set_policy(call.body, task_type, replace=True)
+    await broker.set_policy(_policy(call.body), task_type, replace=True)
     return json_response(policy_scope(await broker.policy(), task_type))
 
 

@@ -72,7 +72,11 @@ end
 
 local function flush()
   local born, gone = {}, {}
+  local freed = {}  -- types whose active count fell: a concurrency limit may have room again
   for field, n in pairs(counts) do
+    if n < 0 and counted_type[field] and string.sub(field, 1, #S_ACTIVE + 1) == S_ACTIVE .. '|' then
+      freed[#freed + 1] = counted_type[field]
+    end
     if n ~= 0 then
       local now_n = redis.call('HINCRBY', K_COUNTS, field, n)
       local ttype = counted_type[field]
@@ -105,6 +109,14 @@ local function flush()
   end
   for key, pairs_ in pairs(zadds) do
     call_chunked('ZADD', key, pairs_)
+  end
+  if #freed > 0 then
+    local limits = redis.call('HMGET', K_LIMITS, unpack(freed))
+    for i, ttype in ipairs(freed) do
+      if limits[i] and string.sub(limits[i], -2) ~= ' 0' then
+        woken[ttype] = true
+      end
+    end
   end
   local wake = {}
   for ttype in pairs(woken) do

@@ -9,19 +9,78 @@
 -- ARGV[5]  guard: 1 to first take one task from each priority below the highest non-empty
 --          one (the starvation guard), 0 for strictly by priority
 -- ARGV[6..] task types the worker can run
--- Returns: 8 fields per claimed task: id, type, priority, payload, attempt, max_retries,
+-- Limits (K_LIMITS, folded from the policy by set_policy.lua) hold a type's tasks back in its
+-- queues: a rate limit lets one start every interval/count ms, up to `burst` at once (GCRA:
+-- K_RATE holds when the next may start), a concurrency limit as many as its active count
+-- leaves room for. A type held back is noted in K_HELD for stats and metrics.
+-- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
+--          then 8 fields per claimed task: id, type, priority, payload, attempt, max_retries,
 --          timeout_ms, ready_ms.
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
 local guard = ARGV[5] == '1'
-local out = {}
+local out = {0}
 local leases = {}
 local claimed = 0
 
+-- The limited types' budgets for this claim: how many may start, and why no more.
+local budget, bound_by = {}, {}
+local spacing, next_start, burst_of, rated = {}, {}, {}, {}
+local limits = redis.call('HMGET', K_LIMITS, unpack(ARGV, 6))
+for i = 1, #ARGV - 5 do
+  if limits[i] then
+    local ttype = ARGV[i + 5]
+    local count, interval, burst, concurrency = string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+)$')
+    count, burst, concurrency = tonumber(count), tonumber(burst), tonumber(concurrency)
+    local allowed, why = wanted, nil
+    if count > 0 then
+      local spaced = tonumber(interval) / count
+      local at = math.max(tonumber(redis.call('HGET', K_RATE, ttype) or 0), now_ms)
+      spacing[ttype], next_start[ttype], burst_of[ttype], rated[ttype] = spaced, at, burst, 0
+      allowed, why = math.max(0, math.floor(burst - (at - now_ms) / spaced + 1e-9)), 'rate'
+    end
+    if concurrency > 0 then
+      local fields = {}
+      for p, priority in ipairs(PRIORITIES) do
+        fields[p] = S_ACTIVE .. '|' .. priority .. '|' .. ttype
+      end
+      local active = 0
+      for _, n in ipairs(redis.call('HMGET', K_COUNTS, unpack(fields))) do
+        active = active + (tonumber(n) or 0)
+      end
+      if concurrency - active < allowed then
+        allowed, why = math.max(0, concurrency - active), 'concurrency'
+      end
+    end
+    budget[ttype], bound_by[ttype] = allowed, why
+  end
+end
+local held = {}
+
 local function take(priority, ttype, n)
-  local ids = redis.call('LPOP', key_ready(priority, ttype), n)
+  local queue = key_ready(priority, ttype)
+  local room = budget[ttype]
+  if room then
+    if room < n then
+      if room == 0 or redis.call('LLEN', queue) > room then
+        held[ttype] = bound_by[ttype]
+      end
+      n = room
+    end
+    if n == 0 then
+      return 0
+    end
+  end
+  local ids = redis.call('LPOP', queue, n)
   if not ids then
     return 0
+  end
+  if room then
+    budget[ttype] = room - #ids
+    if rated[ttype] then
+      rated[ttype] = rated[ttype] + #ids
+    end
   end
   for _, id in ipairs(ids) do
     local key = key_task(id)
@@ -62,6 +121,27 @@ for _, priority in ipairs(PRIORITIES) do
     take(priority, ARGV[i], wanted - claimed)
   end
 end
+
+local first_start = nil
+for ttype, n in pairs(rated) do
+  local at = next_start[ttype] + n * spacing[ttype]
+  if n > 0 then
+    redis.call('HSET', K_RATE, ttype, string.format('%.3f', at))
+  end
+  if held[ttype] == 'rate' then
+    local starts = at - (burst_of[ttype] - 1) * spacing[ttype]
+    first_start = first_start and math.min(first_start, starts) or starts
+  end
+end
+local notes = {}
+for ttype, why in pairs(held) do
+  notes[#notes + 1] = ttype
+  notes[#notes + 1] = now .. ' ' .. why
+end
+if #notes > 0 then
+  redis.call('HSET', K_HELD, unpack(notes))
+end
+out[1] = first_start and math.ceil(first_start) or 0
 
 call_chunked('ZADD', K_ACTIVE, leases)
 flush()

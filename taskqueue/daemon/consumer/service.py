@@ -15,7 +15,7 @@ from taskqueue.daemon.consumer.slot import ProgressUpdate, Running, TaskRunner, 
 from taskqueue.daemon.consumer.writer import CoalescingWriter
 from taskqueue.health import Health, RedisGuard
 from taskqueue.metrics import Metrics
-from taskqueue.models import ClaimedTask
+from taskqueue.models import Claim, ClaimedTask
 from taskqueue.outcomes import Outcome, OutcomeKind
 from taskqueue.processors import ProcessorRegistry
 from taskqueue.redis import Redis
@@ -217,11 +217,12 @@ class Consumer:
                 await self._capacity_freed.wait()
                 continue
             wake = self._wake = trio.Event()
-            claimed: list[ClaimedTask] = []
+            claim = Claim([])
             lease_until = trio.current_time() + self.lease_trust
             async with guard:
-                claimed = await self.broker.claim(self.worker_id, self.task_types, free)
+                claim = await self.broker.claim_batch(self.worker_id, self.task_types, free)
             self._heard_from_redis(lease_until - self.lease_trust)
+            claimed = claim.tasks
             task_counts = self.metrics.task_counts
             for task in claimed:
                 counts = task_counts(task.type, task.priority)
@@ -231,7 +232,13 @@ class Consumer:
                     self._stop(running, OutcomeKind.INTERRUPTED)
                 else:
                     self._send.send_nowait(task)
-            if not claimed:
+            if claim.held_until_ms is not None:
+                # A rate limit held tasks back: claim again when it lets one start (or sooner,
+                # when other work arrives), not before; claiming at once would only spin.
+                held_for = (claim.held_until_ms - self.broker.clock()) / 1000
+                with trio.move_on_after(min(max(held_for, 0.0), IDLE_RECHECK)):
+                    await wake.wait()
+            elif not claimed:
                 with trio.move_on_after(IDLE_RECHECK):
                     await wake.wait()
 
