@@ -14,6 +14,7 @@ from taskqueue.schedules.model import (
     MissedPolicy,
     Schedule,
     ScheduleSpec,
+    schedule_name,
     schedule_spec,
 )
 from taskqueue.schedules.timing import Firing, firing, next_tick, upcoming
@@ -26,6 +27,7 @@ __all__ = [
     "ScheduleSpec",
     "firing",
     "next_tick",
+    "schedule_name",
     "schedule_spec",
     "upcoming",
 ]

@@ -146,6 +146,18 @@ ONE_TIMING: Final = Meta(
 )
 
 
+def schedule_name(name: str) -> str:
+    """``name`` if it may name a schedule (a REST path's or a gRPC request's, which no
+    definition checks); else :class:`InvalidTaskError` about the field ``name``."""
+    try:
+        msgspec.convert(name, ScheduleName)
+    except msgspec.ValidationError:
+        raise InvalidTaskError(
+            f"name: invalid schedule name {name!r}: {SCHEDULE_NAME_RULE}", field="name"
+        ) from None
+    return name
+
+
 def schedule_spec(data: object, *, prefix: str = "") -> ScheduleSpec:
     """``data`` (plain Python data, e.g. decoded JSON or TOML) as a checked definition.
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from taskqueue import _json
+import betterproto
+
+from taskqueue import _json, schedules
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.broker import PolicyView, QueueReport, Submission, Submitted, TaskView
 from taskqueue.errors import InvalidTaskError
@@ -24,6 +26,8 @@ from taskqueue.models import (
     WorkerInfo,
     validated,
 )
+from taskqueue.schedules import Schedule, ScheduleSpec
+from taskqueue.wire import UPCOMING_TICKS
 
 #: The broker's names for submission fields -> the request's.
 _FIELD_NAMES = {
@@ -40,29 +44,36 @@ _FIELD_NAMES = {
 def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None) -> Submission:
     """The broker's submission for ``request``; ``idempotency_key`` is the metadata's, used
     when the request carries none. Raises InvalidTaskError naming the request's field."""
-    payload = None
-    if request.payload_json:
-        try:
-            payload = _json.loads(request.payload_json)
-        except _json.JSONDecodeError as exc:
-            raise InvalidTaskError(
-                f"payload_json is not valid JSON: {exc}", field="payload_json"
-            ) from None
-    priority: Priority | str | None = None  # unset: the task type's default
-    if request.priority != pb.Priority.UNSPECIFIED:
-        if request.priority.name is None:  # a number this server's proto does not know
-            raise InvalidTaskError(f"unknown priority {int(request.priority)}", field="priority")
-        priority = request.priority.name.lower()
     return Submission(
         type=request.type,
-        payload=payload,
-        priority=priority,
+        payload=json_value(request.payload_json, "payload_json"),
+        priority=priority_name(request.priority, "priority"),  # unset: the task type's default
         max_retries=request.max_retries,
         timeout=request.timeout_seconds,
         delay=request.delay_seconds,
         eta=None if request.eta_ms is None else request.eta_ms / 1000,
         idempotency_key=request.idempotency_key or idempotency_key or None,
     )
+
+
+def json_value(text: str, field: str) -> object:
+    """The value of a ``*_json`` field: empty text is JSON null, as the proto promises."""
+    if not text:
+        return None
+    try:
+        return _json.loads(text)
+    except _json.JSONDecodeError as exc:
+        raise InvalidTaskError(f"{field} is not valid JSON: {exc}", field=field) from None
+
+
+def priority_name(value: pb.Priority, field: str) -> str | None:
+    """The model's name of a request's priority; None for UNSPECIFIED (the default applies).
+    A number this server's proto does not know is refused, naming ``field``."""
+    if value == pb.Priority.UNSPECIFIED:
+        return None
+    if value.name is None:
+        raise InvalidTaskError(f"unknown priority {int(value)}", field=field)
+    return value.name.lower()
 
 
 def submissions(request: pb.SubmitTasksRequest) -> list[Submission]:
@@ -124,17 +135,69 @@ def policy(message: pb.Policy) -> Policy:
         "refuse_unserved": message.refuse_unserved,
         "max_task_types": message.max_task_types,
     }
-    if message.priority != pb.Priority.UNSPECIFIED:
-        if message.priority.name is None:
-            raise InvalidTaskError(
-                f"unknown priority {int(message.priority)}", field="live.priority"
-            )
-        values["priority"] = message.priority.name.lower()
+    values["priority"] = priority_name(message.priority, "live.priority")
     try:
         return validated({k: v for k, v in values.items() if v is not None}, Policy)
     except InvalidTaskError as exc:
         name = _POLICY_NAMES.get(exc.field or "", exc.field)
         raise InvalidTaskError(str(exc), field=f"live.{name}") from None
+
+
+def schedule_spec(message: pb.ScheduleSpec | None, *, field: str = "spec") -> ScheduleSpec:
+    """The definition a request's ``spec`` gives, checked by :func:`schedules.schedule_spec`
+    (as a REST body or the config file's is); errors name the field as the message does
+    (``spec.every_seconds``). Unset fields are left out, so the definition's defaults apply."""
+    message = message or pb.ScheduleSpec()
+    data: dict[str, object] = {}
+    for name in ("name", "type", "timezone"):
+        if value := getattr(message, name):
+            data[name] = value
+    if (payload := json_value(message.payload_json, f"{field}.payload_json")) is not None:
+        data["payload"] = payload
+    timing, value = betterproto.which_one_of(message, "timing")
+    if timing:
+        data["cron" if timing == "cron" else "every"] = value
+    if message.missed != pb.MissedPolicy.UNSPECIFIED:
+        if message.missed.name is None:
+            raise InvalidTaskError(
+                f"unknown missed policy {int(message.missed)}", field=f"{field}.missed"
+            )
+        data["missed"] = message.missed.name.lower()
+    if (priority := priority_name(message.priority, f"{field}.priority")) is not None:
+        data["priority"] = priority
+    if message.max_retries is not None:
+        data["max_retries"] = message.max_retries
+    if message.timeout_seconds is not None:
+        data["timeout"] = message.timeout_seconds
+    try:
+        return schedules.schedule_spec(data)
+    except InvalidTaskError as exc:
+        raise spec_field(exc, field) from None
+
+
+def schedule_name(name: str) -> str:
+    """A request's schedule name, checked as a definition's is."""
+    try:
+        return schedules.schedule_name(name)
+    except InvalidTaskError as exc:
+        raise spec_field(exc) from None
+
+
+#: The definition's names for fields -> the message's (the rest are the same).
+_SPEC_NAMES = {"payload": "payload_json", "every": "every_seconds", "timeout": "timeout_seconds"}
+
+
+def spec_field(exc: InvalidTaskError, prefix: str = "") -> InvalidTaskError:
+    """``exc`` (of its own class) about a definition's field, named as the message under
+    ``prefix`` names it; the model's own ``field: `` lead is dropped, since the call's status
+    message puts the request's name first."""
+    if exc.field is None:
+        return exc
+    head, dot, rest = exc.field.partition(".")
+    name = _SPEC_NAMES.get(head, head) + dot + rest
+    return type(exc)(
+        str(exc).removeprefix(f"{exc.field}: "), field=f"{prefix}.{name}" if prefix else name
+    )
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -258,4 +321,53 @@ def event_message(event: TaskEvent) -> pb.TaskEvent:
         )
     return pb.TaskEvent(
         task_id=event.task_id, type=event.type, state=pb.TaskState[event.state.upper()]
+    )
+
+
+def spec_message(spec: ScheduleSpec) -> pb.ScheduleSpec:
+    message = pb.ScheduleSpec(
+        name=spec.name,
+        type=spec.type,
+        payload_json=_json.dumps(spec.payload),
+        timezone=spec.timezone,
+        missed=pb.MissedPolicy[spec.missed.name],
+        priority=pb.Priority.UNSPECIFIED
+        if spec.priority is None
+        else pb.Priority[Priority(spec.priority).name],
+        max_retries=spec.max_retries,
+        timeout_seconds=spec.timeout,
+    )
+    if spec.cron is not None:
+        message.cron = spec.cron
+    else:
+        message.every_seconds = spec.every or 0.0
+    return message
+
+
+def schedule_message(schedule: Schedule, now_ms: int) -> pb.Schedule:
+    """``schedule`` with its next ticks after ``now_ms``, as many as a REST document lists."""
+    return pb.Schedule(
+        spec=spec_message(schedule.spec),
+        paused=schedule.paused,
+        next_run_ms=schedule.next_run_ms,
+        last_tick_ms=schedule.last_tick_ms,
+        last_run_ms=schedule.last_run_ms,
+        last_task_id=schedule.last_task_id,
+        last_task_state=pb.TaskState.UNSPECIFIED
+        if schedule.last_task_state is None
+        else pb.TaskState[schedule.last_task_state.name],
+        last_error=schedule.last_error,
+        fired=schedule.fired,
+        skipped=schedule.skipped,
+        created_ms=schedule.created_ms,
+        updated_ms=schedule.updated_ms,
+        upcoming_ms=schedules.upcoming(schedule.spec, now_ms, UPCOMING_TICKS),
+    )
+
+
+def schedules_message(
+    page: Sequence[Schedule], next_cursor: str | None, now_ms: int
+) -> pb.ListSchedulesResponse:
+    return pb.ListSchedulesResponse(
+        schedules=[schedule_message(s, now_ms) for s in page], next_cursor=next_cursor or ""
     )

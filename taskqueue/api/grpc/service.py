@@ -20,8 +20,9 @@ from taskqueue.api.patches.betterproto_streams import ClosingStreams
 from taskqueue.broker import Broker, task_type_problem
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import TaskState
+from taskqueue.schedules import ScheduleSpec
 
-#: Methods that change tasks; they need a token with write scope.
+#: Methods that change tasks, policy or schedules; they need a token with write scope.
 WRITE_METHODS = frozenset(
     {
         "SubmitTask",
@@ -30,6 +31,11 @@ WRITE_METHODS = frozenset(
         "RequeueDeadLetters",
         "PurgeDeadLetters",
         "SetPolicy",
+        "CreateSchedule",
+        "PutSchedule",
+        "PauseSchedule",
+        "ResumeSchedule",
+        "DeleteSchedule",
     }
 )
 
@@ -128,6 +134,53 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             convert.policy(request.live or pb.Policy()), task_type, replace=True
         )
         return convert.policy_scope_message(await self.broker.policy(), task_type)
+
+    async def create_schedule(self, request: pb.CreateScheduleRequest) -> pb.Schedule:
+        """Create-only, as REST's POST: a taken name is FAILED_PRECONDITION."""
+        spec = convert.schedule_spec(request.spec)
+        await self._put_schedule(spec, create_only=True)
+        return await self._schedule(spec.name)
+
+    async def put_schedule(self, request: pb.PutScheduleRequest) -> pb.PutScheduleResponse:
+        """Creates or replaces, as REST's PUT: a replaced schedule keeps its state."""
+        spec = convert.schedule_spec(request.spec)
+        outcome = await self._put_schedule(spec, create_only=False)
+        return pb.PutScheduleResponse(
+            schedule=await self._schedule(spec.name), created=outcome == "created"
+        )
+
+    async def get_schedule(self, request: pb.GetScheduleRequest) -> pb.Schedule:
+        return await self._schedule(convert.schedule_name(request.name))
+
+    async def list_schedules(self, request: pb.ListSchedulesRequest) -> pb.ListSchedulesResponse:
+        page = await self.broker.schedules(
+            cursor=request.cursor or None, limit=convert.page_limit(request.limit)
+        )
+        return convert.schedules_message(page.items, page.next_cursor, self.broker.clock())
+
+    async def pause_schedule(self, request: pb.PauseScheduleRequest) -> pb.Schedule:
+        name = convert.schedule_name(request.name)
+        await self.broker.pause_schedule(name)
+        return await self._schedule(name)
+
+    async def resume_schedule(self, request: pb.ResumeScheduleRequest) -> pb.Schedule:
+        name = convert.schedule_name(request.name)
+        await self.broker.pause_schedule(name, paused=False)
+        return await self._schedule(name)
+
+    async def delete_schedule(self, request: pb.DeleteScheduleRequest) -> pb.DeleteScheduleResponse:
+        await self.broker.delete_schedule(convert.schedule_name(request.name))
+        return pb.DeleteScheduleResponse()
+
+    async def _put_schedule(self, spec: ScheduleSpec, *, create_only: bool) -> str:
+        try:
+            return await self.broker.put_schedule(spec, create_only=create_only)
+        except InvalidTaskError as exc:  # the payload's size, checked by the broker
+            raise convert.spec_field(exc, "spec") from None
+
+    async def _schedule(self, name: str) -> pb.Schedule:
+        """The schedule as it is now, with its next ticks from now, as REST documents it."""
+        return convert.schedule_message(await self.broker.schedule(name), self.broker.clock())
 
     async def watch_tasks(self, request: pb.WatchTasksRequest) -> AsyncIterator[pb.TaskEvent]:
         """Events from now on. The call ends only from outside: the client cancels, the

@@ -24,8 +24,8 @@ from taskqueue.api.rest.routing import (
 )
 from taskqueue.api.rest.send import Response
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import DEFAULT_PAGE, MAX_PAGE, SCHEDULE_NAME_RULE
-from taskqueue.schedules import ScheduleSpec, schedule_spec
+from taskqueue.models import DEFAULT_PAGE, MAX_PAGE
+from taskqueue.schedules import ScheduleSpec, schedule_name, schedule_spec
 from taskqueue.schedules.model import ONE_TIMING, ScheduleName
 from taskqueue.wire import Schedule, SchedulePage, schedule_document
 
@@ -40,14 +40,7 @@ _INVALID = "A field of the definition is invalid; `field` names it."
 
 def _name(call: Call) -> str:
     """The path's name, checked as a definition's would be (the URL map matches any segment)."""
-    name: str = call.path["name"]
-    try:
-        msgspec.convert(name, ScheduleName)
-    except msgspec.ValidationError:
-        raise InvalidTaskError(
-            f"name: invalid schedule name {name!r}: {SCHEDULE_NAME_RULE}", field="name"
-        ) from None
-    return name
+    return schedule_name(call.path["name"])
 
 
 class ScheduleBody(ScheduleSpec, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -48,6 +48,17 @@ class TaskState(betterproto.Enum):
     CANCELLED: "TaskState" = 6
 
 
+class MissedPolicy(betterproto.Enum):
+    """
+    What a schedule does with ticks that passed while no scheduler ran (over a minute ago).
+     Ticks missed by less than a minute, or several at once, always coalesce into one task.
+    """
+
+    UNSPECIFIED: "MissedPolicy" = 0
+    SKIP: "MissedPolicy" = 1
+    ONCE: "MissedPolicy" = 2
+
+
 class CancelTaskResponseOutcome(betterproto.Enum):
     OUTCOME_UNSPECIFIED: "CancelTaskResponseOutcome" = 0
     OUTCOME_CANCELLED: "CancelTaskResponseOutcome" = 1
@@ -358,6 +369,140 @@ class TaskEvent(betterproto.Message):
     progress: bool = betterproto.bool_field(4)
 
 
+@dataclass(eq=False, repr=False)
+class ScheduleSpec(betterproto.Message):
+    """
+    A periodic task as written: when it fires and the task it submits. Checked as a
+     `[[schedules]]` table of the config file and a REST body are.
+    """
+
+    name: str = betterproto.string_field(1)
+    type: str = betterproto.string_field(2)
+    payload_json: str = betterproto.string_field(3)
+    cron: str = betterproto.string_field(4, group="timing")
+    every_seconds: float = betterproto.double_field(5, group="timing")
+    """
+    At whole multiples of it since the Unix epoch (every daemon agrees on the ticks); >= 1.
+    """
+
+    timezone: str = betterproto.string_field(6)
+    missed: "MissedPolicy" = betterproto.enum_field(7)
+    priority: "Priority" = betterproto.enum_field(8)
+    """The submitted task's; unset: the task type's defaults, as on submit."""
+
+    max_retries: Optional[int] = betterproto.int32_field(9, optional=True)
+    timeout_seconds: Optional[float] = betterproto.double_field(10, optional=True)
+
+
+@dataclass(eq=False, repr=False)
+class Schedule(betterproto.Message):
+    """
+    A schedule as read back: its definition, its state, and its next ticks.
+    """
+
+    spec: "ScheduleSpec" = betterproto.message_field(1)
+    paused: bool = betterproto.bool_field(2)
+    next_run_ms: Optional[int] = betterproto.int64_field(3, optional=True)
+    last_tick_ms: Optional[int] = betterproto.int64_field(4, optional=True)
+    """
+    The tick it last fired for, and when (they differ by the scheduler's lateness).
+    """
+
+    last_run_ms: Optional[int] = betterproto.int64_field(5, optional=True)
+    last_task_id: Optional[str] = betterproto.string_field(6, optional=True)
+    last_task_state: "TaskState" = betterproto.enum_field(7)
+    """
+    The last submitted task's state; UNSPECIFIED once its record expired (or before it fired).
+    """
+
+    last_error: Optional[str] = betterproto.string_field(8, optional=True)
+    """
+    Why its last firing submitted nothing (e.g. the type's queue was full); unset after a
+     firing that did.
+    """
+
+    fired: int = betterproto.uint64_field(9)
+    skipped: int = betterproto.uint64_field(10)
+    created_ms: int = betterproto.int64_field(11)
+    updated_ms: int = betterproto.int64_field(12)
+    upcoming_ms: List[int] = betterproto.int64_field(13)
+
+
+@dataclass(eq=False, repr=False)
+class CreateScheduleRequest(betterproto.Message):
+    """
+    Create a schedule; FAILED_PRECONDITION if one has the name (PutSchedule replaces one).
+    """
+
+    spec: "ScheduleSpec" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class PutScheduleRequest(betterproto.Message):
+    """
+    Create or replace the schedule `spec.name`. A replaced schedule keeps its state and stays
+     paused if it was; its next run follows the new definition (an unchanged one keeps it).
+    """
+
+    spec: "ScheduleSpec" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class PutScheduleResponse(betterproto.Message):
+    schedule: "Schedule" = betterproto.message_field(1)
+    created: bool = betterproto.bool_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class GetScheduleRequest(betterproto.Message):
+    name: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ListSchedulesRequest(betterproto.Message):
+    limit: int = betterproto.uint32_field(1)
+    cursor: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ListSchedulesResponse(betterproto.Message):
+    """By name."""
+
+    schedules: List["Schedule"] = betterproto.message_field(1)
+    next_cursor: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class PauseScheduleRequest(betterproto.Message):
+    """It fires no more until resumed; a paused schedule keeps its state."""
+
+    name: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class ResumeScheduleRequest(betterproto.Message):
+    """
+    It fires again from its next tick after now (ticks passed while paused are not made up).
+    """
+
+    name: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteScheduleRequest(betterproto.Message):
+    """
+    The tasks it submitted are left alone. A schedule in a daemon's config file comes back
+     when that daemon starts again.
+    """
+
+    name: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteScheduleResponse(betterproto.Message):
+    pass
+
+
 class TaskQueueStub(betterproto.ServiceStub):
     async def submit_task(
         self,
@@ -563,6 +708,125 @@ class TaskQueueStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def create_schedule(
+        self,
+        create_schedule_request: "CreateScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Schedule":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/CreateSchedule",
+            create_schedule_request,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def put_schedule(
+        self,
+        put_schedule_request: "PutScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "PutScheduleResponse":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/PutSchedule",
+            put_schedule_request,
+            PutScheduleResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_schedule(
+        self,
+        get_schedule_request: "GetScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Schedule":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/GetSchedule",
+            get_schedule_request,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_schedules(
+        self,
+        list_schedules_request: "ListSchedulesRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ListSchedulesResponse":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/ListSchedules",
+            list_schedules_request,
+            ListSchedulesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def pause_schedule(
+        self,
+        pause_schedule_request: "PauseScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Schedule":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/PauseSchedule",
+            pause_schedule_request,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def resume_schedule(
+        self,
+        resume_schedule_request: "ResumeScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Schedule":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/ResumeSchedule",
+            resume_schedule_request,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_schedule(
+        self,
+        delete_schedule_request: "DeleteScheduleRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "DeleteScheduleResponse":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/DeleteSchedule",
+            delete_schedule_request,
+            DeleteScheduleResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def watch_tasks(
         self,
         watch_tasks_request: "WatchTasksRequest",
@@ -636,6 +900,41 @@ class TaskQueueBase(ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def set_policy(self, set_policy_request: "SetPolicyRequest") -> "PolicyScope":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def create_schedule(
+        self, create_schedule_request: "CreateScheduleRequest"
+    ) -> "Schedule":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def put_schedule(
+        self, put_schedule_request: "PutScheduleRequest"
+    ) -> "PutScheduleResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_schedule(
+        self, get_schedule_request: "GetScheduleRequest"
+    ) -> "Schedule":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_schedules(
+        self, list_schedules_request: "ListSchedulesRequest"
+    ) -> "ListSchedulesResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def pause_schedule(
+        self, pause_schedule_request: "PauseScheduleRequest"
+    ) -> "Schedule":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def resume_schedule(
+        self, resume_schedule_request: "ResumeScheduleRequest"
+    ) -> "Schedule":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_schedule(
+        self, delete_schedule_request: "DeleteScheduleRequest"
+    ) -> "DeleteScheduleResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def watch_tasks(
@@ -730,6 +1029,57 @@ class TaskQueueBase(ServiceBase):
         response = await self.set_policy(request)
         await stream.send_message(response)
 
+    async def __rpc_create_schedule(
+        self, stream: "grpclib.server.Stream[CreateScheduleRequest, Schedule]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.create_schedule(request)
+        await stream.send_message(response)
+
+    async def __rpc_put_schedule(
+        self, stream: "grpclib.server.Stream[PutScheduleRequest, PutScheduleResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.put_schedule(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_schedule(
+        self, stream: "grpclib.server.Stream[GetScheduleRequest, Schedule]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_schedule(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_schedules(
+        self,
+        stream: "grpclib.server.Stream[ListSchedulesRequest, ListSchedulesResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.list_schedules(request)
+        await stream.send_message(response)
+
+    async def __rpc_pause_schedule(
+        self, stream: "grpclib.server.Stream[PauseScheduleRequest, Schedule]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.pause_schedule(request)
+        await stream.send_message(response)
+
+    async def __rpc_resume_schedule(
+        self, stream: "grpclib.server.Stream[ResumeScheduleRequest, Schedule]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.resume_schedule(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_schedule(
+        self,
+        stream: "grpclib.server.Stream[DeleteScheduleRequest, DeleteScheduleResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.delete_schedule(request)
+        await stream.send_message(response)
+
     async def __rpc_watch_tasks(
         self, stream: "grpclib.server.Stream[WatchTasksRequest, TaskEvent]"
     ) -> None:
@@ -813,6 +1163,48 @@ class TaskQueueBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 SetPolicyRequest,
                 PolicyScope,
+            ),
+            "/taskqueue.v1.TaskQueue/CreateSchedule": grpclib.const.Handler(
+                self.__rpc_create_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CreateScheduleRequest,
+                Schedule,
+            ),
+            "/taskqueue.v1.TaskQueue/PutSchedule": grpclib.const.Handler(
+                self.__rpc_put_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PutScheduleRequest,
+                PutScheduleResponse,
+            ),
+            "/taskqueue.v1.TaskQueue/GetSchedule": grpclib.const.Handler(
+                self.__rpc_get_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetScheduleRequest,
+                Schedule,
+            ),
+            "/taskqueue.v1.TaskQueue/ListSchedules": grpclib.const.Handler(
+                self.__rpc_list_schedules,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSchedulesRequest,
+                ListSchedulesResponse,
+            ),
+            "/taskqueue.v1.TaskQueue/PauseSchedule": grpclib.const.Handler(
+                self.__rpc_pause_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PauseScheduleRequest,
+                Schedule,
+            ),
+            "/taskqueue.v1.TaskQueue/ResumeSchedule": grpclib.const.Handler(
+                self.__rpc_resume_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ResumeScheduleRequest,
+                Schedule,
+            ),
+            "/taskqueue.v1.TaskQueue/DeleteSchedule": grpclib.const.Handler(
+                self.__rpc_delete_schedule,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteScheduleRequest,
+                DeleteScheduleResponse,
             ),
             "/taskqueue.v1.TaskQueue/WatchTasks": grpclib.const.Handler(
                 self.__rpc_watch_tasks,
