@@ -263,6 +263,7 @@ class _StateCollector(Collector):
             GaugeMetricFamily("taskqueue_redis_up", ""),
             GaugeMetricFamily("taskqueue_queue_depth", "", labels=("priority", "state")),
             GaugeMetricFamily("taskqueue_workers_active", ""),
+            GaugeMetricFamily("taskqueue_tasks_held", "", labels=("type", "limit")),
             GaugeMetricFamily("taskqueue_tasks_in_flight", ""),
             GaugeMetricFamily("taskqueue_worker_concurrency", ""),
         ]
@@ -288,6 +289,15 @@ class _StateCollector(Collector):
                 "Registered workers, from Redis at scrape time (a dead one counts until reaped).",
                 value=m.workers,
             )
+            held = GaugeMetricFamily(
+                "taskqueue_tasks_held",
+                "Pending tasks of a type that its rate or concurrency limit keeps waiting.",
+                labels=("type", "limit"),
+            )
+            for task_type, (limit, pending) in sorted(m.held.items()):
+                if task_type in m.served:  # a label value only for a registered type
+                    held.add_metric([task_type, limit], pending)
+            yield held
         if m.in_flight is not None:
             yield GaugeMetricFamily(
                 "taskqueue_tasks_in_flight",
@@ -400,6 +410,8 @@ class Metrics:
         #: Set by :meth:`refresh`; None when Redis did not answer the last scrape.
         self.depths: dict[tuple[Priority, TaskState], int] | None = None
         self.workers = 0
+        #: Set by :meth:`refresh`: type -> (the limit holding it back, its pending tasks).
+        self.held: dict[str, tuple[str, int]] = {}
         #: Set by :meth:`watch_worker` in a daemon that runs tasks.
         self.in_flight: Callable[[], int] | None = None
         self.concurrency = 0
@@ -545,6 +557,10 @@ class Metrics:
             with trio.fail_after(REFRESH_TIMEOUT):
                 stats, served = await broker.stats_and_served()
             self.depths, self.workers = queue_depths(stats), stats.workers
+            self.held = {
+                t: (limit, stats.pending_by_type.get(t, 0))
+                for t, limit in stats.held_by_limit.items()
+            }
             self.served.update(served)
         except (RedisError, trio.TooSlowError) as exc:
             log.debug("metrics: cannot read the queue depths: %s", exc)

@@ -208,6 +208,8 @@ MAX_DEPTH: Final = 10**12
 #: and scrape of the metrics walks them.
 DEFAULT_MAX_TASK_TYPES: Final = 1000
 MAX_TASK_TYPES: Final = 1_000_000
+#: How recent a claim's note that a limit held a type back must be for stats to say it is held.
+HELD_FRESH_MS: Final = 5_000
 #: The largest fleet-wide concurrency limit a policy may set for a type.
 MAX_CONCURRENCY: Final = 1_000_000
 
@@ -416,6 +418,9 @@ class QueueStats(Struct, kw_only=True):
     by_state_and_priority: dict[tuple[TaskState, Priority], int] = msgspec.field(
         default_factory=dict
     )
+    #: Task types whose pending tasks a limit holds back -> which limit (``rate`` or
+    #: ``concurrency``): a claim left them waiting within the last :data:`HELD_FRESH_MS`.
+    held_by_limit: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class TaskEvent(Struct, frozen=True):

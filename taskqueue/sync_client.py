@@ -334,7 +334,7 @@ class SyncClient:
 
     def stats(self) -> QueueStats:
         """Queue depths and lifetime totals (O(1) on Redis: kept as counters)."""
-        return self._run(ops.stats(self.keys))
+        return self._run(ops.stats(self.keys, wall_clock_ms()))
 
     def workers(self) -> list[WorkerInfo]:
         """The registered workers, most recent heartbeat first."""

@@ -176,6 +176,13 @@ class QueueStats(Struct):
             "cancelled, reaped."
         ),
     ]
+    held_by_limit: Annotated[
+        dict[str, str],
+        Meta(
+            description="Task types whose pending tasks a limit holds back, and which "
+            "(`rate` or `concurrency`): a claim left them waiting in the last 5 seconds."
+        ),
+    ] = msgspec.field(default_factory=dict)
     served_types: Annotated[list[str], Meta(description="Task types some live worker serves.")] = (
         msgspec.field(default_factory=list)
     )
@@ -305,6 +312,7 @@ def stats_document(stats: models.QueueStats) -> QueueStats:
         pending_by_priority={p.value: n for p, n in stats.pending_by_priority.items()},
         by_type=by_type,
         totals=dict(stats.totals),
+        held_by_limit=dict(sorted(stats.held_by_limit.items())),
     )
 
 
@@ -408,6 +416,7 @@ def report_from_document(document: QueueStats) -> QueueReport:
         pending_by_type={t: n for (s, t), n in by_state_and_type.items() if s is pending},
         by_state_and_type=by_state_and_type,
         totals=dict(document.totals),
+        held_by_limit=dict(document.held_by_limit),
     )
     policy = document.policy or PolicyDocument(
         global_=PolicyScope(live=Policy(), config=Policy(), effective=Policy()), types={}

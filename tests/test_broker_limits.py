@@ -12,6 +12,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.errors import InvalidTaskError
+from taskqueue.metrics import Metrics
 from taskqueue.models import Policy, Priority, TaskState
 from taskqueue.redis import Redis
 
@@ -149,3 +150,26 @@ async def test_rates_read_back_as_they_are_written(broker: Broker) -> None:
                         ("3/1.5s", "3/1500ms"), ("60/60m", "60/h")]:  # fmt: skip
         await broker.set_policy(Policy(rate_limit=text), "t")
         assert (await broker.policy()).layer("live", "t").rate_limit == shown
+
+
+async def test_stats_and_metrics_show_the_types_a_limit_holds_back(
+    broker: Broker, clock: FakeClock
+) -> None:
+    await broker.set_policy(Policy(concurrency=1), "c")
+    await broker.set_policy(Policy(rate_limit="1/h"), "r")
+    await broker.set_policy(Policy(concurrency=5), "roomy")
+    for task_type in ("c", "r", "roomy"):
+        await fill(broker, task_type, 3)
+    await broker.claim("w1", ["c", "r", "roomy"], 10)
+    assert (await broker.stats()).held_by_limit == {"c": "concurrency", "r": "rate"}
+
+    metrics = Metrics(process_metrics=False)
+    metrics.watch_worker(lambda: 0, 10, ["c", "r"])  # 'roomy' is no registered type here
+    await metrics.refresh(broker)
+    text = metrics.render().decode()
+    assert 'taskqueue_tasks_held{limit="concurrency",type="c"} 2.0' in text
+    assert 'taskqueue_tasks_held{limit="rate",type="r"} 2.0' in text
+    assert "roomy" not in text
+
+    clock.advance(6)  # no claim has held them back since: stale notes say nothing
+    assert (await broker.stats()).held_by_limit == {}

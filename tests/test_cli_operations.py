@@ -125,6 +125,7 @@ def test_queues_watch_prints_json_lines_until_ctrl_c(daemon: Daemon) -> None:
             "pending_by_priority",
             "by_type",
             "totals",
+            "held_by_limit",
             "served_types",
             "unserved_types",
             "policy",

@@ -271,3 +271,12 @@ def test_summary_counts_states_and_measures_from_the_records() -> None:
     assert report.latency == {"p50": 0.01, "p90": 0.019, "p99": 0.019, "max": 0.019}
     assert report.submit_rate == 6.0
     assert not report.ok
+
+
+def test_types_a_limit_holds_back_get_a_column_saying_which_limit() -> None:
+    stats = some_stats()
+    stats.held_by_limit = {"fail": "rate"}
+    lines = plain(*views.stats_views(stats)).split("\n\n")[1].splitlines()
+    assert lines[1].split() == ["TYPE", "PENDING", "SCHEDULED", "ACTIVE", "DEAD", "HELD", "BY"]
+    assert lines[2].split()[-1] == "-"
+    assert lines[3].split()[-1] == "rate"

@@ -12,7 +12,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
-from taskqueue.broker import Broker
+from taskqueue.broker import Broker, Submission
 from taskqueue.daemon.runtime import Mode
 
 #: No worker of these tests serves it: its tasks stay pending.
@@ -115,3 +115,43 @@ async def test_grpc_policy_set_live_binds_the_next_submit_and_unserved_types_are
             assert "live.max_retries" in (invalid.value.message or "")
 
         await grpc_call(server.h2c, use)
+
+
+async def test_limits_are_set_per_type_over_rest_and_grpc_and_refused_globally(
+    redis_url: str,
+) -> None:
+    async with grpc_server(redis_url) as server:
+
+        async def use(stub: pb.TaskQueueStub) -> None:
+            live = pb.Policy(rate_limit="600/min", rate_burst=5, concurrency=2)
+            scope = await stub.set_policy(pb.SetPolicyRequest(type="hook", live=live))
+            assert (scope.live.rate_limit, scope.effective.concurrency) == ("600/min", 2)
+            for bad, field in [
+                (pb.Policy(rate_limit="10/parsec"), "live.rate_limit"),
+                (pb.Policy(concurrency=0), "live.concurrency"),
+            ]:
+                with pytest.raises(GRPCError) as invalid:
+                    await stub.set_policy(pb.SetPolicyRequest(type="hook", live=bad))
+                assert invalid.value.status is Status.INVALID_ARGUMENT
+                assert field in (invalid.value.message or "")
+            with pytest.raises(GRPCError) as global_:
+                await stub.set_policy(pb.SetPolicyRequest(live=pb.Policy(concurrency=3)))
+            assert "set per task type" in (global_.value.message or "")
+
+        await grpc_call(server.h2c, use)
+
+    async with api_server(redis_url) as rest, rest.client() as client:
+        shown = (await client.get("/api/v1/policy/hook")).json()
+        assert shown["live"] == {"rate_limit": "600/min", "rate_burst": 5, "concurrency": 2}
+        bad = await client.put("/api/v1/policy/hook", json={"rate_limit": "fast"})
+        assert (bad.status_code, bad.json()["field"]) == (422, "rate_limit")
+        assert "'fast' is not a rate" in bad.json()["detail"]
+        refused = await client.put("/api/v1/policy", json={"concurrency": 3})
+        assert refused.status_code == 422, refused.text
+        assert "concurrency" in refused.json()["detail"]
+
+        broker = rest.daemon.broker
+        await broker.enqueue_many([Submission(type="hook") for _ in range(3)])
+        assert len(await broker.claim("w1", ["hook"], 3)) == 2  # concurrency 2
+        queues = (await client.get("/api/v1/queues")).json()
+        assert queues["held_by_limit"] == {"hook": "concurrency"}

@@ -374,7 +374,7 @@ class Broker:
 
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-        return await self._run(operations.stats(self.keys))
+        return await self._run(operations.stats(self.keys, self.clock()))
 
     async def stats_and_served(self) -> tuple[QueueStats, frozenset[str]]:
         """:meth:`stats` and :meth:`served_types`, in one round trip."""

@@ -81,6 +81,7 @@ from taskqueue.errors import (
 from taskqueue.ids import new_task_ids
 from taskqueue.models import (
     DEFAULT_PAGE,
+    HELD_FRESH_MS,
     MAX_PAGE,
     PRIORITY_ORDER,
     Claim,
@@ -357,15 +358,15 @@ def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
 def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
     """:func:`stats` and :func:`served_types` in one round trip (what a metrics scrape reads)."""
     replies = yield Pipeline((*_stats_commands(keys), ("HGETALL", keys.served)))
-    served = frozenset(t for t, until in pairs(replies[4]).items() if int(until) >= now)
-    return _stats_from(replies[:4]), served
+    served = frozenset(t for t, until in pairs(replies[5]).items() if int(until) >= now)
+    return _stats_from(replies[:5], now), served
 
 
 def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
     """Counts, served types and policy in one round trip (``taskqueue queues``)."""
     replies = yield Pipeline((*_stats_commands(keys), *_report_commands(keys)))
-    counts = _stats_from(replies[:4])
-    served, live, config = replies[4:]
+    counts = _stats_from(replies[:5], now)
+    served, live, config = replies[5:]
     return QueueReport(
         stats=counts,
         served=frozenset(t for t, until in pairs(served).items() if int(until) >= now),
@@ -682,16 +683,19 @@ def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
         ("ZCARD", keys.succeeded),
         ("ZCARD", keys.cancelled),
         ("ZCARD", keys.workers),
+        ("HGETALL", keys.held),
     )
 
 
-def stats(keys: Keys) -> Operation[QueueStats]:
+def stats(keys: Keys, now: int) -> Operation[QueueStats]:
     """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-    return _stats_from((yield Pipeline(_stats_commands(keys))))
+    return _stats_from((yield Pipeline(_stats_commands(keys))), now)
 
 
-def _stats_from(replies: Sequence[Any]) -> QueueStats:
-    counts, succeeded, cancelled, workers = replies
+def _stats_from(replies: Sequence[Any], now: int) -> QueueStats:
+    """The counters; ``now`` judges which limits still hold tasks back (a claim noted it
+    within :data:`HELD_FRESH_MS`)."""
+    counts, succeeded, cancelled, workers, held = replies
     by_state = {state: 0 for state in TaskState}
     by_state[TaskState.SUCCEEDED] = succeeded
     by_state[TaskState.CANCELLED] = cancelled
@@ -716,6 +720,11 @@ def _stats_from(replies: Sequence[Any]) -> QueueStats:
         if state is TaskState.PENDING:
             pending_by_priority[Priority(priority)] += n
             pending_by_type[task_type] = pending_by_type.get(task_type, 0) + n
+    held_by_limit: dict[str, str] = {}
+    for held_type, note in pairs(held).items():
+        noted_ms, _, limit = note.partition(" ")
+        if pending_by_type.get(held_type) and int(noted_ms) >= now - HELD_FRESH_MS:
+            held_by_limit[held_type] = limit
     return QueueStats(
         by_state=by_state,
         pending_by_priority=pending_by_priority,
@@ -724,6 +733,7 @@ def _stats_from(replies: Sequence[Any]) -> QueueStats:
         by_state_and_priority=by_state_and_priority,
         totals=totals,
         workers=workers,
+        held_by_limit=held_by_limit,
     )
 
 

@@ -229,10 +229,18 @@ def stats_views(stats: QueueStats) -> list[View]:
     by_type: dict[str, dict[TaskState, int]] = {}
     for (state, task_type), count in stats.by_state_and_type.items():
         by_type.setdefault(task_type, {})[state] = count
+    held = stats.held_by_limit  # a column only while a limit holds some type back
     types = Listing(
-        ("TYPE", *(s.value.upper() for s in _TYPE_STATES)),
+        ("TYPE", *(s.value.upper() for s in _TYPE_STATES), *(("HELD BY",) if held else ())),
         [
-            (task_type, *(str(counts.get(s, 0)) for s in _TYPE_STATES))
+            (
+                task_type,
+                *(str(counts.get(s, 0)) for s in _TYPE_STATES),
+                *(
+                    (Text(held[task_type], style="yellow") if task_type in held else "-",)
+                    * bool(held)
+                ),
+            )
             for task_type, counts in sorted(by_type.items())
             if any(counts.values())
         ],

@@ -134,6 +134,9 @@ def policy(message: pb.Policy) -> Policy:
         "idempotency_window": message.idempotency_window_seconds,
         "refuse_unserved": message.refuse_unserved,
         "max_task_types": message.max_task_types,
+        "rate_limit": message.rate_limit,
+        "rate_burst": message.rate_burst,
+        "concurrency": message.concurrency,
     }
     values["priority"] = priority_name(message.priority, "live.priority")
     try:
@@ -223,6 +226,9 @@ def policy_message(p: Policy) -> pb.Policy:
         idempotency_window_seconds=p.idempotency_window,
         refuse_unserved=p.refuse_unserved,
         max_task_types=p.max_task_types,
+        rate_limit=p.rate_limit,
+        rate_burst=p.rate_burst,
+        concurrency=p.concurrency,
     )
 
 
@@ -311,6 +317,7 @@ def stats_message(stats: QueueStats) -> pb.QueueStats:
             for (state, task_type), n in sorted(stats.by_state_and_type.items())
         ],
         totals=dict(stats.totals),
+        held_by_limit=dict(stats.held_by_limit),
     )
 
 

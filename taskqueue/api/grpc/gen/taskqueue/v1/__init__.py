@@ -262,6 +262,14 @@ class QueueStats(betterproto.Message):
     Task types with live tasks (pending, scheduled, active) that no live worker serves.
     """
 
+    held_by_limit: Dict[str, str] = betterproto.map_field(
+        8, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """
+    Task types whose pending tasks a limit holds back -> "rate" or "concurrency" (a claim
+     left them waiting in the last 5 seconds).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class Policy(betterproto.Message):
@@ -282,6 +290,15 @@ class Policy(betterproto.Message):
     """
     Most distinct task types with tasks at once; 0: no limit. Global only.
     """
+
+    rate_limit: Optional[str] = betterproto.string_field(8, optional=True)
+    """
+    Limits of one task type, across every worker (per type only). Most tasks started per
+     interval, as text: "100/s", "1000/min", "5/10s"; evenly spaced, `rate_burst` at once.
+    """
+
+    rate_burst: Optional[int] = betterproto.uint64_field(9, optional=True)
+    concurrency: Optional[int] = betterproto.uint64_field(10, optional=True)
 
 
 @dataclass(eq=False, repr=False)
