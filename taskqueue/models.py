@@ -301,6 +301,16 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         ]
         | None
     ) = None
+    paused: (
+        Annotated[
+            bool,
+            Meta(
+                description="Workers claim no task of the type; submissions still queue. "
+                "Per task type only.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SubmitOptions(TypedDict, total=False):

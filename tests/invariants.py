@@ -212,10 +212,13 @@ async def _assert_limit_invariants(broker: Broker) -> None:
     expected: dict[str, str] = {}
     for task_type in view.task_types:
         p = merged(view.layer("live", task_type), view.layer("config", task_type))
-        if p.rate_limit is None and p.concurrency is None:
+        if p.rate_limit is None and p.concurrency is None and not p.paused:
             continue
         count, interval = encode_rate(p.rate_limit).split("/") if p.rate_limit else ("0", "0")
-        expected[task_type] = f"{count} {interval} {p.rate_burst or 1} {p.concurrency or 0}"
+        paused = 1 if p.paused else 0
+        expected[task_type] = (
+            f"{count} {interval} {p.rate_burst or 1} {p.concurrency or 0} {paused}"
+        )
     assert _pairs(limits) == expected, f"limits hash {_pairs(limits)} != policy {expected}"
     assert set(rate) <= set(expected), f"rate state of unlimited types: {set(rate) - set(expected)}"
     assert set(held) <= set(expected), f"held notes of unlimited types: {set(held) - set(expected)}"

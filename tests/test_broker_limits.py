@@ -100,9 +100,9 @@ async def test_limits_resolve_live_over_config_and_go_when_unset(
 ) -> None:
     await broker.set_type_policies({"t": Policy(concurrency=2, rate_limit="5/s")})
     await broker.set_policy(Policy(concurrency=4), "t")
-    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 4"
+    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 4 0"
     await broker.unset_policy(["concurrency"], "t")
-    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 2"
+    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 2 0"
     await broker.set_type_policies({"t": Policy()})  # the config no longer limits it
     assert await redis.execute("HGET", broker.keys.limits, "t") is None
     view = await broker.policy()
@@ -173,3 +173,27 @@ async def test_stats_and_metrics_show_the_types_a_limit_holds_back(
 
     clock.advance(6)  # no claim has held them back since: stale notes say nothing
     assert (await broker.stats()).held_by_limit == {}
+
+
+async def test_a_paused_type_is_not_claimed_and_queues_on_until_resumed(
+    broker: Broker, clock: FakeClock, redis: Redis
+) -> None:
+    await broker.set_policy(Policy(paused=True), "report")
+    await fill(broker, "report", 5)
+    await fill(broker, "other", 2)
+    for _ in range(5):  # five seconds of claims: nothing of it
+        assert [t.type for t in await broker.claim("w1", ["report", "other"], 10)] in (
+            ["other", "other"],
+            [],
+        )
+        clock.advance(1)
+    await fill(broker, "report", 1)  # submissions still queue
+    stats = await broker.stats()
+    assert (stats.pending_by_type["report"], stats.held_by_limit) == (6, {"report": "paused"})
+    async with redis.subscribe(broker.keys.wake_channel) as subscription:
+        await broker.unset_policy(["paused"], "report")
+        with trio.fail_after(5):
+            _, message = await subscription.get_message()
+    assert message == "report"  # the workers hear of it at once
+    assert len(await broker.claim("w1", ["report"], 10)) == 6
+    await assert_invariants(broker)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import trio
 from daemon_helpers import (
     STARTUP,
     WorkerProcess,
@@ -123,3 +124,28 @@ async def test_a_live_concurrency_limit_of_three_is_never_exceeded_by_three_work
         running += 1 if event == "start" else -1
         most = max(most, running)
     assert most == 3  # the limit, reached and never passed (each worker could run 20)
+
+
+async def test_a_paused_type_waits_while_others_run_and_all_of_it_runs_once_resumed(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    broker = Broker(redis)
+    journal = tmp_path / "journal"
+    journal.touch()
+    payload = {"journal": str(journal), "seconds": 0}
+    await broker.set_policy(Policy(paused=True), "hook.limited")
+    async with AsyncExitStack() as stack:
+        await start_workers(stack, tmp_path, redis_url, broker, 2)
+        await submit_many(broker, "hook.limited", [payload] * 20)
+        await submit_many(broker, "hook.free", [payload] * 20)
+        await wait_for_count(broker, TaskState.SUCCEEDED, 20, within=10)
+        await trio.sleep(5)  # what is measured: five seconds paused
+        stats = await broker.stats()
+        assert stats.pending_by_type.get("hook.limited") == 20
+        assert stats.held_by_limit == {"hook.limited": "paused"}
+        await broker.unset_policy(["paused"], "hook.limited")
+        await wait_for_count(broker, TaskState.SUCCEEDED, 40, within=10)
+        await assert_invariants(broker)
+    started = [t for event, t, _ in journal_of(journal) if event == "start"]
+    assert started[:20] == ["hook.free"] * 20
+    assert started[20:] == ["hook.limited"] * 20

@@ -44,6 +44,7 @@ LIMIT_NAMES: Final[dict[str, str]] = {
     "rate_limit": "rate_limit",
     "rate_burst": "rate_burst",
     "concurrency": "concurrency",
+    "paused": "paused",
 }
 #: Every policy field -> its Redis name.
 REDIS_NAMES: Final[dict[str, str]] = {**SUBMISSION_NAMES, **LIMIT_NAMES}
@@ -76,7 +77,7 @@ def encode_value(field: str, value: Any) -> str:
 def decode_value(field: str, text: str) -> Any:
     if field in _SECONDS:
         return int(text) / 1000
-    if field == "refuse_unserved":
+    if field in ("refuse_unserved", "paused"):
         return text == "1"
     if field == "priority":
         return Priority(text)

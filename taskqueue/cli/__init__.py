@@ -44,6 +44,7 @@ from taskqueue.cli.configuration import config_group
 from taskqueue.cli.daemon import run, server, worker
 from taskqueue.cli.dlq import dlq
 from taskqueue.cli.observe import queues, workers
+from taskqueue.cli.pausing import pause, resume
 from taskqueue.cli.plugins import plugins
 from taskqueue.cli.policy import policy_group
 from taskqueue.cli.schedules import schedules_group
@@ -99,6 +100,8 @@ OVER_API = (
     "stats",
     "dlq",
     "policy",
+    "pause",
+    "resume",
     "schedules",
 )
 
@@ -117,7 +120,8 @@ def main(
     """taskqueue: a distributed task queue on trio and Redis.
 
     With --api URL (and --token-file), the operator tools (submit, status, cancel, tasks,
-    workers, queues, dlq, policy, schedules) run through the REST API instead of Redis.
+    workers, queues, dlq, policy, pause, resume, schedules) run through the REST API instead
+    of Redis.
     """
     ctx.obj = api_target(ctx, api_url, token, token_file, api_cafile)
     command = ctx.invoked_subcommand
@@ -144,6 +148,8 @@ for command in (
     dlq,
     plugins,
     policy_group,
+    pause,
+    resume,
     schedules_group,
     config_group,
     bench,

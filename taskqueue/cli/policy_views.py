@@ -80,7 +80,7 @@ def parse_setting(name: str, text: str) -> Any:
         raise ValueError(f"unknown policy setting {name!r}; expected one of {', '.join(SETTINGS)}")
     if name in _SECONDS:
         return parse_duration(text)
-    if name == "refuse_unserved":
+    if name in ("refuse_unserved", "paused"):
         if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
             raise ValueError(f"{name} is true or false, not {text!r}")
         return text.lower() in ("true", "yes", "1")

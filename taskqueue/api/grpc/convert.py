@@ -137,6 +137,7 @@ def policy(message: pb.Policy) -> Policy:
         "rate_limit": message.rate_limit,
         "rate_burst": message.rate_burst,
         "concurrency": message.concurrency,
+        "paused": message.paused,
     }
     values["priority"] = priority_name(message.priority, "live.priority")
     try:
@@ -229,6 +230,7 @@ def policy_message(p: Policy) -> pb.Policy:
         rate_limit=p.rate_limit,
         rate_burst=p.rate_burst,
         concurrency=p.concurrency,
+        paused=p.paused,
     )
 
 

@@ -113,7 +113,7 @@ local function flush()
   if #freed > 0 then
     local limits = redis.call('HMGET', K_LIMITS, unpack(freed))
     for i, ttype in ipairs(freed) do
-      if limits[i] and string.sub(limits[i], -2) ~= ' 0' then
+      if limits[i] and string.match(limits[i], ' (%d+) [01]$') ~= '0' then
         woken[ttype] = true
       end
     end

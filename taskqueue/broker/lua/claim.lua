@@ -12,7 +12,8 @@
 -- Limits (K_LIMITS, folded from the policy by set_policy.lua) hold a type's tasks back in its
 -- queues: a rate limit lets one start every interval/count ms, up to `burst` at once (GCRA:
 -- K_RATE holds when the next may start), a concurrency limit as many as its active count
--- leaves room for. A type held back is noted in K_HELD for stats and metrics.
+-- leaves room for; a paused type none. A type held back is noted in K_HELD for stats and
+-- metrics.
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
 --          then 8 fields per claimed task: id, type, priority, payload, attempt, max_retries,
 --          timeout_ms, ready_ms.
@@ -31,9 +32,13 @@ local limits = redis.call('HMGET', K_LIMITS, unpack(ARGV, 6))
 for i = 1, #ARGV - 5 do
   if limits[i] then
     local ttype = ARGV[i + 5]
-    local count, interval, burst, concurrency = string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+)$')
+    local count, interval, burst, concurrency, paused =
+      string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+) ([01])$')
     count, burst, concurrency = tonumber(count), tonumber(burst), tonumber(concurrency)
     local allowed, why = wanted, nil
+    if paused == '1' then
+      allowed, why, count, concurrency = 0, 'paused', 0, 0
+    end
     if count > 0 then
       local spaced = tonumber(interval) / count
       local at = math.max(tonumber(redis.call('HGET', K_RATE, ttype) or 0), now_ms)

@@ -1,6 +1,7 @@
 -- Write settings of one policy layer (see taskqueue/broker/policy.py) in one atomic step, and
 -- fold the limits of each task type it touches, live over config, into K_LIMITS: the one hash
--- claim.lua reads, "count interval_ms burst concurrency" per limited type (0: no such limit).
+-- claim.lua reads, "count interval_ms burst concurrency paused" per limited type (0: no such
+-- limit; paused 1 or 0). The workers are woken for those types: a limit lifted frees tasks.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  the layer: 'live' or 'config'
 -- ARGV[2..] field, value pairs; an empty value deletes the field
@@ -41,12 +42,13 @@ for ttype in pairs(limited) do
   local rate = live[1] or config[1]
   local burst = live[2] or config[2] or '1'
   local concurrency = live[3] or config[3] or '0'
-  if rate or concurrency ~= '0' then
+  local paused = live[4] or config[4] or '0'
+  if rate or concurrency ~= '0' or paused == '1' then
     local count, interval = '0', '0'
     if rate then
       count, interval = string.match(rate, '^(%d+)/(%d+)$')
     end
-    redis.call('HSET', K_LIMITS, ttype, count .. ' ' .. interval .. ' ' .. burst .. ' ' .. concurrency)
+    redis.call('HSET', K_LIMITS, ttype, table.concat({count, interval, burst, concurrency, paused}, ' '))
     if not rate then
       redis.call('HDEL', K_RATE, ttype)  -- a rate set again later starts afresh
     end
@@ -55,5 +57,12 @@ for ttype in pairs(limited) do
     redis.call('HDEL', K_RATE, ttype)
     redis.call('HDEL', K_HELD, ttype)
   end
+end
+local wake = {}
+for ttype in pairs(limited) do
+  wake[#wake + 1] = ttype
+end
+if #wake > 0 then
+  redis.call('PUBLISH', K_WAKE_CHANNEL, table.concat(wake, ','))
 end
 return (#sets / 2) + #dels

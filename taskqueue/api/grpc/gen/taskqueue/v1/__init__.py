@@ -299,6 +299,7 @@ class Policy(betterproto.Message):
 
     rate_burst: Optional[int] = betterproto.uint64_field(9, optional=True)
     concurrency: Optional[int] = betterproto.uint64_field(10, optional=True)
+    paused: Optional[bool] = betterproto.bool_field(11, optional=True)
 
 
 @dataclass(eq=False, repr=False)
