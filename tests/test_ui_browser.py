@@ -208,6 +208,45 @@ def test_tasks_filter_page_and_search(
         assert state_of(api, ids[7]) == "cancelled"
 
 
+def test_search_opens_a_task_by_its_idempotency_key(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        by_key = submit(api, "report.build", idempotency_key="order-1234")
+        # A UUID is a common key: one that is no task's id is looked up as a key.
+        uuid_key = "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+        by_uuid_key = submit(api, "report.build", idempotency_key=uuid_key)
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto("/ui/tasks")
+        search = page.get_by_label("Find a task by id or idempotency key")
+        search.fill("order-1234")
+        search.press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{by_key}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+
+        tab.goto("/ui/tasks")
+        search.fill(uuid_key)
+        search.press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{by_uuid_key}")
+
+        tab.goto("/ui/tasks")
+        search.fill("order-9999")
+        search.press("Enter")
+        expect(page.get_by_role("alert")).to_have_text(
+            "No task has the id or idempotency key “order-9999”."
+        )
+        assert page.url.endswith("/ui/tasks")
+        # Chromium logs every 404 fetch: the UUID key's miss as an id, and the unknown key's.
+        missed = "Failed to load resource: the server responded with a status of 404 ()"
+        assert [e.split(": ", 1)[1] for e in tab.errors] == [missed, missed]
+        tab.errors.clear()
+
+
 def test_workers_page_and_keyboard(
     browser: Browser, redis_url: str, settings: dict[str, Any]
 ) -> None:
