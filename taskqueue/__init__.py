@@ -10,6 +10,7 @@ from taskqueue.client import Client
 from taskqueue.errors import (
     ConfigError,
     ConflictingStateError,
+    IdempotencyKeyNotFoundError,
     InvalidTaskError,
     PayloadTooLargeError,
     PermanentError,
@@ -47,6 +48,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConflictingStateError",
+    "IdempotencyKeyNotFoundError",
     "InvalidTaskError",
     "MissedPolicy",
     "PayloadTooLargeError",

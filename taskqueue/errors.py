@@ -27,6 +27,15 @@ class TaskNotFoundError(TaskQueueError, LookupError):
         self.task_id = task_id
 
 
+class IdempotencyKeyNotFoundError(TaskQueueError, LookupError):
+    """No live task has the given idempotency key (never used, its window passed, or its task's
+    record expired)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no task has idempotency key {key!r} (unknown, or its window passed)")
+        self.key = key
+
+
 class ConflictingStateError(TaskQueueError):
     """The operation does not apply to the task's current state (e.g. cancel a finished task)."""
 

@@ -146,14 +146,26 @@ class TaskPage(Struct):
 
 
 class Worker(models.WorkerInfo, kw_only=True):
-    """A live worker's registration, as its last heartbeat left it."""
+    """A worker's registration, as its last heartbeat left it."""
 
     started_at: Iso
     last_heartbeat_at: Iso
+    dead: Annotated[
+        bool,
+        Meta(
+            description="Its last heartbeat is older than `worker.worker_timeout` (of the "
+            "server answering): taken for dead, its tasks are returned and it is forgotten at "
+            "the reaper's next pass."
+        ),
+    ] = False
 
 
 class WorkerList(Struct):
     workers: list[Worker]
+    dead_after_seconds: Annotated[
+        float,
+        Meta(description="`worker.worker_timeout`: a worker silent this long is dead."),
+    ]
 
 
 Counts = dict[str, Count]
@@ -280,11 +292,18 @@ def task_document(task: models.Task, truncated: Mapping[str, int] | None = None)
     )
 
 
-def worker_document(worker: models.WorkerInfo) -> Worker:
+def worker_document(
+    worker: models.WorkerInfo, *, now_ms: int = 0, dead_after: float | None = None
+) -> Worker:
+    """``worker``'s document; with ``dead_after`` (seconds, the worker timeout) it says whether
+    the worker is dead at ``now_ms``, which a registration that outlives it (a worker with a
+    longer timeout, a skewed clock) shows until a reaper forgets it."""
+    silent_ms = now_ms - worker.last_heartbeat_ms
     return Worker(
         **msgspec.structs.asdict(worker),
         started_at=iso(worker.started_ms) or "",
         last_heartbeat_at=iso(worker.last_heartbeat_ms) or "",
+        dead=dead_after is not None and silent_ms > dead_after * 1000,
     )
 
 
@@ -359,8 +378,11 @@ def task_json(task: models.Task) -> dict[str, Any]:
     return msgspec.to_builtins(task_document(task))  # type: ignore[no-any-return]
 
 
-def worker_json(worker: models.WorkerInfo) -> dict[str, Any]:
-    return msgspec.to_builtins(worker_document(worker))  # type: ignore[no-any-return]
+def worker_json(
+    worker: models.WorkerInfo, *, now_ms: int = 0, dead_after: float | None = None
+) -> dict[str, Any]:
+    document = worker_document(worker, now_ms=now_ms, dead_after=dead_after)
+    return msgspec.to_builtins(document)  # type: ignore[no-any-return]
 
 
 def stats_json(stats: models.QueueStats) -> dict[str, Any]:

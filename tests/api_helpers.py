@@ -34,6 +34,15 @@ ADMIN_TOKEN = "admin-secret-token"
 READ_TOKEN = "read-only-token"
 
 
+#: Reapers that do not pass during the test (their interval is the smaller of these two), and
+#: a worker timeout of 900 s, so a worker silent for 1000 s is dead but not yet forgotten.
+SLOW_REAPER: dict[str, Any] = {
+    "worker__heartbeat_interval": 600.0,
+    "worker__worker_timeout": 900.0,
+    "worker__cleanup_interval": 3600.0,
+}
+
+
 @attrs.define
 class ApiServer:
     daemon: Daemon

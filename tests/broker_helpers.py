@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from taskqueue.broker import Broker, Report, Submission
 from taskqueue.models import ClaimedTask, Priority, TaskState, WorkerInfo
 from taskqueue.outcomes import OutcomeKind
@@ -114,3 +116,16 @@ async def zscore(broker: Broker, key: str, member: str) -> int | None:
 async def namespace_keys(broker: Broker) -> list[str]:
     keys: list[str] = await broker.redis.execute("KEYS", broker.keys.prefix + "*")
     return sorted(keys)
+
+
+async def register_worker(broker: Broker, worker_id: str, silent_for: float) -> WorkerInfo:
+    """Register ``worker_id`` as if its last heartbeat were ``silent_for`` seconds ago, by a
+    worker whose own timeout (an hour) outlives ``broker``'s: a registration still there after
+    the worker should have been taken for dead, until a reaper forgets it. No sleep: the
+    heartbeat runs on a clock set back."""
+    beat_ms = broker.clock() - int(silent_for * 1000)
+    settings = attrs.evolve(broker.settings, lease_ttl=3600.0)
+    beating = Broker(broker.redis, settings, clock=lambda: beat_ms)
+    worker = worker_info(worker_id, beat_ms)
+    await beating.heartbeat(worker, ())
+    return worker

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from api_helpers import api_server, problem
-from broker_helpers import make_dead
+from api_helpers import SLOW_REAPER, api_server, problem
+from broker_helpers import make_dead, register_worker
 from daemon_helpers import wait_until
 
 from taskqueue.broker import Submission
@@ -106,3 +106,20 @@ async def test_purging_dead_tasks_by_type_then_all(redis_url: str, http2: bool) 
         assert response.json() == {"purged": 2}
         assert (await client.delete("/api/v1/dead-letters")).json() == {"purged": 3}
         assert (await client.get("/api/v1/dead-letters")).json()["tasks"] == []
+
+
+async def test_a_silent_worker_is_marked_dead_until_a_reaper_forgets_it(
+    redis_url: str, http2: bool
+) -> None:
+    async with api_server(redis_url, **SLOW_REAPER) as server, server.client(http2=http2) as client:
+        await register_worker(server.broker, "w-live", silent_for=1.0)
+        await register_worker(server.broker, "w-dead", silent_for=1000.0)
+        listing = (await client.get("/api/v1/workers")).json()
+        assert listing["dead_after_seconds"] == 900.0
+        assert {w["id"]: w["dead"] for w in listing["workers"]} == {
+            "w-live": False,
+            "w-dead": True,
+        }
+        await server.broker.reap()
+        (left,) = (await client.get("/api/v1/workers")).json()["workers"]
+        assert (left["id"], left["dead"]) == ("w-live", False)

@@ -43,7 +43,9 @@ import trio
 from api_helpers import ADMIN_TOKEN, ApiServer, api_server, problem
 from broker_helpers import claim_one, make_dead, submit, succeeded, worker_info
 
-from taskqueue.api.rest.openapi import OPENAPI_PATH
+from taskqueue.api.rest.app import all_routes
+from taskqueue.api.rest.openapi import OPENAPI_PATH, build_document
+from taskqueue.api.rest.routing import Access
 
 #: Test cases per operation and phase; fewer for operations with little to vary.
 MAX_EXAMPLES = 25
@@ -275,3 +277,20 @@ async def test_delay_and_eta_together_are_refused_naming_the_task_in_a_batch(
         document = (await client.get(OPENAPI_PATH)).json()
         submission = document["components"]["schemas"]["Submission"]
         assert submission["not"] == {"required": ["delay", "eta"]}
+
+
+def test_the_csrf_refusal_is_documented_on_every_write_and_only_there() -> None:
+    """The dashboard's session answers 403 to a write without its CSRF token (app._authorize):
+    the document says so where that check runs, operations that write behind a token."""
+    routes = all_routes()
+    document = build_document(routes, auth_enabled=True, health_open=True)
+    for route in routes:
+        op = route.operation
+        responses = document["paths"][op.path][op.method.lower()]["responses"]
+        if op.access is Access.WRITE:
+            assert "X-CSRF-Token" in responses["403"]["description"], op.operation_id
+        else:
+            assert "403" not in responses, op.operation_id
+    unsecured = build_document(routes, auth_enabled=False, health_open=True)
+    for methods in unsecured["paths"].values():  # no tokens, no session: no CSRF check
+        assert all("403" not in op["responses"] for op in methods.values())

@@ -18,9 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import ADMIN_TOKEN, READ_TOKEN
+from api_helpers import ADMIN_TOKEN, READ_TOKEN, SLOW_REAPER
+from broker_helpers import register_worker
 from playwright.sync_api import Browser, Request, expect, sync_playwright
-from ui_helpers import api_client, launch, open_tab, threaded_server, token_settings, wait_for
+from ui_helpers import (
+    api_client,
+    launch,
+    open_tab,
+    run_in_daemon,
+    threaded_server,
+    token_settings,
+    wait_for,
+)
 
 from taskqueue.daemon.runtime import Mode
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
@@ -208,6 +217,45 @@ def test_tasks_filter_page_and_search(
         assert state_of(api, ids[7]) == "cancelled"
 
 
+def test_search_opens_a_task_by_its_idempotency_key(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        by_key = submit(api, "report.build", idempotency_key="order-1234")
+        # A UUID is a common key: one that is no task's id is looked up as a key.
+        uuid_key = "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+        by_uuid_key = submit(api, "report.build", idempotency_key=uuid_key)
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto("/ui/tasks")
+        search = page.get_by_label("Find a task by id or idempotency key")
+        search.fill("order-1234")
+        search.press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{by_key}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+
+        tab.goto("/ui/tasks")
+        search.fill(uuid_key)
+        search.press("Enter")
+        page.wait_for_url(f"**/ui/tasks/{by_uuid_key}")
+
+        tab.goto("/ui/tasks")
+        search.fill("order-9999")
+        search.press("Enter")
+        expect(page.get_by_role("alert")).to_have_text(
+            "No task has the id or idempotency key “order-9999”."
+        )
+        assert page.url.endswith("/ui/tasks")
+        # Chromium logs every 404 fetch: the UUID key's miss as an id, and the unknown key's.
+        missed = "Failed to load resource: the server responded with a status of 404 ()"
+        assert [e.split(": ", 1)[1] for e in tab.errors] == [missed, missed]
+        tab.errors.clear()
+
+
 def test_workers_page_and_keyboard(
     browser: Browser, redis_url: str, settings: dict[str, Any]
 ) -> None:
@@ -230,6 +278,31 @@ def test_workers_page_and_keyboard(
         expect(row).to_contain_text("echo")
         expect(page.locator("#count")).to_contain_text("1 worker")
         tab.screenshot("workers")
+
+
+def test_a_silent_worker_shows_dead_on_the_workers_page_and_the_overview(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **SLOW_REAPER, **settings) as server,
+        open_tab(browser, server) as tab,
+    ):
+        run_in_daemon(server, register_worker, server.broker, "w-live", 1.0)
+        run_in_daemon(server, register_worker, server.broker, "w-dead", 1000.0)
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        expect(page.locator("[data-workers]")).to_have_text("1 worker")
+        expect(page.locator("[data-dead-workers]")).to_have_text(" (1 dead)")
+        tab.goto("/ui/workers")
+        expect(page.locator('tr[data-worker="w-dead"]')).to_have_attribute(
+            "data-worker-state", "dead"
+        )
+        expect(page.locator('tr[data-worker="w-dead"] .badge')).to_have_text("dead")
+        expect(page.locator('tr[data-worker="w-live"] .badge')).to_have_text("live")
+        expect(page.locator("#count")).to_have_text(
+            "1 worker, 0 of 8 slots busy; 1 dead (silent over 15 min 0 s)"
+        )
+        tab.screenshot("workers-dead")
 
 
 def test_a_read_only_session_sees_no_action_and_cannot_act(

@@ -12,10 +12,10 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpx
@@ -25,6 +25,8 @@ from api_helpers import ADMIN_TOKEN, READ_TOKEN, ApiServer, api_server
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
 
 from taskqueue.api.auth import hash_token
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -67,11 +69,23 @@ def threaded_server(redis_url: str, **settings: Any) -> Iterator[ApiServer]:
     if isinstance(item, BaseException):
         raise item
     server, token, stop = item
+    _TOKENS[id(server)] = token
     try:
         yield server
     finally:
+        del _TOKENS[id(server)]
         trio.from_thread.run_sync(stop.set, trio_token=token)
         thread.join(timeout=30)
+
+
+#: The trio token of each :func:`threaded_server` running, by the id of its server.
+_TOKENS: dict[int, trio.lowlevel.TrioToken] = {}
+
+
+def run_in_daemon(server: ApiServer, function: Callable[..., Awaitable[T]], *args: object) -> T:
+    """``await function(*args)`` in the thread of ``server`` (a :func:`threaded_server`), where
+    its broker lives, and its result."""
+    return trio.from_thread.run(function, *args, trio_token=_TOKENS[id(server)])
 
 
 def token_settings(tmp_path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from taskqueue.api.auth import AuthResult
 from taskqueue.errors import (
     ConflictingStateError,
     DurabilityUnsupportedError,
+    IdempotencyKeyNotFoundError,
     InvalidTaskError,
     NotDurableError,
     PayloadTooLargeError,
@@ -50,7 +51,7 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(422, "FAILED_PRECONDITION", "Unserved task type", detail, exc.field)
     if isinstance(exc, InvalidTaskError):
         return ApiError(422, "INVALID_ARGUMENT", "Invalid field", detail, exc.field)
-    if isinstance(exc, TaskNotFoundError | ScheduleNotFoundError):
+    if isinstance(exc, TaskNotFoundError | ScheduleNotFoundError | IdempotencyKeyNotFoundError):
         return ApiError(404, "NOT_FOUND", "Not found", detail)
     if isinstance(exc, TooManySchedulesError):
         return ApiError(429, "RESOURCE_EXHAUSTED", "Too many schedules", detail)

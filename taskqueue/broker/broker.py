@@ -356,6 +356,11 @@ class Broker:
         results costs its reader no more than ``cut_at`` per field (see :class:`TaskView`)."""
         return await self._run(operations.view(self.keys, task_id, cut_at))
 
+    async def view_by_key(self, idempotency_key: str, cut_at: int) -> TaskView:
+        """The task ``idempotency_key`` maps to, read as :meth:`view` reads it; what an
+        operator holding only a client's key needs to find its task."""
+        return await self._run(operations.view_by_key(self.keys, idempotency_key, cut_at))
+
     async def list_views(
         self,
         state: TaskState,

@@ -71,6 +71,7 @@ from taskqueue.broker.validation import task_fields, task_type_problem
 from taskqueue.errors import (
     ConflictingStateError,
     DurabilityUnsupportedError,
+    IdempotencyKeyNotFoundError,
     InvalidTaskError,
     NotDurableError,
     QueueFullError,
@@ -547,6 +548,19 @@ def view(keys: Keys, task_id: str, cut_at: int) -> Operation[TaskView]:
     if found is None:
         raise TaskNotFoundError(task_id)
     return found
+
+
+def view_by_key(keys: Keys, idempotency_key: str, cut_at: int) -> Operation[TaskView]:
+    """The task an idempotency key maps to, read as :func:`view` reads it;
+    :class:`IdempotencyKeyNotFoundError` if the key is unknown (never used, or its window
+    passed) or its task's record expired. One script: the key and the task are read together."""
+    fields = (*CUT_JSON_FIELDS, *CUT_TEXT_FIELDS)
+    reply = yield _script(
+        keys, "view_by_key", cut_at, len(CUT_JSON_FIELDS), len(fields), *fields, idempotency_key
+    )
+    if not reply:
+        raise IdempotencyKeyNotFoundError(idempotency_key)
+    return _task_view(reply)
 
 
 def view_many(keys: Keys, task_ids: Sequence[str], cut_at: int) -> Operation[list[TaskView | None]]:

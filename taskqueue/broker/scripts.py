@@ -33,6 +33,7 @@ class Scripts:
     progress: Script
     set_policy: Script
     view: Script
+    view_by_key: Script
     put_schedule: Script
     due_schedules: Script
     fire_schedules: Script

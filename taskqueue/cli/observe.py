@@ -58,7 +58,8 @@ def workers(
         return [worker_listing(found, now)]
 
     def as_json(found: list[WorkerInfo]) -> Any:
-        return [worker_json(w) for w in found]
+        now, dead_after = wall_clock_ms(), s.config.worker.worker_timeout
+        return [worker_json(w, now_ms=now, dead_after=dead_after) for w in found]
 
     s = Session.start(config_path, flags, json_mode)
     observe(s, "workers", lambda client: client.workers(), views, as_json, watch, interval)

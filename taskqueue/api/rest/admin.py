@@ -39,16 +39,21 @@ TYPE_SCOPE = Param("type", NonEmpty, "Only dead tasks of this type (default: all
         method="GET",
         path=f"{API_PREFIX}/workers",
         operation_id="listWorkers",
-        summary="List the live workers",
-        description="Workers whose heartbeat has not lapsed, most recent heartbeat first.",
+        summary="List the registered workers",
+        description="Workers whose registration has not expired, most recent heartbeat "
+        "first; one silent for longer than `dead_after_seconds` is marked `dead` until a "
+        "reaper forgets it.",
         tag="workers",
         access=Access.READ,
         replies={200: Reply("The workers.", WorkerList)},
     )
 )
 async def list_workers(call: Call) -> Response:
-    workers = await call.api.context.broker.workers()
-    return json_response(WorkerList(workers=[worker_document(w) for w in workers]))
+    broker = call.api.context.broker
+    workers = await broker.workers()
+    now, dead_after = broker.clock(), broker.settings.lease_ttl
+    documents = [worker_document(w, now_ms=now, dead_after=dead_after) for w in workers]
+    return json_response(WorkerList(workers=documents, dead_after_seconds=dead_after))
 
 
 @routes.add(

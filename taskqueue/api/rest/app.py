@@ -233,6 +233,8 @@ def _query(request: Request, op: Operation) -> dict[str, Any]:
     for param in op.query:
         if param.name not in values and param.default is not None:
             values[param.name] = param.default
+        elif param.required and param.name not in values:
+            raise invalid(param.name, "required")
     return values
 
 

@@ -61,7 +61,9 @@ async def openapi_document(call: Call) -> Response:
 ERRORS: dict[int, str] = {
     400: "The body is not valid JSON.",
     401: "No bearer token, or an unknown one (see the WWW-Authenticate header).",
-    403: "The token may only read; this operation writes.",
+    403: "The token may only read; this operation writes. Or the request was authenticated "
+    "by the dashboard's session cookie without its CSRF token in the `X-CSRF-Token` header "
+    "(a write from the dashboard must carry the token its page was served with).",
     413: "The body is over `server.max_request_bytes`, or the payload over "
     "`task.max_payload_bytes` (`field` names it).",
     415: "The body is not JSON: send `Content-Type: application/json`.",

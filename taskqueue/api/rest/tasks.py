@@ -147,6 +147,30 @@ async def get_task(call: Call) -> Response:
     return json_response(await single_document(call, call.path["task_id"]))
 
 
+@routes.add(
+    Operation(
+        method="GET",
+        path=f"{API_PREFIX}/tasks/by-idempotency-key",
+        operation_id="getTaskByIdempotencyKey",
+        summary="Get the task an idempotency key maps to",
+        description="The task a submission with this key created, as `getTask` returns it, "
+        "while the key's window (`idempotency_window`) lasts and the task's record exists.",
+        tag="tasks",
+        access=Access.READ,
+        query=(Param("key", IdempotencyKey, "The idempotency key.", required=True),),
+        replies={200: Reply("The task, whole (as `getTask` gives it).", Task)},
+        errors={
+            404: "No task has this key: it was never used, its window passed, or its task's "
+            "record expired."
+        },
+    )
+)
+async def get_task_by_key(call: Call) -> Response:
+    broker = call.api.context.broker
+    view = await broker.view_by_key(call.query["key"], broker.settings.max_payload_bytes)
+    return json_response(view_document(view))
+
+
 async def single_document(call: Call, task_id: str) -> Task:
     """One task's document: whole up to the submit limit (see :mod:`taskqueue.api.views`)."""
     broker = call.api.context.broker

@@ -197,3 +197,75 @@ local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err,
   make_scheduled(id, priority, ttype, now + delay, fields)
   return S_SCHEDULED
 end
+
+-- Task views (view.lua, view_by_key.lua): each large field left in Redis, its size read with
+-- HSTRLEN, so a reader pays for what it is sent, not for what the task holds.
+
+-- The first bytes of `text`, at most `n`, without a character split at the end.
+local function utf8_prefix(text, n)
+  local prefix = string.sub(text, 1, n)
+  local last = #prefix
+  local at = last
+  while at > 0 and at > last - 3 do
+    local byte = string.byte(prefix, at)
+    if byte < 0x80 then
+      return prefix
+    end
+    if byte >= 0xC0 then  -- a lead byte: its character takes 2, 3 or 4 bytes
+      local length = byte >= 0xF0 and 4 or (byte >= 0xE0 and 3 or 2)
+      if last - at + 1 < length then
+        return string.sub(prefix, 1, at - 1)
+      end
+      return prefix
+    end
+    at = at - 1
+  end
+  return prefix
+end
+
+-- The task `id` with each of `names` over `limit` bytes cut (the first `json_fields` of them
+-- hold JSON, cut to nothing; the rest text, cut to their first whole characters): {} when
+-- there is no such task, else {fields, cuts}, the flat field/value pairs of its hash and the
+-- flat pairs of each cut field's name and full size.
+local function view_task(id, limit, json_fields, names)
+  local key = key_task(id)
+  local cuts = {}
+  local cut = {}
+  for j, name in ipairs(names) do
+    local size = redis.call('HSTRLEN', key, name)
+    if size > limit then
+      cuts[#cuts + 1] = name
+      cuts[#cuts + 1] = size
+      cut[name] = j <= json_fields and 'json' or 'text'
+    end
+  end
+  local fields
+  if #cuts == 0 then
+    fields = redis.call('HGETALL', key)
+  else
+    local kept = {}
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if not cut[name] then
+        kept[#kept + 1] = name
+      end
+    end
+    fields = {}
+    if #kept > 0 then
+      local values = redis.call('HMGET', key, unpack(kept))
+      for j, name in ipairs(kept) do
+        fields[#fields + 1] = name
+        fields[#fields + 1] = values[j]
+      end
+    end
+    for name, kind in pairs(cut) do
+      if kind == 'text' then
+        fields[#fields + 1] = name
+        fields[#fields + 1] = utf8_prefix(redis.call('HGET', key, name), limit)
+      end
+    end
+  end
+  if #fields == 0 then
+    return {}
+  end
+  return {fields, cuts}
+end

@@ -133,8 +133,11 @@ export function render(main, { signal, setLive }) {
     ]);
     const redisOk = ready.redis === "ok";
     const unserved = state.stats?.unserved_types ?? [];
+    const live = workers.workers.filter((w) => !w.dead).length;
+    const dead = workers.workers.length - live;
     health.replaceChildren(
-      el("span", { "data-workers": workers.workers.length }, `${num(workers.workers.length)} worker${workers.workers.length === 1 ? "" : "s"}`),
+      el("span", { "data-workers": live }, `${num(live)} worker${live === 1 ? "" : "s"}`),
+      dead ? el("a", { class: "warn", href: "/ui/workers", "data-dead-workers": dead }, ` (${num(dead)} dead)`) : "",
       " · Redis ",
       el("span", { class: redisOk ? "ok" : "bad", "data-redis": redisOk ? "ok" : "down" }, redisOk ? "ok" : `down (${ready.redis})`),
       unserved.length ? el("span", { class: "warn" }, ` · no worker serves ${unserved.join(", ")}`) : "");

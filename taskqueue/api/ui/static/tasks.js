@@ -16,7 +16,7 @@ export function render(main, { query, signal, navigate }) {
     TASK_STATES.map((s) => el("option", { value: s, selected: s === stateName }, s)));
   const typeInput = el("input", { id: "type", name: "type", value: type, list: "types", placeholder: "any type", size: 16 });
   const types = el("datalist", { id: "types" });
-  const search = el("input", { id: "search", name: "id", placeholder: "task id", size: 38, autocomplete: "off" });
+  const search = el("input", { id: "search", name: "id", placeholder: "task id or idempotency key", size: 38, autocomplete: "off" });
   const message = el("p", { class: "error", role: "alert" });
   const count = el("p", { class: "muted", id: "count" });
   const list = el("div", {}, el("p", { class: "muted" }, "Loading…"));
@@ -36,13 +36,20 @@ export function render(main, { query, signal, navigate }) {
         el("div", {}, el("label", { for: "state" }, "State"), stateSelect),
         el("div", {}, el("label", { for: "type" }, "Type"), typeInput, types),
         el("button", { type: "submit" }, "Filter")),
-      el("form", { class: "toolbar", role: "search", onsubmit: (event) => {
+      el("form", { class: "toolbar", role: "search", onsubmit: async (event) => {
         event.preventDefault();
-        const id = search.value.trim().toLowerCase();
-        if (ID.test(id)) navigate(`/ui/tasks/${id}`);
-        else message.textContent = "A task id looks like 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.";
+        const text = search.value.trim();
+        if (!text) return;
+        message.textContent = "";
+        try {
+          const id = await find(text, signal);
+          if (id) navigate(`/ui/tasks/${id}`);
+          else message.textContent = `No task has the id or idempotency key “${text}”.`;
+        } catch (error) {
+          if (!aborted(error)) message.textContent = error.message;
+        }
       } },
-        el("div", {}, el("label", { for: "search" }, "Find a task by id"), search),
+        el("div", {}, el("label", { for: "search" }, "Find a task by id or idempotency key"), search),
         el("button", { type: "submit", class: "secondary" }, "Open"))),
     message, count, list, el("div", { class: "pager" }, prev, next, status));
 
@@ -95,4 +102,23 @@ export function taskTable(tasks) {
       el("td", { class: "num" }, `${t.attempt} / ${t.max_retries + 1}`),
       el("td", {}, time(t.created_ms)),
       el("td", {}, time(t.finished_ms)))));
+}
+
+/** The id of the task ``text`` names: a task id, else an idempotency key (clients often use
+ * UUIDs as keys, so an id-shaped text that is no task's id is tried as a key); null if none. */
+async function find(text, signal) {
+  const id = text.toLowerCase();
+  if (ID.test(id)) {
+    try {
+      return (await api(`/api/v1/tasks/${id}`, { signal })).id;
+    } catch (error) {
+      if (error.status !== 404) throw error;
+    }
+  }
+  try {
+    return (await api("/api/v1/tasks/by-idempotency-key", { query: { key: text }, signal })).id;
+  } catch (error) {
+    if (error.status === 404) return null;
+    throw error;
+  }
 }

@@ -1,5 +1,6 @@
-// Workers: every live worker's registration as its last heartbeat left it, refreshed every
-// few seconds (workers send no task events).
+// Workers: every registered worker as its last heartbeat left it, refreshed every few seconds
+// (workers send no task events). One silent longer than the daemon's worker timeout is marked
+// dead (the API says so) until a reaper forgets it: its slots count as none.
 import { aborted, api } from "./api.js";
 import { duration, el, num, table, time } from "./dom.js";
 
@@ -15,10 +16,13 @@ export function render(main, { signal }) {
 
   async function load() {
     try {
-      const { workers } = await api("/api/v1/workers", { signal });
-      const busy = workers.reduce((sum, w) => sum + w.in_flight, 0);
-      const slots = workers.reduce((sum, w) => sum + w.concurrency, 0);
-      summary.textContent = `${num(workers.length)} worker${workers.length === 1 ? "" : "s"}, ${num(busy)} of ${num(slots)} slots busy`;
+      const { workers, dead_after_seconds: deadAfter } = await api("/api/v1/workers", { signal });
+      const live = workers.filter((w) => !w.dead);
+      const busy = live.reduce((sum, w) => sum + w.in_flight, 0);
+      const slots = live.reduce((sum, w) => sum + w.concurrency, 0);
+      const dead = workers.length - live.length;
+      summary.textContent = `${num(live.length)} worker${live.length === 1 ? "" : "s"}, ${num(busy)} of ${num(slots)} slots busy`
+        + (dead ? `; ${num(dead)} dead (silent over ${duration(deadAfter * 1000)})` : "");
       list.replaceChildren(workers.length ? workerTable(workers) : el("p", { class: "muted" }, "No live worker."));
     } catch (error) {
       if (!aborted(error)) list.replaceChildren(el("p", { class: "error", role: "alert" }, error.message));
@@ -27,11 +31,13 @@ export function render(main, { signal }) {
 }
 
 function workerTable(workers) {
-  return table("Workers", [["Host"], ["PID", "num"], ["Version"], ["Types"], ["Busy", "num"],
+  return table("Workers", [["State"], ["Host"], ["PID", "num"], ["Version"], ["Types"], ["Busy", "num"],
     ["Processed", "num"], ["Failed", "num"], ["Uptime"], ["Last heartbeat"]],
   workers.map((w) => {
     const versions = [...new Set(Object.values(w.task_types))].filter(Boolean);
-    return el("tr", { "data-worker": w.id, title: w.id },
+    const state = w.dead ? "dead" : "live";
+    return el("tr", { "data-worker": w.id, "data-worker-state": state, class: w.dead ? "muted" : "", title: w.id },
+      el("td", {}, el("span", { class: `badge ${w.dead ? "s-dead" : "s-succeeded"}` }, state)),
       el("td", {}, w.host),
       el("td", { class: "num" }, String(w.pid)),
       el("td", {}, versions.join(", ") || "—"),
