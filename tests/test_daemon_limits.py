@@ -89,18 +89,23 @@ async def test_a_configured_rate_limit_holds_across_four_workers_and_spares_othe
         assert (await broker.policy()).layer("config", "hook.limited").rate_limit == "50/s"
         await submit_many(broker, "hook.limited", [payload] * 600)
         await submit_many(broker, "hook.free", [payload] * 2000)
-        await wait_for_count(broker, TaskState.SUCCEEDED, 2000 + 600, within=40)
+        await wait_for_count(broker, TaskState.SUCCEEDED, 2000 + 600, within=90)
         await assert_invariants(broker)
 
-    entries = journal_of(journal)
-    limited = sorted(at for event, t, at in entries if event == "start" and t == "hook.limited")
-    free = [at for event, t, at in entries if event == "start" and t == "hook.free"]
+    # When each limited task was claimed, as Redis recorded it: what the limit governs (a
+    # start in the journal can lag its claim on a loaded machine).
+    page = await broker.list_tasks(TaskState.SUCCEEDED, task_type="hook.limited", limit=1000)
+    limited = sorted(t.started_ms / 1000 for t in page.items if t.started_ms is not None)
+    assert len(limited) == 600
     first = limited[0]
     in_ten_seconds = [at for at in limited if at < first + 10]
     assert 450 <= len(in_ten_seconds) <= 550, len(in_ten_seconds)  # 50/s, give or take 5/s
     busiest = max(sum(1 for at in limited if s <= at < s + 1) for s in limited[:-50])
     assert busiest <= 55, busiest  # no second above the limit, wherever it starts
-    assert len(free) == 2000
+    entries = journal_of(journal)
+    free = [at for event, t, at in entries if event == "start" and t == "hook.free"]
+    limited_started = [at for event, t, at in entries if event == "start" and t == "hook.limited"]
+    assert (len(free), len(limited_started)) == (2000, 600)  # the tasks themselves ran
     free_span = max(free) - min(free)
     assert 2000 / max(free_span, 1e-3) > 55, "the free type was held to the limit too"
 
