@@ -42,6 +42,7 @@ from taskqueue.models import (
     TaskEvent,
     TaskState,
     WorkerInfo,
+    Workflow,
     validated,
 )
 from taskqueue.redis import Redis, Subscription
@@ -219,6 +220,10 @@ class Client:
     async def get(self, task_id: str) -> Task:
         """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
         return await self.broker.get(task_id)
+
+    async def workflow(self, task_id: str) -> Workflow:
+        """Every task linked to ``task_id`` through dependencies, read at one moment."""
+        return await self.broker.workflow(task_id)
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Several tasks in one round trip, None where a task does not exist."""

@@ -76,7 +76,13 @@ _BOUND_TEXT: Final = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
 
 #: The states ``taskqueue_queue_depth`` reports: where tasks wait or run, and the dead letters.
 #: Succeeded and cancelled records are history (kept as `[retention]` says), not a queue.
-DEPTH_STATES: Final = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
+DEPTH_STATES: Final = (
+    TaskState.BLOCKED,
+    TaskState.PENDING,
+    TaskState.SCHEDULED,
+    TaskState.ACTIVE,
+    TaskState.DEAD,
+)
 
 #: Most (task type, priority) series a process keeps, a second bound behind labelling only
 #: served types (workers may register many); beyond it, new types count under OTHER_TYPE.

@@ -32,6 +32,7 @@ from taskqueue.rates import MAX_RATE_COUNT, RATE_PATTERN, RATE_RULE
 class TaskState(enum.StrEnum):
     """Where a task is in its life. At every moment a task is in exactly one state."""
 
+    BLOCKED = "blocked"  # waiting for the tasks it depends on to finish
     PENDING = "pending"  # ready to run, waiting in its priority queue
     SCHEDULED = "scheduled"  # waiting for a delayed start or a retry backoff
     ACTIVE = "active"  # leased by one worker
@@ -163,6 +164,31 @@ Count = Annotated[int, Meta(ge=0)]
 
 #: Submission fields that exclude each other: a task waits for a delay, or until a time.
 EXCLUSIVE_SUBMISSION_FIELDS: Final = ("delay", "eta")
+#: Tasks one task may depend on: each of their endings touches it.
+MAX_DEPENDENCIES: Final = MAX_BATCH
+
+
+class DependencyFailure(enum.StrEnum):
+    """What becomes of a task when a task it depends on ends dead or cancelled."""
+
+    CANCEL = "cancel"  # it ends cancelled too, naming the dependency (the default)
+    RUN = "run"  # it runs anyway, once every dependency has ended; a failed one's input is null
+
+
+if TYPE_CHECKING:  # as PriorityName: Python code may write the name
+    DependencyFailureName = DependencyFailure | str
+else:
+    DependencyFailureName = DependencyFailure
+
+
+#: A dependency: a task id, or the index of an earlier task of the same batch.
+Dependency = Annotated[
+    str | Annotated[int, Meta(ge=0, lt=MAX_BATCH)],
+    Meta(
+        description="A task id, or the index (from 0) of an earlier task in the same batch.",
+        examples=[0],
+    ),
+]
 
 
 class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -197,6 +223,29 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     idempotency_key: IdempotencyKey | None = None
+    depends_on: (
+        Annotated[
+            list[Dependency],
+            Meta(
+                max_length=MAX_DEPENDENCIES,
+                description="Tasks that must succeed before this one runs: it stays `blocked` "
+                "until then, and its processor receives their results as its inputs, in this "
+                "order. A task id, or the index of an earlier task of the same batch (a chain, "
+                "a group with a callback, any DAG submitted in one call).",
+            ),
+        ]
+        | None
+    ) = None
+    on_dependency_failure: (
+        Annotated[
+            DependencyFailureName,
+            Meta(
+                description="When a dependency ends dead or cancelled: `cancel` this task too "
+                "(the default), or `run` it anyway once all have ended (that input is null)."
+            ),
+        ]
+        | None
+    ) = None
 
 
 #: The longest idempotency window a policy may set (seconds): the same bound as a delay's.
@@ -324,6 +373,8 @@ class SubmitOptions(TypedDict, total=False):
     delay: float | None
     eta: datetime | float | None
     idempotency_key: str | None
+    depends_on: list[str | int] | None
+    on_dependency_failure: DependencyFailure | str | None
 
 
 class Task(Struct, kw_only=True):
@@ -358,10 +409,64 @@ class Task(Struct, kw_only=True):
     worker_id: str | None = None
     cancel_requested: bool = False
     progress: Annotated[Any, Meta(description="The last progress a running task reported.")] = None
+    depends_on: Annotated[
+        list[str], Meta(description="The tasks this one waited for, in the order given.")
+    ] = msgspec.field(default_factory=list)
+    dependents: Annotated[list[str], Meta(description="The tasks that wait for this one.")] = (
+        msgspec.field(default_factory=list)
+    )
+    waiting_for: Annotated[
+        list[str], Meta(description="The dependencies it still waits for (while `blocked`).")
+    ] = msgspec.field(default_factory=list)
+    on_dependency_failure: DependencyFailure = DependencyFailure.CANCEL
+    inputs: Annotated[
+        Any,
+        Meta(
+            description="The results of `depends_on`, in its order, once all ended (null for "
+            "one that failed, when the task runs anyway)."
+        ),
+    ] = None
 
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_retries + 1 - self.attempt)
+
+
+#: Most tasks one read of a workflow returns.
+MAX_WORKFLOW_TASKS: Final = 10_000
+
+
+class WorkflowTask(Struct, kw_only=True, frozen=True):
+    """One task of a workflow, as the workflow's view shows it."""
+
+    id: str
+    type: str
+    state: TaskState
+    priority: Priority
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    dependents: list[str] = msgspec.field(default_factory=list)
+    error: str | None = None
+
+
+class Workflow(Struct, kw_only=True, frozen=True):
+    """Every task linked to one through dependencies, read at one moment (one script)."""
+
+    tasks: Annotated[
+        list[WorkflowTask],
+        Meta(description="Breadth first from the task asked for, which comes first."),
+    ]
+    by_state: Annotated[
+        dict[TaskState, int], Meta(description="How many of the tasks are in each state.")
+    ]
+    complete: Annotated[
+        bool,
+        Meta(description=f"False when the workflow has more than {MAX_WORKFLOW_TASKS} tasks."),
+    ] = True
+
+    @property
+    def finished(self) -> bool:
+        """Every task of it has ended."""
+        return all(t.state.is_terminal for t in self.tasks)
 
 
 class ClaimedTask(Struct, kw_only=True, frozen=True):
@@ -376,6 +481,8 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     timeout_ms: int
     ready_ms: int
     started_ms: int
+    #: The results of the tasks it depended on, in order (None without dependencies).
+    inputs: Any = None
 
 
 class Claim(Struct, frozen=True):

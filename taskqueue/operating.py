@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from taskqueue.broker import CancelOutcome, Page, PolicyView, QueueReport, Submission, Submitted
-from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo, Workflow
 from taskqueue.schedules import Schedule, ScheduleSpec
 
 __all__ = ["Operator"]
@@ -37,6 +37,8 @@ class Operator(Protocol):
     async def served_types(self) -> frozenset[str]: ...
 
     async def get(self, task_id: str) -> Task: ...
+
+    async def workflow(self, task_id: str) -> Workflow: ...
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> Task: ...  # noqa: ASYNC109
 

@@ -97,6 +97,14 @@ class TaskContext:
         return self._task.payload if self._payload is _RAW else self._payload
 
     @property
+    def inputs(self) -> list[Any]:
+        """The results of the tasks this one depended on (``depends_on``), in that order;
+        empty for a task without dependencies. A dependency that failed, for a task that runs
+        anyway, gave None."""
+        inputs = self._task.inputs
+        return inputs if isinstance(inputs, list) else []
+
+    @property
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, and so on."""
         return self._task.attempt

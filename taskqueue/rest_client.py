@@ -53,6 +53,7 @@ from taskqueue.models import (
     TaskEvent,
     TaskState,
     WorkerInfo,
+    Workflow,
     validated,
 )
 from taskqueue.schedules import Schedule, ScheduleSpec, schedule_spec
@@ -314,6 +315,12 @@ class RestClient:
         """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
         _, task = await self._call("GET", f"/tasks/{_segment(task_id)}", Task, task_id=task_id)
         return task
+
+    async def workflow(self, task_id: str) -> Workflow:
+        """Every task linked to ``task_id`` through dependencies, read at one moment."""
+        path = f"/tasks/{_segment(task_id)}/workflow"
+        _, flow = await self._call("GET", path, Workflow, task_id=task_id)
+        return flow
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> Task:  # noqa: ASYNC109
         """Wait until the task ends and return it, woken by its events on the API's event

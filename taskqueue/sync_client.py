@@ -52,6 +52,7 @@ from taskqueue.models import (
     Task,
     TaskState,
     WorkerInfo,
+    Workflow,
     validated,
 )
 from taskqueue.redis import (
@@ -257,6 +258,10 @@ class SyncClient:
     def get(self, task_id: str) -> Task:
         """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
         return self._run(ops.get(self.keys, task_id))
+
+    def workflow(self, task_id: str) -> Workflow:
+        """Every task linked to ``task_id`` through dependencies, read at one moment."""
+        return self._run(ops.workflow(self.keys, task_id))
 
     def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Several tasks in one round trip, None where a task does not exist."""

@@ -189,6 +189,8 @@ async def assert_invariants(broker: Broker) -> None:
         f"types set {sorted(known_types)} != types with tasks {sorted(counted_types)}"
     )
 
+    _assert_dependency_invariants(tasks)
+
     stats = await broker.stats()
     by_state = Counter(TaskState(f["state"]) for f in tasks.values())
     recounted = {state: by_state.get(state, 0) for state in TaskState}
@@ -244,3 +246,35 @@ async def _assert_schedule_invariants(
         if paused != "1"
     }
     assert set(due) == unpaused, f"due schedules {sorted(due)} != unpaused {sorted(unpaused)}"
+
+
+def _assert_dependency_invariants(tasks: dict[str, dict[str, str]]) -> None:
+    """The dependency links agree both ways, and each task's state agrees with its
+    dependencies': a blocked task waits for at least one dependency, each of which has not
+    ended and names it among its dependents; a task that may not run without its dependencies
+    (``on_dependency_failure`` cancel) ran, or runs, only after all of them succeeded.
+    Dependencies whose records were trimmed are not judged."""
+    for task_id, fields in tasks.items():
+        for child in filter(None, fields.get("dependents", "").split(",")):
+            if child in tasks:
+                deps = tasks[child].get("depends_on", "").split(",")
+                assert task_id in deps, f"{child} is a dependent of {task_id} but not its child"
+        deps = [d for d in fields.get("depends_on", "").split(",") if d]
+        state = TaskState(fields["state"])
+        if state is TaskState.BLOCKED:
+            waiting = fields.get("waiting_for", "").split(",")
+            assert waiting != [""], f"blocked task {task_id} waits for nothing"
+            assert len(set(waiting)) == len(waiting), f"{task_id} waits twice: {waiting}"
+            for dep_id in waiting:
+                assert dep_id in deps, f"{task_id} waits for {dep_id}, not a dependency"
+                dep = tasks.get(dep_id)
+                assert dep is not None, f"{task_id} waits for {dep_id}, whose record is gone"
+                assert not TaskState(dep["state"]).is_terminal, (
+                    f"{task_id} waits for {dep_id}, which ended {dep['state']}"
+                )
+                assert task_id in dep.get("dependents", "").split(","), (
+                    f"{dep_id} does not name its dependent {task_id}"
+                )
+        elif deps and state is not TaskState.CANCELLED and fields["on_dependency_failure"] != "run":
+            unmet = [d for d in deps if d in tasks and tasks[d]["state"] != TaskState.SUCCEEDED]
+            assert not unmet, f"{state} task {task_id} ran before {unmet} succeeded"

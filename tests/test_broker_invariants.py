@@ -1,10 +1,12 @@
 """A random walk through every broker operation, checked against a model after every step.
 
-Hypothesis drives submits (of several types, priorities, delays and idempotency keys), claims,
-reports of every kind (some stale), heartbeats, the clock, the reaper, the scheduler, cancels,
-requeues and purges. After each step the storage invariants must hold (:mod:`invariants`), and
-Redis must agree with a plain-Python model of the queue: every task's state and attempt, the
-exact order of every ready list, the registered workers, and which records exist at all.
+Hypothesis drives submits (of several types, priorities, delays and idempotency keys, and
+batches whose tasks depend on each other and on earlier tasks in any state), claims, reports of
+every kind (some stale), heartbeats, the clock, the reaper, the scheduler, cancels, requeues
+and purges, under rate and concurrency limits. After each step the storage invariants must
+hold (:mod:`invariants`), and Redis must agree with a plain-Python model of the queue: every
+task's state and attempt (and what a blocked one waits for), the exact order of every ready
+list, the registered workers, and which records exist at all.
 
 Hypothesis' stateful rules are synchronous, so each step hands its coroutine to a trio loop
 that runs on a thread of its own for the whole test (:class:`TrioThread`).
@@ -102,6 +104,12 @@ class ModelTask:
     ready_ms: int = 0
     finished_ms: int = 0
     cancel_requested: bool = False
+    depends_on: list[str] = attrs.Factory(list)
+    runs_anyway: bool = False
+    #: While blocked: the dependencies it still waits for.
+    waiting_for: list[str] = attrs.Factory(list)
+    #: What the task was submitted with (its inputs, in the broker, once released).
+    error: str | None = None
 
     @property
     def queue(self) -> Queue:
@@ -175,6 +183,8 @@ class BrokerMachine(RuleBasedStateMachine):
         #: rate lets the next task start (the model of claim.lua's GCRA).
         self.limits: dict[str, tuple[float | None, int, int | None]] = {}
         self.next_start: dict[str, float] = {}
+        #: Each task's dependents, in the order they were submitted.
+        self.dependents: dict[str, list[str]] = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -199,7 +209,33 @@ class BrokerMachine(RuleBasedStateMachine):
         self.queues[task.queue].remove(task.id)
 
     def finish(self, task: ModelTask, state: TaskState) -> None:
+        """End ``task`` and settle its dependents, breadth first, as the scripts do: each one
+        waiting for it is released by its last dependency, or cancelled by a failed one."""
         task.state, task.finished_ms = state, self.now()
+        ended = [task]
+        for parent in ended:
+            for child_id in self.dependents.get(parent.id, []):
+                child = self.tasks.get(child_id)
+                if child is None or child.state is not TaskState.BLOCKED:
+                    continue
+                if parent.id not in child.waiting_for:
+                    continue
+                if parent.state is TaskState.SUCCEEDED or child.runs_anyway:
+                    child.waiting_for.remove(parent.id)
+                    if not child.waiting_for:
+                        self.release(child)
+                else:
+                    child.state, child.finished_ms = TaskState.CANCELLED, self.now()
+                    child.error = f"dependency {parent.id} ended {parent.state}"
+                    ended.append(child)
+
+    def release(self, task: ModelTask) -> None:
+        """A task whose dependencies all ended: queued now, or at its delay's end."""
+        if task.ready_ms > self.now():
+            task.state = TaskState.SCHEDULED
+        else:
+            task.state = TaskState.PENDING
+            self.push(task)
 
     def retry_or_pending(self, task: ModelTask, stored_state: TaskState, ready_ms: int) -> None:
         """A failed attempt with retries left: backoff in [0, cap), as the broker reported."""
@@ -271,6 +307,76 @@ class BrokerMachine(RuleBasedStateMachine):
             self.tasks[task.id] = task
             if key:
                 self.idempotency[key] = task.id
+
+    @rule(
+        batch=st.lists(
+            st.tuples(
+                st.sampled_from(TYPES),
+                st.sampled_from(list(Priority)),
+                st.one_of(st.none(), st.integers(0, 60)),
+                st.sampled_from([0, 1]),
+                st.lists(st.integers(0, 1000), max_size=3),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def enqueue_workflow(
+        self, batch: list[tuple[str, Priority, int | None, int, list[int], bool]]
+    ) -> None:
+        """A batch whose tasks depend on earlier ones of it (an even pick) or on known tasks
+        in any state (an odd one)."""
+        if len(self.tasks) + len(batch) > MAX_TASKS:
+            return
+        known = list(self.tasks)
+        wanted = []
+        for n, (task_type, priority, delay, retries, picks, anyway) in enumerate(batch):
+            deps: list[str | int] = []
+            for pick in picks:
+                if pick % 2 == 0 and n > 0:
+                    deps.append(pick // 2 % n)
+                elif known:
+                    deps.append(known[pick % len(known)])
+            wanted.append(
+                Submission(
+                    type=task_type,
+                    priority=priority,
+                    delay=delay,
+                    max_retries=retries,
+                    depends_on=deps or None,
+                    on_dependency_failure="run" if anyway and deps else None,
+                )
+            )
+        submitted = self.run(lambda: self.broker.enqueue_many(wanted))
+        ids = [s.id for s in submitted]
+        for s, result in zip(wanted, submitted, strict=True):
+            deps_ids = [ids[d] if isinstance(d, int) else d for d in s.depends_on or ()]
+            task = ModelTask(
+                result.id,
+                s.type,
+                Priority(s.priority or Priority.MEDIUM),
+                s.max_retries or 0,
+                TaskState.BLOCKED,
+                ready_ms=self.now() + int((s.delay or 0) * 1000),
+                depends_on=deps_ids,
+                runs_anyway=s.on_dependency_failure == "run",
+            )
+            self.tasks[task.id] = task
+            for dep in deps_ids:
+                self.dependents.setdefault(dep, []).append(task.id)
+            ended = [self.tasks[d] for d in deps_ids if self.tasks[d].state.is_terminal]
+            failed = [d for d in ended if d.state is not TaskState.SUCCEEDED]
+            if failed and not task.runs_anyway:
+                task.state, task.finished_ms = TaskState.CANCELLED, self.now()
+                task.error = f"dependency {failed[0].id} ended {failed[0].state}"
+            else:
+                task.waiting_for = list(
+                    dict.fromkeys(d for d in deps_ids if d not in {e.id for e in ended})
+                )
+                if not task.waiting_for:
+                    self.release(task)
+            assert result.state is task.state, (result, task)
 
     @precondition(lambda self: self.has(TaskState.PENDING))
     @rule(
@@ -509,6 +615,7 @@ class BrokerMachine(RuleBasedStateMachine):
             if task.state is TaskState.PENDING:
                 self.unqueue(task)
             self.finish(task, TaskState.CANCELLED)
+            task.error = "cancelled before it ran"
 
     @precondition(lambda self: self.tasks)
     @rule(index=st.integers(0, 1000))
@@ -582,6 +689,12 @@ class BrokerMachine(RuleBasedStateMachine):
             assert found is not None, f"task {task.id} vanished; model: {task}"
             assert (found.state, found.attempt) == (task.state, task.attempt), (found, task)
             assert found.cancel_requested is task.cancel_requested, (found, task)
+            if task.state is TaskState.BLOCKED:
+                assert found.waiting_for == task.waiting_for, (found, task)
+            if task.depends_on:
+                assert found.depends_on == task.depends_on, (found, task)
+                if task.error and task.error.startswith("dependency"):
+                    assert found.error == task.error, (found, task)
         for queue, expected in self.queues.items():
             assert queues[queue] == expected, f"ready list {queue}"
         assert sorted(workers) == sorted(self.workers)

@@ -10,6 +10,7 @@ from conftest import FakeClock
 from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
+from taskqueue.broker.keys import COUNTED_STATES
 from taskqueue.errors import InvalidTaskError, TaskNotFoundError
 from taskqueue.models import PRIORITY_ORDER, Priority, TaskState
 
@@ -22,8 +23,8 @@ Population = dict[TaskState, list[tuple[Any, str, str]]]
 async def populate(broker: Broker, clock: FakeClock) -> Population:
     """Tasks of types a and b in every state, each with its place in its state's listing.
 
-    Listing orders: pending by priority, then type, then first in first out; scheduled by
-    ready time; active by lease deadline; finished states newest first.
+    Listing orders: pending by priority, then type, then first in first out; blocked by
+    creation time; scheduled by ready time; active by lease deadline; finished states newest first.
     """
     tasks: Population = {state: [] for state in TaskState}
     for _ in range(2):
@@ -36,6 +37,9 @@ async def populate(broker: Broker, clock: FakeClock) -> Population:
             running = claimed[0]
             lease = running.started_ms + int(broker.settings.lease_ttl * 1000)
             tasks[TaskState.ACTIVE].append((lease, task_type, running.id))
+            clock.advance(1)
+            blocked = await submit(broker, task_type, depends_on=[running.id])
+            tasks[TaskState.BLOCKED].append((clock(), task_type, blocked))
             for report, state in (
                 (succeeded(claimed[1]), TaskState.SUCCEEDED),
                 (failed(claimed[2]), TaskState.DEAD),
@@ -184,12 +188,10 @@ async def test_stats_match_the_tasks_in_every_state(broker: Broker, clock: FakeC
     }
     assert stats.pending_by_type == {"a": 4, "b": 4}
     assert stats.by_state_and_type == {
-        (state, t): len(expected(tasks, state, t))
-        for state in (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
-        for t in TYPES
+        (state, t): len(expected(tasks, state, t)) for state in COUNTED_STATES for t in TYPES
     }
     assert stats.totals == {
-        "submitted": 16 + 14,
+        "submitted": 16 + 4 + 14,
         "succeeded": 4,
         "failed": 4,
         "dead": 4,

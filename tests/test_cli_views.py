@@ -168,7 +168,7 @@ def test_numbers_are_right_aligned_and_several_views_get_titles() -> None:
     assert blocks[0].splitlines()[:3] == [
         "# tasks by state",
         "STATE      TASKS",
-        "pending        0",
+        "blocked        0",
     ]
     assert blocks[1].splitlines() == [
         "# live tasks by type",

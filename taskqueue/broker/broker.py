@@ -57,6 +57,7 @@ from taskqueue.models import (
     Task,
     TaskState,
     WorkerInfo,
+    Workflow,
 )
 from taskqueue.redis import Redis, ResponseError
 from taskqueue.schedules import Schedule, ScheduleSpec
@@ -360,6 +361,11 @@ class Broker:
         """The task ``idempotency_key`` maps to, read as :meth:`view` reads it; what an
         operator holding only a client's key needs to find its task."""
         return await self._run(operations.view_by_key(self.keys, idempotency_key, cut_at))
+
+    async def workflow(self, task_id: str) -> Workflow:
+        """Every task linked to ``task_id`` through dependencies, in one read: what a
+        workflow's caller polls to see where it stands."""
+        return await self._run(operations.workflow(self.keys, task_id))
 
     async def list_views(
         self,

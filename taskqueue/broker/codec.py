@@ -18,7 +18,7 @@ from taskqueue import _json
 from taskqueue.models import Claim, ClaimedTask, Priority, Task, TaskEvent, WorkerInfo
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
-CLAIM_FIELDS = 8
+CLAIM_FIELDS = 9
 
 
 def _bare(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
@@ -34,10 +34,18 @@ _JSON_FIELDS = frozenset(
     if isinstance(_bare(field.type), msgspec.inspect.AnyType)
 )
 
+#: Fields that hold a list of task ids, stored as comma-separated text (ids have no commas),
+#: which Lua appends to and walks without decoding JSON.
+_ID_LIST_FIELDS = frozenset(
+    field.name
+    for field in msgspec.inspect.type_info(Task).fields  # type: ignore[attr-defined]
+    if isinstance(_bare(field.type), msgspec.inspect.ListType)
+)
+
 
 #: The fields a response may cut (see ``view.lua``): those of any JSON value, left out whole;
 #: those of text, shortened. The rest (ids, names, times, counters) are small by rule.
-CUT_JSON_FIELDS = ("payload", "result", "progress")
+CUT_JSON_FIELDS = ("payload", "result", "progress", "inputs")
 CUT_TEXT_FIELDS = ("error", "traceback")
 assert set(CUT_JSON_FIELDS) == _JSON_FIELDS
 
@@ -46,7 +54,11 @@ def task_from_hash(fields: Mapping[str, str]) -> Task:
     """The task stored in ``fields`` (an HGETALL reply)."""
     loads = _json.loads
     values = {
-        name: loads(value) if name in _JSON_FIELDS else value
+        name: loads(value)
+        if name in _JSON_FIELDS
+        else value.split(",")
+        if name in _ID_LIST_FIELDS
+        else value
         for name, value in fields.items()
         if value != "" and name in _TASK_FIELDS
     }
@@ -68,6 +80,7 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
             timeout_ms=int(reply[i + 6]),
             ready_ms=int(reply[i + 7]),
             started_ms=started_ms,
+            inputs=loads(reply[i + 8]) if reply[i + 8] else None,
         )
         for i in range(1, len(reply), CLAIM_FIELDS)
     ]

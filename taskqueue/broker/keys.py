@@ -20,6 +20,7 @@ LAYOUT: dict[str, str] = {
     "task": "t:{id}",  # hash: the task record (see codec.py for its fields)
     "ready": "q:{priority}:{type}",  # list: ids of pending tasks, FIFO
     "scheduled": "scheduled",  # zset: id -> ready time (delayed starts and retry backoffs)
+    "blocked": "blocked",  # zset: id -> creation time (tasks waiting for their dependencies)
     "active": "active",  # zset: id -> lease deadline
     "succeeded": "succeeded",  # zset: id -> finish time (trimmed after the result TTL)
     "dead": "dead",  # zset: id -> time of death (the dead-letter queue)
@@ -46,6 +47,7 @@ LAYOUT: dict[str, str] = {
 
 #: The states whose members live in a sorted set, and which set.
 STATE_ZSETS: dict[TaskState, str] = {
+    TaskState.BLOCKED: "blocked",
     TaskState.SCHEDULED: "scheduled",
     TaskState.ACTIVE: "active",
     TaskState.SUCCEEDED: "succeeded",
@@ -55,7 +57,13 @@ STATE_ZSETS: dict[TaskState, str] = {
 
 #: States counted per priority and type in the counts hash. Succeeded and cancelled tasks are
 #: counted by their sorted sets' ZCARD instead, since they are trimmed in bulk when they expire.
-COUNTED_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD)
+COUNTED_STATES = (
+    TaskState.BLOCKED,
+    TaskState.PENDING,
+    TaskState.SCHEDULED,
+    TaskState.ACTIVE,
+    TaskState.DEAD,
+)
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -74,6 +82,7 @@ class Keys:
         self.prefix = prefix_for(namespace)
         p = self.prefix
         self.scheduled = p + LAYOUT["scheduled"]
+        self.blocked = p + LAYOUT["blocked"]
         self.active = p + LAYOUT["active"]
         self.succeeded = p + LAYOUT["succeeded"]
         self.dead = p + LAYOUT["dead"]

@@ -84,6 +84,7 @@ from taskqueue.models import (
     DEFAULT_PAGE,
     HELD_FRESH_MS,
     MAX_PAGE,
+    MAX_WORKFLOW_TASKS,
     PRIORITY_ORDER,
     Claim,
     Policy,
@@ -92,6 +93,8 @@ from taskqueue.models import (
     Task,
     TaskState,
     WorkerInfo,
+    Workflow,
+    WorkflowTask,
     validated,
 )
 from taskqueue.outcomes import OutcomeKind
@@ -164,7 +167,7 @@ def enqueue_many(
     ids = new_task_ids(len(submissions), now)
     for index, submission in enumerate(submissions):
         try:
-            args += task_fields(settings, submission, ids[index], now)
+            args += task_fields(settings, submission, ids[index], now, index)
         except InvalidTaskError as exc:
             if len(submissions) > 1:
                 raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
@@ -266,6 +269,20 @@ def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
         _, task_type, depth, limit = error.split()
         return QueueFullError(
             f"queue of task type {task_type!r} is full: {depth} pending, limit {limit}"
+        )
+    if error.startswith("NODEPENDENCY"):
+        _, at, dep = error.split()
+        position = int(at)
+        submission = submissions[position]
+        n = next(
+            (n for n, d in enumerate(submission.depends_on or ()) if str(d) == dep.lstrip("#")),
+            0,
+        )
+        field = f"depends_on.{n}" if len(submissions) == 1 else f"{position}.depends_on.{n}"
+        return InvalidTaskError(
+            f"depends on task {dep!r}, which does not exist (never submitted, or its record"
+            " expired)",
+            field=field,
         )
     if error.startswith("UNSERVED"):
         task_type = error.split()[1]
@@ -561,6 +578,30 @@ def view_by_key(keys: Keys, idempotency_key: str, cut_at: int) -> Operation[Task
     if not reply:
         raise IdempotencyKeyNotFoundError(idempotency_key)
     return _task_view(reply)
+
+
+def workflow(keys: Keys, task_id: str) -> Operation[Workflow]:
+    """Every task linked to ``task_id`` through dependencies, read in one script;
+    :class:`TaskNotFoundError` if there is no such task."""
+    reply = yield _script(keys, "view_workflow", task_id, MAX_WORKFLOW_TASKS)
+    if not reply:
+        raise TaskNotFoundError(task_id)
+    tasks = [
+        WorkflowTask(
+            id=reply[i],
+            type=reply[i + 1],
+            state=TaskState(reply[i + 2]),
+            priority=Priority(reply[i + 3]),
+            depends_on=reply[i + 4].split(",") if reply[i + 4] else [],
+            dependents=reply[i + 5].split(",") if reply[i + 5] else [],
+            error=reply[i + 6] or None,
+        )
+        for i in range(1, len(reply), 7)
+    ]
+    by_state = {state: 0 for state in TaskState}
+    for task in tasks:
+        by_state[task.state] += 1
+    return Workflow(tasks=tasks, by_state=by_state, complete=reply[0] == 1)
 
 
 def view_many(keys: Keys, task_ids: Sequence[str], cut_at: int) -> Operation[list[TaskView | None]]:

@@ -34,6 +34,7 @@ class Scripts:
     set_policy: Script
     view: Script
     view_by_key: Script
+    view_workflow: Script
     put_schedule: Script
     due_schedules: Script
     fire_schedules: Script

@@ -2,8 +2,9 @@
 
 The constraints are the model's (:class:`~taskqueue.models.Submission`); what a Struct cannot
 say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding each other,
-and an ``eta`` within reach of *now*. :func:`task_fields` turns one submission into the eight
-fields enqueue.lua takes, or raises :class:`~taskqueue.InvalidTaskError` naming the field.
+an ``eta`` within reach of *now*, and a dependency by index naming an earlier task of the
+batch. :func:`task_fields` turns one submission into the nine fields enqueue.lua takes, or
+raises :class:`~taskqueue.InvalidTaskError` naming the field.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from taskqueue.models import (
     MAX_TIMEOUT,
     MAX_TYPE_LENGTH,
     TYPE_RULE,
+    DependencyFailure,
     MaxRetries,
     Submission,
     TaskType,
@@ -71,8 +73,10 @@ def _fits(value: object, kind: object) -> bool:
     return True
 
 
-def task_fields(settings: BrokerSettings, s: Submission, task_id: str, now: int) -> list[str | int]:
-    """The 8 enqueue.lua fields of one submission, validated."""
+def task_fields(
+    settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
+) -> list[str | int]:
+    """The 9 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -97,7 +101,34 @@ def task_fields(settings: BrokerSettings, s: Submission, task_id: str, now: int)
         "" if s.timeout is None else math.ceil(s.timeout * 1000),
         _ready_ms(s, now),
         s.idempotency_key or "",
+        _dependencies(s, position),
     ]
+
+
+def _dependencies(s: Submission, position: int) -> str:
+    """enqueue.lua's dependencies field: '' or "<cancel|run> <dep>,<dep>...", an index of the
+    batch written as '#<index>'. An index must name an earlier task, so a batch is acyclic."""
+    if not s.depends_on:
+        if s.on_dependency_failure is not None:
+            raise InvalidTaskError(
+                "on_dependency_failure needs depends_on", field="on_dependency_failure"
+            )
+        return ""
+    deps = []
+    for n, dep in enumerate(s.depends_on):
+        if isinstance(dep, int):
+            if dep >= position:
+                raise InvalidTaskError(
+                    f"index {dep} does not name an earlier task of the batch (this is task"
+                    f" {position}); a task may depend only on those before it",
+                    field=f"depends_on.{n}",
+                )
+            deps.append(f"#{dep}")
+        elif not dep or any(c in dep for c in ", #"):
+            raise InvalidTaskError(f"{dep!r} is not a task id", field=f"depends_on.{n}")
+        else:
+            deps.append(dep)
+    return f"{s.on_dependency_failure or DependencyFailure.CANCEL} {','.join(deps)}"
 
 
 def _ready_ms(s: Submission, now: int) -> int:

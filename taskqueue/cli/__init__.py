@@ -49,7 +49,7 @@ from taskqueue.cli.plugins import plugins
 from taskqueue.cli.policy import policy_group
 from taskqueue.cli.schedules import schedules_group
 from taskqueue.cli.systemd import systemd_group
-from taskqueue.cli.tasks import cancel, status, submit, tasks
+from taskqueue.cli.tasks import cancel, status, submit, tasks, workflow
 
 __all__ = [
     "EXIT_BUSY",
@@ -93,6 +93,7 @@ class _Commands(click.Group):
 OVER_API = (
     "submit",
     "status",
+    "workflow",
     "cancel",
     "tasks",
     "workers",
@@ -119,7 +120,7 @@ def main(
 ) -> None:
     """taskqueue: a distributed task queue on trio and Redis.
 
-    With --api URL (and --token-file), the operator tools (submit, status, cancel, tasks,
+    With --api URL (and --token-file), the operator tools (submit, status, workflow, cancel, tasks,
     workers, queues, dlq, policy, pause, resume, schedules) run through the REST API instead
     of Redis.
     """
@@ -141,6 +142,7 @@ for command in (
     server,
     submit,
     status,
+    workflow,
     cancel,
     tasks,
     workers,

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import attrs
 import click
+import msgspec
 import trio
 from rich.text import Text
 
@@ -34,8 +35,9 @@ from taskqueue.cli.views import (
     state_text,
     task_details,
     task_listing,
+    workflow_listing,
 )
-from taskqueue.models import Task, TaskState
+from taskqueue.models import DependencyFailure, Task, TaskState
 from taskqueue.operating import Operator
 from taskqueue.wire import submitted_json, task_json
 
@@ -65,6 +67,18 @@ from taskqueue.wire import submitted_json, task_json
 )
 @click.option("--delay", **DURATION, help="Start no sooner than this from now, e.g. 10s, 1h.")
 @click.option("--idempotency-key", help="Submitting the same key again returns the first task.")
+@click.option(
+    "--after",
+    "depends_on",
+    metavar="ID",
+    multiple=True,
+    help="Run once this task succeeded, with its result as an input (repeat for several).",
+)
+@click.option(
+    "--run-anyway",
+    is_flag=True,
+    help="With --after: run even if one of them ends dead or cancelled (else cancelled too).",
+)
 @click.option(
     "--count",
     type=click.IntRange(min=1),
@@ -107,6 +121,8 @@ def submit(
     timeout: float | None,
     delay: float | None,
     idempotency_key: str | None,
+    depends_on: tuple[str, ...],
+    run_anyway: bool,
     count: int,
     batch: int,
     wait: bool,
@@ -123,6 +139,7 @@ def submit(
       taskqueue submit http.request --payload '{"url": "https://example.com/hook"}'
       taskqueue submit echo --payload-file job.json --wait
       taskqueue submit noop --count 10000
+      taskqueue submit report.send --after 0190c3a1-...   # runs once that task succeeded
     """
     if count > 1 and wait:
         fail("--wait follows one task; `taskqueue bench` submits many and waits for them")
@@ -130,6 +147,8 @@ def submit(
         fail("--idempotency-key with --count would make every copy the same task")
     if wait_timeout is not None and not wait:
         fail("--wait-timeout needs --wait")
+    if run_anyway and not depends_on:
+        fail("--run-anyway needs --after")
     value = read_payload(payload, payload_file)
     s = Session.start(config_path, flags, json_mode)
     submission = Submission(
@@ -140,6 +159,8 @@ def submit(
         timeout=timeout,
         delay=delay,
         idempotency_key=idempotency_key,
+        depends_on=list(depends_on) or None,
+        on_dependency_failure=DependencyFailure.RUN if run_anyway else None,
     )
     if unserved_grace <= 0:
         fail("--unserved-grace must be above 0")
@@ -265,6 +286,20 @@ def status(
         s.out.json(task_json(task))
     else:
         s.out.show(task_details(task, wall_clock_ms(), traceback=traceback))
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@client_options
+def workflow(task_id: str, config_path: str | None, json_mode: bool, **flags: Any) -> None:
+    """Show every task linked to one through dependencies, read at one moment (exit 3 if
+    there is no such task)."""
+    s = Session.start(config_path, flags, json_mode)
+    flow = s.call(lambda client: client.workflow(task_id))
+    if json_mode:
+        s.out.json(msgspec.to_builtins(flow))
+    else:
+        s.out.show(workflow_listing(flow))
 
 
 @click.command()

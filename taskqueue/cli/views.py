@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from rich.text import Text
 
-from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo
+from taskqueue.models import (
+    DependencyFailure,
+    QueueStats,
+    Task,
+    TaskState,
+    WorkerInfo,
+    Workflow,
+)
 from taskqueue.wire import iso
 
 if TYPE_CHECKING:  # importing the plugin machinery costs every command 0.15s
@@ -24,6 +31,7 @@ if TYPE_CHECKING:  # importing the plugin machinery costs every command 0.15s
 
 #: How each state is coloured on a terminal; the words themselves are what pipes get.
 STATE_STYLES: dict[TaskState, str] = {
+    TaskState.BLOCKED: "dim",
     TaskState.PENDING: "yellow",
     TaskState.SCHEDULED: "cyan",
     TaskState.ACTIVE: "bold blue",
@@ -141,6 +149,7 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         pairs.append(("idempotency key", task.idempotency_key))
     if task.cancel_requested and not task.state.is_terminal:
         pairs.append(("cancel", Text("requested", style="magenta")))
+    pairs += _links(task)
     if task.progress is not None:
         pairs.append(("progress", json.dumps(task.progress, ensure_ascii=False)))
     if task.state is TaskState.SUCCEEDED:
@@ -156,6 +165,20 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         hint = f"{lines} lines: taskqueue status {task.id} --traceback"
         pairs.append((f"{earlier}traceback", Text(hint, style="dim")))
     return Details(pairs, title=f"task {task.id}")
+
+
+def _links(task: Task) -> list[tuple[str, Cell]]:
+    """The task's dependencies and dependents, one id a line (an empty name continues)."""
+    pairs: list[tuple[str, Cell]] = []
+    for name, ids in (("depends on", task.depends_on), ("dependents", task.dependents)):
+        pairs += [(name if n == 0 else "", task_id) for n, task_id in enumerate(ids)]
+    if task.state is TaskState.BLOCKED:
+        pairs += [("waits for" if n == 0 else "", i) for n, i in enumerate(task.waiting_for)]
+    if task.depends_on and task.on_dependency_failure is DependencyFailure.RUN:
+        pairs.append(("if one fails", "runs anyway"))
+    if task.inputs is not None:
+        pairs.append(("inputs", json.dumps(task.inputs, ensure_ascii=False)))
+    return pairs
 
 
 def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None) -> Listing:
@@ -187,6 +210,29 @@ def task_listing(tasks: Sequence[Task], now_ms: int, *, title: str | None = None
         title=title,
         empty="no tasks",
         optional=(3, 4, 5),
+    )
+
+
+def workflow_listing(flow: Workflow) -> Listing:
+    """A workflow's tasks as rows, in the order read (the one asked for first), with what
+    each waits for; the title counts them by state."""
+    states = ", ".join(f"{n} {state}" for state, n in flow.by_state.items() if n)
+    more = "" if flow.complete else f" (the first {len(flow.tasks)})"
+    rows: list[tuple[Cell, ...]] = [
+        (
+            t.id,
+            t.type,
+            state_text(t.state),
+            ", ".join(t.depends_on) or "-",
+            compact(t.error) if t.error else "",
+        )
+        for t in flow.tasks
+    ]
+    return Listing(
+        ("ID", "TYPE", "STATE", "DEPENDS ON", "ERROR"),
+        rows,
+        title=f"workflow of {len(flow.tasks)} tasks{more}: {states}",
+        optional=(4, 3),
     )
 
 
@@ -230,12 +276,18 @@ def stats_views(stats: QueueStats) -> list[View]:
     for (state, task_type), count in stats.by_state_and_type.items():
         by_type.setdefault(task_type, {})[state] = count
     held = stats.held_by_limit  # a column only while a limit holds some type back
+    # and one of blocked tasks only while some task waits for its dependencies
+    shown = (
+        (TaskState.BLOCKED, *_TYPE_STATES)
+        if stats.by_state.get(TaskState.BLOCKED)
+        else _TYPE_STATES
+    )
     types = Listing(
-        ("TYPE", *(s.value.upper() for s in _TYPE_STATES), *(("HELD BY",) if held else ())),
+        ("TYPE", *(s.value.upper() for s in shown), *(("HELD BY",) if held else ())),
         [
             (
                 task_type,
-                *(str(counts.get(s, 0)) for s in _TYPE_STATES),
+                *(str(counts.get(s, 0)) for s in shown),
                 *(
                     (Text(held[task_type], style="yellow") if task_type in held else "-",)
                     * bool(held)
@@ -246,7 +298,7 @@ def stats_views(stats: QueueStats) -> list[View]:
         ],
         title="live tasks by type",
         empty="no live tasks",
-        numeric=frozenset(range(1, len(_TYPE_STATES) + 1)),
+        numeric=frozenset(range(1, len(shown) + 1)),
     )
     totals = Listing(
         ("EVENT", "SINCE START"),

@@ -7,6 +7,7 @@ an ``UNSPECIFIED`` enum value meaning "the default", request field names in erro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import betterproto
 
@@ -17,6 +18,7 @@ from taskqueue.errors import InvalidTaskError
 from taskqueue.models import (
     DEFAULT_PAGE,
     MAX_BATCH,
+    DependencyFailure,
     Policy,
     Priority,
     QueueStats,
@@ -24,6 +26,7 @@ from taskqueue.models import (
     TaskEvent,
     TaskState,
     WorkerInfo,
+    Workflow,
     validated,
 )
 from taskqueue.schedules import Schedule, ScheduleSpec
@@ -53,7 +56,27 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         delay=request.delay_seconds,
         eta=None if request.eta_ms is None else request.eta_ms / 1000,
         idempotency_key=request.idempotency_key or idempotency_key or None,
+        depends_on=[dependency(d, n) for n, d in enumerate(request.depends_on)] or None,
+        on_dependency_failure=dependency_failure(request.on_dependency_failure),
     )
+
+
+def dependency(message: pb.Dependency, n: int) -> str | int:
+    """A dependency's task id, or its index in the batch."""
+    ref, value = betterproto.which_one_of(message, "ref")
+    if not ref:
+        raise InvalidTaskError("give a task_id or an index", field=f"depends_on.{n}")
+    return cast("str | int", value)
+
+
+def dependency_failure(value: pb.DependencyFailure) -> DependencyFailure | None:
+    if value == pb.DependencyFailure.UNSPECIFIED:
+        return None
+    if value.name is None:
+        raise InvalidTaskError(
+            f"unknown on_dependency_failure {int(value)}", field="on_dependency_failure"
+        )
+    return DependencyFailure(value.name.lower())
 
 
 def json_value(text: str, field: str) -> object:
@@ -95,9 +118,12 @@ def request_field(exc: InvalidTaskError) -> InvalidTaskError:
     ``timeout_seconds``, a batch's ``2.timeout`` -> ``tasks[2].timeout_seconds``."""
     if exc.field is None:
         return exc
-    index, dot, name = exc.field.rpartition(".")
-    name = _FIELD_NAMES.get(name, name)
-    field = f"tasks[{index}].{name}" if dot else name
+    index, dot, path = exc.field.partition(".")
+    if not (dot and index.isdigit()):
+        index, path = "", exc.field
+    name, dot, at = path.partition(".")  # depends_on.2 -> depends_on[2]
+    name = _FIELD_NAMES.get(name, name) + (f"[{at}]" if dot else "")
+    field = f"tasks[{index}].{name}" if index else name
     return type(exc)(str(exc), field=field)
 
 
@@ -268,11 +294,42 @@ def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.T
         cancel_requested=task.cancel_requested,
         progress_json=None if task.progress is None else _json.dumps(task.progress),
         truncated={_JSON_NAMES.get(name, name): size for name, size in truncated.items()},
+        depends_on=list(task.depends_on),
+        dependents=list(task.dependents),
+        waiting_for=list(task.waiting_for),
+        on_dependency_failure=pb.DependencyFailure[task.on_dependency_failure.name]
+        if task.depends_on
+        else pb.DependencyFailure.UNSPECIFIED,
+        inputs_json=None if task.inputs is None else _json.dumps(task.inputs),
     )
 
 
 #: The model's names for JSON fields -> the message's.
-_JSON_NAMES = {"payload": "payload_json", "result": "result_json", "progress": "progress_json"}
+_JSON_NAMES = {
+    "payload": "payload_json",
+    "result": "result_json",
+    "progress": "progress_json",
+    "inputs": "inputs_json",
+}
+
+
+def workflow_message(flow: Workflow) -> pb.Workflow:
+    return pb.Workflow(
+        tasks=[
+            pb.WorkflowTask(
+                id=t.id,
+                type=t.type,
+                state=pb.TaskState[t.state.name],
+                priority=pb.Priority[t.priority.name],
+                depends_on=t.depends_on,
+                dependents=t.dependents,
+                error=t.error,
+            )
+            for t in flow.tasks
+        ],
+        by_state={state.value: n for state, n in flow.by_state.items()},
+        complete=flow.complete,
+    )
 
 
 def view_message(view: TaskView) -> pb.Task:

@@ -70,6 +70,10 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             await self.broker.view(task_id, self.broker.settings.max_payload_bytes)
         )
 
+    async def get_workflow(self, request: pb.GetWorkflowRequest) -> pb.Workflow:
+        task_id = convert.required(request.id, "id")
+        return convert.workflow_message(await self.broker.workflow(task_id))
+
     async def list_tasks(self, request: pb.ListTasksRequest) -> pb.ListTasksResponse:
         page = await self.broker.list_views(
             convert.state_of(request.state),

@@ -16,7 +16,7 @@ from taskqueue.api.rest.routing import (
 )
 from taskqueue.api.rest.send import Response
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import DEFAULT_PAGE, MAX_PAGE, IdempotencyKey, TaskState
+from taskqueue.models import DEFAULT_PAGE, MAX_PAGE, IdempotencyKey, TaskState, Workflow
 from taskqueue.wire import (
     BatchResult,
     Submission,
@@ -145,6 +145,25 @@ async def submit_tasks(call: Call) -> Response:
 )
 async def get_task(call: Call) -> Response:
     return json_response(await single_document(call, call.path["task_id"]))
+
+
+@routes.add(
+    Operation(
+        method="GET",
+        path=f"{API_PREFIX}/tasks/{{task_id}}/workflow",
+        operation_id="getWorkflow",
+        summary="Get the workflow a task belongs to",
+        description="Every task linked to this one through `depends_on` and `dependents`, "
+        "read at one moment: each one's state and links, and how many are in each state.",
+        tag="tasks",
+        access=Access.READ,
+        path_params=(TASK_ID,),
+        replies={200: Reply("The workflow, this task first.", Workflow)},
+        errors={404: _NOT_FOUND},
+    )
+)
+async def get_workflow(call: Call) -> Response:
+    return json_response(await call.api.context.broker.workflow(call.path["task_id"]))
 
 
 @routes.add(

@@ -156,8 +156,45 @@ local function make_scheduled(id, priority, ttype, at, fields)
   event(id, ttype, S_SCHEDULED)
 end
 
--- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled).
-local function make_final(id, priority, ttype, state, now, fields)
+-- Dependencies. A task submitted with `depends_on` is stored blocked, its field 'waiting_for'
+-- naming the dependencies that have not ended (comma-separated ids), and each dependency's
+-- field 'dependents' names it. When a task ends, make_final settles its dependents in the same
+-- script: a success (or any end, for a dependent that runs anyway) takes it off the
+-- dependent's 'waiting_for', and the last one releases the dependent with its dependencies'
+-- results as 'inputs'; a dead or cancelled dependency cancels the dependent, which settles its
+-- own dependents in turn. Only a dependency the dependent still waits for counts, so a task
+-- that ends twice (dead, requeued, ended again) settles nothing twice; and the attempt fences
+-- every report, so each dependent is released or cancelled exactly once, whichever script
+-- and worker end its dependencies.
+
+local function make_blocked(id, priority, ttype, now, ready_ms, fields)
+  -- Written at once, not at flush(): a task blocked and released by one script must not
+  -- come back in the set.
+  redis.call('ZADD', K_BLOCKED, now, id)
+  redis.call('HSET', key_task(id), 'state', S_BLOCKED, 'ready_ms', ready_ms, unpack(fields))
+  count_state(S_BLOCKED, priority, ttype, 1)
+  event(id, ttype, S_BLOCKED)
+end
+
+-- The results of the tasks in `ids` (comma-separated), in order, as one JSON array: null for
+-- one that did not succeed (or whose record is gone).
+local function inputs_of(ids)
+  local results = {}
+  for dep in string.gmatch(ids, '[^,]+') do
+    local f = redis.call('HMGET', key_task(dep), 'state', 'result')
+    local result = f[1] == S_SUCCEEDED and f[2] or ''
+    results[#results + 1] = result ~= '' and result or 'null'
+  end
+  return '[' .. table.concat(results, ',') .. ']'
+end
+
+local settle  -- defined after make_final, which it calls (and which calls it)
+local settling = nil  -- while settle() runs: ended tasks whose dependents are still to settle
+
+-- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled), and
+-- settle its dependents. `dependents` is its field of that name when the caller has read it
+-- (false: none); nil reads it.
+local function make_final(id, priority, ttype, state, now, fields, dependents)
   append(zadds, STATE_ZSET[state], now, id)
   redis.call('HSET', key_task(id), 'state', state, 'finished_ms', now, unpack(fields))
   if state == S_DEAD then
@@ -165,6 +202,22 @@ local function make_final(id, priority, ttype, state, now, fields)
   end
   count('total|' .. state, 1)
   event(id, ttype, state)
+  if dependents == nil then
+    dependents = redis.call('HGET', key_task(id), 'dependents')
+  end
+  if dependents and dependents ~= '' then
+    if settling then  -- a dependent cancelled while settling: its turn comes in the loop
+      settling[#settling + 1] = {id, state, dependents}
+    else
+      settling = {{id, state, dependents}}
+      local i = 1
+      while i <= #settling do
+        settle(settling[i], now)
+        i = i + 1
+      end
+      settling = nil
+    end
+  end
 end
 
 -- Remove `id` from the structure of its current live state (never a terminal one).
@@ -175,6 +228,44 @@ local function take_out(id, state, priority, ttype)
     redis.call('ZREM', STATE_ZSET[state], id)
   end
   count_state(state, priority, ttype, -1)
+end
+
+-- Release or cancel the dependents of one ended task: `ended` is {id, state, dependents}.
+settle = function(ended, now)
+  local parent, state = ended[1], ended[2]
+  for child in string.gmatch(ended[3], '[^,]+') do
+    local key = key_task(child)
+    local c = redis.call('HMGET', key, 'state', 'priority', 'type', 'on_dependency_failure', 'ready_ms', 'depends_on', 'waiting_for')
+    local rest, waited = {}, false
+    for dep in string.gmatch(c[1] == S_BLOCKED and c[7] or '', '[^,]+') do
+      if dep == parent then
+        waited = true
+      else
+        rest[#rest + 1] = dep
+      end
+    end
+    if waited then
+      local priority, ttype = c[2], c[3]
+      if state == S_SUCCEEDED or c[4] == 'run' then
+        if #rest > 0 then
+          redis.call('HSET', key, 'waiting_for', table.concat(rest, ','))
+        else
+          take_out(child, S_BLOCKED, priority, ttype)
+          local fields = {'inputs', inputs_of(c[6]), 'waiting_for', ''}
+          local ready_ms = tonumber(c[5])
+          if ready_ms > now then
+            make_scheduled(child, priority, ttype, ready_ms, fields)
+          else
+            make_ready(child, priority, ttype, now, false, fields)
+          end
+        end
+      else
+        take_out(child, S_BLOCKED, priority, ttype)
+        make_final(child, priority, ttype, S_CANCELLED, now,
+          {'error', 'dependency ' .. parent .. ' ended ' .. state})
+      end
+    end
+  end
 end
 
 -- A failed attempt (the processor raised, timed out, or its worker died): retry after

@@ -1,4 +1,5 @@
--- Cancel a task. Pending and scheduled tasks are cancelled at once; an active task is flagged
+-- Cancel a task. Blocked, pending and scheduled tasks are cancelled at once (and dependents
+-- that may not run without it with them); an active task is flagged
 -- and its worker told on the cancel channel (it cancels the processor and reports 'cancelled';
 -- should it die first, the reaper sees the flag and cancels the task).
 -- KEYS[1]  namespace prefix
@@ -14,7 +15,7 @@ local state, priority, ttype = f[1], f[2], f[3]
 if not state then
   return redis.error_reply('NOTFOUND ' .. id)
 end
-if state == S_PENDING or state == S_SCHEDULED then
+if state == S_PENDING or state == S_SCHEDULED or state == S_BLOCKED then
   take_out(id, state, priority, ttype)
   make_final(id, priority, ttype, S_CANCELLED, now, {'error', 'cancelled before it ran'})
   flush()

@@ -15,8 +15,8 @@
 -- leaves room for; a paused type none. A type held back is noted in K_HELD for stats and
 -- metrics.
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
---          then 8 fields per claimed task: id, type, priority, payload, attempt, max_retries,
---          timeout_ms, ready_ms.
+--          then 9 fields per claimed task: id, type, priority, payload, attempt, max_retries,
+--          timeout_ms, ready_ms, inputs ('' for a task without dependencies).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
@@ -89,7 +89,7 @@ local function take(priority, ttype, n)
   end
   for _, id in ipairs(ids) do
     local key = key_task(id)
-    local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms')
+    local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs')
     local attempt = tonumber(f[2]) + 1
     redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
     leases[#leases + 1] = deadline
@@ -97,6 +97,7 @@ local function take(priority, ttype, n)
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
     out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
+    out[o + 9] = f[6] or ''
     event(id, ttype, S_ACTIVE)
   end
   count_state(S_PENDING, priority, ttype, -#ids)

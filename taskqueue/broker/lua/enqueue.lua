@@ -6,9 +6,15 @@
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
 --           max_task_types): used only where neither policy layer sets the setting (see
 --           taskqueue/broker/policy.py)
--- ARGV[10..] 8 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
---           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none).
---           An empty priority, max_retries or timeout_ms takes the type's policy.
+-- ARGV[10..] 9 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+--           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
+--           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
+--           or '#<index>' of an earlier task of the batch; the word says what a dead or
+--           cancelled dependency does to the task). An empty priority, max_retries or
+--           timeout_ms takes the type's policy.
+-- A task with dependencies that have not all ended is stored blocked; the end of the last one
+-- releases it (see _lib.lua). One that depends on a task already dead or cancelled is cancelled
+-- at once (unless it runs anyway); on tasks that all ended, it is queued with their results.
 -- Returns: {per task {id, created (1) or found by its idempotency key (0), state, priority},
 --           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
 -- Errors:  "BADTYPE <index>" when task <index> (0-based) has a type name outside TYPE_RULE
@@ -16,15 +22,28 @@
 --          "QUEUEFULL <type> <depth> <limit>" when the batch would push a type over its limit;
 --          "TOOMANYTYPES <type> <types> <limit>" when a type without tasks would make more
 --          distinct types with tasks than the global max_task_types (0: no limit);
---          "UNSERVED <type>" when a type no live worker serves is refused; nothing is written.
+--          "UNSERVED <type>" when a type no live worker serves is refused;
+--          "NODEPENDENCY <index> <id>" when task <index> depends on a task that does not exist;
+--          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 10, 8
+local FIRST, FIELDS = 10, 9
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES = 1, 2, 3, 4, 5, 6, 7
 
 for i = FIRST, #ARGV, FIELDS do
   if not valid_type(ARGV[i + 1]) then
     return redis.error_reply('BADTYPE ' .. ((i - FIRST) / FIELDS))
+  end
+  local index = (i - FIRST) / FIELDS
+  for dep in string.gmatch(string.match(ARGV[i + 8], ' (.*)$') or '', '[^,]+') do
+    if string.sub(dep, 1, 1) == '#' then
+      local earlier = tonumber(string.sub(dep, 2))
+      if not earlier or earlier >= index then
+        return redis.error_reply('NODEPENDENCY ' .. index .. ' ' .. dep)
+      end
+    elseif redis.call('EXISTS', key_task(dep)) == 0 then
+      return redis.error_reply('NODEPENDENCY ' .. index .. ' ' .. dep)
+    end
   end
 end
 
@@ -118,6 +137,43 @@ for ttype, n in pairs(adding) do
   end
 end
 
+-- Dependencies of task `id` ("<word> <deps>"): their ids and fields to store, how many have
+-- not ended, and why the task must be cancelled (nil: it may run). Links from each dependency
+-- to it go into `links`, written after the batch (one write per dependency): those that have
+-- not ended settle it when they do, and every one names it, so a workflow reads whole from any
+-- of its tasks.
+local links = {}
+local batch_ids = {}
+local function dependencies_of(id, spec)
+  local word, list = string.match(spec, '^(%a+) (.*)$')
+  local ids, unended, failed, seen = {}, {}, nil, {}
+  for dep in string.gmatch(list, '[^,]+') do
+    if string.sub(dep, 1, 1) == '#' then
+      dep = batch_ids[tonumber(string.sub(dep, 2)) + 1]
+    end
+    ids[#ids + 1] = dep
+    local state = redis.call('HGET', key_task(dep), 'state')
+    if state == S_DEAD or state == S_CANCELLED then
+      if word ~= 'run' and not failed then
+        failed = 'dependency ' .. dep .. ' ended ' .. state
+      end
+    elseif state ~= S_SUCCEEDED and not seen[dep] then
+      seen[dep] = true
+      unended[#unended + 1] = dep
+    end
+  end
+  for _, dep in ipairs(ids) do
+    append(links, dep, id)
+  end
+  local deps = table.concat(ids, ',')
+  local fields = {'depends_on', deps, 'on_dependency_failure', word}
+  if #unended > 0 then
+    fields[#fields + 1] = 'waiting_for'
+    fields[#fields + 1] = table.concat(unended, ',')
+  end
+  return deps, fields, #unended, failed
+end
+
 local result = {}
 for i = FIRST, #ARGV, FIELDS do
   local id, ttype, priority, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -140,13 +196,35 @@ for i = FIRST, #ARGV, FIELDS do
   if existing then
     local known = redis.call('HMGET', key_task(existing), 'state', 'priority')
     result[#result + 1] = {existing, 0, known[1], known[2]}
+    batch_ids[#batch_ids + 1] = existing
   else
+    batch_ids[#batch_ids + 1] = id
     local fields = {
       'id', id, 'type', ttype, 'priority', priority, 'payload', payload, 'attempt', 0,
       'max_retries', max_retries, 'timeout_ms', timeout_ms, 'created_ms', now,
       'idempotency_key', idem}
     count('total|submitted', 1)
-    if ready_ms > now then
+    local unended, failed = 0, nil
+    if ARGV[i + 8] ~= '' then
+      local deps, more
+      deps, more, unended, failed = dependencies_of(id, ARGV[i + 8])
+      for _, v in ipairs(more) do
+        fields[#fields + 1] = v
+      end
+      if not failed and unended == 0 then
+        fields[#fields + 1] = 'inputs'
+        fields[#fields + 1] = inputs_of(deps)
+      end
+    end
+    if failed then
+      fields[#fields + 1] = 'error'
+      fields[#fields + 1] = failed
+      make_final(id, priority, ttype, S_CANCELLED, now, fields, false)
+      result[#result + 1] = {id, 1, S_CANCELLED, priority}
+    elseif unended > 0 then
+      make_blocked(id, priority, ttype, now, math.max(ready_ms, now), fields)
+      result[#result + 1] = {id, 1, S_BLOCKED, priority}
+    elseif ready_ms > now then
       make_scheduled(id, priority, ttype, ready_ms, fields)
       result[#result + 1] = {id, 1, S_SCHEDULED, priority}
     else
@@ -154,6 +232,11 @@ for i = FIRST, #ARGV, FIELDS do
       result[#result + 1] = {id, 1, S_PENDING, priority}
     end
   end
+end
+for dep, dependents in pairs(links) do
+  local known = redis.call('HGET', key_task(dep), 'dependents')
+  local added = table.concat(dependents, ',')
+  redis.call('HSET', key_task(dep), 'dependents', known and (known .. ',' .. added) or added)
 end
 flush()
 return {result, unserved}

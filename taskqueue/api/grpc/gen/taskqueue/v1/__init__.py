@@ -46,6 +46,17 @@ class TaskState(betterproto.Enum):
     SUCCEEDED: "TaskState" = 4
     DEAD: "TaskState" = 5
     CANCELLED: "TaskState" = 6
+    BLOCKED: "TaskState" = 7
+
+
+class DependencyFailure(betterproto.Enum):
+    """
+    What becomes of a task when a task it depends on ends dead or cancelled.
+    """
+
+    UNSPECIFIED: "DependencyFailure" = 0
+    CANCEL: "DependencyFailure" = 1
+    RUN: "DependencyFailure" = 2
 
 
 class MissedPolicy(betterproto.Enum):
@@ -63,6 +74,17 @@ class CancelTaskResponseOutcome(betterproto.Enum):
     OUTCOME_UNSPECIFIED: "CancelTaskResponseOutcome" = 0
     OUTCOME_CANCELLED: "CancelTaskResponseOutcome" = 1
     OUTCOME_REQUESTED: "CancelTaskResponseOutcome" = 2
+
+
+@dataclass(eq=False, repr=False)
+class Dependency(betterproto.Message):
+    """
+    A task that must succeed before another runs: an existing task's id, or the index (from 0)
+     of an earlier task of the same SubmitTasks batch.
+    """
+
+    task_id: str = betterproto.string_field(1, group="ref")
+    index: int = betterproto.uint32_field(2, group="ref")
 
 
 @dataclass(eq=False, repr=False)
@@ -101,6 +123,16 @@ class Task(betterproto.Message):
      was cut.
     """
 
+    depends_on: List[str] = betterproto.string_field(21)
+    dependents: List[str] = betterproto.string_field(22)
+    waiting_for: List[str] = betterproto.string_field(23)
+    on_dependency_failure: "DependencyFailure" = betterproto.enum_field(24)
+    inputs_json: Optional[str] = betterproto.string_field(25, optional=True)
+    """
+    JSON array: the results of depends_on in its order, once all ended (null for a failed one
+     when it runs anyway).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class SubmitTaskRequest(betterproto.Message):
@@ -124,6 +156,14 @@ class SubmitTaskRequest(betterproto.Message):
     The same key within the server's idempotency window returns the first task (created =
      false). Also accepted as the `idempotency-key` metadata of a SubmitTask call.
     """
+
+    depends_on: List["Dependency"] = betterproto.message_field(9)
+    """
+    Tasks that must succeed first: it stays blocked until then, and its processor receives
+     their results as its inputs.
+    """
+
+    on_dependency_failure: "DependencyFailure" = betterproto.enum_field(10)
 
 
 @dataclass(eq=False, repr=False)
@@ -154,6 +194,37 @@ class SubmitTasksResponse(betterproto.Message):
 @dataclass(eq=False, repr=False)
 class GetTaskRequest(betterproto.Message):
     id: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class GetWorkflowRequest(betterproto.Message):
+    id: str = betterproto.string_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class WorkflowTask(betterproto.Message):
+    """One task of a workflow: its state and links."""
+
+    id: str = betterproto.string_field(1)
+    type: str = betterproto.string_field(2)
+    state: "TaskState" = betterproto.enum_field(3)
+    priority: "Priority" = betterproto.enum_field(4)
+    depends_on: List[str] = betterproto.string_field(5)
+    dependents: List[str] = betterproto.string_field(6)
+    error: Optional[str] = betterproto.string_field(7, optional=True)
+
+
+@dataclass(eq=False, repr=False)
+class Workflow(betterproto.Message):
+    tasks: List["WorkflowTask"] = betterproto.message_field(1)
+    by_state: Dict[str, int] = betterproto.map_field(
+        2, betterproto.TYPE_STRING, betterproto.TYPE_UINT64
+    )
+    """
+    State name ("pending", as in QueueStats) -> how many of the tasks are in it; every state.
+    """
+
+    complete: bool = betterproto.bool_field(3)
 
 
 @dataclass(eq=False, repr=False)
@@ -246,7 +317,7 @@ class QueueStats(betterproto.Message):
     )
     by_state_and_type: List["StateTypeCount"] = betterproto.message_field(4)
     """
-    Per (state, type), for the live states: pending, scheduled, active, dead.
+    Per (state, type), for the live states: blocked, pending, scheduled, active, dead.
     """
 
     totals: Dict[str, int] = betterproto.map_field(
@@ -573,6 +644,23 @@ class TaskQueueStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def get_workflow(
+        self,
+        get_workflow_request: "GetWorkflowRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Workflow":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/GetWorkflow",
+            get_workflow_request,
+            Workflow,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def list_tasks(
         self,
         list_tasks_request: "ListTasksRequest",
@@ -879,6 +967,11 @@ class TaskQueueBase(ServiceBase):
     async def get_task(self, get_task_request: "GetTaskRequest") -> "Task":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def get_workflow(
+        self, get_workflow_request: "GetWorkflowRequest"
+    ) -> "Workflow":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def list_tasks(
         self, list_tasks_request: "ListTasksRequest"
     ) -> "ListTasksResponse":
@@ -980,6 +1073,13 @@ class TaskQueueBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.get_task(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_workflow(
+        self, stream: "grpclib.server.Stream[GetWorkflowRequest, Workflow]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_workflow(request)
         await stream.send_message(response)
 
     async def __rpc_list_tasks(
@@ -1127,6 +1227,12 @@ class TaskQueueBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 GetTaskRequest,
                 Task,
+            ),
+            "/taskqueue.v1.TaskQueue/GetWorkflow": grpclib.const.Handler(
+                self.__rpc_get_workflow,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetWorkflowRequest,
+                Workflow,
             ),
             "/taskqueue.v1.TaskQueue/ListTasks": grpclib.const.Handler(
                 self.__rpc_list_tasks,
