@@ -236,6 +236,17 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    unique: (
+        Annotated[
+            bool,
+            Meta(
+                description="While a task of the same type and payload (the same JSON text) is "
+                "blocked, pending, scheduled or active, return it instead of adding this one "
+                "(`created` false). Unset: the type's policy (`unique`), else no."
+            ),
+        ]
+        | None
+    ) = None
     on_dependency_failure: (
         Annotated[
             DependencyFailureName,
@@ -360,6 +371,17 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         ]
         | None
     ) = None
+    unique: (
+        Annotated[
+            bool,
+            Meta(
+                description="A submission of the same type and payload as a task still "
+                "blocked, pending, scheduled or active returns that task instead (a submission's "
+                "own `unique` wins)."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -373,6 +395,7 @@ class SubmitOptions(TypedDict, total=False):
     delay: float | None
     eta: datetime | float | None
     idempotency_key: str | None
+    unique: bool | None
     depends_on: list[str | int] | None
     on_dependency_failure: DependencyFailure | str | None
 
@@ -406,6 +429,10 @@ class Task(Struct, kw_only=True):
     error: str | None = None
     traceback: str | None = None
     idempotency_key: str | None = None
+    unique_key: Annotated[
+        str | None,
+        Meta(description="Set for a unique task: a hash of its type and payload."),
+    ] = None
     worker_id: str | None = None
     cancel_requested: bool = False
     progress: Annotated[Any, Meta(description="The last progress a running task reported.")] = None

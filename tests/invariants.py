@@ -80,6 +80,7 @@ async def assert_invariants(broker: Broker) -> None:
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
     idem_prefix = prefix + LAYOUT["idempotency"].removesuffix("{key}")
+    unique_prefix = prefix + LAYOUT["unique"].removesuffix("{hash}")
     ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
     schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
 
@@ -87,6 +88,7 @@ async def assert_invariants(broker: Broker) -> None:
     ready_keys: list[str] = []
     worker_keys: list[str] = []
     schedule_keys: list[str] = []
+    unique_keys: list[str] = []
     for name in names:
         kind = kind_of[name]
         if name in fixed:
@@ -102,6 +104,9 @@ async def assert_invariants(broker: Broker) -> None:
             worker_keys.append(name)
         elif name.startswith(idem_prefix):
             expected = "string"
+        elif name.startswith(unique_prefix):
+            expected = "string"
+            unique_keys.append(name)
         elif name.startswith(schedule_prefix):
             expected = "hash"
             schedule_keys.append(name)
@@ -190,6 +195,20 @@ async def assert_invariants(broker: Broker) -> None:
     )
 
     _assert_dependency_invariants(tasks)
+    holders = await broker.redis.pipeline([("GET", name) for name in unique_keys])
+    for name, holder in zip(unique_keys, holders, strict=True):
+        digest = name.removeprefix(unique_prefix)
+        task = tasks.get(holder)
+        assert task is not None, f"unique key {digest} held by {holder}, which does not exist"
+        assert not TaskState(task["state"]).is_terminal, f"unique key held by ended {holder}"
+        assert task.get("unique_key") == digest, f"{holder} holds the unique key of another"
+    held = {h for h in holders}
+    for task_id, fields in tasks.items():
+        if fields.get("unique_key") and not TaskState(fields["state"]).is_terminal:
+            # A requeued task finds its key taken only by another live task of its kind.
+            assert task_id in held or any(
+                tasks[h].get("unique_key") == fields["unique_key"] for h in held
+            ), f"live unique task {task_id} lost its key"
 
     stats = await broker.stats()
     by_state = Counter(TaskState(f["state"]) for f in tasks.values())

@@ -130,3 +130,20 @@ async def test_grpc_refuses_an_unknown_dependency_naming_the_field(redis_url: st
         assert caught.value.status is Status.INVALID_ARGUMENT
         assert "depends_on[0]" in (caught.value.message or "")
         assert "does not exist" in (caught.value.message or "")
+
+
+async def test_unique_submissions_over_rest_and_grpc_return_the_live_task(redis_url: str) -> None:
+    async with api_server(redis_url) as server, server.client() as client:
+        body = {"type": "echo", "payload": {"n": 1}, "unique": True}
+        first = (await client.post("/api/v1/tasks", json=body)).json()
+        again = await client.post("/api/v1/tasks", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == first["id"]  # 200, not 201: nothing was added
+    async with grpc_server(redis_url) as grpc:
+
+        async def use(stub: TaskQueueStub) -> Any:
+            request = pb.SubmitTaskRequest(type="echo", payload_json='{"n": 1}', unique=True)
+            return await stub.submit_task(request)
+
+        reply = await grpc_call(grpc.h2c, use)
+        assert (reply.id, reply.created) == (first["id"], False)

@@ -11,7 +11,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import TaskState
+from taskqueue.models import Policy, TaskState
 from taskqueue.workflows import chain, chord
 
 
@@ -243,4 +243,54 @@ async def test_a_dependency_that_ends_twice_settles_its_dependents_once(broker: 
 
     assert (await broker.get(last)).state is TaskState.BLOCKED
     assert (await broker.get(last)).waiting_for == [slow]
+    await assert_invariants(broker)
+
+
+# -- unique tasks ------------------------------------------------------------------------------
+
+
+async def test_a_unique_submission_returns_the_live_task_of_its_type_and_payload(
+    broker: Broker,
+) -> None:
+    first = await broker.enqueue(step({"user": 7}, unique=True))
+    again = await broker.enqueue(step({"user": 7}, unique=True))
+    other = await broker.enqueue(step({"user": 8}, unique=True))
+    plain = await broker.enqueue(step({"user": 7}))
+
+    assert (again.id, again.created, again.state) == (first.id, False, TaskState.PENDING)
+    assert other.created and other.id != first.id
+    assert plain.created  # not unique: added beside it
+    running = await claim_one(broker)
+    assert running.id == first.id
+    assert (await broker.enqueue(step({"user": 7}, unique=True))).id == first.id  # active
+    await broker.report([succeeded(running)])
+
+    after = await broker.enqueue(step({"user": 7}, unique=True))
+    assert after.created and after.id != first.id  # ended: the key was let go
+    await assert_invariants(broker)
+
+
+async def test_a_type_made_unique_by_policy_dedupes_within_a_batch_unless_a_submission_opts_out(
+    broker: Broker,
+) -> None:
+    await broker.set_policy(Policy(unique=True), TYPE)
+
+    a, b, c = await broker.enqueue_many([step("x"), step("x"), step("x", unique=False)])
+
+    assert (a.created, b.created, b.id) == (True, False, a.id)
+    assert c.created and c.id != a.id
+    assert (await broker.get(a.id)).unique_key
+    await broker.cancel(a.id)
+    assert (await broker.enqueue(step("x"))).created
+    await assert_invariants(broker)
+
+
+async def test_a_requeued_unique_task_is_unique_again(broker: Broker) -> None:
+    dead = await broker.enqueue(step("job", unique=True, max_retries=0))
+    await broker.report([failed(await claim_one(broker))])
+    await broker.requeue_dead(dead.id)
+
+    again = await broker.enqueue(step("job", unique=True))
+
+    assert (again.id, again.created) == (dead.id, False)
     await assert_invariants(broker)

@@ -36,6 +36,7 @@ LAYOUT: dict[str, str] = {
     "workers": "workers",  # zset: worker id -> last heartbeat
     "worker": "w:{id}",  # hash: a worker's registration
     "idempotency": "idem:{key}",  # string: task id, expires after the idempotency window
+    "unique": "uniq:{hash}",  # string: id of the live task of a type and payload (see enqueue)
     "wake_channel": "ch:wake",  # pub/sub: "types,..." when tasks became pending
     "cancel_channel": "ch:cancel",  # pub/sub: "worker_id task_id" for running tasks to cancel
     "events_channel": "ch:events",  # pub/sub: JSON list of task state changes
@@ -105,6 +106,7 @@ class Keys:
         self._task = p + LAYOUT["task"].replace("{id}", "")
         self._worker = p + LAYOUT["worker"].replace("{id}", "")
         self._idempotency = p + LAYOUT["idempotency"].replace("{key}", "")
+        self._unique = p + LAYOUT["unique"].replace("{hash}", "")
 
     def task(self, task_id: str) -> str:
         return self._task + task_id
@@ -120,6 +122,9 @@ class Keys:
 
     def idempotency(self, key: str) -> str:
         return self._idempotency + key
+
+    def unique(self, digest: str) -> str:
+        return self._unique + digest
 
     def zset_of(self, state: TaskState) -> str:
         return self.prefix + LAYOUT[STATE_ZSETS[state]]

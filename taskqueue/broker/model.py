@@ -126,6 +126,7 @@ class BrokerSettings:
             idempotency_window=self.idempotency_window,
             refuse_unserved=self.refuse_unserved,
             max_task_types=self.max_task_types,
+            unique=False,
         )
 
     @classmethod
@@ -154,8 +155,9 @@ class BrokerSettings:
 class Submitted(msgspec.Struct, frozen=True):
     """The result of one submission: the task's id, its state, and whether it is new.
 
-    ``created`` is False when the idempotency key matched an earlier task: then ``id`` is that
-    task's and nothing was written. ``priority`` is the one the task got (a submission that
+    ``created`` is False when the idempotency key matched an earlier task, or a unique
+    submission a live task of the same type and payload: then ``id`` is that task's and
+    nothing was written. ``priority`` is the one the task got (a submission that
     named none gets its type's default); None only where a caller built the record itself.
     ``warnings`` say what was accepted but may not go as hoped: no live worker serves the
     task's type (so nothing will run it until one starts).
@@ -166,8 +168,9 @@ class Submitted(msgspec.Struct, frozen=True):
     created: Annotated[
         bool,
         msgspec.Meta(
-            description="False when the idempotency key matched an earlier task, whose id "
-            "this is; nothing was written then."
+            description="False when the idempotency key matched an earlier task, or a unique "
+            "submission a live task of the same type and payload, whose id this is; nothing "
+            "was written then."
         ),
     ]
     priority: Priority | None = None

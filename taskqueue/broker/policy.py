@@ -36,6 +36,7 @@ SUBMISSION_NAMES: Final[dict[str, str]] = {
     "idempotency_window": "idempotency_window_ms",
     "refuse_unserved": "refuse_unserved",
     "max_task_types": "max_task_types",
+    "unique": "unique",
 }
 #: The limits claim.lua applies -> their Redis names (``LIMIT_NAMES`` in the Lua prelude, in
 #: this order). set_policy.lua folds each type's, live over config, into the ``limits`` hash
@@ -77,7 +78,7 @@ def encode_value(field: str, value: Any) -> str:
 def decode_value(field: str, text: str) -> Any:
     if field in _SECONDS:
         return int(text) / 1000
-    if field in ("refuse_unserved", "paused"):
+    if field in ("refuse_unserved", "paused", "unique"):
         return text == "1"
     if field == "priority":
         return Priority(text)

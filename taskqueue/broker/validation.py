@@ -3,7 +3,7 @@
 The constraints are the model's (:class:`~taskqueue.models.Submission`); what a Struct cannot
 say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding each other,
 an ``eta`` within reach of *now*, and a dependency by index naming an earlier task of the
-batch. :func:`task_fields` turns one submission into the nine fields enqueue.lua takes, or
+batch. :func:`task_fields` turns one submission into the ten fields enqueue.lua takes, or
 raises :class:`~taskqueue.InvalidTaskError` naming the field.
 """
 
@@ -76,7 +76,7 @@ def _fits(value: object, kind: object) -> bool:
 def task_fields(
     settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
 ) -> list[str | int]:
-    """The 9 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
+    """The 10 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -102,6 +102,7 @@ def task_fields(
         _ready_ms(s, now),
         s.idempotency_key or "",
         _dependencies(s, position),
+        "" if s.unique is None else int(s.unique),
     ]
 
 

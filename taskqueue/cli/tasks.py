@@ -75,6 +75,12 @@ from taskqueue.wire import submitted_json, task_json
     help="Run once this task succeeded, with its result as an input (repeat for several).",
 )
 @click.option(
+    "--unique",
+    is_flag=True,
+    default=None,
+    help="If a task of this type and payload is still waiting or running, return it instead.",
+)
+@click.option(
     "--run-anyway",
     is_flag=True,
     help="With --after: run even if one of them ends dead or cancelled (else cancelled too).",
@@ -122,6 +128,7 @@ def submit(
     delay: float | None,
     idempotency_key: str | None,
     depends_on: tuple[str, ...],
+    unique: bool | None,
     run_anyway: bool,
     count: int,
     batch: int,
@@ -160,6 +167,7 @@ def submit(
         delay=delay,
         idempotency_key=idempotency_key,
         depends_on=list(depends_on) or None,
+        unique=unique,
         on_dependency_failure=DependencyFailure.RUN if run_anyway else None,
     )
     if unserved_grace <= 0:

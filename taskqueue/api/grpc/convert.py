@@ -58,6 +58,7 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         idempotency_key=request.idempotency_key or idempotency_key or None,
         depends_on=[dependency(d, n) for n, d in enumerate(request.depends_on)] or None,
         on_dependency_failure=dependency_failure(request.on_dependency_failure),
+        unique=request.unique,
     )
 
 
@@ -164,6 +165,7 @@ def policy(message: pb.Policy) -> Policy:
         "rate_burst": message.rate_burst,
         "concurrency": message.concurrency,
         "paused": message.paused,
+        "unique": message.unique,
     }
     values["priority"] = priority_name(message.priority, "live.priority")
     try:
@@ -257,6 +259,7 @@ def policy_message(p: Policy) -> pb.Policy:
         rate_burst=p.rate_burst,
         concurrency=p.concurrency,
         paused=p.paused,
+        unique=p.unique,
     )
 
 

@@ -191,10 +191,10 @@ end
 local settle  -- defined after make_final, which it calls (and which calls it)
 local settling = nil  -- while settle() runs: ended tasks whose dependents are still to settle
 
--- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled), and
--- settle its dependents. `dependents` is its field of that name when the caller has read it
--- (false: none); nil reads it.
-local function make_final(id, priority, ttype, state, now, fields, dependents)
+-- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled), let go
+-- of its unique key, and settle its dependents. `ends` is {dependents, unique_key}, its fields
+-- as the caller read them (false: none); nil reads them.
+local function make_final(id, priority, ttype, state, now, fields, ends)
   append(zadds, STATE_ZSET[state], now, id)
   redis.call('HSET', key_task(id), 'state', state, 'finished_ms', now, unpack(fields))
   if state == S_DEAD then
@@ -202,8 +202,10 @@ local function make_final(id, priority, ttype, state, now, fields, dependents)
   end
   count('total|' .. state, 1)
   event(id, ttype, state)
-  if dependents == nil then
-    dependents = redis.call('HGET', key_task(id), 'dependents')
+  ends = ends or redis.call('HMGET', key_task(id), 'dependents', 'unique_key')
+  local dependents, unique = ends[1], ends[2]
+  if unique and redis.call('GET', key_unique(unique)) == id then
+    redis.call('DEL', key_unique(unique))
   end
   if dependents and dependents ~= '' then
     if settling then  -- a dependent cancelled while settling: its turn comes in the loop

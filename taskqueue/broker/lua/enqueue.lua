@@ -2,20 +2,24 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  strict: '1' refuses a type no live worker serves, whatever the policy says
--- ARGV[3..9] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
+-- ARGV[3..10] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
---           max_task_types): used only where neither policy layer sets the setting (see
---           taskqueue/broker/policy.py)
--- ARGV[10..] 9 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+--           max_task_types, unique): used only where neither policy layer sets the setting
+--           (see taskqueue/broker/policy.py)
+-- ARGV[11..] 10 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
---           cancelled dependency does to the task). An empty priority, max_retries or
---           timeout_ms takes the type's policy.
+--           cancelled dependency does to the task), unique ('1', '0'). An empty priority,
+--           max_retries, timeout_ms or unique takes the type's policy.
+-- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
+-- go): a unique submission of the same type and payload meanwhile returns it, as a matching
+-- idempotency key does (created 0).
 -- A task with dependencies that have not all ended is stored blocked; the end of the last one
 -- releases it (see _lib.lua). One that depends on a task already dead or cancelled is cancelled
 -- at once (unless it runs anyway); on tasks that all ended, it is queued with their results.
--- Returns: {per task {id, created (1) or found by its idempotency key (0), state, priority},
+-- Returns: {per task {id, created (1) or found by its idempotency key or as unique (0), state,
+--           priority},
 --           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
 -- Errors:  "BADTYPE <index>" when task <index> (0-based) has a type name outside TYPE_RULE
 --          (the Python submitters check first; this holds every other one to it too);
@@ -27,8 +31,8 @@
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 10, 9
-local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES = 1, 2, 3, 4, 5, 6, 7
+local FIRST, FIELDS = 3 + #POLICY_NAMES, 10
+local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
   if not valid_type(ARGV[i + 1]) then
@@ -182,16 +186,26 @@ for i = FIRST, #ARGV, FIELDS do
   if priority == '' then priority = p[PRIORITY] end
   if max_retries == '' then max_retries = p[RETRIES] end
   if timeout_ms == '' then timeout_ms = p[TIMEOUT] end
-  local existing = nil
+  local existing, keyed = nil, false
   if idem ~= '' then
-    local ikey = key_idempotency(idem)
-    existing = redis.call('GET', ikey)
-    if existing and redis.call('EXISTS', key_task(existing)) == 0 then
+    existing = redis.call('GET', key_idempotency(idem))  -- false when there is none
+    if not existing or redis.call('EXISTS', key_task(existing)) == 0 then
       existing = nil
     end
-    if not existing then
-      redis.call('SET', ikey, id, 'PX', p[WINDOW])
+    keyed = existing ~= nil
+  end
+  local digest = nil
+  local unique = ARGV[i + 9]
+  if not existing and (unique == '1' or (unique == '' and p[UNIQUE] == '1')) then
+    digest = redis.sha1hex(ttype .. '\n' .. payload)
+    local holder = redis.call('GET', key_unique(digest))
+    local state = holder and redis.call('HGET', key_task(holder), 'state')
+    if state and state ~= S_SUCCEEDED and state ~= S_DEAD and state ~= S_CANCELLED then
+      existing, digest = holder, nil
     end
+  end
+  if idem ~= '' and not keyed then
+    redis.call('SET', key_idempotency(idem), existing or id, 'PX', p[WINDOW])
   end
   if existing then
     local known = redis.call('HMGET', key_task(existing), 'state', 'priority')
@@ -216,10 +230,15 @@ for i = FIRST, #ARGV, FIELDS do
         fields[#fields + 1] = inputs_of(deps)
       end
     end
+    if digest and not failed then
+      redis.call('SET', key_unique(digest), id)
+      fields[#fields + 1] = 'unique_key'
+      fields[#fields + 1] = digest
+    end
     if failed then
       fields[#fields + 1] = 'error'
       fields[#fields + 1] = failed
-      make_final(id, priority, ttype, S_CANCELLED, now, fields, false)
+      make_final(id, priority, ttype, S_CANCELLED, now, fields, {false, false})
       result[#result + 1] = {id, 1, S_CANCELLED, priority}
     elseif unended > 0 then
       make_blocked(id, priority, ttype, now, math.max(ready_ms, now), fields)

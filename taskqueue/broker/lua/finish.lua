@@ -39,7 +39,7 @@ end
 for i = 4, #ARGV, FIELDS do
   local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents', 'unique_key')
   if f[1] ~= S_ACTIVE or tonumber(f[2]) ~= attempt then
     out[#out + 1] = ''
   else
@@ -47,11 +47,11 @@ for i = 4, #ARGV, FIELDS do
     done[#done + 1] = id
     count_state(S_ACTIVE, priority, ttype, -1)
     if kind == 'succeeded' then
-      make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a}, f[7])
+      make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a}, {f[7], f[8]})
       out[#out + 1] = S_SUCCEEDED
     elseif f[6] == '1' and kind ~= 'cancelled' then
       local err = kind == 'interrupted' and 'cancelled at request; its worker released it first' or a
-      make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b}, f[7])
+      make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b}, {f[7], f[8]})
       out[#out + 1] = S_CANCELLED
     elseif kind == 'failed' or kind == 'timed_out' or kind == 'rejected' then
       -- A rejected attempt is failed as if it were the last one.
@@ -59,7 +59,7 @@ for i = 4, #ARGV, FIELDS do
       out[#out + 1] = fail_attempt(id, priority, ttype, attempt, max_retries, now, a, b,
         tonumber(ARGV[i + 5]), base_ms, max_ms)
     elseif kind == 'cancelled' then
-      make_final(id, priority, ttype, S_CANCELLED, now, {'error', a}, f[7])
+      make_final(id, priority, ttype, S_CANCELLED, now, {'error', a}, {f[7], f[8]})
       out[#out + 1] = S_CANCELLED
     else -- interrupted
       make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})

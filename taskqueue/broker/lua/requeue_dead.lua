@@ -1,4 +1,5 @@
--- Put dead-lettered tasks back in their queues with a fresh set of attempts.
+-- Put dead-lettered tasks back in their queues with a fresh set of attempts (a unique one takes
+-- its unique key back if no other task holds it).
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2..] task ids
@@ -8,8 +9,11 @@ local out = {}
 for i = 2, #ARGV do
   local id = ARGV[i]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'priority', 'type')
+  local f = redis.call('HMGET', key, 'state', 'priority', 'type', 'unique_key')
   if f[1] == S_DEAD then
+    if f[4] then  -- live again: unique again, unless a task of its kind holds the key by now
+      redis.call('SET', key_unique(f[4]), id, 'NX')
+    end
     redis.call('ZREM', K_DEAD, id)
     count_state(S_DEAD, f[2], f[3], -1)
     redis.call('HDEL', key, 'finished_ms', 'started_ms', 'worker_id')

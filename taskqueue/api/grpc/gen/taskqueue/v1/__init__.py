@@ -164,6 +164,11 @@ class SubmitTaskRequest(betterproto.Message):
     """
 
     on_dependency_failure: "DependencyFailure" = betterproto.enum_field(10)
+    unique: Optional[bool] = betterproto.bool_field(11, optional=True)
+    """
+    While a task of the same type and payload (JSON text) is blocked, pending, scheduled or
+     active, return it (created = false). Unset: the type's policy.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -371,6 +376,10 @@ class Policy(betterproto.Message):
     rate_burst: Optional[int] = betterproto.uint64_field(9, optional=True)
     concurrency: Optional[int] = betterproto.uint64_field(10, optional=True)
     paused: Optional[bool] = betterproto.bool_field(11, optional=True)
+    unique: Optional[bool] = betterproto.bool_field(12, optional=True)
+    """
+    A submission of the same type and payload as a live task returns that task.
+    """
 
 
 @dataclass(eq=False, repr=False)
