@@ -441,7 +441,85 @@ def schedule(api: httpx.Client, name: str) -> dict[str, Any]:
     return document
 
 
-def test_a_read_only_session_sees_no_action_on_schedules(
+def live_policy(api: httpx.Client, task_type: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/policy/{task_type}")
+    assert response.status_code == 200, response.text
+    live: dict[str, Any] = response.json()["live"]
+    return live
+
+
+def test_limits_pause_a_type_and_set_its_limits_from_the_form(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        # A live setting the page's changes must keep: it rewrites the type's live layer.
+        assert api.put("/api/v1/policy/report.build", json={"max_queue_depth": 50}).is_success
+        for _ in range(3):
+            submit(api, "report.build")  # no worker serves it: it stays pending
+        assert api.put("/api/v1/policy/echo", json={"rate_limit": "1/h"}).is_success
+        for n in range(3):  # the first runs, the rate holds the others
+            submit(api, "echo", payload=n)
+        wait_for(
+            lambda: api.get("/api/v1/queues").json()["held_by_limit"].get("echo") == "rate",
+            "the rate to hold echo back",
+        )
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        expect(page.locator('tr[data-type="echo"] [data-held]')).to_have_text(" (held by rate)")
+        page.get_by_role("link", name="Limits").click()
+        page.wait_for_url("**/ui/limits")
+        echo = page.locator('tr[data-type="echo"]')
+        expect(echo.locator('[data-limit="rate_limit"]')).to_have_text("1/h")
+        expect(echo.locator("[data-held]")).to_have_attribute("data-held", "rate")
+        row = page.locator('tr[data-type="report.build"]')
+        expect(row).to_contain_text("3")
+
+        row.get_by_role("button", name="Pause").click()
+        expect(page.locator("#toast")).to_have_text("Paused report.build.")
+        expect(row).to_have_attribute("data-paused", "true")
+        assert live_policy(api, "report.build") == {"max_queue_depth": 50, "paused": True}
+
+        row.get_by_role("button", name="Edit limits").click()
+        expect(page.get_by_label("Type", exact=True)).to_have_value("report.build")
+        page.get_by_label("Rate limit").fill("100/s")
+        page.get_by_label("Burst").fill("10")
+        page.get_by_label("Concurrency").fill("5")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#toast")).to_have_text("Saved the limits of report.build.")
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("100/s")
+        expect(row.locator('[data-limit="concurrency"]')).to_have_text("5")
+        assert live_policy(api, "report.build") == {
+            "max_queue_depth": 50,
+            "paused": True,
+            "rate_limit": "100/s",
+            "rate_burst": 10,
+            "concurrency": 5,
+        }
+        tab.screenshot("limits")
+
+        page.get_by_label("Rate limit").fill("5/x")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#limits-error")).to_contain_text("'5/x' is not a rate")
+        expect_refused(tab)
+        assert live_policy(api, "report.build")["rate_limit"] == "100/s"
+        page.get_by_label("Rate limit").fill("")  # empty: cleared
+        page.get_by_label("Concurrency").fill("")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#limits-error")).to_have_text("")
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("—")
+        row.get_by_role("button", name="Resume").click()
+        expect(row).to_have_attribute("data-paused", "false")
+        assert live_policy(api, "report.build") == {"max_queue_depth": 50, "rate_burst": 10}
+
+        tab.goto("/ui/")
+        expect(page.locator('tr[data-type="echo"]')).to_contain_text("1/h")
+
+
+def test_a_read_only_session_sees_no_action_on_schedules_and_limits(
     browser: Browser, redis_url: str, settings: dict[str, Any]
 ) -> None:
     with (
@@ -451,11 +529,17 @@ def test_a_read_only_session_sees_no_action_on_schedules(
     ):
         nightly = {"type": "report.build", "cron": "0 3 * * *"}
         assert api.put("/api/v1/schedules/nightly-report", json=nightly).status_code == 201
+        assert api.put("/api/v1/policy/report.build", json={"rate_limit": "5/s"}).is_success
         tab.login(READ_TOKEN)
         page = tab.page
         tab.goto("/ui/schedules")
         expect(page.locator('tr[data-schedule="nightly-report"]')).to_contain_text("report.build")
         assert page.get_by_role("button").count() == 1  # log out, and nothing else
+        assert page.locator("form input").count() == 0
+        tab.goto("/ui/limits")
+        row = page.locator('tr[data-type="report.build"]')
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("5/s")
+        assert page.get_by_role("button").count() == 1
         assert page.locator("form input").count() == 0
         headers = {"Cookie": tab.cookie_header(), "X-CSRF-Token": tab.csrf()}
         with httpx.Client(base_url=server.url, headers=headers) as forger:
@@ -464,3 +548,4 @@ def test_a_read_only_session_sees_no_action_on_schedules(
                 forger.put("/api/v1/policy/report.build", json={"paused": True}).status_code == 403
             )
         assert schedule(api, "nightly-report")["paused"] is False
+        assert live_policy(api, "report.build") == {"rate_limit": "5/s"}

@@ -36,7 +36,7 @@ async def test_root_redirects_and_pages_ask_for_login(redis_url: str, tmp_path: 
     ):
         root = await client.get("/")
         assert (root.status_code, root.headers["location"]) == (303, "/ui/")
-        pages = ("/ui/tasks", "/ui/dead-letters", "/ui/workers", "/ui/schedules")
+        pages = ("/ui/tasks", "/ui/dead-letters", "/ui/workers", "/ui/schedules", "/ui/limits")
         for path in ("/ui", "/ui/", *pages):
             page = await client.get(path)
             assert (page.status_code, page.headers["location"]) == (303, "/ui/login"), path

@@ -2,6 +2,7 @@
 import { session } from "./api.js";
 import { refreshTimes } from "./dom.js";
 import * as dead from "./dead.js";
+import * as limits from "./limits.js";
 import * as overview from "./overview.js";
 import * as schedules from "./schedules.js";
 import * as task from "./task.js";
@@ -15,6 +16,7 @@ const ROUTES = [
   [/^\/ui\/dead-letters\/?$/, dead, "dead", "Dead letters"],
   [/^\/ui\/workers\/?$/, workers, "workers", "Workers"],
   [/^\/ui\/schedules\/?$/, schedules, "schedules", "Schedules"],
+  [/^\/ui\/limits\/?$/, limits, "limits", "Limits"],
 ];
 
 const main = document.getElementById("main");
