@@ -22,6 +22,7 @@ from api_helpers import ADMIN_TOKEN, READ_TOKEN, SLOW_REAPER
 from broker_helpers import register_worker
 from playwright.sync_api import Browser, Request, expect, sync_playwright
 from ui_helpers import (
+    Tab,
     api_client,
     launch,
     open_tab,
@@ -368,3 +369,183 @@ def test_dead_letters_requeue_all_of_a_type_and_purge_after_confirming(
         expect(page.locator("#toast")).to_have_text("Purged 3.")
         expect(page.get_by_text("No dead letters.")).to_be_visible()
         assert api.get("/api/v1/queues").json()["by_state"]["dead"] == 0
+
+
+def test_schedules_listed_paused_resumed_created_and_deleted(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        beat = {"type": "echo", "every": 1, "payload": "ping", "missed": "once"}
+        assert api.put("/api/v1/schedules/heartbeat", json=beat).status_code == 201
+        nightly = {"type": "report.build", "cron": "0 3 * * *", "timezone": "Europe/Berlin"}
+        assert api.put("/api/v1/schedules/nightly-report", json=nightly).status_code == 201
+        wait_for(lambda: schedule(api, "heartbeat")["last_task_state"], "the schedule to fire")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        page.get_by_role("link", name="Schedules").click()
+        page.wait_for_url("**/ui/schedules")
+        expect(page.locator("#count")).to_have_text("2 schedules")
+        row = page.locator('tr[data-schedule="heartbeat"]')
+        expect(row).to_contain_text("every 1 s")
+        expect(row).to_contain_text("once")
+        expect(row.get_by_role("link", name="succeeded")).to_be_visible(timeout=15_000)
+        nightly_row = page.locator('tr[data-schedule="nightly-report"]')
+        expect(nightly_row).to_contain_text("0 3 * * * Europe/Berlin")
+        expect(nightly_row.locator("time")).to_have_count(1)  # the next run; it never ran
+        tab.screenshot("schedules")
+
+        row.get_by_role("button", name="Pause").click()
+        expect(page.locator("#toast")).to_have_text("Paused heartbeat.")
+        expect(row.locator("[data-paused]")).to_have_attribute("data-paused", "true")
+        assert schedule(api, "heartbeat")["paused"] is True
+        row.get_by_role("button", name="Resume").click()
+        expect(row.locator("[data-paused]")).to_have_attribute("data-paused", "false")
+        assert schedule(api, "heartbeat")["paused"] is False
+
+        page.get_by_label("Name").fill("weekly")
+        page.get_by_label("Type", exact=True).fill("report.build")
+        page.get_by_label("Cron").fill("not a cron")
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator("#schedule-error")).to_contain_text("cron")
+        expect_refused(tab)
+        page.get_by_label("Cron").fill("0 6 * * 1")
+        page.get_by_label("Payload (JSON)").fill('{"weeks": 1}')
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator('tr[data-schedule="weekly"]')).to_contain_text("0 6 * * 1 UTC")
+        assert schedule(api, "weekly")["spec"]["payload"] == {"weeks": 1}
+
+        nightly_row.get_by_role("button", name="Delete").click()
+        page.get_by_role("dialog").get_by_role("button", name="Go back").click()
+        expect(nightly_row).to_have_count(1)
+        nightly_row.get_by_role("button", name="Delete").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete it").click()
+        expect(nightly_row).to_have_count(0)
+        assert api.get("/api/v1/schedules/nightly-report").status_code == 404
+
+
+def expect_refused(tab: Tab) -> None:
+    """The one console error a refused form leaves (Chromium logs every 4xx fetch), cleared."""
+    refused = "Failed to load resource: the server responded with a status of 422 ()"
+    assert [e.split(": ", 1)[1] for e in tab.errors] == [refused]
+    tab.errors.clear()
+
+
+def schedule(api: httpx.Client, name: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/schedules/{name}")
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def live_policy(api: httpx.Client, task_type: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/policy/{task_type}")
+    assert response.status_code == 200, response.text
+    live: dict[str, Any] = response.json()["live"]
+    return live
+
+
+def test_limits_pause_a_type_and_set_its_limits_from_the_form(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, mode=Mode.RUN, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        # A live setting the page's changes must keep: it rewrites the type's live layer.
+        assert api.put("/api/v1/policy/report.build", json={"max_queue_depth": 50}).is_success
+        for _ in range(3):
+            submit(api, "report.build")  # no worker serves it: it stays pending
+        assert api.put("/api/v1/policy/echo", json={"rate_limit": "1/h"}).is_success
+        for n in range(3):  # the first runs, the rate holds the others
+            submit(api, "echo", payload=n)
+        wait_for(
+            lambda: api.get("/api/v1/queues").json()["held_by_limit"].get("echo") == "rate",
+            "the rate to hold echo back",
+        )
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        expect(page.locator('tr[data-type="echo"] [data-held]')).to_have_text(" (held by rate)")
+        page.get_by_role("link", name="Limits").click()
+        page.wait_for_url("**/ui/limits")
+        echo = page.locator('tr[data-type="echo"]')
+        expect(echo.locator('[data-limit="rate_limit"]')).to_have_text("1/h")
+        expect(echo.locator("[data-held]")).to_have_attribute("data-held", "rate")
+        row = page.locator('tr[data-type="report.build"]')
+        expect(row).to_contain_text("3")
+
+        row.get_by_role("button", name="Pause").click()
+        expect(page.locator("#toast")).to_have_text("Paused report.build.")
+        expect(row).to_have_attribute("data-paused", "true")
+        assert live_policy(api, "report.build") == {"max_queue_depth": 50, "paused": True}
+
+        row.get_by_role("button", name="Edit limits").click()
+        expect(page.get_by_label("Type", exact=True)).to_have_value("report.build")
+        page.get_by_label("Rate limit").fill("100/s")
+        page.get_by_label("Burst").fill("10")
+        page.get_by_label("Concurrency").fill("5")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#toast")).to_have_text("Saved the limits of report.build.")
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("100/s")
+        expect(row.locator('[data-limit="concurrency"]')).to_have_text("5")
+        assert live_policy(api, "report.build") == {
+            "max_queue_depth": 50,
+            "paused": True,
+            "rate_limit": "100/s",
+            "rate_burst": 10,
+            "concurrency": 5,
+        }
+        tab.screenshot("limits")
+
+        page.get_by_label("Rate limit").fill("5/x")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#limits-error")).to_contain_text("'5/x' is not a rate")
+        expect_refused(tab)
+        assert live_policy(api, "report.build")["rate_limit"] == "100/s"
+        page.get_by_label("Rate limit").fill("")  # empty: cleared
+        page.get_by_label("Concurrency").fill("")
+        page.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#limits-error")).to_have_text("")
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("—")
+        row.get_by_role("button", name="Resume").click()
+        expect(row).to_have_attribute("data-paused", "false")
+        assert live_policy(api, "report.build") == {"max_queue_depth": 50, "rate_burst": 10}
+
+        tab.goto("/ui/")
+        expect(page.locator('tr[data-type="echo"]')).to_contain_text("1/h")
+
+
+def test_a_read_only_session_sees_no_action_on_schedules_and_limits(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        nightly = {"type": "report.build", "cron": "0 3 * * *"}
+        assert api.put("/api/v1/schedules/nightly-report", json=nightly).status_code == 201
+        assert api.put("/api/v1/policy/report.build", json={"rate_limit": "5/s"}).is_success
+        tab.login(READ_TOKEN)
+        page = tab.page
+        tab.goto("/ui/schedules")
+        expect(page.locator('tr[data-schedule="nightly-report"]')).to_contain_text("report.build")
+        assert page.get_by_role("button").count() == 1  # log out, and nothing else
+        assert page.locator("form input").count() == 0
+        tab.goto("/ui/limits")
+        row = page.locator('tr[data-type="report.build"]')
+        expect(row.locator('[data-limit="rate_limit"]')).to_have_text("5/s")
+        assert page.get_by_role("button").count() == 1
+        assert page.locator("form input").count() == 0
+        headers = {"Cookie": tab.cookie_header(), "X-CSRF-Token": tab.csrf()}
+        with httpx.Client(base_url=server.url, headers=headers) as forger:
+            assert forger.post("/api/v1/schedules/nightly-report/pause").status_code == 403
+            assert (
+                forger.put("/api/v1/policy/report.build", json={"paused": True}).status_code == 403
+            )
+        assert schedule(api, "nightly-report")["paused"] is False
+        assert live_policy(api, "report.build") == {"rate_limit": "5/s"}

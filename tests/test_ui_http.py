@@ -36,7 +36,8 @@ async def test_root_redirects_and_pages_ask_for_login(redis_url: str, tmp_path: 
     ):
         root = await client.get("/")
         assert (root.status_code, root.headers["location"]) == (303, "/ui/")
-        for path in ("/ui", "/ui/", "/ui/tasks", "/ui/dead-letters", "/ui/workers"):
+        pages = ("/ui/tasks", "/ui/dead-letters", "/ui/workers", "/ui/schedules", "/ui/limits")
+        for path in ("/ui", "/ui/", *pages):
             page = await client.get(path)
             assert (page.status_code, page.headers["location"]) == (303, "/ui/login"), path
         form = await client.get("/ui/login")
@@ -95,6 +96,16 @@ async def test_writes_with_the_session_need_its_csrf_token(redis_url: str, tmp_p
             assert "X-CSRF-Token" in missing.json()["detail"]
             assert (await admin.post(requeue, headers={CSRF_HEADER: "0" * 64})).status_code == 403
             assert (await admin.post(requeue, headers={CSRF_HEADER: csrf})).status_code == 200
+            # The limits page's PUT of a JSON body, and the schedules page's pause.
+            limits = "/api/v1/policy/report.build", {"rate_limit": "5/s"}
+            assert (await admin.put(limits[0], json=limits[1])).status_code == 403
+            put = await admin.put(limits[0], json=limits[1], headers={CSRF_HEADER: csrf})
+            assert (put.status_code, put.json()["live"]) == (200, {"rate_limit": "5/s"})
+            spec = {"type": "echo", "every": 60}
+            await admin.put("/api/v1/schedules/beat", json=spec, headers={CSRF_HEADER: csrf})
+            pause = "/api/v1/schedules/beat/pause"
+            assert (await admin.post(pause)).status_code == 403
+            assert (await admin.post(pause, headers={CSRF_HEADER: csrf})).json()["paused"]
         async with server.client() as reader:
             _, csrf = await login(reader, READ_TOKEN)
             assert 'content="read"' in (await reader.get("/ui/")).text

@@ -28,7 +28,7 @@ from taskqueue.api.ui.static_files import load_static
 PREFIX: Final = "/ui"
 STATIC: Final = f"{PREFIX}/static/"
 #: The paths the shell answers: the script shows the page each names.
-_PAGES = re.compile(r"/ui(/|/tasks(/[0-9a-f-]{36})?|/dead-letters|/workers)?")
+_PAGES = re.compile(r"/ui(/|/tasks(/[0-9a-f-]{36})?|/dead-letters|/workers|/schedules|/limits)?")
 #: The most a login form may send.
 LOGIN_LIMIT: Final = 4096
 

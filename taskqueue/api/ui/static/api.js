@@ -14,23 +14,27 @@ export class ApiError extends Error {
   }
 }
 
-/** Call ``path`` (under the daemon) and return its JSON; ApiError with the problem's detail. */
-export async function api(path, { method = "GET", query = {}, signal } = {}) {
+/** Call ``path`` (under the daemon) with ``body`` (sent as JSON) and return its JSON; ApiError
+ * with the problem's detail. */
+export async function api(path, { method = "GET", query = {}, body, signal } = {}) {
   const url = new URL(path, location.origin);
   for (const [key, value] of Object.entries(query)) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
   }
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-CSRF-Token"] = session.csrf;
-  const response = await fetch(url, { method, headers, signal, credentials: "same-origin" });
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method, headers, signal, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (response.status === 401 && session.auth) {
     location.assign("/ui/login");
     throw new ApiError(401, "the session has ended");
   }
   const type = response.headers.get("content-type") ?? "";
-  const body = type.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new ApiError(response.status, body?.detail ?? response.statusText);
-  return body;
+  const reply = type.includes("json") ? await response.json() : null;
+  if (!response.ok) throw new ApiError(response.status, reply?.detail ?? response.statusText);
+  return reply;
 }
 
 /** Watch task events (the REST API's Server-Sent Events) until the returned function runs. */

@@ -2,7 +2,9 @@
 import { session } from "./api.js";
 import { refreshTimes } from "./dom.js";
 import * as dead from "./dead.js";
+import * as limits from "./limits.js";
 import * as overview from "./overview.js";
+import * as schedules from "./schedules.js";
 import * as task from "./task.js";
 import * as tasks from "./tasks.js";
 import * as workers from "./workers.js";
@@ -13,6 +15,8 @@ const ROUTES = [
   [/^\/ui\/tasks\/([0-9a-f-]{36})$/, task, "tasks", "Task"],
   [/^\/ui\/dead-letters\/?$/, dead, "dead", "Dead letters"],
   [/^\/ui\/workers\/?$/, workers, "workers", "Workers"],
+  [/^\/ui\/schedules\/?$/, schedules, "schedules", "Schedules"],
+  [/^\/ui\/limits\/?$/, limits, "limits", "Limits"],
 ];
 
 const main = document.getElementById("main");

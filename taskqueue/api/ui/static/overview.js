@@ -168,7 +168,7 @@ export function render(main, { signal, setLive }) {
     const names = [...new Set([...Object.keys(stats.by_type), ...stats.served_types])].sort();
     types.replaceChildren(el("h2", {}, "Task types"), names.length
       ? table("Tasks by type", [["Type"], ["Pending", "num"], ["Scheduled", "num"], ["Active", "num"],
-        ["Dead", "num"], ["Failed rate", "num"], ["Served"]], names.map((name) => {
+        ["Dead", "num"], ["Failed rate", "num"], ["Served"], ["Limits"]], names.map((name) => {
         const counts = stats.by_type[name] ?? {};
         const live = state.perType.get(name);
         const finished = live ? live.succeeded + live.dead : 0;
@@ -180,10 +180,21 @@ export function render(main, { signal, setLive }) {
           el("td", { class: "num" }, counts.dead ? el("a", { href: `/ui/dead-letters?type=${encodeURIComponent(name)}` }, num(counts.dead)) : "0"),
           el("td", { class: "num", title: "Of the tasks that ended since this page opened, the share that died" },
             finished ? `${fixed((100 * live.dead) / finished)} %` : "—"),
-          el("td", {}, served.has(name) ? "yes" : el("span", { class: "warn" }, "no")));
+          el("td", {}, served.has(name) ? "yes" : el("span", { class: "warn" }, "no")),
+          el("td", {}, limitsOf(stats, name)));
       }))
       : el("p", { class: "muted" }, "No tasks yet."));
   }
+}
+
+/** A type's limits in a few words, as the limits page has them: "paused · 100/s · 5 at once". */
+function limitsOf(stats, name) {
+  const effective = stats.policy?.types[name]?.effective ?? {};
+  const words = [effective.paused ? "paused" : "", effective.rate_limit ?? "",
+    effective.concurrency ? `${effective.concurrency} at once` : ""].filter(Boolean);
+  const held = stats.held_by_limit[name];
+  return el("a", { href: "/ui/limits", class: "plain" }, words.length ? words.join(" · ") : el("span", { class: "muted" }, "—"),
+    held ? el("span", { class: "warn", "data-held": held }, ` (held by ${held})`) : "");
 }
 
 function quantile(values, q) {
