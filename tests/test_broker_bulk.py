@@ -120,7 +120,7 @@ async def test_a_bulk_cancel_flags_the_running_tasks_only_when_asked(
 
     async with redis.subscribe(broker.keys.cancel_channel) as subscription:
         flagged = await broker.cancel_all("report.build", include_active=True)
-        messages = []
+        messages: list[str] = []
         with trio.fail_after(5):
             while len(messages) < 2:
                 messages.append((await subscription.get_message())[1])
