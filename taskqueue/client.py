@@ -24,6 +24,7 @@ import trio
 from taskqueue.broker import (
     Broker,
     BrokerSettings,
+    BulkCancellation,
     CancelOutcome,
     Page,
     PolicyView,
@@ -32,6 +33,7 @@ from taskqueue.broker import (
     Submitted,
     events_from_message,
 )
+from taskqueue.broker.model import BULK_CANCEL_STATES
 from taskqueue.discovery import DEFAULT_URL, find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
@@ -290,6 +292,24 @@ class Client:
         worker stops it, and it ends cancelled). Raises
         :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
         return await self.broker.cancel(task_id)
+
+    async def cancel_all(
+        self,
+        task_type: str,
+        *,
+        states: Iterable[TaskState | str] | None = None,
+        include_active: bool = False,
+    ) -> BulkCancellation:
+        """Cancel every pending and scheduled task of ``task_type`` (or only those in
+        ``states``); with ``include_active``, ask the workers of its running ones to stop them.
+        Runs in steps of a thousand tasks, so Redis serves others in between."""
+        chosen = BULK_CANCEL_STATES if states is None else [TaskState(s) for s in states]
+        return await self.broker.cancel_all(task_type, states=chosen, include_active=include_active)
+
+    async def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
+        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        ``task_type``, if given) for good; how many were."""
+        return await self.broker.purge(TaskState(state), task_type)
 
     # -- the dead-letter queue ---------------------------------------------------------------
 

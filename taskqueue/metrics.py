@@ -43,7 +43,14 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from taskqueue.broker import Broker, Cancellation, Submission, Submitted, TrimResult
+from taskqueue.broker import (
+    Broker,
+    BulkCancellation,
+    Cancellation,
+    Submission,
+    Submitted,
+    TrimResult,
+)
 from taskqueue.broker.model import unserved_warning
 from taskqueue.models import Priority, QueueStats, TaskState
 from taskqueue.redis import (
@@ -539,6 +546,11 @@ class Metrics:
         """As the broker's observer: a waiting task cancelled (no worker will count it)."""
         if cancellation.outcome == "cancelled":
             self.task_counts(cancellation.type, cancellation.priority).cancelled += 1
+
+    def tasks_cancelled(self, cancellation: BulkCancellation) -> None:
+        """As the broker's observer: the waiting tasks a bulk cancel ended."""
+        for priority, n in cancellation.by_priority.items():
+            self.task_counts(cancellation.type, priority).cancelled += n
 
     def api_request(self, api: str, route: str, method: str, status: str, seconds: float) -> None:
         """Count one request; ``route`` must be a template or "unmatched", never a raw path."""

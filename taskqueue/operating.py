@@ -12,7 +12,15 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from taskqueue.broker import CancelOutcome, Page, PolicyView, QueueReport, Submission, Submitted
+from taskqueue.broker import (
+    BulkCancellation,
+    CancelOutcome,
+    Page,
+    PolicyView,
+    QueueReport,
+    Submission,
+    Submitted,
+)
 from taskqueue.models import QueueStats, Task, TaskState, WorkerInfo, Workflow
 from taskqueue.schedules import Schedule, ScheduleSpec
 
@@ -58,6 +66,16 @@ class Operator(Protocol):
     async def workers(self) -> list[WorkerInfo]: ...
 
     async def cancel(self, task_id: str) -> CancelOutcome: ...
+
+    async def cancel_all(
+        self,
+        task_type: str,
+        *,
+        states: Iterable[TaskState | str] | None = None,
+        include_active: bool = False,
+    ) -> BulkCancellation: ...
+
+    async def purge(self, state: TaskState | str, task_type: str | None = None) -> int: ...
 
     async def dead_letters(
         self, *, task_type: str | None = None, limit: int = ..., cursor: str | None = None

@@ -29,7 +29,15 @@ import msgspec
 import trio
 
 from taskqueue.api.rest.routing import API_PREFIX
-from taskqueue.broker import CancelOutcome, Page, PolicyView, QueueReport, Submission, Submitted
+from taskqueue.broker import (
+    BulkCancellation,
+    CancelOutcome,
+    Page,
+    PolicyView,
+    QueueReport,
+    Submission,
+    Submitted,
+)
 from taskqueue.broker.policy import REDIS_NAMES, merged
 from taskqueue.errors import (
     ConfigError,
@@ -57,7 +65,14 @@ from taskqueue.models import (
     validated,
 )
 from taskqueue.schedules import Schedule, ScheduleSpec, schedule_spec
-from taskqueue.wire import PolicyDocument, policy_view, report_from_document
+from taskqueue.wire import (
+    PolicyDocument,
+    TasksCancelled,
+    TasksPurged,
+    cancellation_from_document,
+    policy_view,
+    report_from_document,
+)
 from taskqueue.wire import QueueStats as QueuesDocument
 
 __all__ = ["ApiTokenError", "ApiUnreachableError", "RestClient", "RestError"]
@@ -398,6 +413,27 @@ class RestClient:
         path = f"/tasks/{_segment(task_id)}/cancel"
         status, _ = await self._call("POST", path, Task, task_id=task_id)
         return "cancelled" if status == 200 else "requested"
+
+    async def cancel_all(
+        self,
+        task_type: str,
+        *,
+        states: Iterable[TaskState | str] | None = None,
+        include_active: bool = False,
+    ) -> BulkCancellation:
+        """Cancel every pending and scheduled task of ``task_type`` (or only those in
+        ``states``); with ``include_active``, ask the workers of its running ones to stop them."""
+        body: dict[str, Any] = {"type": task_type, "include_active": include_active}
+        if states is not None:
+            body["states"] = [TaskState(s).value for s in states]
+        _, reply = await self._call("POST", "/tasks/cancel", TasksCancelled, body=body)
+        return cancellation_from_document(reply)
+
+    async def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
+        """Delete every finished task in ``state`` (of ``task_type``, if given); how many."""
+        params = {"state": TaskState(state).value, "type": task_type}
+        _, reply = await self._call("DELETE", "/tasks", TasksPurged, params=params)
+        return reply.purged
 
     # -- the dead-letter queue ---------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from redis.retry import Retry
 
 from taskqueue.broker import (
     BrokerSettings,
+    BulkCancellation,
     CancelOutcome,
     Page,
     PolicyView,
@@ -41,7 +42,7 @@ from taskqueue.broker import operations as ops
 from taskqueue.broker import schedule_operations as schedule_ops
 from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
-from taskqueue.broker.model import wall_clock_ms
+from taskqueue.broker.model import BULK_CANCEL_STATES, wall_clock_ms
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
 from taskqueue.discovery import find_redis, redis_address
 from taskqueue.models import (
@@ -352,6 +353,27 @@ class SyncClient:
         worker stops it, and it ends cancelled). Raises
         :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
         return self._run(ops.cancel(self.keys, task_id, wall_clock_ms())).outcome
+
+    def cancel_all(
+        self,
+        task_type: str,
+        *,
+        states: Iterable[TaskState | str] | None = None,
+        include_active: bool = False,
+    ) -> BulkCancellation:
+        """Cancel every pending and scheduled task of ``task_type`` (see
+        :meth:`taskqueue.Client.cancel_all`)."""
+        chosen = BULK_CANCEL_STATES if states is None else [TaskState(s) for s in states]
+        return self._run(
+            ops.cancel_all(
+                self.keys, task_type, wall_clock_ms, states=chosen, include_active=include_active
+            )
+        )
+
+    def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
+        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        ``task_type``, if given) for good; how many were."""
+        return self._run(ops.purge(self.keys, TaskState(state), task_type))
 
     # -- the dead-letter queue ---------------------------------------------------------------
 

@@ -22,11 +22,12 @@ import msgspec
 from msgspec import Meta, Struct
 
 from taskqueue import models, schedules
-from taskqueue.broker import PolicyView, QueueReport, Submitted, TaskView
+from taskqueue.broker import BulkCancellation, PolicyView, QueueReport, Submitted, TaskView
 from taskqueue.models import MAX_BATCH, Count, Policy, Submission, TaskEvent
 
 __all__ = [
     "BatchResult",
+    "BulkCancel",
     "Health",
     "Policy",
     "PolicyDocument",
@@ -45,8 +46,13 @@ __all__ = [
     "Task",
     "TaskEvent",
     "TaskPage",
+    "TasksCancelled",
+    "TasksPurged",
     "Worker",
     "WorkerList",
+    "cancellation_from_document",
+    "cancelled_document",
+    "cancelled_json",
     "iso",
     "policy_document",
     "policy_json",
@@ -242,6 +248,48 @@ class Purged(Struct):
     purged: Annotated[int, Meta(ge=0, description="Dead-lettered tasks deleted.")]
 
 
+class BulkCancel(Struct, forbid_unknown_fields=True):
+    """Which tasks of one type a bulk cancel ends."""
+
+    type: models.TaskType
+    states: (
+        Annotated[
+            list[models.TaskState],
+            Meta(
+                min_length=1,
+                description="The waiting states to cancel: `pending`, `scheduled` or both "
+                "(the default).",
+            ),
+        ]
+        | None
+    ) = None
+    include_active: Annotated[
+        bool,
+        Meta(
+            description="Also ask the workers of the type's running tasks to stop them (each "
+            "then ends `cancelled`, as a single cancel's would)."
+        ),
+    ] = False
+
+
+class TasksCancelled(Struct):
+    type: str
+    cancelled: Annotated[int, Meta(ge=0, description="Waiting tasks cancelled.")]
+    by_state: Annotated[
+        dict[str, int], Meta(description="The cancelled tasks by the state they were in.")
+    ]
+    by_priority: Annotated[dict[str, int], Meta(description="The cancelled tasks by priority.")]
+    requested: Annotated[
+        int, Meta(ge=0, description="Running tasks whose workers were asked to stop them.")
+    ]
+
+
+class TasksPurged(Struct):
+    state: models.TaskState
+    type: str | None
+    purged: Annotated[int, Meta(ge=0, description="Finished tasks deleted.")]
+
+
 class Problem(Struct, omit_defaults=True):
     """An error, as RFC 9457 problem details."""
 
@@ -371,6 +419,20 @@ def report_document(report: QueueReport) -> QueueStats:
     )
 
 
+def cancelled_document(cancellation: BulkCancellation) -> TasksCancelled:
+    return TasksCancelled(
+        type=cancellation.type,
+        cancelled=cancellation.cancelled,
+        by_state={state.value: n for state, n in cancellation.by_state.items()},
+        by_priority={
+            p.value: cancellation.by_priority[p]
+            for p in models.Priority
+            if p in cancellation.by_priority
+        },
+        requested=cancellation.requested,
+    )
+
+
 # -- as plain JSON values, for the command line --------------------------------------------------
 
 
@@ -401,11 +463,24 @@ def policy_scope_json(view: PolicyView, task_type: str | None) -> dict[str, Any]
     return msgspec.to_builtins(policy_scope(view, task_type))  # type: ignore[no-any-return]
 
 
+def cancelled_json(cancellation: BulkCancellation) -> dict[str, Any]:
+    return msgspec.to_builtins(cancelled_document(cancellation))  # type: ignore[no-any-return]
+
+
 def submitted_json(submitted: Submitted) -> dict[str, Any]:
     return msgspec.to_builtins(submitted)  # type: ignore[no-any-return]
 
 
 # -- back to the model, for clients of the REST API -----------------------------------------------
+
+
+def cancellation_from_document(document: TasksCancelled) -> BulkCancellation:
+    return BulkCancellation(
+        type=document.type,
+        by_state={models.TaskState(s): n for s, n in document.by_state.items()},
+        by_priority={models.Priority(p): n for p, n in document.by_priority.items()},
+        requested=document.requested,
+    )
 
 
 def policy_view(document: PolicyDocument) -> PolicyView:

@@ -258,6 +258,31 @@ def test_dlq_list_show_requeue_and_purge_through_the_api(api: Api) -> None:
     assert gone.code == EXIT_NOT_FOUND, gone
 
 
+def test_bulk_cancel_and_purge_through_the_api(api: Api) -> None:
+    submitted = api.run("submit", "bulk.unserved", "--count", "12", "--delay", "10m")
+    assert submitted.code == 0, submitted
+    refused = api.run("cancel", "--type", "bulk.unserved")
+    assert refused.code == 2, refused
+    assert refused.error == (
+        "cancel would end 0 pending and 12 scheduled tasks of type bulk.unserved: "
+        "pass --yes to confirm"
+    )
+    as_reader = api.as_reader("cancel", "--type", "bulk.unserved", "--yes")
+    assert as_reader.code == EXIT_TOKEN, as_reader
+
+    done = api.run("cancel", "--type", "bulk.unserved", "--yes", "--json")
+    assert done.json()["by_state"] == {"pending": 0, "scheduled": 12}
+    assert done.json() == {**done.json(), "type": "bulk.unserved", "cancelled": 12}
+
+    purge = api.run("purge", "cancelled", "--type", "bulk.unserved")
+    assert purge.code == 2, purge
+    assert "pass --yes to confirm" in purge.error
+    purged = api.run("purge", "cancelled", "--type", "bulk.unserved", "--yes", "--json")
+    assert purged.json() == {"state": "cancelled", "type": "bulk.unserved", "purged": 12}
+    bad = api.run("purge", "pending", "--yes")
+    assert bad.code == EXIT_USAGE, bad
+
+
 def test_policy_set_and_unset_through_the_api(api: Api) -> None:
     set_ = api.run("policy", "set", "max_queue_depth=50", "timeout=20s", "--type", "noop", "--json")
     assert set_.code == 0, set_

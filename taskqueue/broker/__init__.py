@@ -3,6 +3,7 @@
 from taskqueue.broker.broker import (
     Broker,
     BrokerSettings,
+    BulkCancellation,
     Cancellation,
     CancelOutcome,
     HeartbeatReply,
@@ -30,6 +31,7 @@ from taskqueue.broker.keys import Keys
 __all__ = [
     "Broker",
     "BrokerSettings",
+    "BulkCancellation",
     "CancelOutcome",
     "Cancellation",
     "HeartbeatReply",

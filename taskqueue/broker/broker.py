@@ -19,7 +19,9 @@ from taskqueue import _json
 from taskqueue.broker import operations, schedule_operations
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import (
+    BULK_CANCEL_STATES,
     BrokerSettings,
+    BulkCancellation,
     Cancellation,
     CancelOutcome,
     HeartbeatReply,
@@ -70,6 +72,7 @@ __all__ = [
     "Broker",
     "BrokerObserver",
     "BrokerSettings",
+    "BulkCancellation",
     "CancelOutcome",
     "Cancellation",
     "HeartbeatReply",
@@ -107,6 +110,8 @@ class BrokerObserver(Protocol):
     ) -> None: ...
 
     def task_cancelled(self, cancellation: Cancellation) -> None: ...
+
+    def tasks_cancelled(self, cancellation: BulkCancellation) -> None: ...
 
 
 class Broker:
@@ -314,6 +319,34 @@ class Broker:
         if self.observer is not None:
             self.observer.task_cancelled(cancellation)
         return cancellation
+
+    async def cancel_all(
+        self,
+        task_type: str,
+        *,
+        states: Iterable[TaskState] = BULK_CANCEL_STATES,
+        include_active: bool = False,
+    ) -> BulkCancellation:
+        """Cancel every pending and scheduled task of ``task_type`` (or those in ``states``),
+        and with ``include_active`` ask the workers of its running ones to stop them.
+
+        Runs as many short scripts as it takes (a thousand tasks each), so Redis is never
+        held for long; the tasks end as :meth:`cancel` ends them, events and counters alike.
+        """
+        cancellation = await self._run(
+            operations.cancel_all(
+                self.keys, task_type, self.clock, states=states, include_active=include_active
+            )
+        )
+        if self.observer is not None:
+            self.observer.tasks_cancelled(cancellation)
+        return cancellation
+
+    async def purge(self, state: TaskState, task_type: str | None = None) -> int:
+        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        ``task_type``, if given) for good; how many. Another state is an
+        :class:`InvalidTaskError`."""
+        return await self._run(operations.purge(self.keys, TaskState(state), task_type))
 
     async def requeue_dead(self, task_id: str) -> None:
         """Give one dead-lettered task a fresh set of attempts and queue it again."""

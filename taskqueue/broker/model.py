@@ -30,7 +30,10 @@ from taskqueue.outcomes import OutcomeKind
 Item = TypeVar("Item")
 
 __all__ = [
+    "BULK_CANCEL_STATES",
+    "PURGEABLE_STATES",
     "BrokerSettings",
+    "BulkCancellation",
     "CancelOutcome",
     "Cancellation",
     "Page",
@@ -218,6 +221,27 @@ class Cancellation:
     outcome: CancelOutcome
     type: str
     priority: Priority
+
+
+#: The states a bulk cancel ends at once (an active task is asked to stop instead).
+BULK_CANCEL_STATES = (TaskState.BLOCKED, TaskState.PENDING, TaskState.SCHEDULED)
+#: The states whose tasks can be purged: the finished ones.
+PURGEABLE_STATES = tuple(s for s in TaskState if s.is_terminal)
+
+
+@attrs.frozen(kw_only=True)
+class BulkCancellation:
+    """What a bulk cancel of one task type did: how many waiting tasks it cancelled (by state
+    and by priority) and of how many running ones it asked their workers to stop them."""
+
+    type: str
+    by_state: Mapping[TaskState, int]
+    by_priority: Mapping[Priority, int]
+    requested: int = 0
+
+    @property
+    def cancelled(self) -> int:
+        return sum(self.by_state.values())
 
 
 @attrs.frozen

@@ -39,7 +39,10 @@ from taskqueue.broker.codec import (
 )
 from taskqueue.broker.keys import Keys, count_field
 from taskqueue.broker.model import (
+    BULK_CANCEL_STATES,
+    PURGEABLE_STATES,
     BrokerSettings,
+    BulkCancellation,
     Cancellation,
     HeartbeatReply,
     Page,
@@ -137,6 +140,9 @@ Operation = Generator[Step, Any, T]
 
 #: Dead-letter ids read per step by the bulk operations.
 DEAD_CHUNK = 500
+#: Tasks one step of a bulk cancel cancels at most, and members of a state's sorted set it
+#: scans at most: each step is one short script, so Redis serves others in between.
+CANCEL_CHUNK = 1000
 
 
 def _script(keys: Keys, name: str, *args: Arg) -> RunScript:
@@ -834,7 +840,7 @@ def requeue_all_dead(keys: Keys, task_type: str | None, clock: Callable[[], int]
     """Requeue every dead-lettered task (of ``task_type``, if given); how many."""
     total, offset = 0, 0
     while True:
-        ids, offset = yield from _dead_chunk(keys, task_type, offset)
+        ids, offset = yield from _finished_chunk(keys, TaskState.DEAD, task_type, offset)
         if ids is None:
             return total
         if ids:
@@ -843,22 +849,97 @@ def requeue_all_dead(keys: Keys, task_type: str | None, clock: Callable[[], int]
 
 def purge_dead(keys: Keys, task_type: str | None) -> Operation[int]:
     """Delete every dead-lettered task (of ``task_type``, if given); how many."""
+    return (yield from purge(keys, TaskState.DEAD, task_type))
+
+
+def purge(keys: Keys, state: TaskState, task_type: str | None) -> Operation[int]:
+    """Delete every finished task in ``state`` (of ``task_type``, if given); how many."""
+    if state not in PURGEABLE_STATES:
+        raise InvalidTaskError(
+            f"only finished tasks can be purged ({', '.join(PURGEABLE_STATES)}), not"
+            f" {state.value} ones: cancel them first",
+            field="state",
+        )
+    _checked_type(task_type)
     total, offset = 0, 0
     while True:
-        ids, offset = yield from _dead_chunk(keys, task_type, offset)
+        ids, offset = yield from _finished_chunk(keys, state, task_type, offset)
         if ids is None:
             return total
         if ids:
-            total += yield _script(keys, "purge_dead", *ids)
+            deleted = yield _script(keys, "purge", state, *ids)
+            total += deleted
+            offset += len(ids) - deleted  # those left alone are stepped over
 
 
-def _dead_chunk(
-    keys: Keys, task_type: str | None, offset: int
+def cancel_all(
+    keys: Keys,
+    task_type: str,
+    clock: Callable[[], int],
+    *,
+    states: Iterable[TaskState] = BULK_CANCEL_STATES,
+    include_active: bool = False,
+) -> Operation[BulkCancellation]:
+    """Cancel every waiting task of ``task_type`` in ``states``, and with ``include_active``
+    ask the workers of its running ones to stop them: :data:`CANCEL_CHUNK` at most per step.
+
+    Scheduled tasks go first, so one that a promotion makes pending meanwhile is still found
+    among the pending. A task submitted while it runs may or may not be cancelled."""
+    _checked_type(task_type, required=True)
+    wanted = set(states)
+    for state in wanted:
+        if state not in BULK_CANCEL_STATES:
+            raise InvalidTaskError(
+                f"a bulk cancel takes the waiting states ({', '.join(BULK_CANCEL_STATES)}),"
+                f" not {state.value}"
+                + (
+                    "; ask for running tasks with include_active"
+                    if state is TaskState.ACTIVE
+                    else ""
+                ),
+                field="states",
+            )
+    by_state: dict[TaskState, int] = {}
+    by_priority: dict[Priority, int] = {}
+    order = (TaskState.BLOCKED, TaskState.SCHEDULED, TaskState.PENDING)
+    steps = [s for s in order if s in wanted] + ([TaskState.ACTIVE] if include_active else [])
+    for state in steps:
+        offset = 0
+        by_state.setdefault(state, 0)
+        while offset >= 0:
+            n, next_offset, *flat = yield _script(
+                keys, "cancel_all", clock(), task_type, state, CANCEL_CHUNK, offset, CANCEL_CHUNK
+            )
+            for priority, count in pairs(flat).items():
+                by_priority[Priority(priority)] = by_priority.get(Priority(priority), 0) + int(
+                    count
+                )
+            by_state[state] += n
+            if state is TaskState.PENDING and n == 0:
+                break  # nothing more it can take: never spin on a list it cannot empty
+            offset = next_offset
+    requested = by_state.pop(TaskState.ACTIVE, 0)
+    if not by_state.get(TaskState.BLOCKED):  # named only where workflows are in use
+        by_state.pop(TaskState.BLOCKED, None)
+    return BulkCancellation(
+        type=task_type, by_state=by_state, by_priority=by_priority, requested=requested
+    )
+
+
+def _checked_type(task_type: str | None, *, required: bool = False) -> None:
+    if task_type is None and required:
+        raise InvalidTaskError("name the task type", field="type")
+    if task_type is not None and (problem := task_type_problem(task_type)) is not None:
+        raise InvalidTaskError(problem, field="type")
+
+
+def _finished_chunk(
+    keys: Keys, state: TaskState, task_type: str | None, offset: int
 ) -> Operation[tuple[list[str] | None, int]]:
-    """The next chunk of dead-letter ids from ``offset``, oldest first, filtered by type (None
-    at the end), and where to read next. Each chunk is acted on (and so leaves the set) before
-    the next is read, so only ids of other types are skipped over."""
-    ids: list[str] = yield Call(("ZRANGE", keys.dead, offset, offset + DEAD_CHUNK - 1))
+    """The next chunk of the ids in ``state``'s sorted set from ``offset``, oldest first,
+    filtered by type (None at the end), and where to read next. Each chunk is acted on (and
+    so leaves the set) before the next is read, so only ids of other types are skipped over."""
+    ids: list[str] = yield Call(("ZRANGE", keys.zset_of(state), offset, offset + DEAD_CHUNK - 1))
     if not ids:
         return None, offset
     if task_type is None:

@@ -28,7 +28,8 @@ class Scripts:
     promote: Script
     cancel: Script
     requeue_dead: Script
-    purge_dead: Script
+    purge: Script
+    cancel_all: Script
     deregister: Script
     progress: Script
     set_policy: Script

@@ -1,5 +1,5 @@
 """The ``taskqueue`` command line: the daemon (``run``, ``worker``, ``server``) and the tools an
-operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``workers``,
+operator steers it with (``submit``, ``status``, ``cancel``, ``tasks``, ``purge``, ``workers``,
 ``queues``, ``policy``, ``dlq``, ``plugins``, ``config check``, ``bench``), and ``systemd install``.
 
 The tools talk to Redis through :class:`taskqueue.Client` (the same scripts the API and the
@@ -49,7 +49,7 @@ from taskqueue.cli.plugins import plugins
 from taskqueue.cli.policy import policy_group
 from taskqueue.cli.schedules import schedules_group
 from taskqueue.cli.systemd import systemd_group
-from taskqueue.cli.tasks import cancel, status, submit, tasks, workflow
+from taskqueue.cli.tasks import cancel, purge, status, submit, tasks, workflow
 
 __all__ = [
     "EXIT_BUSY",
@@ -100,6 +100,7 @@ OVER_API = (
     "queues",
     "stats",
     "dlq",
+    "purge",
     "policy",
     "pause",
     "resume",
@@ -120,9 +121,9 @@ def main(
 ) -> None:
     """taskqueue: a distributed task queue on trio and Redis.
 
-    With --api URL (and --token-file), the operator tools (submit, status, workflow, cancel, tasks,
-    workers, queues, dlq, policy, pause, resume, schedules) run through the REST API instead
-    of Redis.
+    With --api URL (and --token-file), the operator tools (submit, status, workflow, cancel,
+    tasks, purge, workers, queues, dlq, policy, pause, resume, schedules) run through the REST
+    API instead of Redis.
     """
     ctx.obj = api_target(ctx, api_url, token, token_file, api_cafile)
     command = ctx.invoked_subcommand
@@ -145,6 +146,7 @@ for command in (
     workflow,
     cancel,
     tasks,
+    purge,
     workers,
     queues,
     dlq,

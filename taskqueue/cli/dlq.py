@@ -3,14 +3,13 @@ an operator requeues or purges them."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from taskqueue.broker import wall_clock_ms
 from taskqueue.cli.common import EXIT_FAILED, Refused, Session, client_options, fail
-from taskqueue.cli.tasks import listing_options, show_page
+from taskqueue.cli.tasks import confirm, listing_options, show_page
 from taskqueue.cli.views import task_details
 from taskqueue.models import Task, TaskState
 from taskqueue.operating import Operator
@@ -123,10 +122,10 @@ def dlq_purge(
 
     n = s.call(dead_count)
     if n and not yes:
-        if not sys.stdin.isatty():
-            fail(f"purge would delete {_plural(n, task_type)}: pass --yes to confirm")
-        if not click.confirm(f"Delete {_plural(n, task_type)}? This cannot be undone.", err=True):
-            fail("purge cancelled; nothing was deleted", EXIT_FAILED)
+        plan = _plural(n, task_type)
+        confirm(
+            f"purge would delete {plan}", f"Delete {plan}?", "purge cancelled; nothing was deleted"
+        )
     purged = s.call(lambda client: client.purge_dead(task_type)) if n else 0
     if json_mode:
         s.out.json({"purged": purged})

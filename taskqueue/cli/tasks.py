@@ -1,4 +1,5 @@
-"""``taskqueue submit``, ``status``, ``cancel`` and ``tasks``: one task at a time, or a page.
+"""``taskqueue submit``, ``status``, ``cancel``, ``tasks`` and ``purge``: one task at a time, a
+page, or (``cancel --type``, ``purge``) every task of a type or state, after asking.
 
 Piped, ``submit`` prints only the new id (``id=$(taskqueue submit ...)`` works); on a terminal
 it says more. ``submit --wait`` follows the task to its end and exits 1 unless it succeeded,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from typing import IO, Any
 
@@ -19,6 +21,8 @@ import trio
 from rich.text import Text
 
 from taskqueue.broker import Page, Submission, Submitted, wall_clock_ms
+from taskqueue.broker.keys import COUNTED_STATES
+from taskqueue.broker.model import BULK_CANCEL_STATES, PURGEABLE_STATES
 from taskqueue.cli.common import (
     DURATION,
     EXIT_FAILED,
@@ -39,7 +43,7 @@ from taskqueue.cli.views import (
 )
 from taskqueue.models import DependencyFailure, Task, TaskState
 from taskqueue.operating import Operator
-from taskqueue.wire import submitted_json, task_json
+from taskqueue.wire import cancelled_json, submitted_json, task_json
 
 
 @click.command()
@@ -311,14 +315,43 @@ def workflow(task_id: str, config_path: str | None, json_mode: bool, **flags: An
 
 
 @click.command()
-@click.argument("task_id", metavar="ID")
+@click.argument("task_id", metavar="[ID]", required=False)
+@click.option("--type", "task_type", metavar="TYPE", help="Cancel every waiting task of this type.")
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in BULK_CANCEL_STATES]),
+    help="With --type: only the tasks in this state (default: blocked, pending, scheduled).",
+)
+@click.option(
+    "--active", is_flag=True, help="With --type: also ask the workers of its running tasks to stop."
+)
+@click.option("--yes", "-y", is_flag=True, help="With --type: do not ask for confirmation.")
 @client_options
-def cancel(task_id: str, config_path: str | None, json_mode: bool, **flags: Any) -> None:
-    """Cancel a task: at once if it waits, by request to its worker if it runs.
+def cancel(
+    task_id: str | None,
+    task_type: str | None,
+    state: str | None,
+    active: bool,
+    yes: bool,
+    config_path: str | None,
+    json_mode: bool,
+    **flags: Any,
+) -> None:
+    """Cancel a task: at once if it waits, by request to its worker if it runs; or, with
+    --type, every blocked, pending and scheduled task of a type (asking first).
 
-    Exit 1 if it has already ended, 3 if there is no such task.
+    Exit 1 if the task has already ended, 3 if there is no such task. With --type it asks on
+    a terminal; without one (a script, a pipe) it needs --yes.
     """
+    if (task_id is None) == (task_type is None):
+        fail("name what to cancel: an ID, or --type TYPE (one of them)")
+    if task_type is None and (state is not None or active or yes):
+        fail("--state, --active and --yes go with --type")
     s = Session.start(config_path, flags, json_mode)
+    if task_type is not None:
+        _cancel_type(s, task_type, state, active, yes)
+        return
+    assert task_id is not None
     outcome = s.call(lambda client: client.cancel(task_id))
     if json_mode:
         s.out.json({"id": task_id, "outcome": outcome})
@@ -326,6 +359,83 @@ def cancel(task_id: str, config_path: str | None, json_mode: bool, **flags: Any)
         s.out.line(f"cancelled {task_id}")
     else:
         s.out.line(f"cancel requested for {task_id}: it is running, and its worker stops it")
+
+
+def _cancel_type(s: Session, task_type: str, state: str | None, active: bool, yes: bool) -> None:
+    """``cancel --type``: count what it would affect, ask, then cancel in bounded steps."""
+    states = list(BULK_CANCEL_STATES) if state is None else [TaskState(state)]
+    stats = s.call(lambda client: client.stats())
+    counts = {st: stats.by_state_and_type.get((st, task_type), 0) for st in states}
+    counts = {st: n for st, n in counts.items() if n or st is not TaskState.BLOCKED or state}
+    running = stats.by_state_and_type.get((TaskState.ACTIVE, task_type), 0) if active else 0
+    what = " and ".join(f"{n} {st.value}" for st, n in counts.items())
+    plan = f"{what} task{'s' * (sum(counts.values()) != 1)} of type {task_type}"
+    if active:
+        plan += f", and ask to stop its {running} running"
+    if (sum(counts.values()) or running) and not yes:
+        confirm(f"cancel would end {plan}", f"Cancel {plan}?", "nothing was cancelled")
+    cancellation = s.call(
+        lambda client: client.cancel_all(task_type, states=states, include_active=active)
+    )
+    if s.out.json_mode:
+        s.out.json(cancelled_json(cancellation))
+        return
+    done = ", ".join(f"{cancellation.by_state.get(st, 0)} {st.value}" for st in counts)
+    line = f"cancelled {cancellation.cancelled} tasks of type {task_type} ({done})"
+    if active:
+        line += f"; asked to stop {cancellation.requested} running"
+    s.out.line(line)
+
+
+def confirm(refusal: str, question: str, declined: str) -> None:
+    """Ask ``question`` on a terminal (exit 1 saying ``declined`` on a no); without one,
+    refuse, saying what it would do (``refusal``): a bulk change that a missing prompt
+    silently confirmed could not be undone."""
+    if not sys.stdin.isatty():
+        fail(f"{refusal}: pass --yes to confirm")
+    if not click.confirm(f"{question} This cannot be undone.", err=True):
+        fail(declined, EXIT_FAILED)
+
+
+@click.command()
+@click.argument("state", type=click.Choice([s.value for s in PURGEABLE_STATES]))
+@click.option("--type", "task_type", metavar="TYPE", help="Delete only the tasks of this type.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@client_options
+def purge(
+    state: str,
+    task_type: str | None,
+    yes: bool,
+    config_path: str | None,
+    json_mode: bool,
+    **flags: Any,
+) -> None:
+    """Delete the finished tasks in STATE for good (all of them, or those of --type), as
+    retention would once they expire.
+
+    Asks first on a terminal. Without one (a script, a pipe) it needs --yes.
+    """
+    s = Session.start(config_path, flags, json_mode)
+    finished = TaskState(state)
+    stats = s.call(lambda client: client.stats())
+    of_type = f" of type {task_type}" if task_type else ""
+    if task_type is None:
+        n, plan = stats.by_state[finished], f"{stats.by_state[finished]} {state} tasks"
+    elif finished in COUNTED_STATES:
+        n = stats.by_state_and_type.get((finished, task_type), 0)
+        plan = f"{n} {state} tasks{of_type}"
+    else:  # succeeded and cancelled tasks are counted in all, not by type
+        n = stats.by_state[finished]
+        plan = f"the {state} tasks{of_type} (of {n} {state} in all)"
+    if n and not yes:
+        confirm(
+            f"purge would delete {plan}", f"Delete {plan}?", "purge cancelled; nothing was deleted"
+        )
+    purged = s.call(lambda client: client.purge(finished, task_type)) if n else 0
+    if json_mode:
+        s.out.json({"state": state, "type": task_type, "purged": purged})
+    else:
+        s.out.line(f"purged {purged} {state} task{'s' * (purged != 1)}{of_type}")
 
 
 def show_page(s: Session, page: Page[Task], title: str, next_command: str) -> None:

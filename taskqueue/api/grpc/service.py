@@ -18,6 +18,7 @@ from taskqueue.api.grpc.dispatcher import Access
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
 from taskqueue.api.patches.betterproto_streams import ClosingStreams
 from taskqueue.broker import Broker, task_type_problem
+from taskqueue.broker.model import BULK_CANCEL_STATES
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import TaskState
 from taskqueue.schedules import ScheduleSpec
@@ -30,6 +31,8 @@ WRITE_METHODS = frozenset(
         "CancelTask",
         "RequeueDeadLetters",
         "PurgeDeadLetters",
+        "CancelTasks",
+        "PurgeTasks",
         "SetPolicy",
         "CreateSchedule",
         "PutSchedule",
@@ -126,6 +129,24 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         return pb.PurgeDeadLettersResponse(
             purged=await self.broker.purge_dead(request.type or None)
         )
+
+    async def cancel_tasks(self, request: pb.CancelTasksRequest) -> pb.CancelTasksResponse:
+        states = [convert.state_of(s, field="states") for s in request.states]
+        cancellation = await self.broker.cancel_all(
+            convert.required(request.type, "type"),
+            states=states or BULK_CANCEL_STATES,
+            include_active=request.include_active,
+        )
+        return pb.CancelTasksResponse(
+            cancelled=cancellation.cancelled,
+            pending=cancellation.by_state.get(TaskState.PENDING, 0),
+            scheduled=cancellation.by_state.get(TaskState.SCHEDULED, 0),
+            requested=cancellation.requested,
+        )
+
+    async def purge_tasks(self, request: pb.PurgeTasksRequest) -> pb.PurgeTasksResponse:
+        purged = await self.broker.purge(convert.state_of(request.state), request.type or None)
+        return pb.PurgeTasksResponse(purged=purged)
 
     async def get_policy(self, request: pb.GetPolicyRequest) -> pb.PolicyScope:
         task_type = _policy_type(request.type)

@@ -15,15 +15,27 @@ from taskqueue.api.rest.routing import (
     json_response,
 )
 from taskqueue.api.rest.send import Response
+from taskqueue.broker.model import BULK_CANCEL_STATES
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import DEFAULT_PAGE, MAX_PAGE, IdempotencyKey, TaskState, Workflow
+from taskqueue.models import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    IdempotencyKey,
+    TaskState,
+    TaskType,
+    Workflow,
+)
 from taskqueue.wire import (
     BatchResult,
+    BulkCancel,
     Submission,
     SubmissionBatch,
     SubmittedTask,
     Task,
     TaskPage,
+    TasksCancelled,
+    TasksPurged,
+    cancelled_document,
     submitted_task_document,
     view_document,
 )
@@ -263,3 +275,55 @@ async def cancel_task(call: Call) -> Response:
     outcome = await broker.cancel(call.path["task_id"])
     task = await single_document(call, call.path["task_id"])
     return json_response(task, 200 if outcome == "cancelled" else 202)
+
+
+@routes.add(
+    Operation(
+        method="POST",
+        path=f"{API_PREFIX}/tasks/cancel",
+        operation_id="cancelTasks",
+        summary="Cancel every waiting task of a type",
+        description="Cancels the type's blocked, pending and scheduled tasks (or those of the "
+        "`states` given) as `cancelTask` cancels one, a thousand per step so Redis serves others "
+        "in between; with `include_active`, asks the workers of its running tasks to stop them. "
+        "A task submitted meanwhile may or may not be cancelled.",
+        tag="tasks",
+        access=Access.WRITE,
+        body=BulkCancel,
+        replies={200: Reply("How many were cancelled, and stop requests sent.", TasksCancelled)},
+        errors={422: "An unknown field, an invalid type, or a state that does not wait."},
+    )
+)
+async def cancel_tasks(call: Call) -> Response:
+    request: BulkCancel = call.body
+    cancellation = await call.api.context.broker.cancel_all(
+        request.type,
+        states=BULK_CANCEL_STATES if request.states is None else request.states,
+        include_active=request.include_active,
+    )
+    return json_response(cancelled_document(cancellation))
+
+
+@routes.add(
+    Operation(
+        method="DELETE",
+        path=f"{API_PREFIX}/tasks",
+        operation_id="purgeTasks",
+        summary="Delete every finished task in one state (of one type)",
+        description="Deletes the records of the `succeeded`, `cancelled` or `dead` tasks (of "
+        "`type`, if given) for good, as retention would once they expire; `dead` is the "
+        "dead-letter queue's purge.",
+        tag="tasks",
+        access=Access.WRITE,
+        query=(
+            Param("state", TaskState, "Finished tasks in this state.", required=True),
+            Param("type", TaskType, "Only tasks of this type."),
+        ),
+        replies={200: Reply("How many were deleted.", TasksPurged)},
+        errors={422: "No state, an unknown one, one that has not finished, or an invalid type."},
+    )
+)
+async def purge_tasks(call: Call) -> Response:
+    state, task_type = call.query["state"], call.query.get("type")
+    purged = await call.api.context.broker.purge(state, task_type)
+    return json_response(TasksPurged(state=state, type=task_type, purged=purged))

@@ -446,6 +446,48 @@ class PurgeDeadLettersResponse(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class CancelTasksRequest(betterproto.Message):
+    """
+    Cancel every waiting task of one type, as CancelTask cancels one, a thousand per step so
+     Redis serves others in between. A task submitted meanwhile may or may not be cancelled.
+    """
+
+    type: str = betterproto.string_field(1)
+    states: List["TaskState"] = betterproto.enum_field(2)
+    """
+    The waiting states to cancel: PENDING, SCHEDULED or both; empty means both.
+    """
+
+    include_active: bool = betterproto.bool_field(3)
+    """
+    Also ask the workers of the type's running tasks to stop them (each ends cancelled).
+    """
+
+
+@dataclass(eq=False, repr=False)
+class CancelTasksResponse(betterproto.Message):
+    cancelled: int = betterproto.uint64_field(1)
+    pending: int = betterproto.uint64_field(2)
+    scheduled: int = betterproto.uint64_field(3)
+    requested: int = betterproto.uint64_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class PurgeTasksRequest(betterproto.Message):
+    """
+    Delete every finished task in one state (SUCCEEDED, CANCELLED or DEAD), of `type` if given.
+    """
+
+    state: "TaskState" = betterproto.enum_field(1)
+    type: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class PurgeTasksResponse(betterproto.Message):
+    purged: int = betterproto.uint64_field(1)
+
+
+@dataclass(eq=False, repr=False)
 class WatchTasksRequest(betterproto.Message):
     """
     Which task state changes to stream: those of one task, of one type, or (neither) all.
@@ -789,6 +831,40 @@ class TaskQueueStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def cancel_tasks(
+        self,
+        cancel_tasks_request: "CancelTasksRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "CancelTasksResponse":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/CancelTasks",
+            cancel_tasks_request,
+            CancelTasksResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def purge_tasks(
+        self,
+        purge_tasks_request: "PurgeTasksRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "PurgeTasksResponse":
+        return await self._unary_unary(
+            "/taskqueue.v1.TaskQueue/PurgeTasks",
+            purge_tasks_request,
+            PurgeTasksResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def get_policy(
         self,
         get_policy_request: "GetPolicyRequest",
@@ -1016,6 +1092,16 @@ class TaskQueueBase(ServiceBase):
     ) -> "PurgeDeadLettersResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def cancel_tasks(
+        self, cancel_tasks_request: "CancelTasksRequest"
+    ) -> "CancelTasksResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def purge_tasks(
+        self, purge_tasks_request: "PurgeTasksRequest"
+    ) -> "PurgeTasksResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def get_policy(self, get_policy_request: "GetPolicyRequest") -> "PolicyScope":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -1140,6 +1226,20 @@ class TaskQueueBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.purge_dead_letters(request)
+        await stream.send_message(response)
+
+    async def __rpc_cancel_tasks(
+        self, stream: "grpclib.server.Stream[CancelTasksRequest, CancelTasksResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.cancel_tasks(request)
+        await stream.send_message(response)
+
+    async def __rpc_purge_tasks(
+        self, stream: "grpclib.server.Stream[PurgeTasksRequest, PurgeTasksResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.purge_tasks(request)
         await stream.send_message(response)
 
     async def __rpc_get_policy(
@@ -1284,6 +1384,18 @@ class TaskQueueBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 PurgeDeadLettersRequest,
                 PurgeDeadLettersResponse,
+            ),
+            "/taskqueue.v1.TaskQueue/CancelTasks": grpclib.const.Handler(
+                self.__rpc_cancel_tasks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CancelTasksRequest,
+                CancelTasksResponse,
+            ),
+            "/taskqueue.v1.TaskQueue/PurgeTasks": grpclib.const.Handler(
+                self.__rpc_purge_tasks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PurgeTasksRequest,
+                PurgeTasksResponse,
             ),
             "/taskqueue.v1.TaskQueue/GetPolicy": grpclib.const.Handler(
                 self.__rpc_get_policy,
