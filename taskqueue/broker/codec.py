@@ -15,10 +15,22 @@ import msgspec
 import msgspec.inspect
 
 from taskqueue import _json
-from taskqueue.models import Claim, ClaimedTask, Priority, Task, TaskEvent, WorkerInfo
+from taskqueue.models import (
+    Claim,
+    ClaimedTask,
+    Priority,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+    Workflow,
+    WorkflowTask,
+)
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
 CLAIM_FIELDS = 9
+#: Workflow replies carry these fields per task, in this order (see view_workflow.lua).
+WORKFLOW_FIELDS = 7
 
 
 def _bare(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
@@ -56,13 +68,39 @@ def task_from_hash(fields: Mapping[str, str]) -> Task:
     values = {
         name: loads(value)
         if name in _JSON_FIELDS
-        else value.split(",")
+        else id_list(value)
         if name in _ID_LIST_FIELDS
         else value
         for name, value in fields.items()
         if value != "" and name in _TASK_FIELDS
     }
     return msgspec.convert(values, Task, strict=False)
+
+
+def id_list(text: str) -> list[str]:
+    """A field of task ids, as stored (comma-separated; empty: none)."""
+    return text.split(",") if text else []
+
+
+def workflow_from_reply(reply: list[Any]) -> Workflow:
+    """A view_workflow.lua reply: whether it is complete, then :data:`WORKFLOW_FIELDS` per
+    task."""
+    tasks = [
+        WorkflowTask(
+            id=reply[i],
+            type=reply[i + 1],
+            state=TaskState(reply[i + 2]),
+            priority=Priority(reply[i + 3]),
+            depends_on=id_list(reply[i + 4]),
+            dependents=id_list(reply[i + 5]),
+            error=reply[i + 6] or None,
+        )
+        for i in range(1, len(reply), WORKFLOW_FIELDS)
+    ]
+    by_state = dict.fromkeys(TaskState, 0)
+    for task in tasks:
+        by_state[task.state] += 1
+    return Workflow(tasks=tasks, by_state=by_state, complete=reply[0] == 1)
 
 
 def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:

@@ -36,6 +36,7 @@ from taskqueue.broker.codec import (
     task_from_hash,
     worker_from_hash,
     worker_to_json,
+    workflow_from_reply,
 )
 from taskqueue.broker.keys import Keys, count_field
 from taskqueue.broker.model import (
@@ -97,7 +98,6 @@ from taskqueue.models import (
     TaskState,
     WorkerInfo,
     Workflow,
-    WorkflowTask,
     validated,
 )
 from taskqueue.outcomes import OutcomeKind
@@ -592,22 +592,7 @@ def workflow(keys: Keys, task_id: str) -> Operation[Workflow]:
     reply = yield _script(keys, "view_workflow", task_id, MAX_WORKFLOW_TASKS)
     if not reply:
         raise TaskNotFoundError(task_id)
-    tasks = [
-        WorkflowTask(
-            id=reply[i],
-            type=reply[i + 1],
-            state=TaskState(reply[i + 2]),
-            priority=Priority(reply[i + 3]),
-            depends_on=reply[i + 4].split(",") if reply[i + 4] else [],
-            dependents=reply[i + 5].split(",") if reply[i + 5] else [],
-            error=reply[i + 6] or None,
-        )
-        for i in range(1, len(reply), 7)
-    ]
-    by_state = {state: 0 for state in TaskState}
-    for task in tasks:
-        by_state[task.state] += 1
-    return Workflow(tasks=tasks, by_state=by_state, complete=reply[0] == 1)
+    return workflow_from_reply(reply)
 
 
 def view_many(keys: Keys, task_ids: Sequence[str], cut_at: int) -> Operation[list[TaskView | None]]:
