@@ -38,15 +38,17 @@ for i = FIRST, #ARGV, FIELDS do
   if not valid_type(ARGV[i + 1]) then
     return redis.error_reply('BADTYPE ' .. ((i - FIRST) / FIELDS))
   end
-  local index = (i - FIRST) / FIELDS
-  for dep in string.gmatch(string.match(ARGV[i + 8], ' (.*)$') or '', '[^,]+') do
-    if string.sub(dep, 1, 1) == '#' then
-      local earlier = tonumber(string.sub(dep, 2))
-      if not earlier or earlier >= index then
+  if ARGV[i + 8] ~= '' then
+    local index = (i - FIRST) / FIELDS
+    for dep in string.gmatch(string.match(ARGV[i + 8], ' (.*)$') or '', '[^,]+') do
+      if string.sub(dep, 1, 1) == '#' then
+        local earlier = tonumber(string.sub(dep, 2))
+        if not earlier or earlier >= index then
+          return redis.error_reply('NODEPENDENCY ' .. index .. ' ' .. dep)
+        end
+      elseif redis.call('EXISTS', key_task(dep)) == 0 then
         return redis.error_reply('NODEPENDENCY ' .. index .. ' ' .. dep)
       end
-    elseif redis.call('EXISTS', key_task(dep)) == 0 then
-      return redis.error_reply('NODEPENDENCY ' .. index .. ' ' .. dep)
     end
   end
 end
