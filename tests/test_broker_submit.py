@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from broker_helpers import (
+    TYPE,
     claim,
     command_calls,
     failed,
@@ -20,6 +21,7 @@ from conftest import FakeClock, MakeBroker
 from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
+from taskqueue.broker import operations as ops
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError, QueueFullError
 from taskqueue.models import Policy, Priority, TaskState
 
@@ -482,3 +484,61 @@ async def test_queue_full_counts_a_batchs_repeated_idempotency_key_once(
 
     assert (one.created, two.created, two.id) == (True, False, one.id)
     await assert_invariants(broker)
+
+
+# -- enqueue and view in one round trip --------------------------------------------------------
+
+
+async def test_a_new_task_is_submitted_and_read_back_in_one_round_trip(
+    broker: Broker, clock: FakeClock
+) -> None:
+    earlier = await broker.enqueue(Submission(type=TYPE, payload={}))
+    await broker.view(earlier.id, 1000)  # Redis has both scripts now: no NOSCRIPT round
+    submission = Submission(type=TYPE, payload={"n": 1}, priority="high")
+    operation = ops.enqueue_and_view(broker.settings, broker.keys, submission, clock(), 1000)
+    step = operation.send(None)
+    assert isinstance(step, ops.Pipeline)
+    assert [command[0] for command in step.commands] == ["EVALSHA", "EVALSHA"]
+    replies = await broker.redis.pipeline(step.commands)
+    with pytest.raises(StopIteration) as stop:
+        operation.send(replies)  # no second step: the reply to the pipeline is all it needs
+    submitted, view = stop.value.value
+    assert submitted.created and submitted.state is TaskState.PENDING
+    assert view.task == await broker.get(submitted.id)
+    assert view.task.payload == {"n": 1} and view.task.priority is Priority.HIGH
+
+
+async def test_enqueue_and_view_of_a_known_idempotency_key_reads_the_earlier_task(
+    broker: Broker,
+) -> None:
+    first = await broker.enqueue(Submission(type=TYPE, payload={"n": 1}, idempotency_key="k"))
+    again, view = await broker.enqueue_and_view(
+        Submission(type=TYPE, payload={"n": 2}, idempotency_key="k"), 1000
+    )
+    assert (again.id, again.created) == (first.id, False)
+    assert view.task.id == first.id and view.task.payload == {"n": 1}
+
+
+async def test_enqueue_and_view_cuts_fields_over_the_limit(broker: Broker) -> None:
+    submitted, view = await broker.enqueue_and_view(
+        Submission(type=TYPE, payload={"text": "x" * 500}), 100
+    )
+    assert submitted.created
+    assert view.truncated == {"payload": len('{"text":""}') + 500}
+    assert view.task.payload is None
+
+
+async def test_enqueue_and_view_works_after_redis_forgot_its_scripts(broker: Broker) -> None:
+    await broker.redis.execute("SCRIPT", "FLUSH")
+    submitted, view = await broker.enqueue_and_view(Submission(type=TYPE, payload={}), 1000)
+    assert view.task.id == submitted.id and submitted.created
+    # the first, refused try wrote nothing
+    assert (await broker.stats()).by_state[TaskState.PENDING] == 1
+
+
+async def test_enqueue_and_view_refuses_as_enqueue_does(make_broker: MakeBroker) -> None:
+    broker = make_broker(max_queue_depth=1)
+    await broker.enqueue(Submission(type=TYPE, payload={}))
+    with pytest.raises(QueueFullError):
+        await broker.enqueue_and_view(Submission(type=TYPE, payload={}), 1000)
+    assert (await broker.stats()).by_state[TaskState.PENDING] == 1

@@ -164,6 +164,18 @@ class Broker:
             self.observer.tasks_submitted(submissions, submitted)
         return submitted
 
+    async def enqueue_and_view(
+        self, submission: Submission, cut_at: int
+    ) -> tuple[Submitted, TaskView]:
+        """Submit one task (as :meth:`enqueue`) and read it back (as :meth:`view`), in one
+        round trip when the task is new: what an API's reply to a submit shows."""
+        submitted, view = await self._run(
+            operations.enqueue_and_view(self.settings, self.keys, submission, self.clock(), cut_at)
+        )
+        if self.observer is not None:
+            self.observer.tasks_submitted((submission,), (submitted,))
+        return submitted, view
+
     # -- working -------------------------------------------------------------------------
 
     async def claim(

@@ -169,6 +169,49 @@ def enqueue_many(
     """Submit a batch atomically, in one round trip (see :meth:`Broker.enqueue_many`)."""
     if not submissions:
         return []
+    script, _ = _enqueue_script(settings, keys, submissions, now, strict)
+    try:
+        if settings.durable_submit:
+            reply, not_on_disk = yield from _with_fsync(settings, script)
+        else:
+            reply, not_on_disk = (yield script), None
+    except ResponseError as exc:
+        raise _refusal(str(exc), submissions) from None
+    return _submitted(reply, not_on_disk, submissions)
+
+
+def enqueue_and_view(
+    settings: BrokerSettings, keys: Keys, submission: Submission, now: int, cut_at: int
+) -> Operation[tuple[Submitted, TaskView]]:
+    """Submit one task and read it back as :func:`view` does, in one round trip: what a
+    REST or gRPC submit answers with. The view is sent right behind the script, for the id
+    the task gets if it is new; one that found an earlier task (its idempotency key, or as
+    unique) is read in a second round trip, as is everything under ``durable_submit``."""
+    if settings.durable_submit:
+        (submitted,) = yield from enqueue_many(settings, keys, (submission,), now)
+        return submitted, (yield from view(keys, submitted.id, cut_at))
+    script, (task_id,) = _enqueue_script(settings, keys, (submission,), now, False)
+    reading = _view_script(keys, (task_id,), cut_at)
+    reply, read = yield Pipeline((_evalsha(script), _evalsha(reading)))
+    if isinstance(reply, ResponseError):
+        if not str(reply).startswith("NOSCRIPT"):
+            raise _refusal(str(reply), (submission,))
+        (submitted,) = yield from enqueue_many(settings, keys, (submission,), now)
+        return submitted, (yield from view(keys, submitted.id, cut_at))
+    (submitted,) = _submitted(reply, None, (submission,))
+    if submitted.id != task_id or isinstance(read, ResponseError) or not read[0]:
+        return submitted, (yield from view(keys, submitted.id, cut_at))
+    return submitted, _task_view(read[0])
+
+
+def _enqueue_script(
+    settings: BrokerSettings,
+    keys: Keys,
+    submissions: Sequence[Submission],
+    now: int,
+    strict: bool,
+) -> tuple[RunScript, list[str]]:
+    """enqueue.lua for ``submissions`` (validated here), and the ids new tasks get."""
     args: list[Arg] = [now, 1 if strict else 0, *_fallback_args(settings)]
     ids = new_task_ids(len(submissions), now)
     for index, submission in enumerate(submissions):
@@ -178,16 +221,16 @@ def enqueue_many(
             if len(submissions) > 1:
                 raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
             raise
-    script = _script(keys, "enqueue", *args)
-    try:
-        if settings.durable_submit:
-            (reply, unserved), not_on_disk = yield from _with_fsync(settings, script)
-        else:
-            (reply, unserved), not_on_disk = (yield script), None
-    except ResponseError as exc:
-        raise _refusal(str(exc), submissions) from None
+    return _script(keys, "enqueue", *args), ids
+
+
+def _submitted(
+    reply: Any, not_on_disk: str | None, submissions: Sequence[Submission]
+) -> list[Submitted]:
+    """What enqueue.lua's reply says of each submission."""
+    results, unserved = reply
     if not_on_disk is not None:
-        written = [task_id for task_id, created, *_ in reply if created]
+        written = [task_id for task_id, created, *_ in results if created]
         raise NotDurableError(
             f"{not_on_disk}; the tasks {', '.join(written) or '(none new)'} were written and"
             " may still run: check on them, or submit again with the same idempotency keys",
@@ -202,8 +245,13 @@ def enqueue_many(
             Priority(priority),
             warnings.get(s.type, []) if warnings else [],
         )
-        for (task_id, created, state, priority), s in zip(reply, submissions, strict=True)
+        for (task_id, created, state, priority), s in zip(results, submissions, strict=True)
     ]
+
+
+def _evalsha(script: RunScript) -> tuple[Arg, ...]:
+    """``script`` as one EVALSHA command, for a :class:`Pipeline`."""
+    return ("EVALSHA", script.script.sha, len(script.keys), *script.keys, *script.args)
 
 
 def _with_fsync(settings: BrokerSettings, script: RunScript) -> Operation[tuple[Any, str | None]]:
@@ -211,10 +259,10 @@ def _with_fsync(settings: BrokerSettings, script: RunScript) -> Operation[tuple[
     why not): the script and a ``WAITAOF`` leave together on one connection, as ``WAITAOF``
     waits for the writes of its own connection. The script's error reply is raised."""
     wait = ("WAITAOF", 1, 0, max(1, round(settings.durable_timeout * 1000)))
-    operands = (len(script.keys), *script.keys, *script.args)
-    reply, fsynced = yield Pipeline((("EVALSHA", script.script.sha, *operands), wait))
+    reply, fsynced = yield Pipeline((_evalsha(script), wait))
     if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-        reply, fsynced = yield Pipeline((("EVAL", script.script.source, *operands), wait))
+        source = script.script.source
+        reply, fsynced = yield Pipeline((("EVAL", source, *_evalsha(script)[2:]), wait))
     if isinstance(reply, ResponseError):
         raise reply
     if isinstance(fsynced, ResponseError):
@@ -599,11 +647,13 @@ def view_many(keys: Keys, task_ids: Sequence[str], cut_at: int) -> Operation[lis
     """Several tasks as :func:`view` reads them, in one round trip, None for the missing."""
     if not task_ids:
         return []
-    fields = (*CUT_JSON_FIELDS, *CUT_TEXT_FIELDS)
-    reply = yield _script(
-        keys, "view", cut_at, len(CUT_JSON_FIELDS), len(fields), *fields, *task_ids
-    )
+    reply = yield _view_script(keys, task_ids, cut_at)
     return [_task_view(entry) if entry else None for entry in reply]
+
+
+def _view_script(keys: Keys, task_ids: Sequence[str], cut_at: int) -> RunScript:
+    fields = (*CUT_JSON_FIELDS, *CUT_TEXT_FIELDS)
+    return _script(keys, "view", cut_at, len(CUT_JSON_FIELDS), len(fields), *fields, *task_ids)
 
 
 def _task_view(entry: Sequence[Any]) -> TaskView:

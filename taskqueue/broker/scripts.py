@@ -1,8 +1,10 @@
 """The broker's Lua scripts, loaded once from the ``lua/`` folder beside this module.
 
-Each script is the generated key prelude (:func:`taskqueue.broker.keys.lua_prelude`), then the
-shared helpers of ``_lib.lua``, then the script's own file. Every file starts with a comment
-that lists its KEYS, ARGV and what it returns.
+Each script is its own file preceded by the definitions it uses from the generated key prelude
+(:func:`taskqueue.broker.keys.lua_prelude`) and the shared helpers of ``_lib.lua``, picked by
+:func:`taskqueue.broker.lua_link.link`: Redis runs a script's whole text on every call, so a
+script carries only what it needs. Every file starts with a comment that lists its KEYS, ARGV
+and what it returns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib import resources
 import attrs
 
 from taskqueue.broker.keys import lua_prelude
+from taskqueue.broker.lua_link import link, parse_definitions
 from taskqueue.redis import Script
 
 
@@ -47,10 +50,10 @@ class Scripts:
 @cache
 def load_scripts() -> Scripts:
     folder = resources.files("taskqueue.broker") / "lua"
-    head = lua_prelude() + (folder / "_lib.lua").read_text()
+    shared = parse_definitions(lua_prelude() + (folder / "_lib.lua").read_text())
     return Scripts(
         **{
-            field.name: Script(field.name, head + (folder / f"{field.name}.lua").read_text())
+            field.name: Script(field.name, link(shared, (folder / f"{field.name}.lua").read_text()))
             for field in attrs.fields(Scripts)
         }
     )

@@ -94,8 +94,7 @@ _UNSERVED = (
 )
 async def submit_task(call: Call) -> Response:
     broker = call.api.context.broker
-    submitted = await broker.enqueue(call.body)
-    view = await broker.view(submitted.id, broker.settings.max_payload_bytes)
+    submitted, view = await broker.enqueue_and_view(call.body, broker.settings.max_payload_bytes)
     task = submitted_task_document(view, submitted)
     if not submitted.created:
         return json_response(task, 200)
