@@ -32,6 +32,7 @@ from taskqueue.models import (
     TaskState,
     WorkerInfo,
 )
+from taskqueue.outcomes import Snooze
 from taskqueue.redis import Redis
 from taskqueue.schedules import MissedPolicy, Schedule, ScheduleSpec, schedule_spec
 
@@ -63,6 +64,7 @@ __all__ = [
     "Schedule",
     "ScheduleNotFoundError",
     "ScheduleSpec",
+    "Snooze",
     "Submission",
     "Submitted",
     "SyncClient",

@@ -174,6 +174,7 @@ class TaskCounts:
         "priority",
         "processed",
         "retried",
+        "snoozed",
         "submitted",
         "timed_out",
         "type",
@@ -190,6 +191,7 @@ class TaskCounts:
         self.retried = 0
         self.dead = 0
         self.cancelled = 0
+        self.snoozed = 0
         #: Run time of attempts, from the processor's start to its end.
         self.duration = Buckets()
         #: From the task becoming ready to its attempt starting.
@@ -214,6 +216,8 @@ _TASK_COUNTERS: Final = (
      "dead"),
     ("taskqueue_tasks_cancelled", "Tasks cancelled at a user's request: running ones by the "
      "worker that stopped them, waiting ones by the API process.", "cancelled"),
+    ("taskqueue_tasks_snoozed", "Attempts whose processor snoozed the task: it runs again "
+     "later, the attempt not spent (one past max_snoozes is dead instead).", "snoozed"),
     ("taskqueue_tasks_completed", "Attempts that ended with a recorded outcome: processed, "
      "failed or cancelled.", "completed"),
 )  # fmt: skip

@@ -268,6 +268,9 @@ MAX_DEPTH: Final = 10**12
 #: and scrape of the metrics walks them.
 DEFAULT_MAX_TASK_TYPES: Final = 1000
 MAX_TASK_TYPES: Final = 1_000_000
+#: The most snoozes a policy may allow a task; the default is DEFAULT_MAX_SNOOZES.
+MAX_SNOOZES: Final = 1_000_000
+DEFAULT_MAX_SNOOZES: Final = 100
 #: How recent a claim's note that a limit held a type back must be for stats to say it is held.
 HELD_FRESH_MS: Final = 5_000
 #: The largest fleet-wide concurrency limit a policy may set for a type.
@@ -382,6 +385,18 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         ]
         | None
     ) = None
+    max_snoozes: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=MAX_SNOOZES,
+                description="Most times a task's processor may snooze it (each waits without "
+                "spending an attempt); one more dead-letters the task.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -413,7 +428,15 @@ class Task(Struct, kw_only=True):
     payload: Annotated[Any, Meta(description="Any JSON value.")] = None
     state: TaskState = TaskState.PENDING
     attempt: Annotated[
-        int, Meta(ge=0, description="Times the task was claimed; 0 before its first run.")
+        int,
+        Meta(
+            ge=0,
+            description="Times the task was claimed; 0 before its first run. A snoozed run "
+            "or one its worker released at shutdown is given back.",
+        ),
+    ] = 0
+    snoozes: Annotated[
+        int, Meta(ge=0, description="Times its processor snoozed it (see max_snoozes).")
     ] = 0
     max_retries: Count = 3
     timeout_ms: Count = 300_000

@@ -36,6 +36,9 @@ class OutcomeKind(enum.StrEnum):
     #: The worker shut down first: the task goes back to the front of its queue, the attempt
     #: not spent.
     INTERRUPTED = "interrupted"
+    #: The processor raised or returned :class:`Snooze`: the task waits ``delay`` and runs
+    #: again, the attempt not spent; past its type's ``max_snoozes`` it is dead-lettered.
+    SNOOZED = "snoozed"
     #: Another worker holds the lease now (this one's expired): the task was stopped and
     #: nothing is reported; Redis would refuse the report as stale anyway.
     LOST = "lost"
@@ -48,6 +51,29 @@ class Outcome:
     result: Any = None
     error: str | None = None
     traceback: str | None = None
+    #: How long a snoozed task waits before it runs again, in seconds.
+    snooze_s: float = 0.0
+
+
+#: The longest a processor may snooze its task at once: a year.
+MAX_SNOOZE_S: Final = 366 * 24 * 3600.0
+
+
+class Snooze(Exception):
+    """Raise (or return) from a processor: "not now, try again in ``delay`` seconds".
+
+    The task goes back to ``scheduled`` for that long without spending an attempt, so a
+    processor can wait for something outside (a resource still being built, a partner's
+    quiet hours, a rate it learnt from a 429) without using up its retries. Each snooze is
+    counted on the task (``snoozes``); one more than its type's ``max_snoozes`` policy setting
+    dead-letters it instead, so a task cannot snooze for ever.
+    """
+
+    def __init__(self, delay: float) -> None:
+        if not 0 <= delay <= MAX_SNOOZE_S:  # also refuses NaN
+            raise ValueError(f"a snooze lasts 0 to {MAX_SNOOZE_S:g} seconds, not {delay!r}")
+        super().__init__(f"snoozed for {delay:g}s")
+        self.delay = float(delay)
 
 
 #: Room for the note that says how much a clipped text left out.

@@ -13,7 +13,7 @@ from taskqueue.config.fields import setting
 from taskqueue.config.plugins import settings_class
 from taskqueue.errors import PermanentError
 from taskqueue.models import ClaimedTask, Priority
-from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.outcomes import Outcome, OutcomeKind, Snooze
 from taskqueue.processors import ProcessorRegistry, TaskContext
 from taskqueue.redis import Redis, Script
 
@@ -28,6 +28,7 @@ __all__ = [
     "ProcessorRegistry",
     "Redis",
     "Script",
+    "Snooze",
     "TaskContext",
     "hookimpl",
     "setting",

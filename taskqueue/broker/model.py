@@ -16,6 +16,7 @@ import msgspec
 
 from taskqueue.broker.policy import PolicyView
 from taskqueue.models import (
+    DEFAULT_MAX_SNOOZES,
     DEFAULT_MAX_TASK_TYPES,
     DEFAULT_PRIORITY,
     Policy,
@@ -117,6 +118,8 @@ class BrokerSettings:
     #: (``WAITAOF``), for at most ``durable_timeout`` seconds.
     durable_submit: bool = False
     durable_timeout: float = 2.0
+    #: Most snoozes of a task where no policy layer sets ``max_snoozes``.
+    max_snoozes: int = DEFAULT_MAX_SNOOZES
 
     def policy(self) -> Policy:
         """The global policy these settings give: what a daemon writes to the config layer at
@@ -130,6 +133,7 @@ class BrokerSettings:
             refuse_unserved=self.refuse_unserved,
             max_task_types=self.max_task_types,
             unique=False,
+            max_snoozes=self.max_snoozes,
         )
 
     @classmethod
@@ -150,6 +154,7 @@ class BrokerSettings:
             priority_guard=worker.priority_guard,
             refuse_unserved=task.refuse_unserved,
             max_task_types=task.max_task_types,
+            max_snoozes=task.max_snoozes,
             durable_submit=config.redis.durable_submit,
             durable_timeout=config.redis.durable_timeout,
         )
@@ -279,6 +284,8 @@ class Report:
     result_json: str | None = None
     error: str = ""
     traceback: str = ""
+    #: A snoozed task's wait before it runs again, in milliseconds.
+    snooze_ms: int = 0
 
 
 @attrs.frozen

@@ -506,6 +506,8 @@ def report(
         if r.kind is succeeded:
             result = _json.dumps(r.result) if r.result_json is None else r.result_json
             args += (r.task_id, r.attempt, r.kind, result, "", 0)
+        elif r.kind is OutcomeKind.SNOOZED:
+            args += (r.task_id, r.attempt, r.kind, r.snooze_ms, settings.max_snoozes, 0)
         else:
             args += (r.task_id, r.attempt, r.kind, r.error, r.traceback, jitter())
     reply = yield _script(keys, "finish", *args)

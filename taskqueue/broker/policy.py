@@ -47,8 +47,11 @@ LIMIT_NAMES: Final[dict[str, str]] = {
     "concurrency": "concurrency",
     "paused": "paused",
 }
+#: The settings finish.lua reads, when an attempt's report needs them (see policy_setting in
+#: _lib.lua): nothing to resolve per submission or per claim.
+REPORT_NAMES: Final[dict[str, str]] = {"max_snoozes": "max_snoozes"}
 #: Every policy field -> its Redis name.
-REDIS_NAMES: Final[dict[str, str]] = {**SUBMISSION_NAMES, **LIMIT_NAMES}
+REDIS_NAMES: Final[dict[str, str]] = {**SUBMISSION_NAMES, **LIMIT_NAMES, **REPORT_NAMES}
 #: Settings of the global scope only: a task type's would mean nothing.
 GLOBAL_SETTINGS: Final = ("max_task_types",)
 #: Settings of a task type only: a fleet-wide limit is a limit on one type's tasks.

@@ -135,6 +135,8 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         ("payload", json.dumps(task.payload, ensure_ascii=False)),
         ("created", moment(task.created_ms, now_ms)),
     ]
+    if task.snoozes:
+        pairs.insert(5, ("snoozes", str(task.snoozes)))
     if task.state is TaskState.SCHEDULED or task.ready_ms != task.created_ms:
         pairs.append(("ready", moment(task.ready_ms, now_ms)))
     if task.started_ms is not None:

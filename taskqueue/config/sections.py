@@ -19,7 +19,13 @@ from attrs import AttrsInstance
 from taskqueue.config.fields import Conflict, FieldSpec, setting, show_settings, specs_of
 from taskqueue.config.units import MASK, format_duration, mask_url_value
 from taskqueue.dev_processors import is_module_path
-from taskqueue.models import DEFAULT_MAX_TASK_TYPES, MAX_TASK_TYPES, Policy
+from taskqueue.models import (
+    DEFAULT_MAX_SNOOZES,
+    DEFAULT_MAX_TASK_TYPES,
+    MAX_SNOOZES,
+    MAX_TASK_TYPES,
+    Policy,
+)
 from taskqueue.redis.url import RedisAddress
 from taskqueue.schedules import ScheduleSpec
 
@@ -187,6 +193,8 @@ class TaskConfig:
     max_queue_depth: int = setting(0, minimum=0)
     refuse_unserved: bool = setting(False)
     max_task_types: int = setting(DEFAULT_MAX_TASK_TYPES, minimum=0, maximum=MAX_TASK_TYPES)
+    #: Most times a processor may snooze one task (``taskqueue.Snooze``); one more is dead.
+    max_snoozes: int = setting(DEFAULT_MAX_SNOOZES, minimum=0, maximum=MAX_SNOOZES)
 
     def __attrs_post_init__(self) -> None:
         if self.retry_max_delay < self.retry_base_delay:

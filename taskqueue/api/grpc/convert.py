@@ -166,6 +166,7 @@ def policy(message: pb.Policy) -> Policy:
         "concurrency": message.concurrency,
         "paused": message.paused,
         "unique": message.unique,
+        "max_snoozes": message.max_snoozes,
     }
     values["priority"] = priority_name(message.priority, "live.priority")
     try:
@@ -260,6 +261,7 @@ def policy_message(p: Policy) -> pb.Policy:
         concurrency=p.concurrency,
         paused=p.paused,
         unique=p.unique,
+        max_snoozes=p.max_snoozes,
     )
 
 
@@ -283,6 +285,7 @@ def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.T
         payload_json="" if "payload" in truncated else _json.dumps(task.payload),
         state=pb.TaskState[task.state.name],
         attempt=task.attempt,
+        snoozes=task.snoozes,
         max_retries=task.max_retries,
         timeout_ms=task.timeout_ms,
         created_ms=task.created_ms,

@@ -270,6 +270,15 @@ settle = function(ended, now)
   end
 end
 
+-- One policy setting of task type `ttype` as in force: the type's live layer, its config
+-- layer, then the global live and config layers, else `fallback` (see taskqueue/broker/policy.py;
+-- enqueue.lua resolves its settings the same way, all at once).
+local function policy_setting(name, ttype, fallback)
+  local typed = redis.call('HMGET', K_POLICY_LIVE, name .. '|' .. ttype, name)
+  local config = redis.call('HMGET', K_POLICY_CONFIG, name .. '|' .. ttype, name)
+  return typed[1] or config[1] or typed[2] or config[2] or fallback
+end
+
 -- A failed attempt (the processor raised, timed out, or its worker died): retry after
 -- min(max_ms, base_ms * 2^(attempt-1)) scaled by `jitter` in [0, 1) ("full jitter"), or
 -- dead-letter it when it has no retries left. Returns the state the task moved to.

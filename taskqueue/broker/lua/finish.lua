@@ -15,6 +15,11 @@
 --           'cancelled'   reason    ''         stopped at the user's request
 --           'interrupted' ''        ''         the worker shut down first: back to the front of
 --                                              its queue, the attempt not spent
+--           'snoozed'     delay ms  cap        the processor snoozed: scheduled `delay` from now
+--                                              (pending when 0), the attempt not spent and
+--                                              'snoozes' counted; one past the type's
+--                                              max_snoozes (policy; `cap` where none is set)
+--                                              dead-letters it instead
 --           A task whose cancellation was requested is not retried or released: it ends
 --           cancelled (as the reaper does with it), keeping a failure's error and traceback.
 -- A task that ends settles its dependents (see _lib.lua): they are released or cancelled here.
@@ -26,7 +31,7 @@ local out = {}
 local done = {}
 local KINDS = {
   succeeded = true, failed = true, timed_out = true, rejected = true, cancelled = true,
-  interrupted = true,
+  interrupted = true, snoozed = true,
 }
 
 -- Refuse a bad batch before the first write: Redis does not undo a script's writes on error.
@@ -39,7 +44,7 @@ end
 for i = 4, #ARGV, FIELDS do
   local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents', 'unique_key')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents', 'unique_key', 'snoozes')
   if f[1] ~= S_ACTIVE or tonumber(f[2]) ~= attempt then
     out[#out + 1] = ''
   else
@@ -50,7 +55,8 @@ for i = 4, #ARGV, FIELDS do
       make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a}, {f[7], f[8]})
       out[#out + 1] = S_SUCCEEDED
     elseif f[6] == '1' and kind ~= 'cancelled' then
-      local err = kind == 'interrupted' and 'cancelled at request; its worker released it first' or a
+      local released = kind == 'interrupted' or kind == 'snoozed'
+      local err = released and 'cancelled at request; its worker released it first' or a
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', err, 'traceback', b}, {f[7], f[8]})
       out[#out + 1] = S_CANCELLED
     elseif kind == 'failed' or kind == 'timed_out' or kind == 'rejected' then
@@ -61,6 +67,20 @@ for i = 4, #ARGV, FIELDS do
     elseif kind == 'cancelled' then
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', a}, {f[7], f[8]})
       out[#out + 1] = S_CANCELLED
+    elseif kind == 'snoozed' then
+      local snoozes = (tonumber(f[9]) or 0) + 1
+      local cap = tonumber(policy_setting('max_snoozes', ttype, b))
+      local delay = tonumber(a)
+      if snoozes > cap then
+        out[#out + 1] = fail_attempt(id, priority, ttype, attempt, attempt - 1, now,
+          'snoozed more often than its max_snoozes (' .. cap .. ') allows', '', 0, base_ms, max_ms)
+      elseif delay > 0 then
+        make_scheduled(id, priority, ttype, now + delay, {'attempt', attempt - 1, 'snoozes', snoozes})
+        out[#out + 1] = S_SCHEDULED
+      else
+        make_ready(id, priority, ttype, now, false, {'attempt', attempt - 1, 'snoozes', snoozes})
+        out[#out + 1] = S_PENDING
+      end
     else -- interrupted
       make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})
       out[#out + 1] = S_PENDING

@@ -18,7 +18,7 @@ for i = 2, #ARGV do
     count_state(S_DEAD, f[2], f[3], -1)
     redis.call('HDEL', key, 'finished_ms', 'started_ms', 'worker_id')
     count('total|requeued', 1)
-    make_ready(id, f[2], f[3], now, false, {'attempt', 0, 'cancel_requested', 0})
+    make_ready(id, f[2], f[3], now, false, {'attempt', 0, 'cancel_requested', 0, 'snoozes', 0})
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

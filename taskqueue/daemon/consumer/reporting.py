@@ -8,6 +8,7 @@ worker has the task now) counts nothing.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 from taskqueue.broker import Broker, Report
@@ -32,6 +33,9 @@ def report_of(task: ClaimedTask, outcome: Outcome) -> Report:
         )
     if kind is OutcomeKind.INTERRUPTED:
         return Report(task_id=task.id, attempt=task.attempt, kind=kind)
+    if kind is OutcomeKind.SNOOZED:
+        snooze_ms = math.ceil(outcome.snooze_s * 1000)
+        return Report(task_id=task.id, attempt=task.attempt, kind=kind, snooze_ms=snooze_ms)
     return Report(
         task_id=task.id,
         attempt=task.attempt,
@@ -70,6 +74,8 @@ class Reporter:
                 )
             elif report.kind is OutcomeKind.INTERRUPTED:
                 pass  # released unspent
+            elif report.kind is OutcomeKind.SNOOZED and state is not TaskState.DEAD:
+                counts.snoozed += 1  # waits unspent; a snooze past max_snoozes is dead
             else:  # a failed attempt: retried (scheduled or pending) or dead
                 counts.failed += 1
                 if report.kind is OutcomeKind.TIMED_OUT:

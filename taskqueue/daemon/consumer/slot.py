@@ -30,7 +30,7 @@ from taskqueue.errors import PermanentError, ResultTooLargeError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import TaskCounts
 from taskqueue.models import ClaimedTask
-from taskqueue.outcomes import Outcome, OutcomeKind, clipped_error
+from taskqueue.outcomes import Outcome, OutcomeKind, Snooze, clipped_error
 from taskqueue.processors import ProcessorRegistry, TaskContext
 from taskqueue.redis import Redis
 
@@ -168,6 +168,8 @@ class TaskRunner:
                 # A processor that swallowed the cancellation and returned anyway still timed
                 # out (or was stopped): its result does not count.
                 if returned and not scope.cancel_called:
+                    if isinstance(result, Snooze):
+                        return _snoozed(task, result, time.perf_counter() - start)
                     try:
                         encoded = _json.dumps(result)
                     except TypeError as exc:
@@ -178,6 +180,10 @@ class TaskRunner:
                         duration_s=time.perf_counter() - start,
                         result=encoded,
                     )
+            except Snooze as snooze:
+                # Also when it was being stopped: a cancelled task's report ends it cancelled
+                # whatever its kind (finish.lua), and a snooze past the timeout is a snooze.
+                return _snoozed(task, snooze, time.perf_counter() - start)
             except Exception as exc:
                 duration = time.perf_counter() - start
                 permanent = isinstance(exc, PermanentError)
@@ -223,6 +229,13 @@ class TaskRunner:
             return Outcome(kind=running.stop_reason, duration_s=duration)
         finally:
             reset_log_context(log_token)
+
+
+def _snoozed(task: ClaimedTask, snooze: Snooze, duration: float) -> Outcome:
+    task_log.info(
+        "task %s (%s) attempt %d snoozed for %gs", task.id, task.type, task.attempt, snooze.delay
+    )
+    return Outcome(kind=OutcomeKind.SNOOZED, duration_s=duration, snooze_s=snooze.delay)
 
 
 def check_size(what: str, encoded: str, limit: int) -> None:

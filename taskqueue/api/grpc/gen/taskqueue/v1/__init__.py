@@ -133,6 +133,8 @@ class Task(betterproto.Message):
      when it runs anyway).
     """
 
+    snoozes: int = betterproto.uint32_field(26)
+
 
 @dataclass(eq=False, repr=False)
 class SubmitTaskRequest(betterproto.Message):
@@ -379,6 +381,12 @@ class Policy(betterproto.Message):
     unique: Optional[bool] = betterproto.bool_field(12, optional=True)
     """
     A submission of the same type and payload as a live task returns that task.
+    """
+
+    max_snoozes: Optional[int] = betterproto.uint64_field(13, optional=True)
+    """
+    Most times a processor may snooze a task (each waits without spending an attempt); one
+     more dead-letters it.
     """
 
 
