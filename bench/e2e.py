@@ -1,7 +1,10 @@
-"""End to end through a real worker process: throughput, idle pick-up latency, Redis-calling tasks.
+"""End to end through a real worker process: throughput, latency, Redis- and HTTP-calling tasks.
 
     ./dev python bench/e2e.py [--tasks 20000] [--latency-tasks 500] [--redis-url URL]
-                              [--profile FILE] [--worker-code DIR]
+                              [--only noop,latency,redis,http] [--profile FILE]
+                              [--http-profile FILE] [--worker-code DIR]
+
+``--only`` runs just the sections named (latency then starts an idle worker of its own).
 
 1. Throughput: ``--tasks`` no-op tasks are queued, then one ``taskqueue worker`` process (default
    concurrency) runs them; tasks/s is measured from the first task's start to the last one's
@@ -18,6 +21,15 @@
    own limit), and 50 trio tasks in this process calling the script through the same client
    with no queue around it (the client's limit). ``--profile FILE`` runs that worker under
    cProfile and saves its profile to ``FILE`` (docs/performance.md reads one).
+4. HTTP-calling tasks: ``--tasks`` ``http.request`` tasks (the bundled plugin, plugins/http),
+   each a ``GET`` to bench/http_target.py, a bare asyncio server started as a process of its
+   own on 127.0.0.1 (a config file with ``[plugins.http] allowed_networks`` lets the worker
+   reach loopback), run by a fresh worker process; tasks/s, worker CPU per task and the
+   server's CPU per request. Beside it the ceiling, with the worker stopped: 50 trio tasks in
+   this process sending the same GETs through httpx with no queue, each with a client of its
+   own kept alive; then through one shared client (httpcore's pool scans its connections for
+   every queued request, so it is slower) and with a new client per request, as
+   ``http.request`` makes one per task. ``--http-profile FILE`` profiles that worker.
 """
 
 from __future__ import annotations
