@@ -42,7 +42,7 @@ import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import betterproto
@@ -58,6 +58,7 @@ from taskqueue.api.grpc.framing import count_entries, decode, parse_timeout, unf
 from taskqueue.api.grpc.response import Outcome, Response
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # ASGI's callables, typed loosely on purpose: hypercorn's own TypedDict-based types (and any
 # outer ASGI dispatcher's) must be accepted as they are.
@@ -89,11 +90,24 @@ class Access(enum.Enum):
 
 
 @attrs.frozen
+class WireMethod:
+    """A unary method's fast path, on the request's and response's bytes (betterproto's
+    parse and encode are pure Python, slow for a large message). ``decode`` gives the request
+    as the method wants it, or None for a request it leaves to the betterproto path (which
+    then answers as it always does: it is the reference); ``handle`` answers the decoded
+    request with the response message's bytes."""
+
+    decode: Callable[[bytes], object | None]
+    handle: Callable[[Any], Awaitable[bytes]]
+
+
+@attrs.frozen
 class Route:
     func: Callable[[Any], Awaitable[None]]  # betterproto's wrapper; takes the stream stand-in
     request_type: type[betterproto.Message]
     streaming: bool
     access: Access
+    wire: WireMethod | None = None  # tried first, if there is one
 
 
 class GrpcApp:
@@ -117,8 +131,11 @@ class GrpcApp:
         self._decoders = trio.CapacityLimiter(DECODE_THREADS)
 
     def add_service(self, service: ServiceBase, access: Callable[[str], Access]) -> None:
-        """Serve every method of ``service``; ``access(method_name)`` says who may call it."""
+        """Serve every method of ``service``; ``access(method_name)`` says who may call it.
+        A service's ``wire_methods()``, if it has one, maps paths to their fast paths."""
         mapping: Mapping[str, Any] = service.__mapping__()  # type: ignore[attr-defined]
+        wire_methods = getattr(service, "wire_methods", None)
+        wire: Mapping[str, WireMethod] = wire_methods() if wire_methods is not None else {}
         for path, handler in mapping.items():
             if handler.cardinality.client_streaming:
                 raise ValueError(f"{path}: client-streaming methods are not supported")
@@ -127,6 +144,7 @@ class GrpcApp:
                 request_type=handler.request_type,
                 streaming=handler.cardinality.server_streaming,
                 access=access(path.rpartition("/")[2]),
+                wire=None if handler.cardinality.server_streaming else wire.get(path),
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -189,10 +207,17 @@ class GrpcApp:
                 if bad_timeout is not None:
                     raise bad_timeout
                 route = self._check(context.method, headers)
-                request = await self._decode(body.checked(), route.request_type)
-                if route.streaming:
-                    nursery.start_soon(call.stop_on, self.shutdown)
-                await route.func(_Stream(call, request))
+                message = _request_message(body.checked(), route.request_type)
+                if (
+                    route.wire is not None
+                    and (decoded := await self._decode(route.wire.decode, message)) is not None
+                ):
+                    await call.response.send_message(await route.wire.handle(decoded))
+                else:
+                    request = await self._decode(decode, message, route.request_type)
+                    if route.streaming:
+                        nursery.start_soon(call.stop_on, self.shutdown)
+                    await route.func(_Stream(call, request))
         except Exception as exc:  # every error becomes a status
             return _outcome_of(exc, context.method)
         if call.handler_scope.cancelled_caught:
@@ -204,26 +229,14 @@ class GrpcApp:
             return Outcome(Status.DEADLINE_EXCEEDED, f"deadline exceeded (grpc-timeout {timeout})")
         return Outcome(Status.OK)
 
-    async def _decode(
-        self, body: bytes, message_type: type[betterproto.Message]
-    ) -> betterproto.Message:
-        """The one request message of ``body``. Its entries are counted first (cheaply, on the
-        loop); a message over :data:`INLINE_DECODE_BYTES` is then decoded in a worker thread
-        (at most :data:`DECODE_THREADS` at once), so no request holds the event loop for long:
-        the worker beside the API keeps its heartbeats on time."""
-        messages = unframe(body)
-        if len(messages) != 1:
-            raise ApiError(
-                400,
-                "INTERNAL",
-                "Protocol error",
-                f"expected one request message, got {len(messages)}",
-            )
-        message = messages[0]
-        count_entries(message, message_type)
+    async def _decode(self, decoder: Callable[..., T], message: bytes, *args: Any) -> T:
+        """``decoder(message, *args)``: on the loop for a message of at most
+        :data:`INLINE_DECODE_BYTES`, else in a worker thread (at most :data:`DECODE_THREADS`
+        at once), so no request holds the event loop for long: the worker beside the API keeps
+        its heartbeats on time."""
         if len(message) <= INLINE_DECODE_BYTES:
-            return decode(message, message_type)
-        return await trio.to_thread.run_sync(decode, message, message_type, limiter=self._decoders)
+            return decoder(message, *args)
+        return await trio.to_thread.run_sync(decoder, message, *args, limiter=self._decoders)
 
     def _check(self, method: str, headers: Mapping[bytes, bytes]) -> Route:
         """The route of a call that may proceed; raises ApiError for one that may not."""
@@ -342,6 +355,21 @@ class _Stream:
 
     async def send_message(self, message: betterproto.Message) -> None:
         await self._call.response.send_message(bytes(message))
+
+
+def _request_message(body: bytes, message_type: type[betterproto.Message]) -> bytes:
+    """The one request message of ``body``, its entries counted (cheaply, on the loop: the
+    count bounds the work of decoding it)."""
+    messages = unframe(body)
+    if len(messages) != 1:
+        raise ApiError(
+            400,
+            "INTERNAL",
+            "Protocol error",
+            f"expected one request message, got {len(messages)}",
+        )
+    count_entries(messages[0], message_type)
+    return messages[0]
 
 
 def _outcome_of(exc: Exception, method: str) -> Outcome:
