@@ -41,6 +41,7 @@ async def test_a_setting_resolves_live_type_then_config_type_then_live_then_conf
         refuse_unserved=False,
         max_task_types=1000,
         unique=False,
+        max_snoozes=100,
     )
 
 
