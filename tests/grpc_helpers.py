@@ -33,7 +33,7 @@ from grpclib.client import Channel
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from taskqueue.api.auth import Authenticator
+from taskqueue.api.auth import Authenticator, hash_token
 from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import GrpcApp, TaskQueueStub, create_grpc_app
@@ -181,6 +181,18 @@ async def grpc_server(
                 nursery.cancel_scope.cancel()  # events.run never returns on its own
     finally:
         await redis.aclose()
+
+
+@asynccontextmanager
+async def guarded_grpc_server(redis_url: str, token_dir: Path) -> AsyncIterator[GrpcServer]:
+    """:func:`grpc_server` with an admin token ``admin-token`` and a read-only token
+    ``reader`` (from a token file written in ``token_dir``)."""
+    token_file = token_dir / "tokens"
+    token_file.write_text(f"{hash_token('reader')} read\n")
+    async with grpc_server(
+        redis_url, server__tokens=["admin-token"], server__token_file=str(token_file)
+    ) as server:
+        yield server
 
 
 async def wait_for_watchers(server: GrpcServer, count: int) -> None:

@@ -17,12 +17,12 @@ from grpc_helpers import (
     closing,
     grpc_call,
     grpc_server,
+    guarded_grpc_server,
     wait_for_watchers,
 )
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from taskqueue.api.auth import hash_token
 from taskqueue.api.grpc import CallContext, HealthStub, TaskQueueStub, current_call, health_pb, pb
 from taskqueue.broker import Report
 from taskqueue.models import TaskState, WorkerInfo
@@ -187,11 +187,7 @@ async def test_every_rpc_works_through_the_generated_stub(
 @pytest.fixture
 async def guarded(redis_url: str, tmp_path: Path) -> AsyncIterator[GrpcServer]:
     """A server with an admin token ``admin-token`` and a read-only token ``reader``."""
-    token_file = tmp_path / "tokens"
-    token_file.write_text(f"{hash_token('reader')} read\n")
-    async with grpc_server(
-        redis_url, server__tokens=["admin-token"], server__token_file=str(token_file)
-    ) as server:
+    async with guarded_grpc_server(redis_url, tmp_path) as server:
         yield server
 
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from broker_helpers import claim, make_dead, submit_many, succeeded
-from grpc_helpers import GrpcServer, grpc_call, grpc_server
+from grpc_helpers import GrpcServer, grpc_call, guarded_grpc_server
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from invariants import assert_invariants
 
-from taskqueue.api.auth import hash_token
 from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.models import TaskState
 
@@ -20,11 +19,7 @@ from taskqueue.models import TaskState
 @pytest.fixture
 async def server(redis_url: str, tmp_path: Path) -> AsyncIterator[GrpcServer]:
     """A server with an admin token ``admin-token`` and a read-only token ``reader``."""
-    token_file = tmp_path / "tokens"
-    token_file.write_text(f"{hash_token('reader')} read\n")
-    async with grpc_server(
-        redis_url, server__tokens=["admin-token"], server__token_file=str(token_file)
-    ) as server:
+    async with guarded_grpc_server(redis_url, tmp_path) as server:
         yield server
 
 

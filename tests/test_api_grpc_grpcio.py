@@ -14,7 +14,7 @@ import grpc
 import pytest
 import trio
 from daemon_helpers import submit
-from grpc_helpers import GrpcServer, grpc_server, in_asyncio, wait_for_watchers
+from grpc_helpers import GrpcServer, grpc_server, guarded_grpc_server, in_asyncio, wait_for_watchers
 from grpcio_helpers import (
     FLAVOURS,
     Call,
@@ -28,7 +28,6 @@ from grpcio_helpers import (
     with_grpcio,
 )
 
-from taskqueue.api.auth import hash_token
 from taskqueue.broker import Report
 from taskqueue.models import WorkerInfo
 from taskqueue.outcomes import OutcomeKind
@@ -300,11 +299,7 @@ async def test_a_stream_ends_at_its_deadline(
 @pytest.fixture
 async def guarded(redis_url: str, tmp_path: Path) -> AsyncIterator[GrpcServer]:
     """A server with an admin token ``admin-token`` and a read-only token ``reader``."""
-    token_file = tmp_path / "tokens"
-    token_file.write_text(f"{hash_token('reader')} read\n")
-    async with grpc_server(
-        redis_url, server__tokens=["admin-token"], server__token_file=str(token_file)
-    ) as server:
+    async with guarded_grpc_server(redis_url, tmp_path) as server:
         yield server
 
 
