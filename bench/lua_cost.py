@@ -24,9 +24,10 @@ from taskqueue.embedded import EmbeddedRedis
 from taskqueue.redis import Redis
 
 KEYS = ("{bench}:", "{bench}:fence")
+Arg = str | bytes | int | float
 
 
-async def usec_per_call(redis: Redis, sha: str, args: tuple[object, ...], calls: int) -> float:
+async def usec_per_call(redis: Redis, sha: str, args: tuple[Arg, ...], calls: int) -> float:
     await redis.execute("CONFIG", "RESETSTAT")
     for _ in range(calls):
         await redis.execute("EVALSHA", sha, len(KEYS), *KEYS, *args)
@@ -39,7 +40,7 @@ async def run(url: str, calls: int, rounds: int) -> None:
     folder = resources.files("taskqueue.broker") / "lua"
     shared = lua_prelude() + (folder / "_lib.lua").read_text()
     claim = (folder / "claim.lua").read_text()
-    pairs = {
+    pairs: dict[str, tuple[tuple[str, str], tuple[str, str], tuple[Arg, ...]]] = {
         "return 1": (("bare", "return 1"), ("whole shared text", shared + "return 1"), ()),
         "claim.lua, empty queue": (
             ("linked", link(parse_definitions(shared), claim)),
