@@ -232,7 +232,7 @@ class Client:
         return await self.broker.get_many(task_ids)
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> Task:  # noqa: ASYNC109
-        """Wait until the task ends (succeeded, dead or cancelled) and return it.
+        """Wait until the task ends (succeeded, dead, cancelled or expired) and return it.
 
         Woken by the task's own state change on the events channel, not by polling. It
         subscribes first and reads the task second, so an end that falls in between is not
@@ -307,7 +307,7 @@ class Client:
         return await self.broker.cancel_all(task_type, states=chosen, include_active=include_active)
 
     async def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
-        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        """Delete every finished task in ``state`` (succeeded, cancelled, expired or dead; of
         ``task_type``, if given) for good; how many were."""
         return await self.broker.purge(TaskState(state), task_type)
 

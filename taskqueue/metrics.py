@@ -170,6 +170,7 @@ class TaskCounts:
         "cancelled",
         "dead",
         "duration",
+        "expired",
         "failed",
         "priority",
         "processed",
@@ -192,6 +193,7 @@ class TaskCounts:
         self.dead = 0
         self.cancelled = 0
         self.snoozed = 0
+        self.expired = 0
         #: Run time of attempts, from the processor's start to its end.
         self.duration = Buckets()
         #: From the task becoming ready to its attempt starting.
@@ -216,6 +218,9 @@ _TASK_COUNTERS: Final = (
      "dead"),
     ("taskqueue_tasks_cancelled", "Tasks cancelled at a user's request: running ones by the "
      "worker that stopped them, waiting ones by the API process.", "cancelled"),
+    ("taskqueue_tasks_expired", "Tasks ended expired: their deadline passed before they could "
+     "start (counted by the process that found it: a worker's claim or report, or a "
+     "scheduler).", "expired"),
     ("taskqueue_tasks_snoozed", "Attempts whose processor snoozed the task: it runs again "
      "later, the attempt not spent (one past max_snoozes is dead instead).", "snoozed"),
     ("taskqueue_tasks_completed", "Attempts that ended with a recorded outcome: processed, "
@@ -438,7 +443,9 @@ class Metrics:
         self.leases_reaped = 0
         self.outcomes_refused = 0
         self.leases_lost: dict[str, int] = {"running": 0, "waiting": 0}
-        self.records_trimmed: dict[str, int] = dict.fromkeys(("succeeded", "cancelled", "dead"), 0)
+        self.records_trimmed: dict[str, int] = dict.fromkeys(
+            ("succeeded", "cancelled", "expired", "dead"), 0
+        )
         self.redis_errors: dict[str, int] = {}  # kind -> count
         self.redis_reconnects = 0
         #: API requests: (api, route, method, status) -> count; (api, route) -> latencies.
@@ -512,12 +519,17 @@ class Metrics:
         self.leases_lost["running" if started else "waiting"] += 1
 
     def trimmed(self, result: TrimResult) -> None:
-        for state in ("succeeded", "cancelled", "dead"):
+        for state in ("succeeded", "cancelled", "expired", "dead"):
             self.records_trimmed[state] += getattr(result, state)
 
     def reaped(self, leases: int, workers: int) -> None:
         self.leases_reaped += leases
         self.workers_cleaned_up += workers
+
+    def tasks_expired(self, expired: Sequence[tuple[str, Priority]]) -> None:
+        """As the broker's observer: tasks a claim or the scheduler ended past their deadline."""
+        for task_type, priority in expired:
+            self.task_counts(task_type, priority).expired += 1
 
     def lease_expired(self, task_type: str, priority: str, state: TaskState) -> None:
         """Count the outcome of an attempt the reaper ended (its worker died): a failed
@@ -531,6 +543,8 @@ class Metrics:
         counts.failed += 1
         if state is TaskState.DEAD:
             counts.dead += 1
+        elif state is TaskState.EXPIRED:
+            counts.expired += 1
         else:
             counts.retried += 1
 

@@ -39,13 +39,14 @@ class TaskState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     DEAD = "dead"  # failed its last attempt; in the dead-letter queue
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # its deadline passed before it could start: never run, never retried
 
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED})
+_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED, TaskState.EXPIRED})
 
 
 class Priority(enum.StrEnum):
@@ -164,12 +165,14 @@ Count = Annotated[int, Meta(ge=0)]
 
 #: Submission fields that exclude each other: a task waits for a delay, or until a time.
 EXCLUSIVE_SUBMISSION_FIELDS: Final = ("delay", "eta")
+#: The same for its deadline: a time from now, or a time.
+EXCLUSIVE_DEADLINE_FIELDS: Final = ("expires_in", "expires_at")
 #: Tasks one task may depend on: each of their endings touches it.
 MAX_DEPENDENCIES: Final = MAX_BATCH
 
 
 class DependencyFailure(enum.StrEnum):
-    """What becomes of a task when a task it depends on ends dead or cancelled."""
+    """What becomes of a task when a task it depends on ends dead, cancelled or expired."""
 
     CANCEL = "cancel"  # it ends cancelled too, naming the dependency (the default)
     RUN = "run"  # it runs anyway, once every dependency has ended; a failed one's input is null
@@ -251,8 +254,33 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         Annotated[
             DependencyFailureName,
             Meta(
-                description="When a dependency ends dead or cancelled: `cancel` this task too "
-                "(the default), or `run` it anyway once all have ended (that input is null)."
+                description="When a dependency ends dead, cancelled or expired: `cancel` this "
+                "task too (the default), or `run` it anyway once all have ended (that input is "
+                "null)."
+            ),
+        ]
+        | None
+    ) = None
+    expires_in: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                lt=MAX_DELAY,
+                description="Its deadline, in seconds from now: a task that has not started by "
+                "then ends `expired`, never run; so does one whose next attempt (a retry, a "
+                "snooze) would start later. Not with `expires_at`.",
+            ),
+        ]
+        | None
+    ) = None
+    expires_at: (
+        Annotated[
+            EpochSeconds | AwareDatetime,
+            Meta(
+                description="Its deadline as a time: RFC 3339 with an offset, or Unix epoch "
+                "seconds; in the future and not before its `eta` or `delay`. Not with "
+                "`expires_in`."
             ),
         ]
         | None
@@ -413,6 +441,8 @@ class SubmitOptions(TypedDict, total=False):
     unique: bool | None
     depends_on: list[str | int] | None
     on_dependency_failure: DependencyFailure | str | None
+    expires_in: float | None
+    expires_at: datetime | float | None
 
 
 class Task(Struct, kw_only=True):
@@ -446,6 +476,15 @@ class Task(Struct, kw_only=True):
     ] = 0
     started_ms: Millis | None = None
     finished_ms: Millis | None = None
+    expires_ms: (
+        Annotated[
+            int,
+            Meta(
+                ge=0, description="Its deadline (epoch ms): not started by then, it ends expired."
+            ),
+        ]
+        | None
+    ) = None
     result: Annotated[Any, Meta(description="What the processor returned (null until then).")] = (
         None
     )
@@ -533,6 +572,8 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     started_ms: int
     #: The results of the tasks it depended on, in order (None without dependencies).
     inputs: Any = None
+    #: Its deadline (epoch ms; None for none): a worker does not start it later than that.
+    expires_ms: int | None = None
 
 
 class Claim(Struct, frozen=True):
@@ -542,6 +583,9 @@ class Claim(Struct, frozen=True):
 
     tasks: list[ClaimedTask]
     held_until_ms: int | None = None
+    #: The type and priority of each task the claim took off a queue past its deadline and
+    #: ended expired instead of leasing (the claiming worker counts them in its metrics).
+    expired: list[tuple[str, Priority]] = msgspec.field(default_factory=list)
 
 
 class WorkerInfo(Struct, kw_only=True):
@@ -577,7 +621,8 @@ class QueueStats(Struct, kw_only=True):
     pending_by_type: dict[str, int]
     #: (state, type) -> count, for the live states (pending, scheduled, active, dead).
     by_state_and_type: dict[tuple[TaskState, str], int]
-    #: Lifetime totals of outcomes: submitted, succeeded, failed, retried, dead, cancelled, reaped.
+    #: Lifetime totals of outcomes: submitted, succeeded, failed, retried, dead, cancelled,
+    #: expired, reaped.
     totals: dict[str, int]
     #: Registered workers (a dead worker counts until the reaper removes its record).
     workers: int = 0
@@ -604,7 +649,7 @@ class TaskEvent(Struct, frozen=True):
 
     @property
     def is_end(self) -> bool:
-        """The task reached a terminal state (succeeded, dead or cancelled)."""
+        """The task reached a terminal state (succeeded, dead, cancelled or expired)."""
         return self.state in _TERMINAL_NAMES
 
 

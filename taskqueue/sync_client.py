@@ -269,7 +269,7 @@ class SyncClient:
         return self._run(ops.get_many(self.keys, task_ids))
 
     def wait(self, task_id: str, *, timeout: float | None = None) -> Task:
-        """Block until the task ends (succeeded, dead or cancelled) and return it.
+        """Block until the task ends (succeeded, dead, cancelled or expired) and return it.
 
         Woken by the task's own state change on the events channel, not by polling: it
         subscribes (and waits for Redis to confirm) first and reads the task second, so an end
@@ -371,7 +371,7 @@ class SyncClient:
         )
 
     def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
-        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        """Delete every finished task in ``state`` (succeeded, cancelled, expired or dead; of
         ``task_type``, if given) for good; how many were."""
         return self._run(ops.purge(self.keys, TaskState(state), task_type))
 

@@ -191,7 +191,7 @@ class QueueStats(Struct):
         Counts,
         Meta(
             description="Lifetime counts: submitted, succeeded, failed, retried, dead, "
-            "cancelled, reaped."
+            "cancelled, expired, reaped."
         ),
     ]
     held_by_limit: Annotated[

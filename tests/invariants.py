@@ -52,8 +52,10 @@ async def assert_invariants(broker: Broker) -> None:
     - no ready list or state set holds an id without a task hash, or an id twice;
     - the counts hash equals a recount by (state, priority, type) for pending, scheduled,
       active and dead, and holds no zero or negative counters;
-    - :meth:`Broker.stats` agrees with a recount of every state (ZCARD for succeeded and
-      cancelled);
+    - :meth:`Broker.stats` agrees with a recount of every state (ZCARD for succeeded,
+      cancelled and expired);
+    - the deadlines set holds only tasks that have not ended, at their deadline, and every
+      waiting task that has one;
     - every task type is in the types set, and every worker record in the workers set.
     """
     k = broker.keys
@@ -76,6 +78,7 @@ async def assert_invariants(broker: Broker) -> None:
         k.limits: "hash",
         k.rate: "hash",
         k.held: "hash",
+        k.deadlines: "zset",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
@@ -195,6 +198,8 @@ async def assert_invariants(broker: Broker) -> None:
     )
 
     _assert_dependency_invariants(tasks)
+    deadlines = _pairs(await broker.redis.execute("ZRANGE", k.deadlines, "0", "-1", "WITHSCORES"))
+    _assert_deadline_invariants(tasks, deadlines)
     holders = await broker.redis.pipeline([("GET", name) for name in unique_keys])
     for name, holder in zip(unique_keys, holders, strict=True):
         digest = name.removeprefix(unique_prefix)
@@ -267,6 +272,10 @@ async def _assert_schedule_invariants(
     assert set(due) == unpaused, f"due schedules {sorted(due)} != unpaused {sorted(unpaused)}"
 
 
+#: States a task with dependencies can end in without having run.
+_NEVER_RAN = (TaskState.CANCELLED, TaskState.EXPIRED)
+
+
 def _assert_dependency_invariants(tasks: dict[str, dict[str, str]]) -> None:
     """The dependency links agree both ways, and each task's state agrees with its
     dependencies': a blocked task waits for at least one dependency, each of which has not
@@ -294,6 +303,23 @@ def _assert_dependency_invariants(tasks: dict[str, dict[str, str]]) -> None:
                 assert task_id in dep.get("dependents", "").split(","), (
                     f"{dep_id} does not name its dependent {task_id}"
                 )
-        elif deps and state is not TaskState.CANCELLED and fields["on_dependency_failure"] != "run":
+        elif deps and state not in _NEVER_RAN and fields["on_dependency_failure"] != "run":
             unmet = [d for d in deps if d in tasks and tasks[d]["state"] != TaskState.SUCCEEDED]
             assert not unmet, f"{state} task {task_id} ran before {unmet} succeeded"
+
+
+def _assert_deadline_invariants(
+    tasks: dict[str, dict[str, str]], deadlines: dict[str, str]
+) -> None:
+    """The deadlines set holds tasks that have not ended, each at its ``expires_ms``, and every
+    waiting task with a deadline (an active one may have been dropped by a promote that found
+    it past its deadline: its report decides)."""
+    for task_id, score in deadlines.items():
+        task = tasks.get(task_id)
+        assert task is not None, f"deadline of {task_id}, which does not exist"
+        assert not TaskState(task["state"]).is_terminal, f"deadline of ended task {task_id}"
+        assert int(float(score)) == int(task["expires_ms"]), f"task {task_id}: deadline score"
+    waiting = {TaskState.BLOCKED, TaskState.PENDING, TaskState.SCHEDULED}
+    for task_id, fields in tasks.items():
+        if fields.get("expires_ms") and TaskState(fields["state"]) in waiting:
+            assert task_id in deadlines, f"waiting task {task_id} with a deadline not in the set"

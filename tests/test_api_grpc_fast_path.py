@@ -95,6 +95,8 @@ def tasks(draw: st.DrawFn) -> pb.SubmitTaskRequest:
         ("delay_seconds", DOUBLES),
         ("eta_ms", INT64),
         ("unique", st.booleans()),
+        ("expires_in_seconds", DOUBLES),
+        ("expires_at_ms", INT64),
     ):
         if draw(st.booleans()):
             setattr(task, name, draw(values))
@@ -172,12 +174,12 @@ def field(number: int, value: bytes) -> bytes:
 
 #: One unknown field of each wire type, with numbers past every message's own (and one long).
 UNKNOWN = (
-    key(12, 0)
+    key(112, 0)
     + varint(2**63)
-    + key(13, 1)
+    + key(113, 1)
     + b"\x01" * 8
-    + field(14, b"\xff\xfe not UTF-8: nobody reads it")
-    + key(15, 5)
+    + field(114, b"\xff\xfe not UTF-8: nobody reads it")
+    + key(115, 5)
     + b"\x02" * 4
     + key(100_000, 0)
     + b"\x05"

@@ -48,6 +48,11 @@ async def populate(broker: Broker, clock: FakeClock) -> Population:
                 clock.advance(1)
                 assert await broker.report([report]) == [state]
                 tasks[state].append((-clock(), task_type, report.task_id))
+            clock.advance(1)
+            doomed = await submit(broker, task_type, expires_in=1)
+            clock.advance(1000)
+            assert (await broker.promote()).expired == [(task_type, Priority.MEDIUM)]
+            tasks[TaskState.EXPIRED].append((-clock(), task_type, doomed))
     seq = 0
     for task_type in TYPES:
         for priority in (Priority.LOW, Priority.CRITICAL, Priority.MEDIUM, Priority.CRITICAL):
@@ -191,11 +196,12 @@ async def test_stats_match_the_tasks_in_every_state(broker: Broker, clock: FakeC
         (state, t): len(expected(tasks, state, t)) for state in COUNTED_STATES for t in TYPES
     }
     assert stats.totals == {
-        "submitted": 16 + 4 + 14,
+        "submitted": 16 + 4 + 4 + 14,
         "succeeded": 4,
         "failed": 4,
         "dead": 4,
         "cancelled": 4,
+        "expired": 4,
     }
     await assert_invariants(broker)
 

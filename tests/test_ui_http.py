@@ -13,7 +13,9 @@ import httpx
 from api_helpers import ADMIN_TOKEN, READ_TOKEN, ApiServer, api_server, make_self_signed_cert
 from ui_helpers import token_settings
 
+from taskqueue.api import ui
 from taskqueue.api.ui.session import COOKIE, CSRF_HEADER
+from taskqueue.models import TaskState
 
 CSRF_META = re.compile(r'<meta name="taskqueue-csrf" content="([0-9a-f]*)">')
 
@@ -176,3 +178,12 @@ def test_the_static_files_are_package_data() -> None:
     entries = list(static.iterdir())
     assert {"index.html", "login.html", "app.js", "style.css"} <= {e.name for e in entries}
     assert all(entry.is_file() for entry in entries)
+
+
+def test_the_dashboard_knows_every_task_state() -> None:
+    """dom.js lists the states for the state cards and the listing's filter: the same as the
+    model's, in its order (a new state must show there too)."""
+    script = (Path(ui.__file__).parent / "static" / "dom.js").read_text()
+    listed = re.search(r"export const TASK_STATES = \[([^\]]*)\]", script)
+    assert listed is not None
+    assert re.findall(r'"([a-z]+)"', listed.group(1)) == [s.value for s in TaskState]

@@ -55,6 +55,7 @@ from taskqueue.models import (
     Claim,
     ClaimedTask,
     Policy,
+    Priority,
     QueueStats,
     Task,
     TaskState,
@@ -102,7 +103,8 @@ class BrokerObserver(Protocol):
     """Told what the submitting side changed, once Redis has said so (the metrics are one).
 
     Claims and reports are not observed: the consumer counts their outcomes itself, knowing
-    each task's type without another lookup.
+    each task's type without another lookup. Only the tasks a claim or a promote ended
+    expired (no report follows them) are told.
     """
 
     def tasks_submitted(
@@ -112,6 +114,8 @@ class BrokerObserver(Protocol):
     def task_cancelled(self, cancellation: Cancellation) -> None: ...
 
     def tasks_cancelled(self, cancellation: BulkCancellation) -> None: ...
+
+    def tasks_expired(self, expired: Sequence[tuple[str, Priority]]) -> None: ...
 
 
 class Broker:
@@ -199,7 +203,7 @@ class Broker:
         self._claims += 1
         shift = self._claims % len(task_types)
         guard = self.settings.priority_guard
-        return await self._run(
+        claim = await self._run(
             operations.claim(
                 self.settings,
                 self.keys,
@@ -210,6 +214,9 @@ class Broker:
                 guard_turn=bool(guard) and self._claims % guard == 0,
             )
         )
+        if claim.expired and self.observer is not None:
+            self.observer.tasks_expired(claim.expired)
+        return claim
 
     async def report(self, reports: Sequence[Report]) -> list[TaskState | None]:
         """Record how a batch of attempts ended, in one round trip.
@@ -311,8 +318,12 @@ class Broker:
         return await self._run(operations.trim(self.settings, self.keys, limit, self.clock()))
 
     async def promote(self, limit: int = 1000) -> PromoteResult:
-        """Make scheduled tasks whose time has come pending."""
-        return await self._run(operations.promote(self.keys, limit, self.clock()))
+        """Make scheduled tasks whose time has come pending, after ending those waiting past
+        their deadline expired."""
+        result = await self._run(operations.promote(self.keys, limit, self.clock()))
+        if result.expired and self.observer is not None:
+            self.observer.tasks_expired(result.expired)
+        return result
 
     # -- steering ------------------------------------------------------------------------
 
@@ -355,7 +366,7 @@ class Broker:
         return cancellation
 
     async def purge(self, state: TaskState, task_type: str | None = None) -> int:
-        """Delete every finished task in ``state`` (succeeded, cancelled or dead; of
+        """Delete every finished task in ``state`` (succeeded, cancelled, expired or dead; of
         ``task_type``, if given) for good; how many. Another state is an
         :class:`InvalidTaskError`."""
         return await self._run(operations.purge(self.keys, TaskState(state), task_type))

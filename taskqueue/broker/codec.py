@@ -28,7 +28,7 @@ from taskqueue.models import (
 )
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
-CLAIM_FIELDS = 9
+CLAIM_FIELDS = 10
 #: Workflow replies carry these fields per task, in this order (see view_workflow.lua).
 WORKFLOW_FIELDS = 7
 
@@ -104,8 +104,8 @@ def workflow_from_reply(reply: list[Any]) -> Workflow:
 
 
 def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
-    """A claim.lua reply: when a rate limit lets a held-back task start (0: none), then
-    :data:`CLAIM_FIELDS` per task."""
+    """A claim.lua reply: when a rate limit lets a held-back task start (0: none), the type
+    and priority of each task it ended expired, then :data:`CLAIM_FIELDS` per task."""
     loads = _json.loads
     tasks = [
         ClaimedTask(
@@ -119,10 +119,15 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
             ready_ms=int(reply[i + 7]),
             started_ms=started_ms,
             inputs=loads(reply[i + 8]) if reply[i + 8] else None,
+            expires_ms=int(reply[i + 9]) if reply[i + 9] else None,
         )
-        for i in range(1, len(reply), CLAIM_FIELDS)
+        for i in range(2, len(reply), CLAIM_FIELDS)
     ]
-    return Claim(tasks, int(reply[0]) or None)
+    expired = reply[1]
+    if not expired:
+        return Claim(tasks, int(reply[0]) or None)
+    pairs = [(expired[i], Priority(expired[i + 1])) for i in range(0, len(expired), 2)]
+    return Claim(tasks, int(reply[0]) or None, pairs)
 
 
 def worker_to_json(worker: WorkerInfo) -> str:

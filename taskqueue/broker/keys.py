@@ -25,6 +25,8 @@ LAYOUT: dict[str, str] = {
     "succeeded": "succeeded",  # zset: id -> finish time (trimmed after the result TTL)
     "dead": "dead",  # zset: id -> time of death (the dead-letter queue)
     "cancelled": "cancelled",  # zset: id -> cancel time (trimmed after the result TTL)
+    "expired": "expired",  # zset: id -> expiry time (trimmed after the result TTL)
+    "deadlines": "deadlines",  # zset: id -> deadline (ms), of tasks with one that have not ended
     "counts": "counts",  # hash: "state|priority|type" -> count, "total|outcome" -> count
     "types": "types",  # set: the task types with a task counted in `counts` (see _lib.lua)
     "policy_live": "policy:live",  # hash: queue policy set by operators (see policy.py)
@@ -54,10 +56,11 @@ STATE_ZSETS: dict[TaskState, str] = {
     TaskState.SUCCEEDED: "succeeded",
     TaskState.DEAD: "dead",
     TaskState.CANCELLED: "cancelled",
+    TaskState.EXPIRED: "expired",
 }
 
-#: States counted per priority and type in the counts hash. Succeeded and cancelled tasks are
-#: counted by their sorted sets' ZCARD instead, since they are trimmed in bulk when they expire.
+#: States counted per priority and type in the counts hash. Succeeded, cancelled and expired
+#: tasks are counted by their sorted sets' ZCARD instead, since they are trimmed in bulk.
 COUNTED_STATES = (
     TaskState.BLOCKED,
     TaskState.PENDING,
@@ -88,6 +91,8 @@ class Keys:
         self.succeeded = p + LAYOUT["succeeded"]
         self.dead = p + LAYOUT["dead"]
         self.cancelled = p + LAYOUT["cancelled"]
+        self.expired = p + LAYOUT["expired"]
+        self.deadlines = p + LAYOUT["deadlines"]
         self.counts = p + LAYOUT["counts"]
         self.types = p + LAYOUT["types"]
         self.policy_live = p + LAYOUT["policy_live"]
@@ -161,6 +166,8 @@ def lua_prelude() -> str:
     lines.append("local PRIORITIES = {" + ", ".join(f"'{p.value}'" for p in PRIORITY_ORDER) + "}")
     zsets = ", ".join(f"[S_{s.name}] = K_{z.upper()}" for s, z in STATE_ZSETS.items())
     lines.append("local STATE_ZSET = {" + zsets + "}")
+    terminal = ", ".join(f"[S_{s.name}] = true" for s in TaskState if s.is_terminal)
+    lines.append("local TERMINAL = {" + terminal + "}")
     counted = ", ".join(f"S_{s.name}" for s in COUNTED_STATES)
     lines.append("local COUNTED_STATES = {" + counted + "}")
     names = ", ".join(f"'{name}'" for name in SUBMISSION_NAMES.values())

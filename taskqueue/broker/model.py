@@ -61,6 +61,8 @@ class Retention:
     succeeded_max: int = 1_000_000
     cancelled: float = 24 * 3600.0
     cancelled_max: int = 100_000
+    expired: float = 24 * 3600.0
+    expired_max: int = 100_000
     dead: float = 180 * 24 * 3600.0
     dead_max: int = 100_000
 
@@ -69,10 +71,12 @@ class Retention:
         return cls(**{field.name: getattr(section, field.name) for field in attrs.fields(cls)})
 
     def script_args(self) -> list[int]:
-        """Age (ms) and count of succeeded, cancelled and dead, as ``trim.lua`` takes them."""
+        """Age (ms) and count of succeeded, cancelled, expired and dead, as ``trim.lua`` takes
+        them."""
         return [
             round(self.succeeded * 1000), self.succeeded_max,
             round(self.cancelled * 1000), self.cancelled_max,
+            round(self.expired * 1000), self.expired_max,
             round(self.dead * 1000), self.dead_max,
         ]  # fmt: skip
 
@@ -84,12 +88,13 @@ class TrimResult:
     succeeded: int
     cancelled: int
     dead: int
+    expired: int = 0
     #: Types the sweep dropped from the types set (left there by an older version).
     types_dropped: int = 0
 
     @property
     def total(self) -> int:
-        return self.succeeded + self.cancelled + self.dead
+        return self.succeeded + self.cancelled + self.expired + self.dead
 
 
 @attrs.frozen(kw_only=True, cache_hash=True)  # hashed per submit: see operations
@@ -301,7 +306,8 @@ class ReapResult:
     reaped: int
     workers_removed: list[str]
     #: What became of each task that was still active: its attempt failed (now scheduled,
-    #: pending or dead), or it was cancelled (its cancellation had been asked for).
+    #: pending, dead, or expired when its retry would start past its deadline), or it was
+    #: cancelled (its cancellation had been asked for).
     outcomes: list[ReapedTask] = attrs.Factory(list)
 
 
@@ -316,5 +322,7 @@ class ReapedTask:
 @attrs.frozen
 class PromoteResult:
     promoted: int
-    #: Epoch ms of the next scheduled task, or None when nothing is scheduled.
+    #: Epoch ms of the next scheduled task or deadline, or None when there is neither.
     next_due_ms: int | None
+    #: The type and priority of each task ended expired (its deadline passed as it waited).
+    expired: list[tuple[str, Priority]] = attrs.field(factory=list)

@@ -429,16 +429,19 @@ def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
 
 def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
     """:func:`stats` and :func:`served_types` in one round trip (what a metrics scrape reads)."""
-    replies = yield Pipeline((*_stats_commands(keys), ("HGETALL", keys.served)))
-    served = frozenset(t for t, until in pairs(replies[5]).items() if int(until) >= now)
-    return _stats_from(replies[:5], now), served
+    commands = _stats_commands(keys)
+    replies = yield Pipeline((*commands, ("HGETALL", keys.served)))
+    n = len(commands)
+    served = frozenset(t for t, until in pairs(replies[n]).items() if int(until) >= now)
+    return _stats_from(replies[:n], now), served
 
 
 def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
     """Counts, served types and policy in one round trip (``taskqueue queues``)."""
-    replies = yield Pipeline((*_stats_commands(keys), *_report_commands(keys)))
-    counts = _stats_from(replies[:5], now)
-    served, live, config = replies[5:]
+    commands = _stats_commands(keys)
+    replies = yield Pipeline((*commands, *_report_commands(keys)))
+    counts = _stats_from(replies[: len(commands)], now)
+    served, live, config = replies[len(commands) :]
     return QueueReport(
         stats=counts,
         served=frozenset(t for t, until in pairs(served).items() if int(until) >= now),
@@ -585,14 +588,24 @@ def expire_workers(keys: Keys, worker_ids: Sequence[str], now: int) -> Operation
 def trim(settings: BrokerSettings, keys: Keys, limit: int, now: int) -> Operation[TrimResult]:
     """Delete up to ``limit`` finished records past their retention."""
     args = [now, limit, *settings.retention.script_args(), TYPE_SWEEP]
-    succeeded, cancelled, dead, swept = yield _script(keys, "trim", *args)
-    return TrimResult(succeeded=succeeded, cancelled=cancelled, dead=dead, types_dropped=swept)
+    succeeded, cancelled, expired, dead, swept = yield _script(keys, "trim", *args)
+    return TrimResult(
+        succeeded=succeeded,
+        cancelled=cancelled,
+        expired=expired,
+        dead=dead,
+        types_dropped=swept,
+    )
 
 
 def promote(keys: Keys, limit: int, now: int) -> Operation[PromoteResult]:
-    """Make up to ``limit`` scheduled tasks whose time has come pending."""
-    promoted, next_due = yield _script(keys, "promote", now, limit)
-    return PromoteResult(promoted=promoted, next_due_ms=None if next_due < 0 else next_due)
+    """End up to ``limit`` tasks waiting past their deadline expired, and make up to ``limit``
+    scheduled tasks whose time has come pending."""
+    promoted, next_due, flat = yield _script(keys, "promote", now, limit)
+    expired = [(flat[i], Priority(flat[i + 1])) for i in range(0, len(flat), 2)]
+    return PromoteResult(
+        promoted=promoted, next_due_ms=None if next_due < 0 else next_due, expired=expired
+    )
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -780,6 +793,7 @@ def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
         ("HGETALL", keys.counts),
         ("ZCARD", keys.succeeded),
         ("ZCARD", keys.cancelled),
+        ("ZCARD", keys.expired),
         ("ZCARD", keys.workers),
         ("HGETALL", keys.held),
     )
@@ -793,10 +807,11 @@ def stats(keys: Keys, now: int) -> Operation[QueueStats]:
 def _stats_from(replies: Sequence[Any], now: int) -> QueueStats:
     """The counters; ``now`` judges which limits still hold tasks back (a claim noted it
     within :data:`HELD_FRESH_MS`)."""
-    counts, succeeded, cancelled, workers, held = replies
+    counts, succeeded, cancelled, expired, workers, held = replies
     by_state = {state: 0 for state in TaskState}
     by_state[TaskState.SUCCEEDED] = succeeded
     by_state[TaskState.CANCELLED] = cancelled
+    by_state[TaskState.EXPIRED] = expired
     pending_by_priority = {p: 0 for p in Priority}
     pending_by_type: dict[str, int] = {}
     by_state_and_type: dict[tuple[TaskState, str], int] = {}

@@ -1,9 +1,10 @@
 """What a submission may say, checked before anything reaches Redis.
 
 The constraints are the model's (:class:`~taskqueue.models.Submission`); what a Struct cannot
-say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding each other,
-an ``eta`` within reach of *now*, and a dependency by index naming an earlier task of the
-batch. :func:`task_fields` turns one submission into the ten fields enqueue.lua takes, or
+say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding each other
+(and ``expires_in`` and ``expires_at``), an ``eta`` within reach of *now*, a deadline after
+the task's start, and a dependency by index naming an earlier task of the batch.
+:func:`task_fields` turns one submission into the eleven fields enqueue.lua takes, or
 raises :class:`~taskqueue.InvalidTaskError` naming the field.
 """
 
@@ -18,6 +19,7 @@ from taskqueue import _json
 from taskqueue.broker.model import BrokerSettings
 from taskqueue.errors import InvalidTaskError, PayloadTooLargeError
 from taskqueue.models import (
+    EXCLUSIVE_DEADLINE_FIELDS,
     EXCLUSIVE_SUBMISSION_FIELDS,
     MAX_DELAY,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -76,7 +78,7 @@ def _fits(value: object, kind: object) -> bool:
 def task_fields(
     settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
 ) -> list[str | int]:
-    """The 10 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
+    """The 11 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -90,6 +92,7 @@ def task_fields(
             f"{settings.max_payload_bytes}",
             field="payload",
         )
+    ready_ms = _ready_ms(s, now)
     # Unset priority, max_retries and timeout go to Redis as '': enqueue.lua fills them
     # from the task type's defaults (registered by its workers), else the broker's.
     return [
@@ -99,10 +102,11 @@ def task_fields(
         payload,
         "" if s.max_retries is None else s.max_retries,
         "" if s.timeout is None else math.ceil(s.timeout * 1000),
-        _ready_ms(s, now),
+        ready_ms,
         s.idempotency_key or "",
         _dependencies(s, position),
         "" if s.unique is None else int(s.unique),
+        "" if s.expires_in is None and s.expires_at is None else _expires_ms(s, now, ready_ms),
     ]
 
 
@@ -151,3 +155,33 @@ def _ready_ms(s: Submission, now: int) -> int:
             f"eta must be less than 10 years from now, not {s.eta!r}", field="eta"
         )
     return ready_ms
+
+
+def _expires_ms(s: Submission, now: int, ready_ms: int) -> int:
+    """The task's deadline: after now, and after it becomes ready (else it could never run)."""
+    if s.expires_in is not None and s.expires_at is not None:
+        either = " or ".join(EXCLUSIVE_DEADLINE_FIELDS)
+        raise InvalidTaskError(
+            f"give either {either}, not both", field=EXCLUSIVE_DEADLINE_FIELDS[0]
+        )
+    if s.expires_in is not None:
+        field, expires_ms = "expires_in", now + math.ceil(s.expires_in * 1000)
+    else:
+        assert s.expires_at is not None
+        at = s.expires_at
+        seconds = at.timestamp() if isinstance(at, datetime) else at
+        field, expires_ms = "expires_at", math.ceil(seconds * 1000)
+        if expires_ms <= now:
+            raise InvalidTaskError(f"expires_at {at!r} has passed already", field=field)
+        if expires_ms - now >= _MAX_DELAY_MS:
+            raise InvalidTaskError(
+                f"expires_at must be less than 10 years from now, not {at!r}", field=field
+            )
+    if expires_ms <= ready_ms:
+        start = "eta" if s.eta is not None else "delay"
+        raise InvalidTaskError(
+            f"the deadline ({field}) must come after the task's start ({start}): it could "
+            "never run",
+            field=field,
+        )
+    return expires_ms

@@ -45,9 +45,9 @@ T = TypeVar("T")
 
 # Exit codes: they mean the same for every command.
 EXIT_OK = 0
-#: The task failed (``submit --wait``: it ended dead or cancelled, or did not end in time), or
-#: the operation does not apply to the task as it is (cancel a finished task, requeue one that
-#: is not dead), or Redis refused it (queue full, a task type no live worker serves).
+#: The task failed (``submit --wait``: it ended dead, cancelled or expired, or did not end in
+#: time), or the operation does not apply to the task as it is (cancel a finished task, requeue
+#: one that is not dead), or Redis refused it (queue full, a task type no live worker serves).
 EXIT_FAILED = 1
 #: Bad usage or input: an unknown option, a payload that is not JSON, an invalid field, a bad
 #: configuration. Click's own usage errors exit 2 as well.

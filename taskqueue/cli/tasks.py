@@ -70,6 +70,11 @@ from taskqueue.wire import cancelled_json, submitted_json, task_json
     help="Run-time limit, e.g. 30s, 5m (default: the type's, else task.default_timeout).",
 )
 @click.option("--delay", **DURATION, help="Start no sooner than this from now, e.g. 10s, 1h.")
+@click.option(
+    "--expires-in",
+    **DURATION,
+    help="Its deadline from now, e.g. 30s, 1h: not started by then, it ends expired, never run.",
+)
 @click.option("--idempotency-key", help="Submitting the same key again returns the first task.")
 @click.option(
     "--after",
@@ -87,7 +92,8 @@ from taskqueue.wire import cancelled_json, submitted_json, task_json
 @click.option(
     "--run-anyway",
     is_flag=True,
-    help="With --after: run even if one of them ends dead or cancelled (else cancelled too).",
+    help="With --after: run even if one of them ends dead, cancelled or expired (else cancelled"
+    " too).",
 )
 @click.option(
     "--count",
@@ -130,6 +136,7 @@ def submit(
     max_retries: int | None,
     timeout: float | None,
     delay: float | None,
+    expires_in: float | None,
     idempotency_key: str | None,
     depends_on: tuple[str, ...],
     unique: bool | None,
@@ -151,6 +158,7 @@ def submit(
       taskqueue submit echo --payload-file job.json --wait
       taskqueue submit noop --count 10000
       taskqueue submit report.send --after 0190c3a1-...   # runs once that task succeeded
+      taskqueue submit sms.send --expires-in 5m           # not started in 5 minutes: expired
     """
     if count > 1 and wait:
         fail("--wait follows one task; `taskqueue bench` submits many and waits for them")
@@ -169,6 +177,7 @@ def submit(
         max_retries=max_retries,
         timeout=timeout,
         delay=delay,
+        expires_in=expires_in,
         idempotency_key=idempotency_key,
         depends_on=list(depends_on) or None,
         unique=unique,

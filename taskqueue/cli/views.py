@@ -38,6 +38,7 @@ STATE_STYLES: dict[TaskState, str] = {
     TaskState.SUCCEEDED: "green",
     TaskState.DEAD: "bold red",
     TaskState.CANCELLED: "magenta",
+    TaskState.EXPIRED: "dim magenta",
 }
 
 Cell = str | Text
@@ -141,6 +142,8 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         pairs.append(("ready", moment(task.ready_ms, now_ms)))
     if task.started_ms is not None:
         pairs.append(("started", moment(task.started_ms, now_ms)))
+    if task.expires_ms is not None:
+        pairs.append(("deadline", moment(task.expires_ms, now_ms)))
     if task.finished_ms is not None:
         pairs.append(("finished", moment(task.finished_ms, now_ms)))
         if task.started_ms is not None:

@@ -223,6 +223,8 @@ class RetentionConfig:
     succeeded_max: int = setting(1_000_000, minimum=0)
     cancelled: float = setting(86400.0, kind="duration")
     cancelled_max: int = setting(100_000, minimum=0)
+    expired: float = setting(86400.0, kind="duration")
+    expired_max: int = setting(100_000, minimum=0)
     dead: float = setting(180 * 86400.0, kind="duration")
     dead_max: int = setting(100_000, minimum=0)
     interval: float = setting(1.0, kind="duration", positive=True)

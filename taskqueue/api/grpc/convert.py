@@ -38,6 +38,8 @@ _FIELD_NAMES = {
     "timeout": "timeout_seconds",
     "delay": "delay_seconds",
     "eta": "eta_ms",
+    "expires_in": "expires_in_seconds",
+    "expires_at": "expires_at_ms",
 }
 
 
@@ -59,6 +61,8 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         depends_on=[dependency(d, n) for n, d in enumerate(request.depends_on)] or None,
         on_dependency_failure=dependency_failure(request.on_dependency_failure),
         unique=request.unique,
+        expires_in=request.expires_in_seconds,
+        expires_at=None if request.expires_at_ms is None else request.expires_at_ms / 1000,
     )
 
 
@@ -292,6 +296,7 @@ def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.T
         ready_ms=task.ready_ms,
         started_ms=task.started_ms,
         finished_ms=task.finished_ms,
+        expires_ms=task.expires_ms,
         result_json=_json.dumps(task.result) if succeeded else None,
         error=task.error,
         traceback=task.traceback,

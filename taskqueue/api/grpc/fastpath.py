@@ -19,6 +19,7 @@ compares both paths on generated messages.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Sequence
 
@@ -30,6 +31,12 @@ from taskqueue.models import MAX_BATCH, DependencyFailure, TaskState
 
 #: Priority numbers -> the model's names (UNSPECIFIED, 0, is None: the default applies).
 _PRIORITIES = {int(p): p.name.lower() for p in pb.Priority if p and p.name}
+#: The highest field number of SubmitTaskRequest in the proto: a field this decoder does not
+#: read (one added to the proto since) sends the request down the betterproto path instead of
+#: being skipped as unknown.
+_TASK_FIELDS = max(
+    f.metadata["betterproto"].number for f in dataclasses.fields(pb.SubmitTaskRequest)
+)
 #: DependencyFailure numbers -> the model's (UNSPECIFIED is None).
 _FAILURES = {
     int(f): DependencyFailure(f.name.lower()) for f in pb.DependencyFailure if f and f.name
@@ -184,6 +191,8 @@ def _task(data: bytes, at: int, end: int) -> tuple[Submission, int]:
     depends_on: list[str | int] = []
     failure = None
     unique = None
+    expires_in = None
+    expires_at = None
     fields = 0
     while at < end:
         tag = data[at]
@@ -223,8 +232,14 @@ def _task(data: bytes, at: int, end: int) -> tuple[Submission, int]:
         elif tag == 0x58:  # optional bool unique = 11
             value, at = _varint(data, at + 1)
             unique = value > 0
+        elif tag == 0x61:  # optional double expires_in_seconds = 12
+            expires_in = _DOUBLE.unpack_from(data, at + 1)[0]
+            at += 9
+        elif tag == 0x68:  # optional int64 expires_at_ms = 13
+            value, at = _varint(data, at + 1)
+            expires_at = (((value & 0xFFFFFFFFFFFFFFFF) ^ 1 << 63) - (1 << 63)) / 1000
         else:
-            at = _unknown(data, at, end, 11)
+            at = _unknown(data, at, end, _TASK_FIELDS)
         if at > end:
             raise _Unhandled("truncated field")
     return Submission(
@@ -239,6 +254,8 @@ def _task(data: bytes, at: int, end: int) -> tuple[Submission, int]:
         depends_on=depends_on or None,
         on_dependency_failure=failure,
         unique=unique,
+        expires_in=expires_in,
+        expires_at=expires_at,
     ), fields
 
 

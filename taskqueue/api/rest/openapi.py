@@ -33,7 +33,7 @@ from taskqueue.api.rest.routing import (
     json_response,
 )
 from taskqueue.api.rest.send import Response
-from taskqueue.models import EXCLUSIVE_SUBMISSION_FIELDS
+from taskqueue.models import EXCLUSIVE_DEADLINE_FIELDS, EXCLUSIVE_SUBMISSION_FIELDS
 from taskqueue.wire import Problem
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -146,8 +146,11 @@ class Schemas:
             properties = schema.get("properties")
             if properties and name not in self._requests and name != Problem.__name__:
                 schema["required"] = list(properties)
-            if name == "Submission":  # the one rule between fields, which a Struct cannot say
-                schema["not"] = {"required": list(EXCLUSIVE_SUBMISSION_FIELDS)}
+            if name == "Submission":  # the rules between fields, which a Struct cannot say
+                schema["allOf"] = [
+                    {"not": {"required": list(pair)}}
+                    for pair in (EXCLUSIVE_SUBMISSION_FIELDS, EXCLUSIVE_DEADLINE_FIELDS)
+                ]
             result[name] = schema
         return result
 

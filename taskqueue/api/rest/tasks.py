@@ -309,9 +309,9 @@ async def cancel_tasks(call: Call) -> Response:
         path=f"{API_PREFIX}/tasks",
         operation_id="purgeTasks",
         summary="Delete every finished task in one state (of one type)",
-        description="Deletes the records of the `succeeded`, `cancelled` or `dead` tasks (of "
-        "`type`, if given) for good, as retention would once they expire; `dead` is the "
-        "dead-letter queue's purge.",
+        description="Deletes the records of the `succeeded`, `cancelled`, `expired` or `dead` "
+        "tasks (of `type`, if given) for good, as retention would once they expire; `dead` is "
+        "the dead-letter queue's purge.",
         tag="tasks",
         access=Access.WRITE,
         query=(

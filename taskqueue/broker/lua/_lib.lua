@@ -15,7 +15,7 @@ local woken = {}
 local pushes = {}
 local fronts = {}
 local zadds = {}
-local earliest_scheduled = nil
+local earliest_due = nil
 
 local function count(field, n)
   counts[field] = (counts[field] or 0) + n
@@ -122,8 +122,8 @@ local function flush()
   for ttype in pairs(woken) do
     wake[#wake + 1] = ttype
   end
-  if earliest_scheduled then
-    wake[#wake + 1] = '@' .. earliest_scheduled
+  if earliest_due then
+    wake[#wake + 1] = '@' .. earliest_due
   end
   if #wake > 0 then
     redis.call('PUBLISH', K_WAKE_CHANNEL, table.concat(wake, ','))
@@ -146,11 +146,17 @@ local function make_ready(id, priority, ttype, now, front, fields)
   event(id, ttype, S_PENDING)
 end
 
+-- Something is due for the scheduler at `at` (ms): a scheduled task, or a deadline. flush()
+-- tells the daemons' schedulers the earliest, so one sleeping until later wakes for it.
+local function note_due(at)
+  if not earliest_due or at < earliest_due then
+    earliest_due = at
+  end
+end
+
 local function make_scheduled(id, priority, ttype, at, fields)
   append(zadds, K_SCHEDULED, at, id)
-  if not earliest_scheduled or at < earliest_scheduled then
-    earliest_scheduled = at
-  end
+  note_due(at)
   redis.call('HSET', key_task(id), 'state', S_SCHEDULED, 'ready_ms', at, unpack(fields))
   count_state(S_SCHEDULED, priority, ttype, 1)
   event(id, ttype, S_SCHEDULED)
@@ -161,9 +167,9 @@ end
 -- field 'dependents' names it. When a task ends, make_final settles its dependents in the same
 -- script: a success (or any end, for a dependent that runs anyway) takes it off the
 -- dependent's 'waiting_for', and the last one releases the dependent with its dependencies'
--- results as 'inputs'; a dead or cancelled dependency cancels the dependent, which settles its
--- own dependents in turn. Only a dependency the dependent still waits for counts, so a task
--- that ends twice (dead, requeued, ended again) settles nothing twice; and the attempt fences
+-- results as 'inputs'; a dead, cancelled or expired dependency cancels the dependent, which
+-- settles its own dependents in turn. Only a dependency the dependent still waits for counts,
+-- so a task that ends twice (dead, requeued, ended again) settles nothing twice; and the attempt fences
 -- every report, so each dependent is released or cancelled exactly once, whichever script
 -- and worker end its dependencies.
 
@@ -191,9 +197,10 @@ end
 local settle  -- defined after make_final, which it calls (and which calls it)
 local settling = nil  -- while settle() runs: ended tasks whose dependents are still to settle
 
--- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled), let go
--- of its unique key, and settle its dependents. `ends` is {dependents, unique_key}, its fields
--- as the caller read them (false: none); nil reads them.
+-- End task `id` in a terminal state kept in a sorted set (succeeded, dead, cancelled,
+-- expired), let go of its unique key and its deadline, and settle its dependents. `ends` is
+-- {dependents, unique_key, expires_ms}, its fields as the caller read them (false: none); nil
+-- reads them.
 local function make_final(id, priority, ttype, state, now, fields, ends)
   append(zadds, STATE_ZSET[state], now, id)
   redis.call('HSET', key_task(id), 'state', state, 'finished_ms', now, unpack(fields))
@@ -202,10 +209,13 @@ local function make_final(id, priority, ttype, state, now, fields, ends)
   end
   count('total|' .. state, 1)
   event(id, ttype, state)
-  ends = ends or redis.call('HMGET', key_task(id), 'dependents', 'unique_key')
+  ends = ends or redis.call('HMGET', key_task(id), 'dependents', 'unique_key', 'expires_ms')
   local dependents, unique = ends[1], ends[2]
   if unique and redis.call('GET', key_unique(unique)) == id then
     redis.call('DEL', key_unique(unique))
+  end
+  if ends[3] then
+    redis.call('ZREM', K_DEADLINES, id)
   end
   if dependents and dependents ~= '' then
     if settling then  -- a dependent cancelled while settling: its turn comes in the loop
@@ -279,19 +289,44 @@ local function policy_setting(name, ttype, fallback)
   return typed[1] or config[1] or typed[2] or config[2] or fallback
 end
 
+-- Deadlines. A task submitted with one (`expires_ms`) is in K_DEADLINES until it ends. It
+-- never starts after it: a claim that meets it past its deadline ends it expired instead
+-- (claim.lua), promote.lua ends those whose deadline passed while they waited, and a task
+-- sent back to wait (a retry, a snooze, a release at shutdown) whose next start would come
+-- after its deadline ends expired at once (would_expire).
+
+-- Whether a task with deadline `expires` (a field as read; false: none) that would next start
+-- at `start` (ms) can no longer run: a task must start before its deadline.
+local function would_expire(expires, start)
+  return expires and start >= tonumber(expires)
+end
+
+local EXPIRED_ERROR = 'its deadline passed before it started'
+
+-- End waiting task `id` (blocked, pending or scheduled) as expired.
+local function expire(id, state, priority, ttype, now)
+  take_out(id, state, priority, ttype)
+  make_final(id, priority, ttype, S_EXPIRED, now, {'error', EXPIRED_ERROR})
+end
+
 -- A failed attempt (the processor raised, timed out, or its worker died): retry after
 -- min(max_ms, base_ms * 2^(attempt-1)) scaled by `jitter` in [0, 1) ("full jitter"), or
--- dead-letter it when it has no retries left. Returns the state the task moved to.
-local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err, tb, jitter, base_ms, max_ms)
+-- dead-letter it when it has no retries left; a retry that would start after the task's
+-- deadline (`expires`, false for none) ends it expired. Returns the state the task moved to.
+local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err, tb, jitter, base_ms, max_ms, expires)
   local fields = {'error', err, 'traceback', tb}
   count('total|failed', 1)
   if attempt > max_retries then
     make_final(id, priority, ttype, S_DEAD, now, fields)
     return S_DEAD
   end
-  count('total|retried', 1)
   local cap = math.min(max_ms, base_ms * math.pow(2, attempt - 1))
   local delay = math.floor(cap * jitter)
+  if would_expire(expires, now + math.max(delay, 0)) then
+    make_final(id, priority, ttype, S_EXPIRED, now, fields)
+    return S_EXPIRED
+  end
+  count('total|retried', 1)
   if delay <= 0 then
     make_ready(id, priority, ttype, now, false, fields)
     return S_PENDING

@@ -14,14 +14,20 @@
 -- K_RATE holds when the next may start), a concurrency limit as many as its active count
 -- leaves room for; a paused type none. A type held back is noted in K_HELD for stats and
 -- metrics.
+-- A task taken off a queue past its deadline is not leased: it ends expired, and the claim
+-- goes on to the next one (up to MAX_EXPIRED of them; past that, workers are woken to claim
+-- again).
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
---          then 9 fields per claimed task: id, type, priority, payload, attempt, max_retries,
---          timeout_ms, ready_ms, inputs ('' for a task without dependencies).
+--          the type and priority of each task ended expired (a flat list), then 10 fields per
+--          claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
+--          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
 local guard = ARGV[5] == '1'
-local out = {0}
+local expired = {}
+local MAX_EXPIRED = 1000
+local out = {0, expired}
 local leases = {}
 local claimed = 0
 
@@ -77,33 +83,54 @@ local function take(priority, ttype, n)
       return 0
     end
   end
-  local ids = redis.call('LPOP', queue, n)
-  if not ids then
-    return 0
-  end
-  if room then
-    budget[ttype] = room - #ids
-    if rated[ttype] then
-      rated[ttype] = rated[ttype] + #ids
+  local started = 0
+  while n > 0 do
+    local ids = redis.call('LPOP', queue, n)
+    if not ids then
+      break
+    end
+    local leased = 0
+    for _, id in ipairs(ids) do
+      local key = key_task(id)
+      local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms')
+      if f[7] and tonumber(f[7]) <= now_ms then
+        make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
+        expired[#expired + 1] = ttype
+        expired[#expired + 1] = priority
+      else
+        local attempt = tonumber(f[2]) + 1
+        redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
+        local o = #out
+        out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
+        out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
+        out[o + 9], out[o + 10] = f[6] or '', f[7] or ''
+        event(id, ttype, S_ACTIVE)
+        leased = leased + 1
+      end
+    end
+    count_state(S_PENDING, priority, ttype, -#ids)
+    count_state(S_ACTIVE, priority, ttype, leased)
+    started = started + leased
+    local asked = n
+    n = n - leased
+    if #ids < asked then
+      break
+    end
+    if n > 0 and #expired >= 2 * MAX_EXPIRED then
+      woken[ttype] = true  -- more may wait behind the expired ones: let workers come back
+      break
     end
   end
-  for _, id in ipairs(ids) do
-    local key = key_task(id)
-    local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs')
-    local attempt = tonumber(f[2]) + 1
-    redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
-    leases[#leases + 1] = deadline
-    leases[#leases + 1] = id
-    local o = #out
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
-    out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
-    out[o + 9] = f[6] or ''
-    event(id, ttype, S_ACTIVE)
+  if room then
+    budget[ttype] = room - started
+    if rated[ttype] then
+      rated[ttype] = rated[ttype] + started
+    end
   end
-  count_state(S_PENDING, priority, ttype, -#ids)
-  count_state(S_ACTIVE, priority, ttype, #ids)
-  claimed = claimed + #ids
-  return #ids
+  claimed = claimed + started
+  return started
 end
 
 if guard then

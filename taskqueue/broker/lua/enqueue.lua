@@ -6,18 +6,19 @@
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
 --           max_task_types, unique): used only where neither policy layer sets the setting
 --           (see taskqueue/broker/policy.py)
--- ARGV[11..] 10 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[11..] 11 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
---           cancelled dependency does to the task), unique ('1', '0'). An empty priority,
---           max_retries, timeout_ms or unique takes the type's policy.
+--           cancelled dependency does to the task), unique ('1', '0'), deadline (ms; '' for
+--           none). An empty priority, max_retries, timeout_ms or unique takes the type's policy.
 -- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
 -- go): a unique submission of the same type and payload meanwhile returns it, as a matching
 -- idempotency key does (created 0).
 -- A task with dependencies that have not all ended is stored blocked; the end of the last one
--- releases it (see _lib.lua). One that depends on a task already dead or cancelled is cancelled
--- at once (unless it runs anyway); on tasks that all ended, it is queued with their results.
+-- releases it (see _lib.lua). One that depends on a task already dead, cancelled or expired is
+-- cancelled at once (unless it runs anyway); on tasks that all ended, it is queued with their
+-- results. A task with a deadline is noted in K_DEADLINES until it ends.
 -- Returns: {per task {id, created (1) or found by its idempotency key or as unique (0), state,
 --           priority},
 --           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
@@ -31,7 +32,7 @@
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 3 + #POLICY_NAMES, 10
+local FIRST, FIELDS = 3 + #POLICY_NAMES, 11
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
@@ -159,7 +160,7 @@ local function dependencies_of(id, spec)
     end
     ids[#ids + 1] = dep
     local state = redis.call('HGET', key_task(dep), 'state')
-    if state == S_DEAD or state == S_CANCELLED then
+    if state ~= S_SUCCEEDED and TERMINAL[state] then
       if word ~= 'run' and not failed then
         failed = 'dependency ' .. dep .. ' ended ' .. state
       end
@@ -202,7 +203,7 @@ for i = FIRST, #ARGV, FIELDS do
     digest = redis.sha1hex(ttype .. '\n' .. payload)
     local holder = redis.call('GET', key_unique(digest))
     local state = holder and redis.call('HGET', key_task(holder), 'state')
-    if state and state ~= S_SUCCEEDED and state ~= S_DEAD and state ~= S_CANCELLED then
+    if state and not TERMINAL[state] then
       existing, digest = holder, nil
     end
   end
@@ -236,6 +237,15 @@ for i = FIRST, #ARGV, FIELDS do
       redis.call('SET', key_unique(digest), id)
       fields[#fields + 1] = 'unique_key'
       fields[#fields + 1] = digest
+    end
+    local expires = ARGV[i + 10]
+    if expires ~= '' then
+      fields[#fields + 1] = 'expires_ms'
+      fields[#fields + 1] = expires
+    end
+    if not failed and expires ~= '' then
+      append(zadds, K_DEADLINES, expires, id)
+      note_due(tonumber(expires))
     end
     if failed then
       fields[#fields + 1] = 'error'

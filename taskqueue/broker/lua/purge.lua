@@ -1,9 +1,9 @@
--- Delete finished tasks of one state for good (succeeded, cancelled or dead): what
+-- Delete finished tasks of one state for good (succeeded, cancelled, expired or dead): what
 -- `taskqueue purge` and the dead-letter queue's purge do. A dead letter leaves the
 -- dead-letter counts (flush() then drops a type left with no task from the types set) and is
--- counted under total|purged; succeeded and cancelled tasks are counted by their sets' ZCARD.
+-- counted under total|purged; the other states are counted by their sets' ZCARD.
 -- KEYS[1]  namespace prefix
--- ARGV[1]  the state: succeeded, cancelled or dead
+-- ARGV[1]  the state: succeeded, cancelled, expired or dead
 -- ARGV[2..] task ids
 -- Returns: how many were deleted. Ids of tasks in another state are left alone; an id in the
 --          state's set whose record is gone is dropped from the set (not counted).

@@ -1,6 +1,7 @@
 -- Return the tasks whose lease expired (their worker died or hung) and forget dead workers.
 -- An expired lease is a failed attempt: the task is retried with backoff, or dead-lettered when
--- it has no retries left; if its cancellation had been requested, it is cancelled instead.
+-- it has no retries left (expired, when the retry would start after its deadline); if its
+-- cancellation had been requested, it is cancelled instead.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  worker registration TTL (ms): workers silent longer than this are removed
@@ -17,7 +18,7 @@ local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, l
 local outcomes = {}
 for n, id in ipairs(expired) do
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested', 'expires_ms')
   redis.call('ZREM', K_ACTIVE, id)
   count('total|reaped', 1)
   if f[1] == S_ACTIVE then
@@ -30,7 +31,7 @@ for n, id in ipairs(expired) do
     else
       local err = 'lease expired: worker ' .. (f[6] or '?') .. ' stopped sending heartbeats'
       state = fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
-        tonumber(ARGV[4 + n]), base_ms, max_ms)
+        tonumber(ARGV[4 + n]), base_ms, max_ms, f[8])
     end
     for _, v in ipairs({id, ttype, priority, state}) do
       outcomes[#outcomes + 1] = v

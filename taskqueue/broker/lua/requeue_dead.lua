@@ -1,5 +1,6 @@
--- Put dead-lettered tasks back in their queues with a fresh set of attempts (a unique one takes
--- its unique key back if no other task holds it).
+-- Put dead-lettered tasks back in their queues with a fresh set of attempts and snoozes and no
+-- deadline (the operator's requeue says it is to run now), a unique one taking its unique key
+-- back if no other task holds it.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2..] task ids
@@ -16,7 +17,7 @@ for i = 2, #ARGV do
     end
     redis.call('ZREM', K_DEAD, id)
     count_state(S_DEAD, f[2], f[3], -1)
-    redis.call('HDEL', key, 'finished_ms', 'started_ms', 'worker_id')
+    redis.call('HDEL', key, 'finished_ms', 'started_ms', 'worker_id', 'expires_ms')
     count('total|requeued', 1)
     make_ready(id, f[2], f[3], now, false, {'attempt', 0, 'cancel_requested', 0, 'snoozes', 0})
     out[#out + 1] = 1

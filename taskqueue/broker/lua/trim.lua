@@ -1,14 +1,15 @@
 -- Delete finished records past their retention: by age, then the oldest beyond the count.
--- Each finished state (succeeded, cancelled, dead) has its own age and count limit; a dropped
--- dead letter leaves the dead-letter counts and is counted under total|dead_dropped.
+-- Each finished state (succeeded, cancelled, expired, dead) has its own age and count limit; a
+-- dropped dead letter leaves the dead-letter counts and is counted under total|dead_dropped.
 -- Also drops from the types set up to ARGV[9] sampled types that have no task left: flush()
 -- keeps the set exact as tasks move, and this sweeps what an older version left there.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  limit: how many records at most this call deletes, over all states
--- ARGV[3..8]  per state succeeded, cancelled, dead: the age (ms) and the count kept, 0 = no limit
--- ARGV[9]  how many members of the types set to sample for the sweep
--- Returns: {succeeded deleted, cancelled deleted, dead deleted, types dropped}
+-- ARGV[3..10] per state succeeded, cancelled, expired, dead: the age (ms) and the count kept,
+--             0 = no limit
+-- ARGV[11] how many members of the types set to sample for the sweep
+-- Returns: {succeeded deleted, cancelled deleted, expired deleted, dead deleted, types dropped}
 local now, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
 local removed = {}
 
@@ -34,7 +35,7 @@ local function doomed(zset, age_ms, keep)
   return ids
 end
 
-for n, zset in ipairs({K_SUCCEEDED, K_CANCELLED, K_DEAD}) do
+for n, zset in ipairs({K_SUCCEEDED, K_CANCELLED, K_EXPIRED, K_DEAD}) do
   local ids = doomed(zset, tonumber(ARGV[1 + 2 * n]), tonumber(ARGV[2 + 2 * n]))
   if #ids > 0 then
     if zset == K_DEAD then
@@ -55,10 +56,10 @@ for n, zset in ipairs({K_SUCCEEDED, K_CANCELLED, K_DEAD}) do
 end
 flush()
 local swept = 0
-for _, ttype in ipairs(redis.call('SRANDMEMBER', K_TYPES, tonumber(ARGV[9]))) do
+for _, ttype in ipairs(redis.call('SRANDMEMBER', K_TYPES, tonumber(ARGV[11]))) do
   if not type_has_tasks(ttype) then
     swept = swept + redis.call('SREM', K_TYPES, ttype)
   end
 end
-removed[4] = swept
+removed[5] = swept
 return removed

@@ -73,10 +73,14 @@ class Reporter:
                     extra={"task_id": report.task_id, "attempt": report.attempt},
                 )
             elif report.kind is OutcomeKind.INTERRUPTED:
-                pass  # released unspent
+                # Released unspent; expired when it could not start again before its deadline.
+                if state is TaskState.EXPIRED:
+                    counts.expired += 1
             elif report.kind is OutcomeKind.SNOOZED and state is not TaskState.DEAD:
                 counts.snoozed += 1  # waits unspent; a snooze past max_snoozes is dead
-            else:  # a failed attempt: retried (scheduled or pending) or dead
+                if state is TaskState.EXPIRED:
+                    counts.expired += 1  # snoozed past its deadline
+            else:  # a failed attempt: retried (scheduled or pending), dead, or expired
                 counts.failed += 1
                 if report.kind is OutcomeKind.TIMED_OUT:
                     counts.timed_out += 1
@@ -94,5 +98,7 @@ class Reporter:
                             "worker_id": self.worker_id,
                         },
                     )
+                elif state is TaskState.EXPIRED:
+                    counts.expired += 1  # its retry would have started after its deadline
                 else:
                     counts.retried += 1

@@ -114,6 +114,11 @@ class TaskRunner:
                 now - running.lease_until,
             )
             return Outcome(kind=OutcomeKind.LOST, duration_s=0.0)
+        if task.expires_ms is not None and time.time() * 1000 >= task.expires_ms:
+            # It waited for a slot (prefetched) past its deadline: released unrun, which
+            # ends it expired in Redis (whose clock decides: a slower one has it run again).
+            log.info("not starting task %s: its deadline passed while it waited", task.id)
+            return Outcome(kind=OutcomeKind.INTERRUPTED, duration_s=0.0)
         running.started = True
         wait = time.time() - task.ready_ms * 0.001
         running.counts.wait.observe(wait if wait > 0.0 else 0.0)  # 0 if the clocks disagree

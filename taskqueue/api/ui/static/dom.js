@@ -89,5 +89,5 @@ export function confirmDialog(question, action, danger = true) {
   });
 }
 
-export const TASK_STATES = ["blocked", "pending", "scheduled", "active", "succeeded", "dead", "cancelled"];
+export const TASK_STATES = ["blocked", "pending", "scheduled", "active", "succeeded", "dead", "cancelled", "expired"];
 export const PRIORITIES = ["critical", "high", "medium", "low"];

@@ -47,11 +47,12 @@ class TaskState(betterproto.Enum):
     DEAD: "TaskState" = 5
     CANCELLED: "TaskState" = 6
     BLOCKED: "TaskState" = 7
+    EXPIRED: "TaskState" = 8
 
 
 class DependencyFailure(betterproto.Enum):
     """
-    What becomes of a task when a task it depends on ends dead or cancelled.
+    What becomes of a task when a task it depends on ends dead, cancelled or expired.
     """
 
     UNSPECIFIED: "DependencyFailure" = 0
@@ -134,6 +135,7 @@ class Task(betterproto.Message):
     """
 
     snoozes: int = betterproto.uint32_field(26)
+    expires_ms: Optional[int] = betterproto.int64_field(27, optional=True)
 
 
 @dataclass(eq=False, repr=False)
@@ -171,6 +173,14 @@ class SubmitTaskRequest(betterproto.Message):
     While a task of the same type and payload (JSON text) is blocked, pending, scheduled or
      active, return it (created = false). Unset: the type's policy.
     """
+
+    expires_in_seconds: Optional[float] = betterproto.double_field(12, optional=True)
+    """
+    Its deadline: a task not started by then ends expired, never run (nor a retry or snooze
+     that would start later). Either `expires_in_seconds` from now or at `expires_at_ms`.
+    """
+
+    expires_at_ms: Optional[int] = betterproto.int64_field(13, optional=True)
 
 
 @dataclass(eq=False, repr=False)
@@ -331,7 +341,7 @@ class QueueStats(betterproto.Message):
         5, betterproto.TYPE_STRING, betterproto.TYPE_UINT64
     )
     """
-    Lifetime totals: submitted, succeeded, failed, retried, dead, cancelled, reaped.
+    Lifetime totals: submitted, succeeded, failed, retried, dead, cancelled, expired, reaped.
     """
 
     served_types: List[str] = betterproto.string_field(6)
