@@ -302,3 +302,19 @@ async def test_the_idempotency_key_may_come_as_metadata(server: GrpcServer) -> N
 
     first, second = await grpc_call(server.h2c, submit_twice, metadata={"idempotency-key": "k"})
     assert (first.created, second.created, second.id) == (True, False, first.id)
+
+
+async def test_a_deadline_submitted_over_grpc_is_kept_and_shown(server: GrpcServer) -> None:
+    async def use(stub: TaskQueueStub) -> tuple[pb.Task, pb.Task]:
+        relative = await stub.submit_task(pb.SubmitTaskRequest(type="t", expires_in_seconds=60))
+        at = await stub.submit_task(pb.SubmitTaskRequest(type="t", expires_at_ms=1_893_456_000_000))
+        return (
+            await stub.get_task(pb.GetTaskRequest(id=relative.id)),
+            await stub.get_task(pb.GetTaskRequest(id=at.id)),
+        )
+
+    relative, at = await grpc_call(server.h2c, use)
+    assert relative.expires_ms is not None
+    assert relative.expires_ms - relative.created_ms == 60_000
+    assert at.expires_ms == 1_893_456_000_000  # 2030-01-01
+    assert (await server.broker.get(at.id)).expires_ms == 1_893_456_000_000

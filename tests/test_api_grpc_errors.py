@@ -54,6 +54,10 @@ def submit(**fields: Any) -> Any:
         ({"delay_seconds": 5.0, "eta_ms": 1}, "delay_seconds"),
         ({"payload_json": "{not json"}, "payload_json"),
         ({"priority": 99}, "priority"),
+        ({"expires_in_seconds": 0.0}, "expires_in_seconds"),
+        ({"expires_in_seconds": 5.0, "expires_at_ms": 1}, "expires_in_seconds"),
+        ({"expires_at_ms": 1}, "expires_at_ms"),
+        ({"delay_seconds": 60.0, "expires_in_seconds": 30.0}, "expires_in_seconds"),
     ],
 )
 async def test_an_invalid_submission_names_its_field(

@@ -61,6 +61,32 @@ async def test_submission_fields_reach_the_task(redis_url: str, http2: bool) -> 
         assert 59_000 <= task["ready_ms"] - task["created_ms"] <= 60_000
 
 
+async def test_a_deadline_is_kept_and_both_forms_at_once_are_refused(
+    redis_url: str, http2: bool
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    async with api_server(redis_url) as server, server.client(http2=http2) as client:
+        relative = await client.post("/api/v1/tasks", json={"type": "echo", "expires_in": 30})
+        absolute = await client.post(
+            "/api/v1/tasks", json={"type": "echo", "expires_at": later.isoformat()}
+        )
+        both = await client.post(
+            "/api/v1/tasks", json={"type": "echo", "expires_in": 30, "expires_at": 2e9}
+        )
+        too_soon = await client.post(
+            "/api/v1/tasks", json={"type": "echo", "delay": 60, "expires_in": 30}
+        )
+    assert relative.status_code == 201, relative.text
+    assert relative.json()["expires_ms"] - relative.json()["created_ms"] == 30_000
+    assert absolute.status_code == 201, absolute.text
+    assert abs(absolute.json()["expires_ms"] - later.timestamp() * 1000) <= 1
+    for refused in (both, too_soon):
+        assert refused.status_code == 422
+    assert problem(both)["field"] == "expires_in"
+    assert "expires_at" in problem(both)["detail"]
+    assert problem(too_soon)["detail"].endswith("it could never run")
+
+
 async def test_eta_is_accepted_as_rfc3339_or_epoch_seconds(redis_url: str, http2: bool) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     async with api_server(redis_url) as server, server.client(http2=http2) as client:

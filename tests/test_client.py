@@ -102,6 +102,15 @@ async def test_a_delayed_task_is_scheduled(client: Client) -> None:
     assert task.ready_ms - task.created_ms >= 60_000
 
 
+async def test_a_deadline_is_an_option_of_submit(client: Client) -> None:
+    submitted = await client.submit(TYPE, expires_in=60)
+    task = await client.get(submitted.id)
+    assert task.expires_ms is not None and task.expires_ms - task.created_ms == 60_000
+    with pytest.raises(InvalidTaskError) as caught:
+        await client.submit(TYPE, expires_in=60, expires_at=1_893_456_000)
+    assert caught.value.field == "expires_in"
+
+
 async def test_same_idempotency_key_returns_the_first_task(client: Client) -> None:
     first = await client.submit(TYPE, 1, idempotency_key="k")
     again = await client.submit(TYPE, 2, idempotency_key="k")
