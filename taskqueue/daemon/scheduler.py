@@ -1,8 +1,9 @@
-"""The scheduler: moves delayed tasks and retries whose backoff has elapsed to their queues.
+"""The scheduler: moves delayed tasks and retries whose backoff has elapsed to their queues,
+and ends the waiting tasks whose deadline passed (``expired``).
 
-It sleeps until the next scheduled task is due; a newly scheduled task that is due earlier
-wakes it through the notifications service, so delays are kept to the millisecond rather than
-to a polling interval.
+It sleeps until the next scheduled task or deadline is due; a newly submitted one that is due
+earlier wakes it through the notifications service, so delays and deadlines are kept to the
+millisecond rather than to a polling interval.
 """
 
 from __future__ import annotations

@@ -106,6 +106,11 @@ def _write_varint(out: bytearray, value: int) -> None:
 # requires) or a known field of the wrong wire type (unhandled).
 
 
+def _int64(value: int) -> int:
+    """A varint's value read as protobuf's int64 (two's complement in 64 bits)."""
+    return ((value & 0xFFFFFFFFFFFFFFFF) ^ 1 << 63) - (1 << 63)
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -217,7 +222,7 @@ def _task(data: bytes, at: int, end: int) -> tuple[Submission, int]:
             at += 9
         elif tag == 0x38:  # optional int64 eta_ms = 7
             value, at = _varint(data, at + 1)
-            eta = (((value & 0xFFFFFFFFFFFFFFFF) ^ 1 << 63) - (1 << 63)) / 1000
+            eta = _int64(value) / 1000
         elif tag == 0x42:  # idempotency_key = 8
             start, at = _length(data, at + 1, end)
             key = data[start:at].decode()
@@ -237,7 +242,7 @@ def _task(data: bytes, at: int, end: int) -> tuple[Submission, int]:
             at += 9
         elif tag == 0x68:  # optional int64 expires_at_ms = 13
             value, at = _varint(data, at + 1)
-            expires_at = (((value & 0xFFFFFFFFFFFFFFFF) ^ 1 << 63) - (1 << 63)) / 1000
+            expires_at = _int64(value) / 1000
         else:
             at = _unknown(data, at, end, _TASK_FIELDS)
         if at > end:
