@@ -93,7 +93,7 @@ local function take(priority, ttype, n)
     for _, id in ipairs(ids) do
       local key = key_task(id)
       local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms')
-      if f[7] and tonumber(f[7]) <= now_ms then
+      if would_expire(f[7], now_ms) then
         make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
         expired[#expired + 1] = ttype
         expired[#expired + 1] = priority
