@@ -127,6 +127,35 @@ SCHEDULE_NAME_RULE: Final = (
     " letter or digit"
 )
 
+#: Task headers: metadata that travels with a task apart from its payload (a trace context,
+#: a tenant, a correlation id), read by processors and middleware. Names are header-like
+#: (``traceparent``, ``x-tenant``); both are small, since every claim carries them.
+MAX_HEADERS: Final = 32
+MAX_HEADER_NAME_LENGTH: Final = 128
+MAX_HEADER_VALUE_LENGTH: Final = 4096
+#: Their whole size as JSON, checked by the broker (a Struct cannot say it).
+MAX_HEADERS_BYTES: Final = 8192
+HEADER_NAME_PATTERN: Final = (
+    f"^[{_TYPE_ALNUM}][{_TYPE_ALNUM}{_TYPE_MARKS}]{{0,{MAX_HEADER_NAME_LENGTH - 1}}}$"
+)
+HEADER_NAME_RULE: Final = (
+    f"1 to {MAX_HEADER_NAME_LENGTH} ASCII letters, digits, '.', '_' or '-', starting with a"
+    " letter or digit"
+)
+_HEADER_NAME = re.compile(HEADER_NAME_PATTERN)
+HeaderName = Annotated[str, Meta(pattern=HEADER_NAME_PATTERN, max_length=MAX_HEADER_NAME_LENGTH)]
+HeaderValue = Annotated[str, Meta(max_length=MAX_HEADER_VALUE_LENGTH)]
+Headers = Annotated[
+    dict[HeaderName, HeaderValue],
+    Meta(
+        max_length=MAX_HEADERS,
+        description=f"Metadata for the task's processor and middleware (a `traceparent`, a "
+        f"tenant): at most {MAX_HEADERS} names ({HEADER_NAME_RULE}) with text values of at "
+        f"most {MAX_HEADER_VALUE_LENGTH} characters, {MAX_HEADERS_BYTES} bytes in all as JSON. "
+        "Kept across retries.",
+    ),
+]
+
 TaskType = Annotated[
     str,
     Meta(
@@ -285,6 +314,7 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    headers: Headers | None = None
 
 
 #: The longest idempotency window a policy may set (seconds): the same bound as a delay's.
@@ -443,6 +473,7 @@ class SubmitOptions(TypedDict, total=False):
     on_dependency_failure: DependencyFailure | str | None
     expires_in: float | None
     expires_at: datetime | float | None
+    headers: dict[str, str] | None
 
 
 class Task(Struct, kw_only=True):
@@ -515,6 +546,9 @@ class Task(Struct, kw_only=True):
             "one that failed, when the task runs anyway)."
         ),
     ] = None
+    headers: Annotated[dict[str, str], Meta(description="The headers it was submitted with.")] = (
+        msgspec.field(default_factory=dict)
+    )
 
     @property
     def attempts_left(self) -> int:
@@ -574,6 +608,8 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     inputs: Any = None
     #: Its deadline (epoch ms; None for none): a worker does not start it later than that.
     expires_ms: int | None = None
+    #: The headers it was submitted with (empty for none).
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Claim(Struct, frozen=True):
@@ -660,7 +696,10 @@ _TERMINAL_NAMES = frozenset(s.value for s in _TERMINAL)
 T = TypeVar("T")
 
 #: msgspec's errors end with where they happened: "Expected `int`, got `str` - at `$.a[0].b`".
-_WHERE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+#: An error in a mapping's key says "at `key` in `$.headers`"; one in a value, "`$.headers[...]`".
+_WHERE = re.compile(
+    r"^(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL
+)
 _MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]+)`$")
 #: A ``__post_init__`` check names its field the same way: ``ValueError("url: must be https")``.
@@ -704,6 +743,13 @@ def describe(error: str, kind: object, value: object) -> tuple[str, str]:
     if isinstance(at, mi.StructType) and (named := _NAMED.match(message)):
         return ".".join([*parts, named[1]]), named[2]
     given = _at(value, parts)
+    if match["key"] or (match["path"] or "").endswith("[...]"):
+        # msgspec does not say which key: name the first that breaks the rule, if any.
+        keys = given if isinstance(given, dict) else {}
+        given = next((k for k in keys if not _HEADER_NAME.match(str(k))), _MISSING)
+        if not match["key"]:
+            given = _MISSING
+            message += " for a value"
     shown = "" if given is _MISSING else _show(given)
     if f"matching regex {_TYPE_PATTERN!r}" in message:
         message = f"invalid task type {shown}: {TYPE_RULE}"
@@ -711,6 +757,8 @@ def describe(error: str, kind: object, value: object) -> tuple[str, str]:
         message = f"{shown} is not a rate: {RATE_RULE}"
     elif f"matching regex {SCHEDULE_NAME_PATTERN!r}" in message:
         message = f"invalid schedule name {shown}: {SCHEDULE_NAME_RULE}"
+    elif f"matching regex {HEADER_NAME_PATTERN!r}" in message:
+        message = f"invalid header name {shown}: {HEADER_NAME_RULE}"
     elif "got `" in message and shown:
         message += f" ({shown})"
     elif shown and not (isinstance(given, str) and shown in message):

@@ -105,6 +105,12 @@ class TaskContext:
         return inputs if isinstance(inputs, list) else []
 
     @property
+    def headers(self) -> dict[str, str]:
+        """The headers the task was submitted with (empty for none): metadata apart from the
+        payload, such as a trace context or a tenant."""
+        return self._task.headers
+
+    @property
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, and so on."""
         return self._task.attempt

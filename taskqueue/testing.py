@@ -86,6 +86,7 @@ async def run_processor(
     timeout: float | None = None,  # noqa: ASYNC109 - the task's timeout, as registry.add's
     payload_type: type[Any] | None = None,
     redis: Redis | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ProcessorRun:
     """Run the processor of ``task_type`` in ``target`` (a registry, or a processor function)
     on ``payload`` as attempt ``attempt`` of a task, and return what it did.
@@ -93,7 +94,8 @@ async def run_processor(
     ``timeout`` (default: the type's registered timeout, else none) cancels it as a worker
     would; then :class:`trio.TooSlowError` is raised. ``payload_type`` types a bare function's
     payload, as ``registry.add(..., payload=...)`` does. ``redis`` is the processor's
-    ``ctx.redis`` (without it, ``ctx.redis`` raises RuntimeError).
+    ``ctx.redis`` (without it, ``ctx.redis`` raises RuntimeError); ``headers`` its
+    ``ctx.headers``.
     """
     func, is_async, registered_timeout = _resolve(target, task_type, payload_type)
     if timeout is None:
@@ -108,6 +110,7 @@ async def run_processor(
         timeout_ms=round((timeout or 300.0) * 1000),
         ready_ms=0,
         started_ms=0,
+        headers=dict(headers or {}),
     )
     progress: list[Any] = []
 

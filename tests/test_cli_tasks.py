@@ -140,6 +140,8 @@ def test_submit_count_prints_one_id_per_task(daemon: Daemon) -> None:
         (["--delay", "soon"], "Invalid value for '--delay'"),
         (["--count", "2", "--wait"], "--wait follows one task"),
         (["--bogus"], "No such option '--bogus'"),
+        (["--header", "novalue"], "must be NAME=VALUE"),
+        (["--header", "bad name=v"], "invalid header name 'bad name'"),
     ],
 )
 def test_submit_refuses_bad_input_with_exit_2(
@@ -149,6 +151,19 @@ def test_submit_refuses_bad_input_with_exit_2(
     assert done.code == 2, done
     assert message in done.error
     assert done.out == ""
+
+
+def test_submit_headers_are_stored_and_status_shows_them(daemon: Daemon) -> None:
+    done = daemon.run(
+        "submit", NOBODY, "--header", "x-tenant=acme", "--header", "trace=a=b", "--json"
+    )
+    task_id = done.json()["id"]
+    assert stored(daemon, task_id)["headers"] == {"x-tenant": "acme", "trace": "a=b"}
+    lines = daemon.run("status", task_id).out.splitlines()
+    assert [line for line in lines if line.startswith("header")] == [
+        "header trace:    a=b",
+        "header x-tenant: acme",
+    ]
 
 
 # -- status, cancel ---------------------------------------------------------------------------

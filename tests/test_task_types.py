@@ -85,8 +85,8 @@ async def test_the_enqueue_script_refuses_a_bad_name_from_any_submitter(broker: 
     """A submitter that skips the Python checks (another language, an old client) reaches
     enqueue.lua with the name as is: the script refuses it and writes nothing."""
     fallback = policy_args(broker.settings)
-    good: list[str | int] = ["id-1", "ok", "", "null", "", "", 0, "", "", ""]
-    bad: list[str | int] = ["id-2", "no\u0000op", "", "null", "", "", 0, "", "", ""]
+    good: list[str | int] = ["id-1", "ok", "", "null", "", "", 0, "", "", "", "", ""]
+    bad: list[str | int] = ["id-2", "no\u0000op", "", "null", "", "", 0, "", "", "", "", ""]
     step = _script(broker.keys, "enqueue", 0, 0, *fallback, *good, *bad)
     with pytest.raises(ResponseError, match="BADTYPE 1"):
         await broker.redis.run_script(step.script, step.keys, step.args)

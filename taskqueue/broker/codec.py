@@ -28,7 +28,7 @@ from taskqueue.models import (
 )
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
-CLAIM_FIELDS = 10
+CLAIM_FIELDS = 11
 #: Workflow replies carry these fields per task, in this order (see view_workflow.lua).
 WORKFLOW_FIELDS = 7
 
@@ -39,11 +39,16 @@ def _bare(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
 
 
 _TASK_FIELDS = frozenset(Task.__struct_fields__)
-#: Fields that hold any JSON value, stored as JSON text.
-_JSON_FIELDS = frozenset(
+#: Fields that hold any JSON value, stored as JSON text (so are mappings: the headers).
+_ANY_FIELDS = frozenset(
     field.name
     for field in msgspec.inspect.type_info(Task).fields  # type: ignore[attr-defined]
     if isinstance(_bare(field.type), msgspec.inspect.AnyType)
+)
+_JSON_FIELDS = _ANY_FIELDS | frozenset(
+    field.name
+    for field in msgspec.inspect.type_info(Task).fields  # type: ignore[attr-defined]
+    if isinstance(_bare(field.type), msgspec.inspect.DictType)
 )
 
 #: Fields that hold a list of task ids, stored as comma-separated text (ids have no commas),
@@ -56,10 +61,10 @@ _ID_LIST_FIELDS = frozenset(
 
 
 #: The fields a response may cut (see ``view.lua``): those of any JSON value, left out whole;
-#: those of text, shortened. The rest (ids, names, times, counters) are small by rule.
+#: those of text, shortened. The rest (ids, names, times, counters, headers) are small by rule.
 CUT_JSON_FIELDS = ("payload", "result", "progress", "inputs")
 CUT_TEXT_FIELDS = ("error", "traceback")
-assert set(CUT_JSON_FIELDS) == _JSON_FIELDS
+assert set(CUT_JSON_FIELDS) == _ANY_FIELDS
 
 
 def task_from_hash(fields: Mapping[str, str]) -> Task:
@@ -120,6 +125,7 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
             started_ms=started_ms,
             inputs=loads(reply[i + 8]) if reply[i + 8] else None,
             expires_ms=int(reply[i + 9]) if reply[i + 9] else None,
+            headers=loads(reply[i + 10]) if reply[i + 10] else {},
         )
         for i in range(2, len(reply), CLAIM_FIELDS)
     ]

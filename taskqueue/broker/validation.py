@@ -3,8 +3,9 @@
 The constraints are the model's (:class:`~taskqueue.models.Submission`); what a Struct cannot
 say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding each other
 (and ``expires_in`` and ``expires_at``), an ``eta`` within reach of *now*, a deadline after
-the task's start, and a dependency by index naming an earlier task of the batch.
-:func:`task_fields` turns one submission into the eleven fields enqueue.lua takes, or
+the task's start, the headers' size in all, and a dependency by index naming an earlier task of
+the batch.
+:func:`task_fields` turns one submission into the twelve fields enqueue.lua takes, or
 raises :class:`~taskqueue.InvalidTaskError` naming the field.
 """
 
@@ -22,6 +23,7 @@ from taskqueue.models import (
     EXCLUSIVE_DEADLINE_FIELDS,
     EXCLUSIVE_SUBMISSION_FIELDS,
     MAX_DELAY,
+    MAX_HEADERS_BYTES,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_RETRIES_LIMIT,
     MAX_TIMEOUT,
@@ -78,7 +80,7 @@ def _fits(value: object, kind: object) -> bool:
 def task_fields(
     settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
 ) -> list[str | int]:
-    """The 11 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
+    """The 12 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -107,7 +109,21 @@ def task_fields(
         _dependencies(s, position),
         "" if s.unique is None else int(s.unique),
         "" if s.expires_in is None and s.expires_at is None else _expires_ms(s, now, ready_ms),
+        _headers(s.headers),
     ]
+
+
+def _headers(headers: dict[str, str] | None) -> str:
+    """The headers as enqueue.lua stores them: JSON text, '' for none."""
+    if not headers:
+        return ""
+    text = _json.dumps(headers)
+    if len(text) > MAX_HEADERS_BYTES:
+        raise InvalidTaskError(
+            f"headers are {len(text)} bytes of JSON, over the limit of {MAX_HEADERS_BYTES}",
+            field="headers",
+        )
+    return text
 
 
 def _dependencies(s: Submission, position: int) -> str:

@@ -77,6 +77,13 @@ from taskqueue.wire import cancelled_json, submitted_json, task_json
 )
 @click.option("--idempotency-key", help="Submitting the same key again returns the first task.")
 @click.option(
+    "--header",
+    "headers",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="A header for its processor (a trace context, a tenant); repeat for several.",
+)
+@click.option(
     "--after",
     "depends_on",
     metavar="ID",
@@ -138,6 +145,7 @@ def submit(
     delay: float | None,
     expires_in: float | None,
     idempotency_key: str | None,
+    headers: tuple[str, ...],
     depends_on: tuple[str, ...],
     unique: bool | None,
     run_anyway: bool,
@@ -159,6 +167,7 @@ def submit(
       taskqueue submit noop --count 10000
       taskqueue submit report.send --after 0190c3a1-...   # runs once that task succeeded
       taskqueue submit sms.send --expires-in 5m           # not started in 5 minutes: expired
+      taskqueue submit mail.send --header x-tenant=acme
     """
     if count > 1 and wait:
         fail("--wait follows one task; `taskqueue bench` submits many and waits for them")
@@ -179,6 +188,7 @@ def submit(
         delay=delay,
         expires_in=expires_in,
         idempotency_key=idempotency_key,
+        headers=_headers(headers),
         depends_on=list(depends_on) or None,
         unique=unique,
         on_dependency_failure=DependencyFailure.RUN if run_anyway else None,
@@ -498,3 +508,14 @@ def tasks(
     of_type = f" of type {task_type}" if task_type else ""
     again = f"taskqueue tasks --state {state}" + (f" --type {task_type}" if task_type else "")
     show_page(s, page, f"{state} tasks{of_type}", again)
+
+
+def _headers(given: tuple[str, ...]) -> dict[str, str] | None:
+    """``--header NAME=VALUE`` options as headers (None for none)."""
+    headers: dict[str, str] = {}
+    for option in given:
+        name, equals, value = option.partition("=")
+        if not equals:
+            fail(f"--header {option!r} must be NAME=VALUE")
+        headers[name] = value
+    return headers or None

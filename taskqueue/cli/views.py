@@ -152,6 +152,7 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
         pairs.append(("worker", task.worker_id))
     if task.idempotency_key:
         pairs.append(("idempotency key", task.idempotency_key))
+    pairs += [(f"header {name}", value) for name, value in sorted(task.headers.items())]
     if task.cancel_requested and not task.state.is_terminal:
         pairs.append(("cancel", Text("requested", style="magenta")))
     pairs += _links(task)

@@ -63,6 +63,7 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         unique=request.unique,
         expires_in=request.expires_in_seconds,
         expires_at=None if request.expires_at_ms is None else request.expires_at_ms / 1000,
+        headers=request.headers or None,
     )
 
 
@@ -297,6 +298,7 @@ def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.T
         started_ms=task.started_ms,
         finished_ms=task.finished_ms,
         expires_ms=task.expires_ms,
+        headers=task.headers,
         result_json=_json.dumps(task.result) if succeeded else None,
         error=task.error,
         traceback=task.traceback,

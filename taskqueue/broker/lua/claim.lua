@@ -18,9 +18,10 @@
 -- goes on to the next one (up to MAX_EXPIRED of them; past that, workers are woken to claim
 -- again).
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
---          the type and priority of each task ended expired (a flat list), then 10 fields per
+--          the type and priority of each task ended expired (a flat list), then 11 fields per
 --          claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
---          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none).
+--          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none),
+--          headers (JSON; '' for none).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
@@ -92,7 +93,7 @@ local function take(priority, ttype, n)
     local leased = 0
     for _, id in ipairs(ids) do
       local key = key_task(id)
-      local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms')
+      local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms', 'headers')
       if would_expire(f[7], now_ms) then
         make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
         expired[#expired + 1] = ttype
@@ -105,7 +106,7 @@ local function take(priority, ttype, n)
         local o = #out
         out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
         out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
-        out[o + 9], out[o + 10] = f[6] or '', f[7] or ''
+        out[o + 9], out[o + 10], out[o + 11] = f[6] or '', f[7] or '', f[8] or ''
         event(id, ttype, S_ACTIVE)
         leased = leased + 1
       end

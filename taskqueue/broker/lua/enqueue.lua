@@ -6,12 +6,12 @@
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
 --           max_task_types, unique): used only where neither policy layer sets the setting
 --           (see taskqueue/broker/policy.py)
--- ARGV[11..] 11 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[11..] 12 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
 --           cancelled dependency does to the task), unique ('1', '0'), deadline (ms; '' for
---           none). An empty priority, max_retries, timeout_ms or unique takes the type's policy.
+--           none), headers (JSON; '' for none). An empty priority, max_retries, timeout_ms or unique takes the type's policy.
 -- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
 -- go): a unique submission of the same type and payload meanwhile returns it, as a matching
 -- idempotency key does (created 0).
@@ -32,7 +32,7 @@
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 3 + #POLICY_NAMES, 11
+local FIRST, FIELDS = 3 + #POLICY_NAMES, 12
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
@@ -237,6 +237,10 @@ for i = FIRST, #ARGV, FIELDS do
       redis.call('SET', key_unique(digest), id)
       fields[#fields + 1] = 'unique_key'
       fields[#fields + 1] = digest
+    end
+    if ARGV[i + 11] ~= '' then
+      fields[#fields + 1] = 'headers'
+      fields[#fields + 1] = ARGV[i + 11]
     end
     local expires = ARGV[i + 10]
     if expires ~= '' then

@@ -136,6 +136,9 @@ class Task(betterproto.Message):
 
     snoozes: int = betterproto.uint32_field(26)
     expires_ms: Optional[int] = betterproto.int64_field(27, optional=True)
+    headers: Dict[str, str] = betterproto.map_field(
+        28, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
 
 
 @dataclass(eq=False, repr=False)
@@ -181,6 +184,14 @@ class SubmitTaskRequest(betterproto.Message):
     """
 
     expires_at_ms: Optional[int] = betterproto.int64_field(13, optional=True)
+    headers: Dict[str, str] = betterproto.map_field(
+        14, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """
+    Metadata for its processor and middleware (a traceparent, a tenant): at most 32 names of
+     1 to 128 ASCII letters, digits, '.', '_' or '-' (starting with a letter or digit), values
+     of at most 4096 characters, 8192 bytes in all as JSON. Kept across retries.
+    """
 
 
 @dataclass(eq=False, repr=False)
