@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 import trio
 
+from taskqueue import tracing
 from taskqueue.broker import (
     Broker,
     BrokerSettings,
@@ -155,13 +156,15 @@ class Client:
         or the policy's ``refuse_unserved`` (else the result's ``warnings`` say so).
         """
         submission = Submission(type=type, payload=payload, **options)
-        return await self.broker.enqueue(submission, strict=strict)
+        with tracing.sending((submission,), None) as traced:
+            return await self.broker.enqueue(traced[0], strict=strict)
 
     async def submit_many(
         self, submissions: Iterable[Submission], *, strict: bool = False
     ) -> list[Submitted]:
         """Submit a batch atomically, in one round trip: all are written, or none."""
-        return await self.broker.enqueue_many(list(submissions), strict=strict)
+        with tracing.sending(list(submissions), None) as traced:
+            return await self.broker.enqueue_many(traced, strict=strict)
 
     async def served_types(self) -> frozenset[str]:
         """The task types some live worker serves."""

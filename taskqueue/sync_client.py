@@ -29,6 +29,7 @@ import redis.sentinel
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
+from taskqueue import tracing
 from taskqueue.broker import (
     BrokerSettings,
     BulkCancellation,
@@ -229,10 +230,10 @@ class SyncClient:
         self, submissions: Iterable[Submission], *, strict: bool = False
     ) -> list[Submitted]:
         """Submit a batch atomically, in one round trip: all are written, or none."""
-        batch = list(submissions)
-        return self._run(
-            ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms(), strict=strict)
-        )
+        with tracing.sending(list(submissions), None) as batch:
+            return self._run(
+                ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms(), strict=strict)
+            )
 
     def served_types(self) -> frozenset[str]:
         """The task types some live worker serves."""

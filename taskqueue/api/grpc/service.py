@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
+from taskqueue import tracing
 from taskqueue.api import views
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import convert, fastpath
@@ -54,15 +55,18 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
 
     async def submit_task(self, request: pb.SubmitTaskRequest) -> pb.SubmitTaskResponse:
         try:
-            submission = convert.submission(request, current_call().get("idempotency-key"))
-            submitted = await self.broker.enqueue(submission)
+            call = current_call()
+            submission = convert.submission(request, call.get("idempotency-key"))
+            with tracing.sending((submission,), call.get) as traced:
+                submitted = await self.broker.enqueue(traced[0])
         except InvalidTaskError as exc:
             raise convert.request_field(exc) from None
         return convert.submitted_message(submitted)
 
     async def submit_tasks(self, request: pb.SubmitTasksRequest) -> pb.SubmitTasksResponse:
         try:
-            submitted = await self.broker.enqueue_many(convert.submissions(request))
+            with tracing.sending(convert.submissions(request), current_call().get) as batch:
+                submitted = await self.broker.enqueue_many(batch)
         except InvalidTaskError as exc:
             raise convert.request_field(exc) from None
         return pb.SubmitTasksResponse(results=[convert.submitted_message(s) for s in submitted])
@@ -81,7 +85,8 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
     async def _submit_tasks_wire(self, batch: list[Submission]) -> bytes:
         """:meth:`submit_tasks` of a batch already converted, answered in bytes."""
         try:
-            submitted = await self.broker.enqueue_many(batch)
+            with tracing.sending(batch, current_call().get) as traced:
+                submitted = await self.broker.enqueue_many(traced)
         except InvalidTaskError as exc:
             raise convert.request_field(exc) from None
         return fastpath.submitted_bytes(submitted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskqueue import tracing
 from taskqueue.api import views
 from taskqueue.api.rest.inputs import NonEmpty, PageSize, TaskId
 from taskqueue.api.rest.routing import (
@@ -94,7 +95,10 @@ _UNSERVED = (
 )
 async def submit_task(call: Call) -> Response:
     broker = call.api.context.broker
-    submitted, view = await broker.enqueue_and_view(call.body, broker.settings.max_payload_bytes)
+    with tracing.sending((call.body,), call.headers.get) as (submission,):
+        submitted, view = await broker.enqueue_and_view(
+            submission, broker.settings.max_payload_bytes
+        )
     task = submitted_task_document(view, submitted)
     if not submitted.created:
         return json_response(task, 200)
@@ -127,7 +131,8 @@ async def submit_task(call: Call) -> Response:
 async def submit_tasks(call: Call) -> Response:
     batch: SubmissionBatch = call.body
     try:
-        results = await call.api.context.broker.enqueue_many(batch.tasks)
+        with tracing.sending(batch.tasks, call.headers.get) as submissions:
+            results = await call.api.context.broker.enqueue_many(submissions)
     except InvalidTaskError as exc:
         field = f"tasks.{exc.field}" if exc.field else "tasks"
         raise type(exc)(str(exc), field=field) from None

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 import trio
 
-from taskqueue import _json
+from taskqueue import _json, tracing
 from taskqueue.errors import PermanentError, ResultTooLargeError
 from taskqueue.logs import reset_log_context, set_log_context
 from taskqueue.metrics import TaskCounts
@@ -101,7 +101,16 @@ class TaskRunner:
     async def run(self, running: Running) -> Outcome:
         """Run the task to its outcome. Never raises: a processor's exception is a failed
         outcome, and the cancellation of its scope is caught here (only a cancellation from
-        outside, the consumer itself being cancelled, propagates)."""
+        outside, the consumer itself being cancelled, propagates). With OpenTelemetry
+        installed, the attempt is a consumer span (:mod:`taskqueue.tracing`)."""
+        if tracing.processing is None:
+            return await self._run(running)
+        with tracing.processing(running.task, self.worker_id) as ended:
+            outcome = await self._run(running)
+            ended(outcome)
+            return outcome
+
+    async def _run(self, running: Running) -> Outcome:
         task = running.task
         spec = self.registry[task.type]
         timeout = task.timeout_ms / 1000
