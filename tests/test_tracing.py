@@ -30,7 +30,7 @@ from taskqueue import Client, SyncClient, tracing
 from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.broker import Submission
 from taskqueue.daemon.runtime import Mode
-from taskqueue.models import TaskState
+from taskqueue.models import ClaimedTask, Priority, TaskState
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.tracing import _otel
 
@@ -68,6 +68,7 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(_otel, "_tracer", provider.get_tracer("taskqueue"))
+    monkeypatch.setattr(_otel, "_provider_set", True)
     current_spans.clear()
     yield exporter
     provider.shutdown()
@@ -261,6 +262,45 @@ def client_submission() -> Submission:
     return Submission(type=TYPE, headers={"x-tenant": "acme"})
 
 
+async def test_without_a_tracer_provider_no_span_is_made_and_a_callers_context_passes(
+    redis_url: str,
+) -> None:
+    # This process never sets a global provider: OpenTelemetry's API alone, as a user has it
+    # with the extra installed and tracing not set up.
+    assert not _otel.provider_set()
+    assert tracing.processing is not None
+    assert tracing.processing(client_claim(), "w") is _otel.UNTRACED
+    async with api_server(redis_url) as server, server.client() as http:
+        passed = await http.post(
+            "/api/v1/tasks",
+            json={"type": TYPE, "headers": {"x-tenant": "acme"}},
+            headers={"traceparent": CALLER_TRACEPARENT, "tracestate": "vendor=1"},
+        )
+        plain = await http.post("/api/v1/tasks", json={"type": TYPE})
+        assert passed.status_code == plain.status_code == 201, passed.text
+        assert (await http.get(f"/api/v1/tasks/{passed.json()['id']}")).json()["headers"] == {
+            "x-tenant": "acme",
+            "traceparent": CALLER_TRACEPARENT,
+            "tracestate": "vendor=1",
+        }
+        assert (await http.get(f"/api/v1/tasks/{plain.json()['id']}")).json()["headers"] == {}
+
+
+def client_claim() -> ClaimedTask:
+    return ClaimedTask(
+        id="t",
+        type=TYPE,
+        priority=Priority.MEDIUM,
+        payload=None,
+        attempt=1,
+        max_retries=3,
+        timeout_ms=1000,
+        ready_ms=0,
+        started_ms=0,
+        headers={"traceparent": CALLER_TRACEPARENT},
+    )
+
+
 # -- with and without OpenTelemetry, as a user's process has it -------------------------------
 
 #: Runs a worker (a daemon in this process, as the tests' api_server starts it), submits a task
@@ -275,7 +315,7 @@ PROGRAM = textwrap.dedent(
     from daemon_helpers import wait_for_state
     from taskqueue import Client, SyncClient, tracing
     from taskqueue.daemon.runtime import Mode
-    from taskqueue.models import TaskState
+    from taskqueue.models import ClaimedTask, Priority, TaskState
     from taskqueue.plugin import hookimpl
 
     seen = {{}}

@@ -11,9 +11,9 @@ Two seams, both chosen once at import:
 
 Without OpenTelemetry nothing here imports it: :func:`sending` hands the submissions back
 unchanged and :data:`processing` is None, so the worker's hot path does no work for it.
-Whether spans are recorded is the application's choice, as always with OpenTelemetry: with
-only the API installed, or no tracer provider set, they are not, and the trace context of a
-caller still passes through.
+Until the application sets a tracer provider (with only the API installed, say), no span is
+made either, since it would record nothing: a request's trace context passes into the task's
+headers as it came, and attempts run as they do without OpenTelemetry.
 """
 
 from __future__ import annotations

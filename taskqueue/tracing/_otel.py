@@ -8,23 +8,27 @@ task id as the message id; taskqueue's own (attempt, priority, outcome) under
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 import msgspec
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, ProxyTracerProvider, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from taskqueue.models import ClaimedTask, Submission
 from taskqueue.outcomes import Outcome, OutcomeKind
+from taskqueue.tracing._off import UNTRACED, Passthrough
 
 SYSTEM = "taskqueue"
 #: The header W3C trace context travels in; a submission that has one keeps its own.
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 
 #: Attempts that end this way are errors on their span.
 _FAILED = frozenset(
@@ -37,6 +41,26 @@ except PackageNotFoundError:  # pragma: no cover (run from a tree that was not i
     _VERSION = None
 # A proxy until the application sets a tracer provider, then that provider's tracer.
 _tracer = trace.get_tracer("taskqueue", _VERSION)
+#: Whether the application has set a tracer provider; until it does, spans would record
+#: nothing, and making them would cost each task more than 10 µs.
+_provider_set = False
+#: When (time.monotonic) to ask again, while no provider is set.
+_ask_again_at = -math.inf
+
+
+def provider_set() -> bool:
+    """Whether spans are worth making: the application set a tracer provider. Once set, a
+    provider stays; until then OpenTelemetry is asked at most once a second (asking costs a
+    look at the environment), so a provider set later is seen within a second."""
+    global _provider_set, _ask_again_at
+    if _provider_set:
+        return True
+    now = time.monotonic()
+    if now < _ask_again_at:
+        return False
+    _ask_again_at = now + 1.0
+    _provider_set = not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    return _provider_set
 
 
 class _RequestHeaders(Getter[Callable[[str], str | None]]):
@@ -53,11 +77,25 @@ class _RequestHeaders(Getter[Callable[[str], str | None]]):
 _REQUEST_HEADERS = _RequestHeaders()
 
 
-@contextmanager
 def sending(
     submissions: Sequence[Submission], incoming: Callable[[str], str | None] | None = None
+) -> AbstractContextManager[Sequence[Submission]]:
+    """A producer span around a submit, whose value is the submissions carrying its trace
+    context; without a tracer provider, the request's trace context passes on as it came."""
+    if provider_set():
+        return _producer_span(submissions, incoming)
+    if incoming is not None and (traceparent := incoming(TRACEPARENT)) is not None:
+        carrier = {TRACEPARENT: traceparent}
+        if (tracestate := incoming(TRACESTATE)) is not None:
+            carrier[TRACESTATE] = tracestate
+        return Passthrough([_with_context(submission, carrier) for submission in submissions])
+    return Passthrough(submissions)
+
+
+@contextmanager
+def _producer_span(
+    submissions: Sequence[Submission], incoming: Callable[[str], str | None] | None
 ) -> Iterator[Sequence[Submission]]:
-    """A producer span around a submit; yields the submissions carrying its trace context."""
     parent = propagate.extract(incoming, getter=_REQUEST_HEADERS) if incoming else None
     types = {submission.type for submission in submissions}
     destination = types.pop() if len(types) == 1 else None
@@ -89,10 +127,17 @@ def _with_context(submission: Submission, carrier: dict[str, str]) -> Submission
     return msgspec.structs.replace(submission, headers={**headers, **carrier})
 
 
-@contextmanager
-def processing(task: ClaimedTask, worker_id: str) -> Iterator[Callable[[Outcome], None]]:
+def processing(
+    task: ClaimedTask, worker_id: str
+) -> AbstractContextManager[Callable[[Outcome], None]]:
     """A consumer span around one attempt, current while the processor runs (so its own
-    spans are children); yields the function that records the attempt's outcome on it."""
+    spans are children), whose value records the attempt's outcome on it; without a tracer
+    provider, nothing."""
+    return _consumer_span(task, worker_id) if provider_set() else UNTRACED
+
+
+@contextmanager
+def _consumer_span(task: ClaimedTask, worker_id: str) -> Iterator[Callable[[Outcome], None]]:
     created = propagate.extract(task.headers) if task.headers else Context()
     submitted = trace.get_current_span(created).get_span_context()
     if task.attempt > 1 and submitted.is_valid:
