@@ -1,12 +1,17 @@
 """A random walk through every broker operation, checked against a model after every step.
 
-Hypothesis drives submits (of several types, priorities, delays and idempotency keys, and
-batches whose tasks depend on each other and on earlier tasks in any state), claims, reports of
-every kind (some stale), heartbeats, the clock, the reaper, the scheduler, cancels, requeues
-and purges, under rate and concurrency limits. After each step the storage invariants must
-hold (:mod:`invariants`), and Redis must agree with a plain-Python model of the queue: every
-task's state and attempt (and what a blocked one waits for), the exact order of every ready
-list, the registered workers, and which records exist at all.
+Hypothesis drives submits (of several types, priorities, delays, deadlines and idempotency
+keys, and batches whose tasks depend on each other and on earlier tasks in any state), claims,
+reports of every kind (some stale, snoozes among them), heartbeats, the clock, the reaper, the
+scheduler, cancels, requeues and purges, under rate and concurrency limits. After each step
+the storage invariants must hold (:mod:`invariants`), and Redis must agree with a plain-Python
+model of the queue: every task's state, attempt and snoozes (and what a blocked one waits
+for), the exact order of every ready
+list, the registered workers, the deadline index, and which records exist at all.
+
+Tasks with a deadline are never dependencies here: a task ended by its deadline at a claim
+would release a run-anyway dependent that the same claim may lease, in an order of queues
+that is the claim's to choose (tests/test_broker_deadlines.py covers expired dependencies).
 
 Hypothesis' stateful rules are synchronous, so each step hands its coroutine to a trio loop
 that runs on a thread of its own for the whole test (:class:`TrioThread`).
@@ -25,7 +30,7 @@ import pytest
 import trio
 import trio.lowlevel
 from conftest import FakeClock
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -52,32 +57,52 @@ IDEMPOTENCY_KEYS = ("k1", "k2")
 MAX_TASKS = 40
 #: Ages and counts small enough that both limits come into play within a run.
 RETENTION = Retention(
-    succeeded=120.0, succeeded_max=6, cancelled=120.0, cancelled_max=4, dead=300.0, dead_max=3
+    succeeded=120.0,
+    succeeded_max=6,
+    cancelled=120.0,
+    cancelled_max=4,
+    expired=120.0,
+    expired_max=3,
+    dead=300.0,
+    dead_max=3,
 )
+#: Few enough snoozes that a run meets the cap.
+MAX_SNOOZES = 1
 SETTINGS = BrokerSettings(
-    lease_ttl=30.0, retry_base_delay=2.0, retry_max_delay=20.0, retention=RETENTION
+    lease_ttl=30.0,
+    retry_base_delay=2.0,
+    retry_max_delay=20.0,
+    retention=RETENTION,
+    max_snoozes=MAX_SNOOZES,
 )
 LEASE_MS = int(SETTINGS.lease_ttl * 1000)
 KEPT: dict[TaskState, tuple[float, int]] = {
     TaskState.SUCCEEDED: (RETENTION.succeeded, RETENTION.succeeded_max),
     TaskState.CANCELLED: (RETENTION.cancelled, RETENTION.cancelled_max),
+    TaskState.EXPIRED: (RETENTION.expired, RETENTION.expired_max),
     TaskState.DEAD: (RETENTION.dead, RETENTION.dead_max),
 }
 
 Queue = tuple[str, str]  # (priority, type)
-SubmissionFields = tuple[str, Priority, int | None, int, str | None]
-#: A timed-out attempt is a failed one: the two together weigh failures double.
+#: (type, priority, delay, max_retries, idempotency key, seconds from its start to its
+#: deadline).
+SubmissionFields = tuple[str, Priority, int | None, int, str | None, int | None]
+#: A timed-out attempt is a failed one: the two together weigh failures double; snoozes too.
 KINDS = [
     OutcomeKind.SUCCEEDED,
     OutcomeKind.FAILED,
     OutcomeKind.TIMED_OUT,
     OutcomeKind.CANCELLED,
     OutcomeKind.INTERRUPTED,
+    OutcomeKind.SNOOZED,
+    OutcomeKind.SNOOZED,
 ]
+#: How long a snooze waits, by the report's pick.
+SNOOZES_MS = (0, 5_000, 60_000)
 
 
 def submissions(min_size: int, max_size: int) -> st.SearchStrategy[list[SubmissionFields]]:
-    """Batches of (type, priority, delay, max_retries, idempotency key)."""
+    """Batches of :data:`SubmissionFields`."""
     return st.lists(
         st.tuples(
             st.sampled_from(TYPES),
@@ -85,6 +110,7 @@ def submissions(min_size: int, max_size: int) -> st.SearchStrategy[list[Submissi
             st.one_of(st.none(), st.none(), st.integers(0, 60)),
             st.sampled_from([0, 0, 1, 2]),
             st.one_of(st.none(), st.none(), st.sampled_from(IDEMPOTENCY_KEYS)),
+            st.one_of(st.none(), st.none(), st.integers(1, 90)),
         ),
         min_size=min_size,
         max_size=max_size,
@@ -110,6 +136,15 @@ class ModelTask:
     waiting_for: list[str] = attrs.Factory(list)
     #: What the task was submitted with (its inputs, in the broker, once released).
     error: str | None = None
+    #: Its deadline (ms), and whether the deadline index holds it: until it ends, or a sweep
+    #: meets it running past its deadline.
+    expires_ms: int | None = None
+    indexed: bool = False
+    snoozes: int = 0
+
+    def past_deadline(self, start_ms: float) -> bool:
+        """Whether it could not start at ``start_ms``: would_expire in _lib.lua."""
+        return self.expires_ms is not None and start_ms >= self.expires_ms
 
     @property
     def queue(self) -> Queue:
@@ -211,7 +246,8 @@ class BrokerMachine(RuleBasedStateMachine):
     def finish(self, task: ModelTask, state: TaskState) -> None:
         """End ``task`` and settle its dependents, breadth first, as the scripts do: each one
         waiting for it is released by its last dependency, or cancelled by a failed one."""
-        task.state, task.finished_ms = state, self.now()
+        event(f"ended {state} from {task.state}")
+        task.state, task.finished_ms, task.indexed = state, self.now(), False
         ended = [task]
         for parent in ended:
             for child_id in self.dependents.get(parent.id, []):
@@ -227,6 +263,7 @@ class BrokerMachine(RuleBasedStateMachine):
                 else:
                     child.state, child.finished_ms = TaskState.CANCELLED, self.now()
                     child.error = f"dependency {parent.id} ended {parent.state}"
+                    child.indexed = False
                     ended.append(child)
 
     def release(self, task: ModelTask) -> None:
@@ -238,15 +275,22 @@ class BrokerMachine(RuleBasedStateMachine):
             self.push(task)
 
     def retry_or_pending(self, task: ModelTask, stored_state: TaskState, ready_ms: int) -> None:
-        """A failed attempt with retries left: backoff in [0, cap), as the broker reported."""
+        """A failed attempt with retries left: backoff in [0, cap), as the broker reported;
+        expired instead if that start would come after its deadline."""
         base, most = SETTINGS.retry_base_delay * 1000, SETTINGS.retry_max_delay * 1000
         cap = min(most, base * 2 ** (task.attempt - 1))
+        if stored_state is TaskState.EXPIRED:
+            assert task.past_deadline(self.now() + cap), f"{task} expired before its deadline"
+            self.finish(task, TaskState.EXPIRED)
+            return
+        assert not task.past_deadline(self.now()), f"{task} retried past its deadline"
         if stored_state is TaskState.PENDING:
             task.state = TaskState.PENDING
             self.push(task)
         else:
             assert stored_state is TaskState.SCHEDULED
             assert self.now() < ready_ms < self.now() + cap
+            assert not task.past_deadline(ready_ms), f"{task} retried past its deadline"
             task.state, task.ready_ms = TaskState.SCHEDULED, ready_ms
 
     def trim(self) -> dict[TaskState, int]:
@@ -276,6 +320,9 @@ class BrokerMachine(RuleBasedStateMachine):
     def has(self, *states: TaskState) -> bool:
         return any(t.state in states for t in self.tasks.values())
 
+    def has_deadlines(self) -> bool:
+        return any(t.indexed for t in self.tasks.values())
+
     @initialize(batch=submissions(3, 12))
     def start_with_a_batch(self, batch: list[SubmissionFields]) -> None:
         self.enqueue(batch)
@@ -285,11 +332,18 @@ class BrokerMachine(RuleBasedStateMachine):
         if len(self.tasks) + len(batch) > MAX_TASKS:
             return
         wanted = [
-            Submission(type=t, priority=p, delay=d, max_retries=r, idempotency_key=k)
-            for t, p, d, r, k in batch
+            Submission(
+                type=t,
+                priority=p,
+                delay=d,
+                max_retries=r,
+                idempotency_key=k,
+                expires_in=None if e is None else (d or 0) + e,
+            )
+            for t, p, d, r, k, e in batch
         ]
         submitted = self.run(lambda: self.broker.enqueue_many(wanted))
-        for (task_type, priority, delay, retries, key), result in zip(
+        for (task_type, priority, delay, retries, key, expires), result in zip(
             batch, submitted, strict=True
         ):
             known = self.idempotency.get(key) if key else None
@@ -299,6 +353,8 @@ class BrokerMachine(RuleBasedStateMachine):
                 continue
             assert result.created
             task = ModelTask(result.id, task_type, priority, retries, TaskState.PENDING)
+            if expires is not None:
+                task.expires_ms, task.indexed = self.now() + ((delay or 0) + expires) * 1000, True
             if delay:
                 task.state, task.ready_ms = TaskState.SCHEDULED, self.now() + delay * 1000
             else:
@@ -317,26 +373,28 @@ class BrokerMachine(RuleBasedStateMachine):
                 st.sampled_from([0, 1]),
                 st.lists(st.integers(0, 1000), max_size=3),
                 st.booleans(),
+                st.one_of(st.none(), st.none(), st.integers(1, 90)),
             ),
             min_size=1,
             max_size=5,
         )
     )
     def enqueue_workflow(
-        self, batch: list[tuple[str, Priority, int | None, int, list[int], bool]]
+        self, batch: list[tuple[str, Priority, int | None, int, list[int], bool, int | None]]
     ) -> None:
         """A batch whose tasks depend on earlier ones of it (an even pick) or on known tasks
-        in any state (an odd one)."""
+        in any state (an odd one); none on a task with a deadline (see the module's text)."""
         if len(self.tasks) + len(batch) > MAX_TASKS:
             return
-        known = list(self.tasks)
+        known = [i for i, t in self.tasks.items() if t.expires_ms is None]
         wanted = []
-        for n, (task_type, priority, delay, retries, picks, anyway) in enumerate(batch):
+        for n, (task_type, priority, delay, retries, picks, anyway, expires) in enumerate(batch):
             deps: list[str | int] = []
             for pick in picks:
-                if pick % 2 == 0 and n > 0:
-                    deps.append(pick // 2 % n)
-                elif known:
+                member = pick // 2 % n if n > 0 else None
+                if pick % 2 == 0 and member is not None and batch[member][6] is None:
+                    deps.append(member)
+                elif pick % 2 == 1 and known:
                     deps.append(known[pick % len(known)])
             wanted.append(
                 Submission(
@@ -346,6 +404,7 @@ class BrokerMachine(RuleBasedStateMachine):
                     max_retries=retries,
                     depends_on=deps or None,
                     on_dependency_failure="run" if anyway and deps else None,
+                    expires_in=None if expires is None else (delay or 0) + expires,
                 )
             )
         submitted = self.run(lambda: self.broker.enqueue_many(wanted))
@@ -362,6 +421,8 @@ class BrokerMachine(RuleBasedStateMachine):
                 depends_on=deps_ids,
                 runs_anyway=s.on_dependency_failure == "run",
             )
+            if s.expires_in is not None:
+                task.expires_ms, task.indexed = self.now() + int(s.expires_in * 1000), True
             self.tasks[task.id] = task
             for dep in deps_ids:
                 self.dependents.setdefault(dep, []).append(task.id)
@@ -370,6 +431,7 @@ class BrokerMachine(RuleBasedStateMachine):
             if failed and not task.runs_anyway:
                 task.state, task.finished_ms = TaskState.CANCELLED, self.now()
                 task.error = f"dependency {failed[0].id} ended {failed[0].state}"
+                task.indexed = False
             else:
                 task.waiting_for = list(
                     dict.fromkeys(d for d in deps_ids if d not in {e.id for e in ended})
@@ -385,9 +447,17 @@ class BrokerMachine(RuleBasedStateMachine):
         count=st.integers(1, 5),
     )
     def claim(self, worker: str, types: set[str], count: int) -> None:
+        """A claim leases the first tasks it may, and ends expired each one past its deadline
+        that it takes off a queue on the way (not counted against the claim or its limits)."""
         ordered = sorted(types)
-        claimed = self.run(lambda: self.broker.claim(worker, ordered, count))
-        waiting = {q: ids for q, ids in self.queues.items() if q[1] in types and ids}
+        result = self.run(lambda: self.broker.claim_batch(worker, ordered, count))
+        claimed = result.tasks
+        now = self.now()
+
+        def live(ids: list[str]) -> list[str]:
+            return [i for i in ids if not self.tasks[i].past_deadline(now)]
+
+        waiting = {q: live(ids) for q, ids in self.queues.items() if q[1] in types and live(ids)}
         budget = {t: self.budget(t) for t in types}
         claimable = {t: sum(len(ids) for q, ids in waiting.items() if q[1] == t) for t in types}
         assert len(claimed) == min(count, sum(min(budget[t], claimable[t]) for t in types))
@@ -405,10 +475,22 @@ class BrokerMachine(RuleBasedStateMachine):
         for c in claimed:
             taken.setdefault((c.priority.value, c.type), []).append(c.id)
         for queue, ids in taken.items():
-            assert ids == self.queues[queue][: len(ids)], f"{queue}: not first in, first out"
+            assert ids == live(self.queues[queue])[: len(ids)], f"{queue}: not first in, first out"
         for queue, ids in waiting.items():
             if ranks and PRIORITY_ORDER.index(Priority(queue[0])) < max(ranks):
                 assert len(taken.get(queue, [])) == len(ids), f"{queue} was passed over"
+        # What the claim took off each queue is a prefix of it: the tasks it leased, and the
+        # ones past their deadline among them, which it ended.
+        ended: dict[Queue, int] = {}
+        for task_type, priority in result.expired:
+            ended[priority.value, task_type] = ended.get((priority.value, task_type), 0) + 1
+        for queue, n in ended.items():
+            popped = self.queues[queue][: len(taken.get(queue, [])) + n]
+            past = [i for i in popped if self.tasks[i].past_deadline(now)]
+            assert len(past) == n, f"{queue}: the claim ended {n} expired, the model {past}"
+            for task_id in past:
+                self.unqueue(self.tasks[task_id])
+                self.finish(self.tasks[task_id], TaskState.EXPIRED)
         for c in claimed:
             task = self.tasks[c.id]
             self.unqueue(task)
@@ -473,7 +555,15 @@ class BrokerMachine(RuleBasedStateMachine):
             task_id = self.pick(index, (TaskState.ACTIVE,) if skew is not None else None)
             assert task_id is not None
             attempt = self.tasks[task_id].attempt + (skew or 0)
-            reports.append(Report(task_id=task_id, attempt=attempt, kind=kind, error="e"))
+            reports.append(
+                Report(
+                    task_id=task_id,
+                    attempt=attempt,
+                    kind=kind,
+                    error="e",
+                    snooze_ms=SNOOZES_MS[index % len(SNOOZES_MS)],
+                )
+            )
 
         async def step() -> tuple[list[TaskState | None], dict[str, tuple[TaskState, int]]]:
             states = await self.broker.report(reports)
@@ -492,8 +582,13 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.finish(task, TaskState.CANCELLED)
             elif r.kind is OutcomeKind.INTERRUPTED:
                 task.attempt -= 1
-                task.state = TaskState.PENDING
-                fronts.append(task)
+                if task.past_deadline(self.now()):
+                    self.finish(task, TaskState.EXPIRED)
+                else:
+                    task.state = TaskState.PENDING
+                    fronts.append(task)
+            elif r.kind is OutcomeKind.SNOOZED:
+                self.snoozed(task, r.snooze_ms)
             elif task.attempt > task.max_retries:
                 self.finish(task, TaskState.DEAD)
             else:
@@ -501,6 +596,22 @@ class BrokerMachine(RuleBasedStateMachine):
             assert state is task.state, f"{r}: broker says {state}, model {task.state}"
         for task in reversed(fronts):
             self.push(task, front=True)
+
+    def snoozed(self, task: ModelTask, delay_ms: int) -> None:
+        """A snooze gives the attempt back and waits ``delay_ms``; one past the cap is dead, one
+        that would start past the deadline expired."""
+        event(f"snoozed {delay_ms} ms, {task.snoozes} before")
+        if task.snoozes + 1 > MAX_SNOOZES:
+            self.finish(task, TaskState.DEAD)
+            return
+        task.attempt, task.snoozes = task.attempt - 1, task.snoozes + 1
+        if task.past_deadline(self.now() + delay_ms):
+            self.finish(task, TaskState.EXPIRED)
+        elif delay_ms > 0:
+            task.state, task.ready_ms = TaskState.SCHEDULED, self.now() + delay_ms
+        else:
+            task.state = TaskState.PENDING
+            self.push(task)
 
     @rule(
         worker=st.sampled_from(WORKERS),
@@ -570,23 +681,42 @@ class BrokerMachine(RuleBasedStateMachine):
     def trim_finished(self) -> None:
         result = self.run(self.broker.trim)
         expected = self.trim()
-        assert (result.succeeded, result.cancelled, result.dead) == (
+        assert (result.succeeded, result.cancelled, result.expired, result.dead) == (
             expected[TaskState.SUCCEEDED],
             expected[TaskState.CANCELLED],
+            expected[TaskState.EXPIRED],
             expected[TaskState.DEAD],
         )
 
-    @precondition(lambda self: self.has(TaskState.SCHEDULED))
+    @precondition(lambda self: self.has(TaskState.SCHEDULED) or self.has_deadlines())
     @rule()
     def promote(self) -> None:
+        """The sweep ends waiting tasks past their deadline (and forgets the deadline of a
+        running one), then makes due scheduled tasks pending."""
         result = self.run(self.broker.promote)
+        past = sorted(
+            (t.expires_ms, t.id)
+            for t in self.tasks.values()
+            if t.indexed and t.expires_ms is not None and t.expires_ms <= self.now()
+        )
+        expired = 0
+        for _, task_id in past:
+            task = self.tasks[task_id]
+            task.indexed = False
+            if task.state in (TaskState.BLOCKED, TaskState.PENDING, TaskState.SCHEDULED):
+                if task.state is TaskState.PENDING:
+                    self.unqueue(task)
+                self.finish(task, TaskState.EXPIRED)
+                expired += 1
+        assert len(result.expired) == expired
         scheduled = sorted(
             (t.ready_ms, t.id) for t in self.tasks.values() if t.state is TaskState.SCHEDULED
         )
         due = [i for ready, i in scheduled if ready <= self.now()]
         later = [ready for ready, _ in scheduled if ready > self.now()]
+        later += [t.expires_ms for t in self.tasks.values() if t.indexed and t.expires_ms]
         assert result.promoted == len(due)
-        assert result.next_due_ms == (later[0] if later else None)
+        assert result.next_due_ms == (min(later) if later else None)
         for task_id in due:
             task = self.tasks[task_id]
             task.state = TaskState.PENDING
@@ -633,6 +763,7 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def requeued(self, task: ModelTask) -> None:
         task.state, task.attempt, task.cancel_requested = TaskState.PENDING, 0, False
+        task.snoozes, task.expires_ms, task.indexed = 0, None, False
         self.push(task)
 
     def dead_in_order(self, task_type: str | None) -> list[ModelTask]:
@@ -672,7 +803,9 @@ class BrokerMachine(RuleBasedStateMachine):
         ids = list(self.tasks)
         k = self.broker.keys
 
-        async def read() -> tuple[list[Any], list[str], dict[Queue, list[str]], list[str]]:
+        async def read() -> tuple[
+            list[Any], list[str], dict[Queue, list[str]], list[str], list[str]
+        ]:
             await assert_invariants(self.broker)
             stored = await self.broker.get_many(ids)
             names = await self.broker.redis.execute("KEYS", k.task("*"))
@@ -681,14 +814,19 @@ class BrokerMachine(RuleBasedStateMachine):
                 for q in self.queues
             }
             workers = await self.broker.redis.execute("ZRANGE", k.workers, 0, -1)
-            return stored, names, queues, workers
+            deadlines = await self.broker.redis.execute("ZRANGE", k.deadlines, 0, -1)
+            return stored, names, queues, workers, deadlines
 
-        stored, names, queues, workers = self.run(read)
+        stored, names, queues, workers, deadlines = self.run(read)
         assert len(names) == len(self.tasks), "the broker holds tasks the model does not know"
         for task, found in zip(self.tasks.values(), stored, strict=True):
             assert found is not None, f"task {task.id} vanished; model: {task}"
             assert (found.state, found.attempt) == (task.state, task.attempt), (found, task)
             assert found.cancel_requested is task.cancel_requested, (found, task)
+            assert (found.snoozes, found.expires_ms) == (task.snoozes, task.expires_ms), (
+                found,
+                task,
+            )
             if task.state is TaskState.BLOCKED:
                 assert found.waiting_for == task.waiting_for, (found, task)
             if task.depends_on:
@@ -698,6 +836,7 @@ class BrokerMachine(RuleBasedStateMachine):
         for queue, expected in self.queues.items():
             assert queues[queue] == expected, f"ready list {queue}"
         assert sorted(workers) == sorted(self.workers)
+        assert sorted(deadlines) == sorted(i for i, t in self.tasks.items() if t.indexed)
 
 
 def test_broker_keeps_its_invariants_through_random_operations(redis_url: str) -> None:

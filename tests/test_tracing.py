@@ -32,7 +32,7 @@ from taskqueue.broker import Submission
 from taskqueue.daemon.runtime import Mode
 from taskqueue.models import ClaimedTask, Priority, TaskState
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
-from taskqueue.tracing import _otel
+from taskqueue.tracing import _off, _otel
 
 TYPE = "test.traced"
 FLAKY = "test.traced.flaky"
@@ -269,7 +269,7 @@ async def test_without_a_tracer_provider_no_span_is_made_and_a_callers_context_p
     # with the extra installed and tracing not set up.
     assert not _otel.provider_set()
     assert tracing.processing is not None
-    assert tracing.processing(client_claim(), "w") is _otel.UNTRACED
+    assert tracing.processing(client_claim(), "w") is _off.UNTRACED
     async with api_server(redis_url) as server, server.client() as http:
         passed = await http.post(
             "/api/v1/tasks",
