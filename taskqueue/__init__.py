@@ -24,6 +24,7 @@ from taskqueue.errors import (
 )
 from taskqueue.models import (
     ClaimedTask,
+    Debounce,
     Policy,
     Priority,
     QueueStats,
@@ -49,6 +50,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConflictingStateError",
+    "Debounce",
     "IdempotencyKeyNotFoundError",
     "InvalidTaskError",
     "MissedPolicy",

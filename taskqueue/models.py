@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypedDict, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -223,6 +223,57 @@ Dependency = Annotated[
 ]
 
 
+#: Which payload a debounced task keeps when later submissions join it.
+DebounceKeep = Literal["last", "first"]
+#: What a debounced submission did: made the task, replaced its payload, or joined it.
+DebounceOutcome = Literal["created", "replaced", "joined"]
+
+
+class Debounce(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Submissions with one debounce key collapse into one waiting task: each one inside the
+    window moves the task's start to ``window`` after it, but never past ``max_wait`` after
+    the first, so a steady stream still runs."""
+
+    key: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            description="Submissions with this key (and the same type) while its task waits "
+            "to start join that task.",
+        ),
+    ]
+    window: Annotated[
+        float,
+        Meta(
+            gt=0,
+            lt=MAX_DELAY,
+            description="Seconds: the task starts once this long has passed with no "
+            "submission joining it.",
+        ),
+    ]
+    max_wait: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                lt=MAX_DELAY,
+                description="Seconds: the task starts no later than this long after the "
+                "submission that created it, however many join it (at least `window`). "
+                "Unset: no bound.",
+            ),
+        ]
+        | None
+    ) = None
+    keep: Annotated[
+        DebounceKeep,
+        Meta(
+            description="The payload the task runs with: the `last` submission's (the "
+            "default) or the `first` one's."
+        ),
+    ] = "last"
+
+
 class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A task to submit. An unset priority, max_retries or timeout takes the task type's
     default (registered by its processor's plugin), else the server's.
@@ -315,6 +366,17 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     headers: Headers | None = None
+    debounce: (
+        Annotated[
+            Debounce,
+            Meta(
+                description="Collapse submissions with one key into one task that starts "
+                "once they stop (see `Debounce`). Not with `delay`, `eta`, `idempotency_key`, "
+                "`unique` or `depends_on`."
+            ),
+        ]
+        | None
+    ) = None
 
 
 #: The longest idempotency window a policy may set (seconds): the same bound as a delay's.
@@ -474,6 +536,7 @@ class SubmitOptions(TypedDict, total=False):
     expires_in: float | None
     expires_at: datetime | float | None
     headers: dict[str, str] | None
+    debounce: Debounce | None
 
 
 class Task(Struct, kw_only=True):

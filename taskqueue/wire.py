@@ -23,7 +23,7 @@ from msgspec import Meta, Struct
 
 from taskqueue import models, schedules
 from taskqueue.broker import BulkCancellation, PolicyView, QueueReport, Submitted, TaskView
-from taskqueue.models import MAX_BATCH, Count, Policy, Submission, TaskEvent
+from taskqueue.models import MAX_BATCH, Count, DebounceOutcome, Policy, Submission, TaskEvent
 
 __all__ = [
     "BatchResult",
@@ -118,6 +118,13 @@ class SubmittedTask(Task, kw_only=True):
             "serves the task's type."
         ),
     ]
+    debounced: Annotated[
+        DebounceOutcome | None,
+        Meta(
+            description="For a debounced submission: `created` the task, `replaced` the "
+            "payload of the waiting one, or `joined` it (its first payload kept)."
+        ),
+    ] = None
 
 
 class PolicyScope(Struct):
@@ -390,7 +397,9 @@ def view_document(view: TaskView) -> Task:
 
 def submitted_task_document(view: TaskView, submitted: Submitted) -> SubmittedTask:
     return SubmittedTask(
-        **msgspec.structs.asdict(view_document(view)), warnings=list(submitted.warnings)
+        **msgspec.structs.asdict(view_document(view)),
+        warnings=list(submitted.warnings),
+        debounced=submitted.debounced,
     )
 
 

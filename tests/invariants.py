@@ -84,6 +84,7 @@ async def assert_invariants(broker: Broker) -> None:
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
     idem_prefix = prefix + LAYOUT["idempotency"].removesuffix("{key}")
     unique_prefix = prefix + LAYOUT["unique"].removesuffix("{hash}")
+    debounce_prefix = prefix + LAYOUT["debounce"].removesuffix("{key}")
     ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
     schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
 
@@ -110,6 +111,8 @@ async def assert_invariants(broker: Broker) -> None:
         elif name.startswith(unique_prefix):
             expected = "string"
             unique_keys.append(name)
+        elif name.startswith(debounce_prefix):
+            expected = "string"
         elif name.startswith(schedule_prefix):
             expected = "hash"
             schedule_keys.append(name)

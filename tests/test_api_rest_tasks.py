@@ -37,6 +37,7 @@ async def test_submitted_task_comes_back_as_json_with_its_location(
         assert task.pop("warnings") == [
             "no live worker serves task type 'echo': it waits until one starts"
         ]
+        assert task.pop("debounced") is None  # not a debounced submission
 
         fetched = await client.get(response.headers["location"])
         assert fetched.status_code == 200

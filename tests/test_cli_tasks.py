@@ -141,6 +141,12 @@ def test_submit_count_prints_one_id_per_task(daemon: Daemon) -> None:
         (["--count", "2", "--wait"], "--wait follows one task"),
         (["--bogus"], "No such option '--bogus'"),
         (["--header", "novalue"], "must be NAME=VALUE"),
+        (["--debounce", "k"], "--debounce and --debounce-window go together"),
+        (
+            ["--debounce", "k", "--debounce-window", "2s", "--debounce-max-wait", "1s"],
+            "debounce.max_wait (1s) must be at least its window (2s)",
+        ),
+        (["--debounce", "k", "--debounce-window", "1s", "--delay", "1s"], "debounce cannot"),
         (["--header", "bad name=v"], "invalid header name 'bad name'"),
     ],
 )
@@ -164,6 +170,22 @@ def test_submit_headers_are_stored_and_status_shows_them(daemon: Daemon) -> None
         "header trace:    a=b",
         "header x-tenant: acme",
     ]
+
+
+def test_submit_debounce_joins_the_waiting_task_and_replaces_its_payload(daemon: Daemon) -> None:
+    args = ("submit", NOBODY, "--debounce", "user-7", "--debounce-window", "1h", "--json")
+    first = daemon.run(*args, "--payload", "1").json()
+    second = daemon.run(*args, "--payload", "2").json()
+    assert (first["debounced"], first["state"]) == ("created", "scheduled")
+    assert (second["id"], second["debounced"], second["created"]) == (
+        first["id"],
+        "replaced",
+        False,
+    )
+    assert stored(daemon, first["id"])["payload"] == 2
+    kept = daemon.run(*args, "--payload", "3", "--debounce-keep", "first").json()
+    assert (kept["id"], kept["debounced"]) == (first["id"], "joined")
+    assert stored(daemon, first["id"])["payload"] == 2
 
 
 # -- status, cancel ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ LAYOUT: dict[str, str] = {
     "worker": "w:{id}",  # hash: a worker's registration
     "idempotency": "idem:{key}",  # string: task id, expires after the idempotency window
     "unique": "uniq:{hash}",  # string: id of the live task of a type and payload (see enqueue)
+    "debounce": "deb:{key}",  # string: "type|key" -> id of the task its submissions join
     "wake_channel": "ch:wake",  # pub/sub: "types,..." when tasks became pending
     "cancel_channel": "ch:cancel",  # pub/sub: "worker_id task_id" for running tasks to cancel
     "events_channel": "ch:events",  # pub/sub: JSON list of task state changes

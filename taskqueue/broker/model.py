@@ -19,6 +19,7 @@ from taskqueue.models import (
     DEFAULT_MAX_SNOOZES,
     DEFAULT_MAX_TASK_TYPES,
     DEFAULT_PRIORITY,
+    DebounceOutcome,
     Policy,
     Priority,
     QueueStats,
@@ -194,6 +195,13 @@ class Submitted(msgspec.Struct, frozen=True):
             "serves the task's type."
         ),
     ] = msgspec.field(default_factory=list)
+    debounced: Annotated[
+        DebounceOutcome | None,
+        msgspec.Meta(
+            description="For a debounced submission: `created` the task, `replaced` the "
+            "payload of the waiting one, or `joined` it (its first payload kept)."
+        ),
+    ] = None
 
 
 def unserved_warning(task_type: str) -> str:

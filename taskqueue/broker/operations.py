@@ -244,8 +244,11 @@ def _submitted(
             bool(created),
             Priority(priority),
             warnings.get(s.type, []) if warnings else [],
+            debounced or None,
         )
-        for (task_id, created, state, priority), s in zip(results, submissions, strict=True)
+        for (task_id, created, state, priority, debounced), s in zip(
+            results, submissions, strict=True
+        )
     ]
 
 

@@ -5,7 +5,7 @@ say is checked here: the payload's encoded size, ``delay`` and ``eta`` excluding
 (and ``expires_in`` and ``expires_at``), an ``eta`` within reach of *now*, a deadline after
 the task's start, the headers' size in all, and a dependency by index naming an earlier task of
 the batch.
-:func:`task_fields` turns one submission into the twelve fields enqueue.lua takes, or
+:func:`task_fields` turns one submission into the sixteen fields enqueue.lua takes, or
 raises :class:`~taskqueue.InvalidTaskError` naming the field.
 """
 
@@ -29,6 +29,7 @@ from taskqueue.models import (
     MAX_TIMEOUT,
     MAX_TYPE_LENGTH,
     TYPE_RULE,
+    Debounce,
     DependencyFailure,
     MaxRetries,
     Submission,
@@ -80,7 +81,7 @@ def _fits(value: object, kind: object) -> bool:
 def task_fields(
     settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
 ) -> list[str | int]:
-    """The 12 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
+    """The 16 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -94,7 +95,7 @@ def task_fields(
             f"{settings.max_payload_bytes}",
             field="payload",
         )
-    ready_ms = _ready_ms(s, now)
+    ready_ms = _ready_ms(s, now) if s.debounce is None else _debounced_ready_ms(s, now)
     # Unset priority, max_retries and timeout go to Redis as '': enqueue.lua fills them
     # from the task type's defaults (registered by its workers), else the broker's.
     return [
@@ -110,7 +111,38 @@ def task_fields(
         "" if s.unique is None else int(s.unique),
         "" if s.expires_in is None and s.expires_at is None else _expires_ms(s, now, ready_ms),
         _headers(s.headers),
+        *_debounce(s.debounce),
     ]
+
+
+#: What a debounced submission may not say as well: each decides the task's start or its
+#: identity in a way of its own.
+_NOT_WITH_DEBOUNCE = ("delay", "eta", "idempotency_key", "unique", "depends_on")
+
+
+def _debounced_ready_ms(s: Submission, now: int) -> int:
+    """A debounced task starts a window after its submission (enqueue.lua moves it on as
+    more join it)."""
+    assert s.debounce is not None
+    for name in _NOT_WITH_DEBOUNCE:
+        if getattr(s, name) is not None:
+            raise InvalidTaskError(f"debounce cannot be combined with {name}", field="debounce")
+    max_wait = s.debounce.max_wait
+    if max_wait is not None and max_wait < s.debounce.window:
+        raise InvalidTaskError(
+            f"debounce.max_wait ({max_wait:g}s) must be at least its window "
+            f"({s.debounce.window:g}s)",
+            field="debounce.max_wait",
+        )
+    return now + math.ceil(s.debounce.window * 1000)
+
+
+def _debounce(debounce: Debounce | None) -> tuple[str, int | str, int | str, str]:
+    """enqueue.lua's debounce fields: key, window (ms), max wait (ms, '' for none), keep."""
+    if debounce is None:
+        return "", "", "", ""
+    max_wait = "" if debounce.max_wait is None else math.ceil(debounce.max_wait * 1000)
+    return debounce.key, math.ceil(debounce.window * 1000), max_wait, debounce.keep
 
 
 def _headers(headers: dict[str, str] | None) -> str:

@@ -41,7 +41,7 @@ from taskqueue.cli.views import (
     task_listing,
     workflow_listing,
 )
-from taskqueue.models import DependencyFailure, Task, TaskState
+from taskqueue.models import Debounce, DebounceKeep, DependencyFailure, Task, TaskState
 from taskqueue.operating import Operator
 from taskqueue.wire import cancelled_json, submitted_json, task_json
 
@@ -82,6 +82,28 @@ from taskqueue.wire import cancelled_json, submitted_json, task_json
     metavar="NAME=VALUE",
     multiple=True,
     help="A header for its processor (a trace context, a tenant); repeat for several.",
+)
+@click.option(
+    "--debounce",
+    "debounce_key",
+    metavar="KEY",
+    help="Join the waiting task of this type with this key (its payload replaced), or make one"
+    " that starts once submissions stop for --debounce-window.",
+)
+@click.option(
+    "--debounce-window", **DURATION, help="With --debounce: the quiet time before it starts."
+)
+@click.option(
+    "--debounce-max-wait",
+    **DURATION,
+    help="With --debounce: start no later than this after the first submission.",
+)
+@click.option(
+    "--debounce-keep",
+    type=click.Choice(["last", "first"]),
+    default="last",
+    show_default=True,
+    help="With --debounce: which submission's payload the task runs with.",
 )
 @click.option(
     "--after",
@@ -146,6 +168,10 @@ def submit(
     expires_in: float | None,
     idempotency_key: str | None,
     headers: tuple[str, ...],
+    debounce_key: str | None,
+    debounce_window: float | None,
+    debounce_max_wait: float | None,
+    debounce_keep: DebounceKeep,
     depends_on: tuple[str, ...],
     unique: bool | None,
     run_anyway: bool,
@@ -168,6 +194,7 @@ def submit(
       taskqueue submit report.send --after 0190c3a1-...   # runs once that task succeeded
       taskqueue submit sms.send --expires-in 5m           # not started in 5 minutes: expired
       taskqueue submit mail.send --header x-tenant=acme
+      taskqueue submit search.reindex --debounce user-7 --debounce-window 2s --debounce-max-wait 30s
     """
     if count > 1 and wait:
         fail("--wait follows one task; `taskqueue bench` submits many and waits for them")
@@ -177,6 +204,12 @@ def submit(
         fail("--wait-timeout needs --wait")
     if run_anyway and not depends_on:
         fail("--run-anyway needs --after")
+    if (debounce_key is None) != (debounce_window is None):
+        fail("--debounce and --debounce-window go together")
+    if debounce_max_wait is not None and debounce_key is None:
+        fail("--debounce-max-wait needs --debounce")
+    if debounce_key is not None and count > 1:
+        fail("--debounce with --count would make every copy join one task")
     value = read_payload(payload, payload_file)
     s = Session.start(config_path, flags, json_mode)
     submission = Submission(
@@ -192,6 +225,14 @@ def submit(
         depends_on=list(depends_on) or None,
         unique=unique,
         on_dependency_failure=DependencyFailure.RUN if run_anyway else None,
+        debounce=None
+        if debounce_key is None or debounce_window is None
+        else Debounce(
+            key=debounce_key,
+            window=debounce_window,
+            max_wait=debounce_max_wait,
+            keep=debounce_keep,
+        ),
     )
     if unserved_grace <= 0:
         fail("--unserved-grace must be above 0")
@@ -243,7 +284,7 @@ def _submit_one(
             out.note(f"warning: {warning}")
         if not out.json_mode:
             if out.rich:
-                how = "submitted" if first.created else "already submitted (same idempotency key)"
+                how = _how(first)
                 out.line(
                     Text.assemble(f"{how} ", (first.id, "bold"), " (", state_text(first.state), ")")
                 )
@@ -519,3 +560,12 @@ def _headers(given: tuple[str, ...]) -> dict[str, str] | None:
             fail(f"--header {option!r} must be NAME=VALUE")
         headers[name] = value
     return headers or None
+
+
+def _how(submitted: Submitted) -> str:
+    """What a submission did, as ``taskqueue submit`` says it."""
+    if submitted.debounced == "replaced":
+        return "joined the waiting task (debounce; payload replaced)"
+    if submitted.debounced == "joined":
+        return "joined the waiting task (debounce; first payload kept)"
+    return "submitted" if submitted.created else "already submitted (same idempotency key)"

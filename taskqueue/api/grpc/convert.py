@@ -18,6 +18,7 @@ from taskqueue.errors import InvalidTaskError
 from taskqueue.models import (
     DEFAULT_PAGE,
     MAX_BATCH,
+    Debounce,
     DependencyFailure,
     Policy,
     Priority,
@@ -32,6 +33,8 @@ from taskqueue.models import (
 from taskqueue.schedules import Schedule, ScheduleSpec
 from taskqueue.wire import UPCOMING_TICKS
 
+#: The broker's names for a debounce's fields -> the request's.
+_DEBOUNCE_FIELD_NAMES = {"window": "window_seconds", "max_wait": "max_wait_seconds"}
 #: The broker's names for submission fields -> the request's.
 _FIELD_NAMES = {
     "payload": "payload_json",
@@ -64,6 +67,19 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         expires_in=request.expires_in_seconds,
         expires_at=None if request.expires_at_ms is None else request.expires_at_ms / 1000,
         headers=request.headers or None,
+        debounce=debounce(request.debounce),
+    )
+
+
+def debounce(message: pb.Debounce) -> Debounce | None:
+    """The submission's debounce, or None when the request sets none."""
+    if not betterproto.serialized_on_wire(message):
+        return None
+    return Debounce(
+        key=message.key,
+        window=message.window_seconds,
+        max_wait=message.max_wait_seconds,
+        keep="first" if message.keep_first else "last",
     )
 
 
@@ -128,7 +144,10 @@ def request_field(exc: InvalidTaskError) -> InvalidTaskError:
     if not (dot and index.isdigit()):
         index, path = "", exc.field
     name, dot, at = path.partition(".")  # depends_on.2 -> depends_on[2]
-    name = _FIELD_NAMES.get(name, name) + (f"[{at}]" if dot else "")
+    if name == "debounce" and dot:  # debounce.window -> debounce.window_seconds
+        name = f"debounce.{_DEBOUNCE_FIELD_NAMES.get(at, at)}"
+    else:
+        name = _FIELD_NAMES.get(name, name) + (f"[{at}]" if dot else "")
     field = f"tasks[{index}].{name}" if index else name
     return type(exc)(str(exc), field=field)
 
@@ -247,6 +266,7 @@ def submitted_message(submitted: Submitted) -> pb.SubmitTaskResponse:
         state=pb.TaskState[submitted.state.name],
         created=submitted.created,
         warnings=list(submitted.warnings),
+        debounced=submitted.debounced or "",
     )
 
 

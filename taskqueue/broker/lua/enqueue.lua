@@ -11,16 +11,23 @@
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
 --           cancelled dependency does to the task), unique ('1', '0'), deadline (ms; '' for
---           none), headers (JSON; '' for none). An empty priority, max_retries, timeout_ms or unique takes the type's policy.
+--           none), headers (JSON; '' for none), debounce key ('' for none), its window (ms),
+--           max wait (ms; '' for none), keep ('last' or 'first'). An empty priority,
+--           max_retries, timeout_ms or unique takes the type's policy.
 -- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
 -- go): a unique submission of the same type and payload meanwhile returns it, as a matching
 -- idempotency key does (created 0).
+-- A debounced submission whose key (of its type) names a task that is still scheduled joins it:
+-- that task's start moves to `window` after now (never past `max wait` after the submission
+-- that created it), and with keep 'last' its payload and headers become this one's. Otherwise
+-- it creates a scheduled task, a window from now, that its key names from then on.
 -- A task with dependencies that have not all ended is stored blocked; the end of the last one
 -- releases it (see _lib.lua). One that depends on a task already dead, cancelled or expired is
 -- cancelled at once (unless it runs anyway); on tasks that all ended, it is queued with their
 -- results. A task with a deadline is noted in K_DEADLINES until it ends.
--- Returns: {per task {id, created (1) or found by its idempotency key or as unique (0), state,
---           priority},
+-- Returns: {per task {id, created (1) or found by its idempotency key, as unique or by its
+--           debounce key (0), state, priority, what its debounce did ('' for none; 'created',
+--           'replaced', 'joined')},
 --           the batch's types that no live worker serves (the served hash, kept by heartbeats)}
 -- Errors:  "BADTYPE <index>" when task <index> (0-based) has a type name outside TYPE_RULE
 --          (the Python submitters check first; this holds every other one to it too);
@@ -32,7 +39,7 @@
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 3 + #POLICY_NAMES, 12
+local FIRST, FIELDS = 3 + #POLICY_NAMES, 16
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
@@ -181,6 +188,28 @@ local function dependencies_of(id, spec)
   return deps, fields, #unended, failed
 end
 
+-- The scheduled task of `ttype` that debounce key `dkey` names, or nil.
+local function debounced_task(dkey, ttype)
+  local holder = redis.call('GET', dkey)
+  if not holder then
+    return nil
+  end
+  local f = redis.call('HMGET', key_task(holder), 'state', 'type', 'priority', 'debounce_first_ms')
+  if f[1] ~= S_SCHEDULED or f[2] ~= ttype then
+    return nil
+  end
+  return holder, f[3], tonumber(f[4])
+end
+
+-- When a debounced task submitted first at `first` starts, a submission at `now` joining it.
+local function debounced_start(first, window, max_wait)
+  local at = now + tonumber(window)
+  if max_wait ~= '' then
+    at = math.min(at, first + tonumber(max_wait))
+  end
+  return at
+end
+
 local result = {}
 for i = FIRST, #ARGV, FIELDS do
   local id, ttype, priority, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -190,6 +219,34 @@ for i = FIRST, #ARGV, FIELDS do
   if max_retries == '' then max_retries = p[RETRIES] end
   if timeout_ms == '' then timeout_ms = p[TIMEOUT] end
   local existing, keyed = nil, false
+  -- A debounce key is its type's: the same key of another type names another task.
+  local dkey, joined = ARGV[i + 12] ~= '' and key_debounce(ttype .. '|' .. ARGV[i + 12]), nil
+  if dkey then
+    local holder, holder_priority, first = debounced_task(dkey, ttype)
+    if holder then
+      local at = debounced_start(first, ARGV[i + 13], ARGV[i + 14])
+      local fields = {'ready_ms', at}
+      joined = 'joined'
+      if ARGV[i + 15] == 'last' then
+        joined = 'replaced'
+        fields = {'ready_ms', at, 'payload', payload}
+        if ARGV[i + 11] ~= '' then
+          fields[#fields + 1] = 'headers'
+          fields[#fields + 1] = ARGV[i + 11]
+        else
+          redis.call('HDEL', key_task(holder), 'headers')
+        end
+      end
+      redis.call('HSET', key_task(holder), unpack(fields))
+      redis.call('ZADD', K_SCHEDULED, at, holder)
+      redis.call('SET', dkey, holder, 'PX', at - now + 60000)
+      existing, priority = holder, holder_priority
+    end
+  end
+  if joined then
+    result[#result + 1] = {existing, 0, S_SCHEDULED, priority, joined}
+    batch_ids[#batch_ids + 1] = existing
+  else
   if idem ~= '' then
     existing = redis.call('GET', key_idempotency(idem))  -- false when there is none
     if not existing or redis.call('EXISTS', key_task(existing)) == 0 then
@@ -212,7 +269,7 @@ for i = FIRST, #ARGV, FIELDS do
   end
   if existing then
     local known = redis.call('HMGET', key_task(existing), 'state', 'priority')
-    result[#result + 1] = {existing, 0, known[1], known[2]}
+    result[#result + 1] = {existing, 0, known[1], known[2], ''}
     batch_ids[#batch_ids + 1] = existing
   else
     batch_ids[#batch_ids + 1] = id
@@ -242,6 +299,14 @@ for i = FIRST, #ARGV, FIELDS do
       fields[#fields + 1] = 'headers'
       fields[#fields + 1] = ARGV[i + 11]
     end
+    local debounced = ''
+    if dkey then
+      debounced = 'created'
+      for _, v in ipairs({'debounce_key', ARGV[i + 12], 'debounce_first_ms', now}) do
+        fields[#fields + 1] = v
+      end
+      redis.call('SET', dkey, id, 'PX', ready_ms - now + 60000)
+    end
     local expires = ARGV[i + 10]
     if expires ~= '' then
       fields[#fields + 1] = 'expires_ms'
@@ -255,17 +320,18 @@ for i = FIRST, #ARGV, FIELDS do
       fields[#fields + 1] = 'error'
       fields[#fields + 1] = failed
       make_final(id, priority, ttype, S_CANCELLED, now, fields, {false, false})
-      result[#result + 1] = {id, 1, S_CANCELLED, priority}
+      result[#result + 1] = {id, 1, S_CANCELLED, priority, debounced}
     elseif unended > 0 then
       make_blocked(id, priority, ttype, now, math.max(ready_ms, now), fields)
-      result[#result + 1] = {id, 1, S_BLOCKED, priority}
+      result[#result + 1] = {id, 1, S_BLOCKED, priority, debounced}
     elseif ready_ms > now then
       make_scheduled(id, priority, ttype, ready_ms, fields)
-      result[#result + 1] = {id, 1, S_SCHEDULED, priority}
+      result[#result + 1] = {id, 1, S_SCHEDULED, priority, debounced}
     else
       make_ready(id, priority, ttype, now, false, fields)
-      result[#result + 1] = {id, 1, S_PENDING, priority}
+      result[#result + 1] = {id, 1, S_PENDING, priority, debounced}
     end
+  end
   end
 end
 for dep, dependents in pairs(links) do

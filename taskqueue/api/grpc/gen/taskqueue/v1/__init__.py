@@ -193,6 +193,25 @@ class SubmitTaskRequest(betterproto.Message):
      of at most 4096 characters, 8192 bytes in all as JSON. Kept across retries.
     """
 
+    debounce: "Debounce" = betterproto.message_field(15)
+    """
+    Collapse submissions with one key into one task that starts once they stop. Not with a
+     delay, eta, idempotency key, unique or dependencies.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class Debounce(betterproto.Message):
+    """
+    Submissions of a type with one key, while its task waits to start, join that task: each
+     moves its start to window_seconds after it, never past max_wait_seconds after the first.
+    """
+
+    key: str = betterproto.string_field(1)
+    window_seconds: float = betterproto.double_field(2)
+    max_wait_seconds: Optional[float] = betterproto.double_field(3, optional=True)
+    keep_first: bool = betterproto.bool_field(4)
+
 
 @dataclass(eq=False, repr=False)
 class SubmitTaskResponse(betterproto.Message):
@@ -202,6 +221,12 @@ class SubmitTaskResponse(betterproto.Message):
     warnings: List[str] = betterproto.string_field(4)
     """
     What was accepted but may not go as hoped, e.g. that no live worker serves the task's type.
+    """
+
+    debounced: str = betterproto.string_field(5)
+    """
+    For a debounced submission: "created" the task, "replaced" the waiting one's payload, or
+     "joined" it (its first payload kept); empty otherwise.
     """
 
 
