@@ -127,6 +127,27 @@ SCHEDULE_NAME_RULE: Final = (
     " letter or digit"
 )
 
+#: Group names (fair share, see Submission.group): the same characters as task types, since
+#: they become parts of Redis keys and stats too.
+MAX_GROUP_LENGTH: Final = 128
+GROUP_PATTERN: Final = f"^[{_TYPE_ALNUM}][{_TYPE_ALNUM}{_TYPE_MARKS}]{{0,{MAX_GROUP_LENGTH - 1}}}$"
+GROUP_RULE: Final = (
+    f"1 to {MAX_GROUP_LENGTH} ASCII letters, digits, '.', '_' or '-', starting with a letter or"
+    " digit"
+)
+GroupName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_GROUP_LENGTH,
+        pattern=GROUP_PATTERN,
+        description="The group the task belongs to (a tenant, a customer, a repository): "
+        "within a priority, claims take turns across the groups that have ready tasks, so one "
+        "group's backlog does not delay another's tasks. " + GROUP_RULE + ".",
+        examples=["tenant-42"],
+    ),
+]
+
 #: Task headers: metadata that travels with a task apart from its payload (a trace context,
 #: a tenant, a correlation id), read by processors and middleware. Names are header-like
 #: (``traceparent``, ``x-tenant``); both are small, since every claim carries them.
@@ -366,6 +387,7 @@ class Submission(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
         | None
     ) = None
     headers: Headers | None = None
+    group: GroupName | None = None
     debounce: (
         Annotated[
             Debounce,
@@ -536,6 +558,7 @@ class SubmitOptions(TypedDict, total=False):
     expires_in: float | None
     expires_at: datetime | float | None
     headers: dict[str, str] | None
+    group: str | None
     debounce: Debounce | None
 
 
@@ -612,6 +635,9 @@ class Task(Struct, kw_only=True):
     headers: Annotated[dict[str, str], Meta(description="The headers it was submitted with.")] = (
         msgspec.field(default_factory=dict)
     )
+    group: Annotated[
+        str | None, Meta(description="The group it was submitted in (fair share); null: none.")
+    ] = None
 
     @property
     def attempts_left(self) -> int:

@@ -79,6 +79,7 @@ async def assert_invariants(broker: Broker) -> None:
         k.rate: "hash",
         k.held: "hash",
         k.deadlines: "zset",
+        k.grouped: "hash",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
@@ -86,6 +87,10 @@ async def assert_invariants(broker: Broker) -> None:
     unique_prefix = prefix + LAYOUT["unique"].removesuffix("{hash}")
     debounce_prefix = prefix + LAYOUT["debounce"].removesuffix("{key}")
     ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
+    group_ready_prefix = prefix + LAYOUT["group_ready"].split("{", 1)[0]
+    group_zset_prefixes = tuple(
+        prefix + LAYOUT[name].split("{", 1)[0] for name in ("ring", "group_pending", "group_active")
+    )
     schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
 
     task_keys: list[str] = []
@@ -100,9 +105,11 @@ async def assert_invariants(broker: Broker) -> None:
         elif name.startswith(task_prefix):
             expected = "hash"
             task_keys.append(name)
-        elif name.startswith(ready_prefix):
+        elif name.startswith((ready_prefix, group_ready_prefix)):
             expected = "list"
             ready_keys.append(name)
+        elif name.startswith(group_zset_prefixes):
+            expected = "zset"
         elif name.startswith(worker_prefix):
             expected = "hash"
             worker_keys.append(name)
@@ -163,7 +170,9 @@ async def assert_invariants(broker: Broker) -> None:
     for task_id, fields in tasks.items():
         state = TaskState(fields["state"])
         found = places.get(task_id, [])
-        if state is TaskState.PENDING:
+        if state is TaskState.PENDING and fields.get("group"):
+            where = ("list", k.group_ready(fields["priority"], fields["type"], fields["group"]))
+        elif state is TaskState.PENDING:
             where = ("list", k.ready(fields["priority"], fields["type"]))
         else:
             where = ("zset", state.value)
@@ -201,6 +210,7 @@ async def assert_invariants(broker: Broker) -> None:
     )
 
     _assert_dependency_invariants(tasks)
+    await _assert_group_invariants(broker, tasks, dict(zip(ready_keys, list_replies, strict=True)))
     deadlines = _pairs(await broker.redis.execute("ZRANGE", k.deadlines, "0", "-1", "WITHSCORES"))
     _assert_deadline_invariants(tasks, deadlines)
     holders = await broker.redis.pipeline([("GET", name) for name in unique_keys])
@@ -228,6 +238,49 @@ async def assert_invariants(broker: Broker) -> None:
         assert worker_id in registered, f"worker record {worker_id!r} not in the workers set"
     await _assert_schedule_invariants(broker, schedule_keys, schedule_prefix)
     await _assert_limit_invariants(broker)
+
+
+async def _assert_group_invariants(
+    broker: Broker, tasks: dict[str, dict[str, str]], lists: dict[str, list[str]]
+) -> None:
+    """Groups: each (priority, type) of a grouped type has a ring whose members are exactly its
+    groups with pending tasks, and '' when it has pending tasks without a group; a type never
+    grouped has no ring; the per-group counters match a recount of pending and active tasks."""
+    k = broker.keys
+    grouped = set(_pairs(await broker.redis.execute("HGETALL", k.grouped)))
+    types = {f["type"] for f in tasks.values()} | grouped
+    waiting: dict[tuple[str, str], set[str]] = {}
+    pending: dict[str, Counter[str]] = {t: Counter() for t in types}
+    active: dict[str, Counter[str]] = {t: Counter() for t in types}
+    for f in tasks.values():
+        group = f.get("group", "")
+        if group and f["state"] in (TaskState.PENDING, TaskState.ACTIVE):
+            # A type is marked when its first grouped task becomes ready; a scheduled or
+            # blocked one waits for that.
+            assert f["type"] in grouped, f"type {f['type']} has a grouped task, not marked grouped"
+        if f["state"] == TaskState.PENDING:
+            waiting.setdefault((f["priority"], f["type"]), set()).add(group)
+            if group:
+                pending[f["type"]][group] += 1
+        elif f["state"] == TaskState.ACTIVE and group:
+            active[f["type"]][group] += 1
+    reads: list[tuple[str, ...]] = [
+        ("ZRANGE", k.ring(p.value, t), "0", "-1") for t in types for p in Priority
+    ]
+    reads += [("ZRANGE", k.group_pending(t), "0", "-1", "WITHSCORES") for t in types]
+    reads += [("ZRANGE", k.group_active(t), "0", "-1", "WITHSCORES") for t in types]
+    replies = iter(await broker.redis.pipeline(reads))
+    for t in types:
+        for p in Priority:
+            ring = set(next(replies))
+            expected = waiting.get((p.value, t), set()) if t in grouped else set()
+            assert ring == expected, f"ring of {p.value} {t} is {ring}, expected {expected}"
+    for counted in (pending, active):
+        for t in types:
+            stored = {g: int(float(n)) for g, n in _pairs(next(replies)).items()}
+            assert stored == dict(counted[t]), f"group counts of {t}: {stored} != {counted[t]}"
+    for name, ids in lists.items():
+        assert len(ids) == len(set(ids)), f"list {name!r} holds an id twice"
 
 
 async def _assert_limit_invariants(broker: Broker) -> None:

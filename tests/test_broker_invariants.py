@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -83,10 +84,10 @@ KEPT: dict[TaskState, tuple[float, int]] = {
     TaskState.DEAD: (RETENTION.dead, RETENTION.dead_max),
 }
 
-Queue = tuple[str, str]  # (priority, type)
+Queue = tuple[str, str, str]  # (priority, type, group): a ready list (group "": none)
 #: (type, priority, delay, max_retries, idempotency key, seconds from its start to its
 #: deadline).
-SubmissionFields = tuple[str, Priority, int | None, int, str | None, int | None]
+SubmissionFields = tuple[str, Priority, int | None, int, str | None, int | None, str | None]
 #: A timed-out attempt is a failed one: the two together weigh failures double; snoozes too.
 KINDS = [
     OutcomeKind.SUCCEEDED,
@@ -111,6 +112,7 @@ def submissions(min_size: int, max_size: int) -> st.SearchStrategy[list[Submissi
             st.sampled_from([0, 0, 1, 2]),
             st.one_of(st.none(), st.none(), st.sampled_from(IDEMPOTENCY_KEYS)),
             st.one_of(st.none(), st.none(), st.integers(1, 90)),
+            st.sampled_from([None, None, "g1", "g2"]),
         ),
         min_size=min_size,
         max_size=max_size,
@@ -141,6 +143,7 @@ class ModelTask:
     expires_ms: int | None = None
     indexed: bool = False
     snoozes: int = 0
+    group: str = ""  # fair share: the group's list of its priority and type ("": none)
 
     def past_deadline(self, start_ms: float) -> bool:
         """Whether it could not start at ``start_ms``: would_expire in _lib.lua."""
@@ -148,7 +151,7 @@ class ModelTask:
 
     @property
     def queue(self) -> Queue:
-        return (self.priority.value, self.type)
+        return (self.priority.value, self.type, self.group)
 
 
 def _worker(worker_id: str, now_ms: int) -> WorkerInfo:
@@ -339,11 +342,12 @@ class BrokerMachine(RuleBasedStateMachine):
                 max_retries=r,
                 idempotency_key=k,
                 expires_in=None if e is None else (d or 0) + e,
+                group=g,
             )
-            for t, p, d, r, k, e in batch
+            for t, p, d, r, k, e, g in batch
         ]
         submitted = self.run(lambda: self.broker.enqueue_many(wanted))
-        for (task_type, priority, delay, retries, key, expires), result in zip(
+        for (task_type, priority, delay, retries, key, expires, group), result in zip(
             batch, submitted, strict=True
         ):
             known = self.idempotency.get(key) if key else None
@@ -352,7 +356,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert result.state is self.tasks[known].state
                 continue
             assert result.created
-            task = ModelTask(result.id, task_type, priority, retries, TaskState.PENDING)
+            task = ModelTask(
+                result.id, task_type, priority, retries, TaskState.PENDING, group=group or ""
+            )
             if expires is not None:
                 task.expires_ms, task.indexed = self.now() + ((delay or 0) + expires) * 1000, True
             if delay:
@@ -473,7 +479,7 @@ class BrokerMachine(RuleBasedStateMachine):
         assert ranks == sorted(ranks), "a claim hands out the most urgent tasks first"
         taken: dict[Queue, list[str]] = {}
         for c in claimed:
-            taken.setdefault((c.priority.value, c.type), []).append(c.id)
+            taken.setdefault(self.tasks[c.id].queue, []).append(c.id)
         for queue, ids in taken.items():
             assert ids == live(self.queues[queue])[: len(ids)], f"{queue}: not first in, first out"
         for queue, ids in waiting.items():
@@ -481,13 +487,28 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert len(taken.get(queue, [])) == len(ids), f"{queue} was passed over"
         # What the claim took off each queue is a prefix of it: the tasks it leased, and the
         # ones past their deadline among them, which it ended.
-        ended: dict[Queue, int] = {}
-        for task_type, priority in result.expired:
-            ended[priority.value, task_type] = ended.get((priority.value, task_type), 0) + 1
-        for queue, n in ended.items():
-            popped = self.queues[queue][: len(taken.get(queue, [])) + n]
-            past = [i for i in popped if self.tasks[i].past_deadline(now)]
-            assert len(past) == n, f"{queue}: the claim ended {n} expired, the model {past}"
+        # Groups of one priority and type share a claim in turns: which of their lists an expired
+        # task came off, the broker says.
+        ended: Counter[tuple[str, str]] = Counter(
+            (priority.value, task_type) for task_type, priority in result.expired
+        )
+        for (priority, task_type), n in ended.items():
+            lists = [q for q in self.queues if q[:2] == (priority, task_type)]
+            if len(lists) == 1:
+                (queue,) = lists
+                popped = self.queues[queue][: len(taken.get(queue, [])) + n]
+                past = [i for i in popped if self.tasks[i].past_deadline(now)]
+            else:
+                candidates = [
+                    i for q in lists for i in self.queues[q] if self.tasks[i].past_deadline(now)
+                ]
+                states = self.run(lambda c=candidates: self.broker.get_many(c))  # type: ignore[misc]
+                past = [
+                    i
+                    for i, t in zip(candidates, states, strict=True)
+                    if t is not None and t.state is TaskState.EXPIRED
+                ]
+            assert len(past) == n, f"{priority} {task_type}: the claim ended {n}, the model {past}"
             for task_id in past:
                 self.unqueue(self.tasks[task_id])
                 self.finish(self.tasks[task_id], TaskState.EXPIRED)
@@ -810,7 +831,9 @@ class BrokerMachine(RuleBasedStateMachine):
             stored = await self.broker.get_many(ids)
             names = await self.broker.redis.execute("KEYS", k.task("*"))
             queues = {
-                q: await self.broker.redis.execute("LRANGE", k.ready(*q), 0, -1)
+                q: await self.broker.redis.execute(
+                    "LRANGE", k.group_ready(*q) if q[2] else k.ready(*q[:2]), 0, -1
+                )
                 for q in self.queues
             }
             workers = await self.broker.redis.execute("ZRANGE", k.workers, 0, -1)

@@ -26,6 +26,7 @@ from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.model import Retention
 from taskqueue.broker.operations import _script
 from taskqueue.broker.policy import SUBMISSION_NAMES, encode_value
+from taskqueue.broker.validation import task_fields
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import Policy, TaskState
 from taskqueue.redis import ResponseError
@@ -85,8 +86,9 @@ async def test_the_enqueue_script_refuses_a_bad_name_from_any_submitter(broker: 
     """A submitter that skips the Python checks (another language, an old client) reaches
     enqueue.lua with the name as is: the script refuses it and writes nothing."""
     fallback = policy_args(broker.settings)
-    good: list[str | int] = ["id-1", "ok", "", "null", "", "", 0, "", "", "", "", ""]
-    bad: list[str | int] = ["id-2", "no\u0000op", "", "null", "", "", 0, "", "", "", "", ""]
+    good = task_fields(broker.settings, Submission(type="ok"), "id-1", now=0)
+    bad = task_fields(broker.settings, Submission(type="ok"), "id-2", now=0, position=1)
+    bad[1] = "no\u0000op"  # the name as another submitter could send it, unchecked
     step = _script(broker.keys, "enqueue", 0, 0, *fallback, *good, *bad)
     with pytest.raises(ResponseError, match="BADTYPE 1"):
         await broker.redis.run_script(step.script, step.keys, step.args)

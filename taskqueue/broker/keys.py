@@ -18,7 +18,13 @@ from taskqueue.models import MAX_TYPE_LENGTH, PRIORITY_ORDER, TYPE_LUA_PATTERN, 
 #: name -> template relative to the namespace prefix. ``{x}`` is a parameter.
 LAYOUT: dict[str, str] = {
     "task": "t:{id}",  # hash: the task record (see codec.py for its fields)
-    "ready": "q:{priority}:{type}",  # list: ids of pending tasks, FIFO
+    "ready": "q:{priority}:{type}",  # list: ids of pending tasks without a group, FIFO
+    "group_ready": "g:{priority}:{type}:{group}",  # list: ids of one group's pending tasks, FIFO
+    "ring": "ring:{priority}:{type}",  # zset: group -> its turn, the groups with pending tasks
+    # of a grouped type ('' for the type's tasks without a group; see _lib.lua)
+    "grouped": "grouped",  # hash: type -> 1, the types with grouped tasks (claims use rings)
+    "group_pending": "gp:{type}",  # zset: group -> its pending tasks (of all priorities)
+    "group_active": "ga:{type}",  # zset: group -> its active tasks
     "scheduled": "scheduled",  # zset: id -> ready time (delayed starts and retry backoffs)
     "blocked": "blocked",  # zset: id -> creation time (tasks waiting for their dependencies)
     "active": "active",  # zset: id -> lease deadline
@@ -99,6 +105,7 @@ class Keys:
         self.policy_live = p + LAYOUT["policy_live"]
         self.policy_config = p + LAYOUT["policy_config"]
         self.limits = p + LAYOUT["limits"]
+        self.grouped = p + LAYOUT["grouped"]
         self.rate = p + LAYOUT["rate"]
         self.held = p + LAYOUT["held"]
         self.served = p + LAYOUT["served"]
@@ -119,6 +126,20 @@ class Keys:
 
     def ready(self, priority: str, task_type: str) -> str:
         return self.prefix + LAYOUT["ready"].format(priority=priority, type=task_type)
+
+    def group_ready(self, priority: str, task_type: str, group: str) -> str:
+        return self.prefix + LAYOUT["group_ready"].format(
+            priority=priority, type=task_type, group=group
+        )
+
+    def ring(self, priority: str, task_type: str) -> str:
+        return self.prefix + LAYOUT["ring"].format(priority=priority, type=task_type)
+
+    def group_pending(self, task_type: str) -> str:
+        return self.prefix + LAYOUT["group_pending"].format(type=task_type)
+
+    def group_active(self, task_type: str) -> str:
+        return self.prefix + LAYOUT["group_active"].format(type=task_type)
 
     def worker(self, worker_id: str) -> str:
         return self._worker + worker_id

@@ -766,29 +766,45 @@ def _list_pending(
         fields = [count_field(TaskState.PENDING, p, t) for p, t in queues]
         held = yield Call(("HMGET", keys.counts, *fields))
         queues = [q for q, n in zip(queues, held, strict=True) if n is not None and int(n) > 0]
-    # The cursor names its queue, not its index in `queues`: a queue that emptied or appeared
+    # A grouped type's pending tasks wait in one list per group (and, without a group, in its
+    # ready list, the group ''): its queues are those of its ring's members, by name.
+    lists: list[tuple[str, str, str]] = []
+    if queues:
+        pending_types = sorted({t for _, t in queues})
+        marked = yield Call(("HMGET", keys.grouped, *pending_types))
+        grouped = {t for t, m in zip(pending_types, marked, strict=True) if m}
+        for p, t in queues:
+            if t not in grouped:
+                lists.append((p, t, ""))
+                continue
+            members = yield Call(("ZRANGE", keys.ring(p, t), 0, -1))
+            lists.extend((p, t, g) for g in sorted(members))
+    # The cursor names its queue, not its index in `lists`: a queue that emptied or appeared
     # between two pages shifts the indexes, not the order, so the next page starts at the
     # first queue at or after the cursor's.
     position, offset = 0, 0
     if cursor is not None:
-        priority, queue_type, at = cursors.read_queue(cursor)
-        mark = (rank[priority], queue_type)
-        position = bisect.bisect_left([(rank[p], t) for p, t in queues], mark)
-        if position < len(queues) and queues[position] == (priority, queue_type):
+        priority, named, at = cursors.read_queue(cursor)
+        queue_type, _, group = named.partition("@")
+        mark = (rank[priority], queue_type, group)
+        position = bisect.bisect_left([(rank[p], t, g) for p, t, g in lists], mark)
+        if position < len(lists) and lists[position] == (priority, queue_type, group):
             offset = at
     items: list[Item] = []
-    while position < len(queues) and len(items) < limit:
+    while position < len(lists) and len(items) < limit:
         wanted = limit - len(items)
-        queue = keys.ready(*queues[position])
+        p, t, g = lists[position]
+        queue = keys.group_ready(p, t, g) if g else keys.ready(p, t)
         ids = yield Call(("LRANGE", queue, offset, offset + wanted - 1))
         items.extend(t for t in (yield from read(keys, ids)) if t is not None)
         if len(ids) < wanted:
             position, offset = position + 1, 0
         else:
             offset += len(ids)
-    if position >= len(queues):
+    if position >= len(lists):
         return Page(items, None)
-    return Page(items, cursors.queue_cursor(*queues[position], offset))
+    p, t, g = lists[position]
+    return Page(items, cursors.queue_cursor(p, f"{t}@{g}" if g else t, offset))
 
 
 def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:

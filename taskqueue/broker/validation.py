@@ -81,7 +81,7 @@ def _fits(value: object, kind: object) -> bool:
 def task_fields(
     settings: BrokerSettings, s: Submission, task_id: str, now: int, position: int = 0
 ) -> list[str | int]:
-    """The 16 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
+    """The 17 enqueue.lua fields of one submission, the ``position``-th of its batch, validated."""
     # A Struct built in Python has not been checked yet (one decoded from JSON has, but it
     # costs well under a microsecond to be sure).
     s = validated(msgspec.structs.asdict(s), Submission)
@@ -112,6 +112,7 @@ def task_fields(
         "" if s.expires_in is None and s.expires_at is None else _expires_ms(s, now, ready_ms),
         _headers(s.headers),
         *_debounce(s.debounce),
+        s.group or "",
     ]
 
 

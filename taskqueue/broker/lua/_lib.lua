@@ -16,6 +16,7 @@ local pushes = {}
 local fronts = {}
 local zadds = {}
 local earliest_due = nil
+local group_counts = {}  -- key -> group -> change (see groups, below)
 
 local function count(field, n)
   counts[field] = (counts[field] or 0) + n
@@ -110,6 +111,13 @@ local function flush()
   for key, pairs_ in pairs(zadds) do
     call_chunked('ZADD', key, pairs_)
   end
+  for key, changes in pairs(group_counts) do
+    for group, n in pairs(changes) do
+      if n ~= 0 and tonumber(redis.call('ZINCRBY', key, n, group)) <= 0 then
+        redis.call('ZREM', key, group)
+      end
+    end
+  end
   if #freed > 0 then
     local limits = redis.call('HMGET', K_LIMITS, unpack(freed))
     for i, ttype in ipairs(freed) do
@@ -136,14 +144,106 @@ end
 -- The task-state moves below each write the task's hash once: the caller's `fields` (a flat
 -- field/value list, may be empty) are set together with the new state.
 
+-- Groups (fair share within a priority). A task submitted with a group waits in its group's
+-- list, K_GROUP_READY(priority, type, group), not in K_READY; the groups of a (priority, type)
+-- that have pending tasks are the members of its ring, K_RING(priority, type), each scored
+-- with its turn: how many tasks it has started since it joined, counted from the lowest turn
+-- of the ring when it joined. A claim takes from the members with the lowest turns first and
+-- moves each on by what it took, so the groups take turns and one group's backlog does not
+-- delay another's first task. Once a type has grouped tasks (K_GROUPED), its tasks without a
+-- group take their turn too, as the member '': while a ring exists, '' is in it exactly when
+-- K_READY of its (priority, type) holds tasks. A type that never had a group keeps no ring,
+-- and claims and submits of it do what they did before groups existed.
+-- K_GROUP_PENDING(type) and K_GROUP_ACTIVE(type) count each group's pending and active tasks
+-- for stats (top groups by backlog) and limits; group_counts collects their changes and
+-- flush() writes them.
+
+local grouped_type = {}  -- type -> whether K_GROUPED has it, as read (or written) by this script
+
+local function is_grouped(ttype)
+  local known = grouped_type[ttype]
+  if known == nil then
+    known = redis.call('HEXISTS', K_GROUPED, ttype) == 1
+    grouped_type[ttype] = known
+  end
+  return known
+end
+
+local function count_group(key, group, n)
+  local changes = group_counts[key]
+  if not changes then
+    changes = {}
+    group_counts[key] = changes
+  end
+  changes[group] = (changes[group] or 0) + n
+end
+
+-- The list a pending task of `group` (false or '': none) waits in.
+local function queue_of(priority, ttype, group)
+  if group and group ~= '' then
+    return key_group_ready(priority, ttype, group)
+  end
+  return key_ready(priority, ttype)
+end
+
+-- Put `member` in the ring of (priority, type) unless it is there: it joins at the lowest turn,
+-- so it is served in the round now going on.
+local function join_ring(priority, ttype, member)
+  local ring = key_ring(priority, ttype)
+  local lowest = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', ring, 'NX', lowest[2] or 0, member)
+end
+
+-- Note that `ttype` has grouped tasks, the first time one comes: from now on its claims walk
+-- rings, so its tasks without a group already waiting (in Redis, or pushed by this script)
+-- join each priority's ring as ''.
+local function mark_grouped(ttype)
+  if is_grouped(ttype) then
+    return
+  end
+  grouped_type[ttype] = true
+  redis.call('HSET', K_GROUPED, ttype, 1)
+  for _, priority in ipairs(PRIORITIES) do
+    local plain = key_ready(priority, ttype)
+    if pushes[plain] or fronts[plain] or redis.call('LLEN', plain) > 0 then
+      join_ring(priority, ttype, '')
+    end
+  end
+end
+
+-- `group` of a task as its caller read it: nil reads it from the task's hash.
+local function group_of(id, group)
+  if group == nil then
+    group = redis.call('HGET', key_task(id), 'group')
+  end
+  return group or false
+end
+
 -- Queue task `id` at the back of its ready list (`front`: at the front, where a task goes that
--- was interrupted before it could finish).
-local function make_ready(id, priority, ttype, now, front, fields)
-  append(front and fronts or pushes, key_ready(priority, ttype), id)
+-- was interrupted before it could finish). `group` is the task's group as its caller read it
+-- (false: none; nil: read here).
+local function make_ready(id, priority, ttype, now, front, fields, group)
+  group = group_of(id, group)
+  append(front and fronts or pushes, queue_of(priority, ttype, group), id)
+  if group then
+    mark_grouped(ttype)
+    join_ring(priority, ttype, group)
+    count_group(key_group_pending(ttype), group, 1)
+  elseif is_grouped(ttype) then
+    join_ring(priority, ttype, '')
+  end
   redis.call('HSET', key_task(id), 'state', S_PENDING, 'ready_ms', now, unpack(fields))
   count_state(S_PENDING, priority, ttype, 1)
   woken[ttype] = true
   event(id, ttype, S_PENDING)
+end
+
+-- A task of `group` (false: none) leaves the active state.
+local function leave_active(priority, ttype, group)
+  count_state(S_ACTIVE, priority, ttype, -1)
+  if group then
+    count_group(key_group_active(ttype), group, -1)
+  end
 end
 
 -- Something is due for the scheduler at `at` (ms): a scheduled task, or a deadline. flush()
@@ -232,10 +332,19 @@ local function make_final(id, priority, ttype, state, now, fields, ends)
   end
 end
 
--- Remove `id` from the structure of its current live state (never a terminal one).
-local function take_out(id, state, priority, ttype)
+-- Remove `id` from the structure of its current live state (never a terminal one); `group`
+-- as for make_ready.
+local function take_out(id, state, priority, ttype, group)
   if state == S_PENDING then
-    redis.call('LREM', key_ready(priority, ttype), 1, id)
+    group = group_of(id, group)
+    local queue = queue_of(priority, ttype, group)
+    redis.call('LREM', queue, 1, id)
+    if group then
+      count_group(key_group_pending(ttype), group, -1)
+    end
+    if (group or is_grouped(ttype)) and redis.call('LLEN', queue) == 0 then
+      redis.call('ZREM', key_ring(priority, ttype), group or '')
+    end
   else
     redis.call('ZREM', STATE_ZSET[state], id)
   end
@@ -312,8 +421,9 @@ end
 -- A failed attempt (the processor raised, timed out, or its worker died): retry after
 -- min(max_ms, base_ms * 2^(attempt-1)) scaled by `jitter` in [0, 1) ("full jitter"), or
 -- dead-letter it when it has no retries left; a retry that would start after the task's
--- deadline (`expires`, false for none) ends it expired. Returns the state the task moved to.
-local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err, tb, jitter, base_ms, max_ms, expires)
+-- deadline (`expires`, false for none) ends it expired; `group` as for make_ready. Returns the
+-- state the task moved to.
+local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err, tb, jitter, base_ms, max_ms, expires, group)
   local fields = {'error', err, 'traceback', tb}
   count('total|failed', 1)
   if attempt > max_retries then
@@ -328,7 +438,7 @@ local function fail_attempt(id, priority, ttype, attempt, max_retries, now, err,
   end
   count('total|retried', 1)
   if delay <= 0 then
-    make_ready(id, priority, ttype, now, false, fields)
+    make_ready(id, priority, ttype, now, false, fields, group)
     return S_PENDING
   end
   make_scheduled(id, priority, ttype, now + delay, fields)

@@ -20,8 +20,8 @@ local budget, offset, scan = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV
 local by_priority = {}
 local n = 0
 
-local function cancel_one(id, priority)
-  take_out(id, state, priority, ttype)
+local function cancel_one(id, priority, group)
+  take_out(id, state, priority, ttype, group)
   make_final(id, priority, ttype, S_CANCELLED, now, {'error', 'cancelled before it ran'})
   by_priority[priority] = (by_priority[priority] or 0) + 1
   n = n + 1
@@ -29,18 +29,31 @@ end
 
 local next_offset = -1
 if state == S_PENDING then
-  -- Each list is taken from its head, where take_out's LREM finds the id at once.
+  -- Each list is taken from its head, where take_out's LREM finds the id at once. A grouped
+  -- type's tasks wait in its groups' lists (and, without a group, in K_READY as the ring's
+  -- member ''); every member of a ring has a task, so `budget` members are enough.
+  local grouped = is_grouped(ttype)
   for _, priority in ipairs(PRIORITIES) do
-    local queue = key_ready(priority, ttype)
-    if n < budget then
-      for _, id in ipairs(redis.call('LRANGE', queue, 0, budget - n - 1)) do
-        local f = redis.call('HMGET', key_task(id), 'state', 'type')
-        if f[1] == S_PENDING and f[2] == ttype then
-          cancel_one(id, priority)
+    local members = {false}
+    if grouped then
+      members = redis.call('ZRANGE', key_ring(priority, ttype), 0, budget - 1)
+    end
+    for _, member in ipairs(members) do
+      local group = member ~= '' and member or false
+      local queue = queue_of(priority, ttype, group)
+      if n < budget then
+        for _, id in ipairs(redis.call('LRANGE', queue, 0, budget - n - 1)) do
+          local f = redis.call('HMGET', key_task(id), 'state', 'type')
+          if f[1] == S_PENDING and f[2] == ttype then
+            cancel_one(id, priority, group)
+          end
         end
       end
+      if next_offset < 0 and redis.call('LLEN', queue) > 0 then
+        next_offset = 0
+      end
     end
-    if next_offset < 0 and redis.call('LLEN', queue) > 0 then
+    if grouped and next_offset < 0 and redis.call('EXISTS', key_ring(priority, ttype)) == 1 then
       next_offset = 0
     end
   end

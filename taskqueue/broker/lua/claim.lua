@@ -1,6 +1,7 @@
 -- Lease up to `count` pending tasks of the given types to one worker.
--- Strict priority order (critical first), FIFO within a priority and type; the types are
--- visited in the order given, which the worker rotates between claims for fairness.
+-- Strict priority order (critical first), FIFO within a priority and type (and group: the
+-- groups of a priority and type take turns); the types are visited in the order given, which
+-- the worker rotates between claims for fairness.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  worker id
@@ -70,59 +71,138 @@ for i = 1, #ARGV - 5 do
 end
 local held = {}
 
-local function take(priority, ttype, n)
-  local queue = key_ready(priority, ttype)
-  local room = budget[ttype]
-  if room then
-    if room < n then
-      if room == 0 or redis.call('LLEN', queue) > room then
-        held[ttype] = bound_by[ttype]
-      end
-      n = room
-    end
-    if n == 0 then
-      return 0
+-- The types with grouped tasks claim from their rings (see _lib.lua: groups); the rest from
+-- their ready lists, as if groups did not exist.
+local grouped = {}
+for i, marked in ipairs(redis.call('HMGET', K_GROUPED, unpack(ARGV, 6))) do
+  grouped[ARGV[i + 5]] = marked ~= false
+  grouped_type[ARGV[i + 5]] = marked ~= false
+end
+
+local function has_ready(priority, ttype)
+  if grouped[ttype] then
+    return redis.call('EXISTS', key_ring(priority, ttype)) == 1
+  end
+  return redis.call('LLEN', key_ready(priority, ttype)) > 0
+end
+
+-- Lease the tasks `ids` (just taken off the queue of `group`, false for none) to the worker,
+-- or end those past their deadline expired. Returns how many were leased.
+local function lease(ids, priority, ttype, group)
+  local leased = 0
+  for _, id in ipairs(ids) do
+    local key = key_task(id)
+    local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms', 'headers')
+    if would_expire(f[7], now_ms) then
+      make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
+      expired[#expired + 1] = ttype
+      expired[#expired + 1] = priority
+    else
+      local attempt = tonumber(f[2]) + 1
+      redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      local o = #out
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
+      out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
+      out[o + 9], out[o + 10], out[o + 11] = f[6] or '', f[7] or '', f[8] or ''
+      event(id, ttype, S_ACTIVE)
+      leased = leased + 1
     end
   end
+  count_state(S_PENDING, priority, ttype, -#ids)
+  count_state(S_ACTIVE, priority, ttype, leased)
+  if group then
+    count_group(key_group_pending(ttype), group, -#ids)
+    count_group(key_group_active(ttype), group, leased)
+  end
+  return leased
+end
+
+-- Whether a claim meeting expired tasks should stop here and let workers come back.
+local function too_many_expired(ttype)
+  if #expired >= 2 * MAX_EXPIRED then
+    woken[ttype] = true  -- more may wait behind the expired ones
+    return true
+  end
+  return false
+end
+
+-- Up to `n` tasks of a type without groups, FIFO.
+local function take_plain(priority, ttype, n)
+  local queue = key_ready(priority, ttype)
   local started = 0
   while n > 0 do
     local ids = redis.call('LPOP', queue, n)
     if not ids then
       break
     end
-    local leased = 0
-    for _, id in ipairs(ids) do
-      local key = key_task(id)
-      local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms', 'headers')
-      if would_expire(f[7], now_ms) then
-        make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
-        expired[#expired + 1] = ttype
-        expired[#expired + 1] = priority
-      else
-        local attempt = tonumber(f[2]) + 1
-        redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
-        local o = #out
-        out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
-        out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
-        out[o + 9], out[o + 10], out[o + 11] = f[6] or '', f[7] or '', f[8] or ''
-        event(id, ttype, S_ACTIVE)
-        leased = leased + 1
-      end
-    end
-    count_state(S_PENDING, priority, ttype, -#ids)
-    count_state(S_ACTIVE, priority, ttype, leased)
+    local leased = lease(ids, priority, ttype, false)
     started = started + leased
     local asked = n
     n = n - leased
-    if #ids < asked then
+    if #ids < asked or (n > 0 and too_many_expired(ttype)) then
       break
     end
-    if n > 0 and #expired >= 2 * MAX_EXPIRED then
-      woken[ttype] = true  -- more may wait behind the expired ones: let workers come back
+  end
+  return started
+end
+
+-- Up to `n` tasks of a grouped type, taking turns: the ring's members with the lowest turns
+-- (at most n of them, so the cost grows with log(groups), not with groups) share the claim
+-- evenly, each FIFO within its group, and move on by what they took; a member whose list
+-- runs dry leaves the ring.
+local function take_fair(priority, ttype, n)
+  local ring = key_ring(priority, ttype)
+  local started = 0
+  while n > 0 do
+    local members = redis.call('ZRANGE', ring, 0, n - 1, 'WITHSCORES')
+    if #members == 0 then
       break
     end
+    local share = math.ceil(n / (#members / 2))
+    for j = 1, #members, 2 do
+      if n <= 0 then
+        break
+      end
+      local member, turn = members[j], tonumber(members[j + 1])
+      local group = member ~= '' and member or false
+      local queue = queue_of(priority, ttype, group)
+      local want = math.min(share, n)
+      local ids = redis.call('LPOP', queue, want) or {}
+      local leased = #ids > 0 and lease(ids, priority, ttype, group) or 0
+      if #ids < want or redis.call('LLEN', queue) == 0 then
+        redis.call('ZREM', ring, member)
+      else
+        redis.call('ZADD', ring, 'XX', turn + #ids, member)
+      end
+      started = started + leased
+      n = n - leased
+    end
+    if n > 0 and too_many_expired(ttype) then
+      break
+    end
+  end
+  return started
+end
+
+-- Up to `n` tasks of one priority and type, as far as the type's limits leave room.
+local function take(priority, ttype, n)
+  local room = budget[ttype]
+  local limited = room ~= nil and room < n
+  if limited then
+    n = room
+  end
+  local started = 0
+  if n > 0 then
+    if grouped[ttype] then
+      started = take_fair(priority, ttype, n)
+    else
+      started = take_plain(priority, ttype, n)
+    end
+  end
+  if limited and (room == 0 or (started >= n and has_ready(priority, ttype))) then
+    held[ttype] = bound_by[ttype]
   end
   if room then
     budget[ttype] = room - started
@@ -141,7 +221,7 @@ if guard then
       if claimed >= wanted then break end
       if seen_higher then
         if take(priority, ARGV[i], 1) > 0 then break end
-      elseif redis.call('LLEN', key_ready(priority, ARGV[i])) > 0 then
+      elseif has_ready(priority, ARGV[i]) then
         seen_higher = true
         break
       end

@@ -6,13 +6,14 @@
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
 --           max_task_types, unique): used only where neither policy layer sets the setting
 --           (see taskqueue/broker/policy.py)
--- ARGV[11..] 12 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[11..] 17 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
 --           cancelled dependency does to the task), unique ('1', '0'), deadline (ms; '' for
 --           none), headers (JSON; '' for none), debounce key ('' for none), its window (ms),
---           max wait (ms; '' for none), keep ('last' or 'first'). An empty priority,
+--           max wait (ms; '' for none), keep ('last' or 'first'), group ('' for none: see
+--           _lib.lua for how groups take turns). An empty priority,
 --           max_retries, timeout_ms or unique takes the type's policy.
 -- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
 -- go): a unique submission of the same type and payload meanwhile returns it, as a matching
@@ -39,7 +40,7 @@
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 3 + #POLICY_NAMES, 16
+local FIRST, FIELDS = 3 + #POLICY_NAMES, 17
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
@@ -307,6 +308,11 @@ for i = FIRST, #ARGV, FIELDS do
       end
       redis.call('SET', dkey, id, 'PX', ready_ms - now + 60000)
     end
+    local group = ARGV[i + 16] ~= '' and ARGV[i + 16] or false
+    if group then
+      fields[#fields + 1] = 'group'
+      fields[#fields + 1] = group
+    end
     local expires = ARGV[i + 10]
     if expires ~= '' then
       fields[#fields + 1] = 'expires_ms'
@@ -328,7 +334,7 @@ for i = FIRST, #ARGV, FIELDS do
       make_scheduled(id, priority, ttype, ready_ms, fields)
       result[#result + 1] = {id, 1, S_SCHEDULED, priority, debounced}
     else
-      make_ready(id, priority, ttype, now, false, fields)
+      make_ready(id, priority, ttype, now, false, fields, group)
       result[#result + 1] = {id, 1, S_PENDING, priority, debounced}
     end
   end

@@ -47,14 +47,14 @@ end
 for i = 4, #ARGV, FIELDS do
   local id, attempt, kind, a, b = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents', 'unique_key', 'snoozes', 'expires_ms')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'cancel_requested', 'dependents', 'unique_key', 'snoozes', 'expires_ms', 'group')
   if f[1] ~= S_ACTIVE or tonumber(f[2]) ~= attempt then
     out[#out + 1] = ''
   else
-    local priority, ttype, expires = f[3], f[4], f[10]
+    local priority, ttype, expires, group = f[3], f[4], f[10], f[11]
     local ends = {f[7], f[8], expires}
     done[#done + 1] = id
-    count_state(S_ACTIVE, priority, ttype, -1)
+    leave_active(priority, ttype, group)
     if kind == 'succeeded' then
       make_final(id, priority, ttype, S_SUCCEEDED, now, {'result', a}, ends)
       out[#out + 1] = S_SUCCEEDED
@@ -67,7 +67,7 @@ for i = 4, #ARGV, FIELDS do
       -- A rejected attempt is failed as if it were the last one.
       local max_retries = kind == 'rejected' and attempt - 1 or tonumber(f[5])
       out[#out + 1] = fail_attempt(id, priority, ttype, attempt, max_retries, now, a, b,
-        tonumber(ARGV[i + 5]), base_ms, max_ms, expires)
+        tonumber(ARGV[i + 5]), base_ms, max_ms, expires, group)
     elseif kind == 'cancelled' then
       make_final(id, priority, ttype, S_CANCELLED, now, {'error', a}, ends)
       out[#out + 1] = S_CANCELLED
@@ -78,7 +78,7 @@ for i = 4, #ARGV, FIELDS do
       if snoozes > cap then
         out[#out + 1] = fail_attempt(id, priority, ttype, attempt, attempt - 1, now,
           'snoozed more often than its max_snoozes (' .. cap .. ') allows', '', 0, base_ms, max_ms,
-          false)
+          false, group)
       elseif would_expire(expires, now + delay) then
         make_final(id, priority, ttype, S_EXPIRED, now,
           {'error', 'snoozed past its deadline', 'attempt', attempt - 1, 'snoozes', snoozes}, ends)
@@ -87,7 +87,7 @@ for i = 4, #ARGV, FIELDS do
         make_scheduled(id, priority, ttype, now + delay, {'attempt', attempt - 1, 'snoozes', snoozes})
         out[#out + 1] = S_SCHEDULED
       else
-        make_ready(id, priority, ttype, now, false, {'attempt', attempt - 1, 'snoozes', snoozes})
+        make_ready(id, priority, ttype, now, false, {'attempt', attempt - 1, 'snoozes', snoozes}, group)
         out[#out + 1] = S_PENDING
       end
     elseif would_expire(expires, now) then -- interrupted past its deadline: it cannot start again
@@ -95,7 +95,7 @@ for i = 4, #ARGV, FIELDS do
         {'error', 'its worker released it after its deadline', 'attempt', attempt - 1}, ends)
       out[#out + 1] = S_EXPIRED
     else -- interrupted
-      make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1})
+      make_ready(id, priority, ttype, now, true, {'attempt', attempt - 1}, group)
       out[#out + 1] = S_PENDING
     end
   end

@@ -24,9 +24,9 @@ end
 
 local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
-  local f = redis.call('HMGET', key_task(id), 'priority', 'type')
+  local f = redis.call('HMGET', key_task(id), 'priority', 'type', 'group')
   count_state(S_SCHEDULED, f[1], f[2], -1)
-  make_ready(id, f[1], f[2], now, false, {})
+  make_ready(id, f[1], f[2], now, false, {}, f[3])
 end
 if #due > 0 then
   redis.call('ZREM', K_SCHEDULED, unpack(due))

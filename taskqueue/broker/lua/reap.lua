@@ -18,12 +18,12 @@ local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, l
 local outcomes = {}
 for n, id in ipairs(expired) do
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested', 'expires_ms')
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'priority', 'type', 'max_retries', 'worker_id', 'cancel_requested', 'expires_ms', 'group')
   redis.call('ZREM', K_ACTIVE, id)
   count('total|reaped', 1)
   if f[1] == S_ACTIVE then
     local priority, ttype = f[3], f[4]
-    count_state(S_ACTIVE, priority, ttype, -1)
+    leave_active(priority, ttype, f[9])
     local state = S_CANCELLED
     if f[7] == '1' then
       make_final(id, priority, ttype, S_CANCELLED, now,
@@ -31,7 +31,7 @@ for n, id in ipairs(expired) do
     else
       local err = 'lease expired: worker ' .. (f[6] or '?') .. ' stopped sending heartbeats'
       state = fail_attempt(id, priority, ttype, tonumber(f[2]), tonumber(f[5]), now, err, '',
-        tonumber(ARGV[4 + n]), base_ms, max_ms, f[8])
+        tonumber(ARGV[4 + n]), base_ms, max_ms, f[8], f[9])
     end
     for _, v in ipairs({id, ttype, priority, state}) do
       outcomes[#outcomes + 1] = v

@@ -10,7 +10,7 @@ local out = {}
 for i = 2, #ARGV do
   local id = ARGV[i]
   local key = key_task(id)
-  local f = redis.call('HMGET', key, 'state', 'priority', 'type', 'unique_key')
+  local f = redis.call('HMGET', key, 'state', 'priority', 'type', 'unique_key', 'group')
   if f[1] == S_DEAD then
     if f[4] then  -- live again: unique again, unless a task of its kind holds the key by now
       redis.call('SET', key_unique(f[4]), id, 'NX')
@@ -19,7 +19,7 @@ for i = 2, #ARGV do
     count_state(S_DEAD, f[2], f[3], -1)
     redis.call('HDEL', key, 'finished_ms', 'started_ms', 'worker_id', 'expires_ms')
     count('total|requeued', 1)
-    make_ready(id, f[2], f[3], now, false, {'attempt', 0, 'cancel_requested', 0, 'snoozes', 0})
+    make_ready(id, f[2], f[3], now, false, {'attempt', 0, 'cancel_requested', 0, 'snoozes', 0}, f[5])
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

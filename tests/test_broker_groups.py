@@ -1,0 +1,124 @@
+"""Fair share: within a priority, claims take turns across the groups with ready tasks."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from broker_helpers import TYPE, claim, failed, released, submit, submit_many, succeeded
+from invariants import assert_invariants
+
+from taskqueue.broker import Broker, Submission
+from taskqueue.errors import InvalidTaskError
+from taskqueue.models import TaskState
+
+
+async def test_one_groups_backlog_does_not_delay_another_groups_tasks(broker: Broker) -> None:
+    await submit_many(broker, 2000, group="tenant-a")
+    b_ids = set(await submit_many(broker, 10, group="tenant-b"))
+
+    taken: list[str] = []
+    while b_ids - set(taken):
+        taken.extend(t.id for t in await claim(broker, 1))
+
+    # Taking turns one task per claim: b's ten come within the first twenty claims.
+    assert len(taken) <= 20
+    await assert_invariants(broker)
+
+
+async def test_a_batch_claim_shares_itself_across_the_groups(broker: Broker) -> None:
+    for group in ("a", "b", "c"):
+        await submit_many(broker, 100, group=group)
+
+    tasks = await claim(broker, 30)
+
+    groups = Counter([(await broker.get(t.id)).group for t in tasks])
+    assert groups == {"a": 10, "b": 10, "c": 10}
+    await assert_invariants(broker)
+
+
+async def test_each_group_stays_first_in_first_out(broker: Broker) -> None:
+    a = await submit_many(broker, 5, group="a")
+    b = await submit_many(broker, 5, group="b")
+
+    tasks = await claim(broker, 10)
+
+    ids = [t.id for t in tasks]
+    assert [i for i in ids if i in a] == a
+    assert [i for i in ids if i in b] == b
+
+
+async def test_priorities_come_before_turns(broker: Broker) -> None:
+    await submit_many(broker, 50, group="b", priority="low")
+    urgent = await submit(broker, group="a", priority="high")
+
+    (first,) = await claim(broker, 1)
+
+    assert first.id == urgent
+
+
+async def test_tasks_without_a_group_take_their_turn_as_one_group(broker: Broker) -> None:
+    await submit_many(broker, 50)
+    await submit_many(broker, 50, group="a")
+    await submit(broker, group="b")
+
+    tasks = await claim(broker, 3)
+
+    assert {(await broker.get(t.id)).group for t in tasks} == {None, "a", "b"}
+    await assert_invariants(broker)
+
+
+async def test_a_group_that_ran_dry_rejoins_at_the_current_turn(broker: Broker) -> None:
+    await submit_many(broker, 100, group="a")
+    await submit(broker, group="b")
+    await claim(broker, 40)  # b's one task goes in the first round; a's run on
+    again = await submit(broker, group="b")
+
+    tasks = await claim(broker, 2)
+
+    assert again in [t.id for t in tasks]
+    await assert_invariants(broker)
+
+
+async def test_retries_and_releases_go_back_to_their_group(broker: Broker) -> None:
+    await submit_many(broker, 3, group="a", max_retries=2)
+    first, second, _ = await claim(broker, 3)
+
+    await broker.report([failed(first), released(second)])
+
+    task = await broker.get(second.id)
+    assert task.state is TaskState.PENDING and task.group == "a"
+    await assert_invariants(broker)
+    again = await claim(broker, 10)
+    await broker.report([succeeded(t) for t in again])
+    await assert_invariants(broker)
+
+
+async def test_cancel_and_listing_see_grouped_tasks(broker: Broker) -> None:
+    plain = await submit_many(broker, 3)
+    a = await submit_many(broker, 3, group="a")
+    b = await submit_many(broker, 3, group="b")
+
+    page = await broker.list_tasks(TaskState.PENDING, limit=4)
+    rest = await broker.list_tasks(TaskState.PENDING, limit=100, cursor=page.next_cursor)
+    assert [t.id for t in page.items + rest.items] == plain + a + b
+
+    await broker.cancel(a[1])
+    cancelled = await broker.cancel_all(TYPE)
+    assert sum(cancelled.by_state.values()) == 8
+    assert await claim(broker, 10) == []
+    await assert_invariants(broker)
+
+
+async def test_a_type_that_never_had_groups_keeps_no_ring(broker: Broker) -> None:
+    await submit_many(broker, 5)
+    await claim(broker, 2)
+
+    assert await broker.redis.execute("EXISTS", broker.keys.grouped) == 0
+    assert await broker.redis.execute("EXISTS", broker.keys.ring("medium", TYPE)) == 0
+
+
+@pytest.mark.parametrize("group", ["", "has space", "a:b", "x" * 129])
+async def test_a_bad_group_name_is_refused(broker: Broker, group: str) -> None:
+    with pytest.raises(InvalidTaskError, match="group"):
+        await broker.enqueue(Submission(type=TYPE, group=group))
