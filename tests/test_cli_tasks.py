@@ -267,3 +267,15 @@ def test_tasks_of_a_state_with_none_prints_the_header_alone(daemon: Daemon) -> N
     assert done.code == 0, done
     assert done.out.splitlines() == ["ID  TYPE  STATE  PRIORITY  ATTEMPT  CREATED  DETAIL"]
     assert json.loads(daemon.run("tasks", "--type", "never.submitted", "--json").out) == []
+
+
+def test_submit_group_is_stored_and_status_shows_it(daemon: Daemon) -> None:
+    done = daemon.run("submit", NOBODY, "--group", "customer-17", "--json")
+    task_id = done.json()["id"]
+    assert stored(daemon, task_id)["group"] == "customer-17"
+    lines = daemon.run("status", task_id).out.splitlines()
+    assert [line.split() for line in lines if line.startswith("group")] == [
+        ["group:", "customer-17"]
+    ]
+    refused = daemon.run("submit", NOBODY, "--group", "no spaces")
+    assert refused.code == 2 and "group" in refused.error, refused

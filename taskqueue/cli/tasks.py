@@ -84,6 +84,12 @@ from taskqueue.wire import cancelled_json, submitted_json, task_json
     help="A header for its processor (a trace context, a tenant); repeat for several.",
 )
 @click.option(
+    "--group",
+    metavar="NAME",
+    help="Its fair-share group (a tenant, a customer): within a priority, claims take turns"
+    " across the groups with ready tasks.",
+)
+@click.option(
     "--debounce",
     "debounce_key",
     metavar="KEY",
@@ -168,6 +174,7 @@ def submit(
     expires_in: float | None,
     idempotency_key: str | None,
     headers: tuple[str, ...],
+    group: str | None,
     debounce_key: str | None,
     debounce_window: float | None,
     debounce_max_wait: float | None,
@@ -194,6 +201,7 @@ def submit(
       taskqueue submit report.send --after 0190c3a1-...   # runs once that task succeeded
       taskqueue submit sms.send --expires-in 5m           # not started in 5 minutes: expired
       taskqueue submit mail.send --header x-tenant=acme
+      taskqueue submit report.build --group customer-17  # takes turns with other customers
       taskqueue submit search.reindex --debounce user-7 --debounce-window 2s --debounce-max-wait 30s
     """
     if count > 1 and wait:
@@ -222,6 +230,7 @@ def submit(
         expires_in=expires_in,
         idempotency_key=idempotency_key,
         headers=_headers(headers),
+        group=group,
         depends_on=list(depends_on) or None,
         unique=unique,
         on_dependency_failure=DependencyFailure.RUN if run_anyway else None,

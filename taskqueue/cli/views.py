@@ -150,6 +150,8 @@ def task_details(task: Task, now_ms: int, *, traceback: bool = True) -> Details:
             pairs.append(("ran for", span((task.finished_ms - task.started_ms) / 1000)))
     if task.worker_id:
         pairs.append(("worker", task.worker_id))
+    if task.group:
+        pairs.append(("group", task.group))
     if task.idempotency_key:
         pairs.append(("idempotency key", task.idempotency_key))
     pairs += [(f"header {name}", value) for name, value in sorted(task.headers.items())]

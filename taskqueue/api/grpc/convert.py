@@ -68,6 +68,7 @@ def submission(request: pb.SubmitTaskRequest, idempotency_key: str | None = None
         expires_at=None if request.expires_at_ms is None else request.expires_at_ms / 1000,
         headers=request.headers or None,
         debounce=debounce(request.debounce),
+        group=request.group or None,
     )
 
 
@@ -319,6 +320,7 @@ def task_message(task: Task, truncated: Mapping[str, int] | None = None) -> pb.T
         finished_ms=task.finished_ms,
         expires_ms=task.expires_ms,
         headers=task.headers,
+        group=task.group,
         result_json=_json.dumps(task.result) if succeeded else None,
         error=task.error,
         traceback=task.traceback,

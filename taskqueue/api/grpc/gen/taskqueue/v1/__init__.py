@@ -139,6 +139,7 @@ class Task(betterproto.Message):
     headers: Dict[str, str] = betterproto.map_field(
         28, betterproto.TYPE_STRING, betterproto.TYPE_STRING
     )
+    group: Optional[str] = betterproto.string_field(29, optional=True)
 
 
 @dataclass(eq=False, repr=False)
@@ -197,6 +198,13 @@ class SubmitTaskRequest(betterproto.Message):
     """
     Collapse submissions with one key into one task that starts once they stop. Not with a
      delay, eta, idempotency key, unique or dependencies.
+    """
+
+    group: str = betterproto.string_field(16)
+    """
+    Its fair-share group (a tenant, a customer): within a priority, claims take turns across
+     the groups with ready tasks. 1 to 128 ASCII letters, digits, '.', '_' or '-', starting
+     with a letter or digit.
     """
 
 
