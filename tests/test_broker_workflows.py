@@ -177,6 +177,9 @@ async def test_a_blocked_task_with_a_delay_waits_for_it_after_its_dependencies(
         ([step(depends_on=["0190-no-such-task"])], "depends_on.0", "which does not exist"),
         ([step(on_dependency_failure="run")], "on_dependency_failure", "needs depends_on"),
         ([step(depends_on=["a,b"])], "depends_on.0", "is not a task id"),
+        ([step(depends_on=["a\x1db"])], "depends_on.0", "is not a task id"),
+        ([step(depends_on=["no\u00a0such"])], "depends_on.0", "is not a task id"),
+        ([step(depends_on=["\u00b4\U0001f600-gone"])], "depends_on.0", "which does not exist"),
     ],
 )
 async def test_bad_dependencies_are_refused_and_nothing_is_written(

@@ -328,7 +328,7 @@ def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
             f"queue of task type {task_type!r} is full: {depth} pending, limit {limit}"
         )
     if error.startswith("NODEPENDENCY"):
-        _, at, dep = error.split()
+        _, at, dep = error.split(" ", 2)
         position = int(at)
         submission = submissions[position]
         n = next(

@@ -178,7 +178,7 @@ def _dependencies(s: Submission, position: int) -> str:
                     field=f"depends_on.{n}",
                 )
             deps.append(f"#{dep}")
-        elif not dep or any(c in dep for c in ", #"):
+        elif not dep or any(c in ", #" or not c.isprintable() for c in dep):
             raise InvalidTaskError(f"{dep!r} is not a task id", field=f"depends_on.{n}")
         else:
             deps.append(dep)
