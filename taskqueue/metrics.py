@@ -52,7 +52,7 @@ from taskqueue.broker import (
     TrimResult,
 )
 from taskqueue.broker.model import unserved_warning
-from taskqueue.models import Priority, QueueStats, TaskState
+from taskqueue.models import GroupStats, Priority, QueueStats, TaskState
 from taskqueue.redis import (
     AuthenticationError,
     RedisConnectionError,
@@ -286,6 +286,8 @@ class _StateCollector(Collector):
             GaugeMetricFamily("taskqueue_queue_depth", "", labels=("priority", "state")),
             GaugeMetricFamily("taskqueue_workers_active", ""),
             GaugeMetricFamily("taskqueue_tasks_held", "", labels=("type", "limit")),
+            GaugeMetricFamily("taskqueue_groups", "", labels=("type", "state")),
+            GaugeMetricFamily("taskqueue_group_pending", "", labels=("type", "group")),
             GaugeMetricFamily("taskqueue_tasks_in_flight", ""),
             GaugeMetricFamily("taskqueue_worker_concurrency", ""),
         ]
@@ -320,6 +322,7 @@ class _StateCollector(Collector):
                 if task_type in m.served:  # a label value only for a registered type
                     held.add_metric([task_type, limit], pending)
             yield held
+            yield from self._group_families(m)
         if m.in_flight is not None:
             yield GaugeMetricFamily(
                 "taskqueue_tasks_in_flight",
@@ -331,6 +334,30 @@ class _StateCollector(Collector):
                 "Tasks this worker runs at once at most.",
                 value=m.concurrency,
             )
+
+    @staticmethod
+    def _group_families(m: Metrics) -> Iterator[Metric]:
+        groups = GaugeMetricFamily(
+            "taskqueue_groups",
+            "Groups of a grouped task type (fair share) with pending or active tasks.",
+            labels=("type", "state"),
+        )
+        top = GaugeMetricFamily(
+            "taskqueue_group_pending",
+            "Pending tasks of the groups with the most of them: the top ten per type only, so "
+            "the series stay bounded however many groups there are.",
+            labels=("type", "group"),
+        )
+        for g in m.groups:
+            if g.type not in m.served:  # a label value only for a registered type
+                continue
+            groups.add_metric([g.type, TaskState.PENDING.value], g.groups_pending)
+            groups.add_metric([g.type, TaskState.ACTIVE.value], g.groups_active)
+            for load in g.top:
+                if load.pending:
+                    top.add_metric([g.type, load.group], load.pending)
+        yield groups
+        yield top
 
 
 class _EventCollector(Collector):
@@ -434,6 +461,9 @@ class Metrics:
         self.workers = 0
         #: Set by :meth:`refresh`: type -> (the limit holding it back, its pending tasks).
         self.held: dict[str, tuple[str, int]] = {}
+        #: The grouped task types' group counts and top groups, as the stats name them (at
+        #: most :data:`~taskqueue.models.TOP_GROUPS` per type: the label values stay bounded).
+        self.groups: list[GroupStats] = []
         #: Set by :meth:`watch_worker` in a daemon that runs tasks.
         self.in_flight: Callable[[], int] | None = None
         self.concurrency = 0
@@ -597,6 +627,7 @@ class Metrics:
                 t: (limit, stats.pending_by_type.get(t, 0))
                 for t, limit in stats.held_by_limit.items()
             }
+            self.groups = stats.groups
             self.served.update(served)
         except (RedisError, trio.TooSlowError) as exc:
             log.debug("metrics: cannot read the queue depths: %s", exc)

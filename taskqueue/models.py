@@ -738,8 +738,34 @@ class WorkerInfo(Struct, kw_only=True):
     ] = None
 
 
+#: How many groups of each grouped task type the stats name (the top ones by backlog): a
+#: bound, so a million tenants cost the stats and ``/metrics`` no more than ten.
+TOP_GROUPS: Final = 10
+
+
+class GroupLoad(Struct, frozen=True, kw_only=True):
+    """One group of a task type: its pending (ready) and active tasks."""
+
+    group: str
+    pending: int
+    active: int
+
+
+class GroupStats(Struct, frozen=True, kw_only=True):
+    """The groups of one task type with grouped tasks (fair share)."""
+
+    type: str
+    #: Groups with pending tasks, and groups with active ones.
+    groups_pending: int
+    groups_active: int
+    #: The groups with the most pending tasks, most first (then, when fewer groups wait than
+    #: :data:`TOP_GROUPS`, the busiest of the rest by active tasks).
+    top: list[GroupLoad]
+
+
 class QueueStats(Struct, kw_only=True):
-    """Counts kept incrementally by the broker, so reading them costs O(1) on Redis."""
+    """Counts kept incrementally by the broker, so reading them costs O(1) on Redis (the
+    groups: O(log groups) per grouped type)."""
 
     by_state: dict[TaskState, int]
     pending_by_priority: dict[Priority, int]
@@ -758,6 +784,8 @@ class QueueStats(Struct, kw_only=True):
     #: Task types whose pending tasks a limit holds back -> which limit (``rate`` or
     #: ``concurrency``): a claim left them waiting within the last :data:`HELD_FRESH_MS`.
     held_by_limit: dict[str, str] = msgspec.field(default_factory=dict)
+    #: The grouped task types, by name.
+    groups: list[GroupStats] = msgspec.field(default_factory=list)
 
 
 class TaskEvent(Struct, frozen=True):

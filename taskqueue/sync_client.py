@@ -59,6 +59,7 @@ from taskqueue.models import (
 )
 from taskqueue.redis import (
     AuthenticationError,
+    NoScriptError,
     RedisAddress,
     RedisConnectionError,
     RedisError,
@@ -464,7 +465,7 @@ class SyncClient:
                     pipe.execute_command(*args)  # type: ignore[no-untyped-call,unused-ignore]
                 replies = pipe.execute(raise_on_error=False)
             return [
-                ResponseError(str(r)) if isinstance(r, redis.exceptions.ResponseError) else r
+                _error_reply(r) if isinstance(r, redis.exceptions.ResponseError) else r
                 for r in replies
             ]
         assert isinstance(step, RunScript)
@@ -473,6 +474,13 @@ class SyncClient:
             return command("EVALSHA", script.sha, len(keys), *keys, *step.args)  # type: ignore[no-untyped-call]
         except redis.exceptions.NoScriptError:
             return command("EVAL", script.source, len(keys), *keys, *step.args)  # type: ignore[no-untyped-call]
+
+
+def _error_reply(error: redis.exceptions.ResponseError) -> ResponseError:
+    """A pipeline's error reply as the trio client gives it (redis-py drops a NOSCRIPT's code)."""
+    if isinstance(error, redis.exceptions.NoScriptError):
+        return NoScriptError(f"NOSCRIPT {error}")
+    return ResponseError(str(error))
 
 
 @contextmanager

@@ -219,6 +219,14 @@ class QueueStats(Struct):
         ),
     ] = msgspec.field(default_factory=list)
     policy: PolicyDocument | None = None
+    groups: Annotated[
+        list[models.GroupStats],
+        Meta(
+            description="Per task type with grouped tasks (fair share), how many groups have "
+            "pending and active tasks, and the ten groups with the most pending tasks (then "
+            "the busiest of the rest by active tasks)."
+        ),
+    ] = msgspec.field(default_factory=list)
 
 
 #: Upcoming ticks a schedule document lists.
@@ -387,6 +395,7 @@ def stats_document(stats: models.QueueStats) -> QueueStats:
         by_type=by_type,
         totals=dict(stats.totals),
         held_by_limit=dict(sorted(stats.held_by_limit.items())),
+        groups=list(stats.groups),
     )
 
 
@@ -523,6 +532,7 @@ def report_from_document(document: QueueStats) -> QueueReport:
         by_state_and_type=by_state_and_type,
         totals=dict(document.totals),
         held_by_limit=dict(document.held_by_limit),
+        groups=list(document.groups),
     )
     policy = document.policy or PolicyDocument(
         global_=PolicyScope(live=Policy(), config=Policy(), effective=Policy()), types={}

@@ -122,3 +122,52 @@ async def test_a_type_that_never_had_groups_keeps_no_ring(broker: Broker) -> Non
 async def test_a_bad_group_name_is_refused(broker: Broker, group: str) -> None:
     with pytest.raises(InvalidTaskError, match="group"):
         await broker.enqueue(Submission(type=TYPE, group=group))
+
+
+async def test_stats_name_the_top_groups_by_backlog_with_their_active_tasks(
+    broker: Broker,
+) -> None:
+    for n, group in enumerate(("small", "big", "middle")):
+        await submit_many(broker, (2, 30, 10)[n], group=group)
+    await submit(broker)  # no group: not a group of the stats
+    await claim(broker, 4)  # one turn each: small, big, middle and the ungrouped task
+
+    (groups,) = (await broker.stats()).groups
+
+    assert groups.type == TYPE
+    assert (groups.groups_pending, groups.groups_active) == (3, 3)
+    assert [(g.group, g.pending, g.active) for g in groups.top] == [
+        ("big", 29, 1),
+        ("middle", 9, 1),
+        ("small", 1, 1),
+    ]
+
+
+async def test_the_stats_name_at_most_the_top_ten_groups(broker: Broker) -> None:
+    for n in range(25):
+        await submit_many(broker, n + 1, group=f"g{n:02}")
+
+    (groups,) = (await broker.stats()).groups
+
+    assert groups.groups_pending == 25
+    assert [g.group for g in groups.top] == [f"g{n:02}" for n in range(24, 14, -1)]
+
+
+async def test_groups_with_only_active_tasks_fill_the_rest_of_the_top(broker: Broker) -> None:
+    await submit(broker, group="running")
+    await claim(broker, 1)
+    await submit_many(broker, 3, group="waiting")
+
+    (groups,) = (await broker.stats()).groups
+
+    assert (groups.groups_pending, groups.groups_active) == (1, 1)
+    assert [(g.group, g.pending, g.active) for g in groups.top] == [
+        ("waiting", 3, 0),
+        ("running", 0, 1),
+    ]
+
+
+async def test_a_queue_without_groups_has_no_group_stats(broker: Broker) -> None:
+    await submit_many(broker, 3)
+
+    assert (await broker.stats()).groups == []

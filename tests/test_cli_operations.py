@@ -129,6 +129,7 @@ def test_queues_watch_prints_json_lines_until_ctrl_c(daemon: Daemon) -> None:
             "served_types",
             "unserved_types",
             "policy",
+            "groups",
         }
         for s in snapshots
     )

@@ -279,3 +279,30 @@ def test_submit_group_is_stored_and_status_shows_it(daemon: Daemon) -> None:
     ]
     refused = daemon.run("submit", NOBODY, "--group", "no spaces")
     assert refused.code == 2 and "group" in refused.error, refused
+
+
+def test_queues_show_the_top_groups_by_backlog(daemon: Daemon) -> None:
+    task_type = "grouped.nobody"  # served by no worker: the tasks stay pending
+    for group, count in (("light", "1"), ("heavy", "4")):
+        daemon.run("submit", task_type, "--group", group, "--count", count)
+
+    (groups,) = [
+        g for g in daemon.run("queues", "--json").json()["groups"] if g["type"] == task_type
+    ]
+    assert groups == {
+        "type": task_type,
+        "groups_pending": 2,
+        "groups_active": 0,
+        "top": [
+            {"group": "heavy", "pending": 4, "active": 0},
+            {"group": "light", "pending": 1, "active": 0},
+        ],
+    }
+    table = daemon.run("queues").out.split("\n\n")
+    (block,) = [b for b in table if b.startswith("# top groups by backlog")]
+    rows = [line.split() for line in block.splitlines()[2:]]
+    assert [task_type, "-", "2", "0"] in rows
+    assert rows[rows.index([task_type, "-", "2", "0"]) + 1 :][:2] == [
+        ["heavy", "4", "0"],
+        ["light", "1", "0"],
+    ]

@@ -11,6 +11,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from taskqueue.api.grpc import TaskQueueStub, pb
+from taskqueue.broker import Broker, Submission
+from taskqueue.metrics import Metrics
 
 
 async def test_rest_stores_the_group_and_refuses_a_bad_one(redis_url: str) -> None:
@@ -63,3 +65,48 @@ async def test_grpc_stores_the_group_and_refuses_a_bad_one(redis_url: str, batch
             await grpc_call(grpc.h2c, refused)
         assert caught.value.status is Status.INVALID_ARGUMENT
         assert "group" in str(caught.value.message), caught.value.message
+
+
+async def fill_groups(broker: Broker, backlog: dict[str, int]) -> None:
+    await broker.enqueue_many(
+        [Submission(type=TYPE, group=g) for g, n in backlog.items() for _ in range(n)]
+    )
+
+
+async def test_rest_and_grpc_queue_stats_name_the_top_groups(redis_url: str) -> None:
+    async with grpc_server(redis_url) as grpc, api_server(redis_url) as server:
+        await fill_groups(server.broker, {"a": 3, "b": 5})
+        async with server.client() as client:
+            document = (await client.get("/api/v1/queues")).json()
+        assert document["groups"] == [
+            {
+                "type": TYPE,
+                "groups_pending": 2,
+                "groups_active": 0,
+                "top": [
+                    {"group": "b", "pending": 5, "active": 0},
+                    {"group": "a", "pending": 3, "active": 0},
+                ],
+            }
+        ]
+
+        async def read(stub: TaskQueueStub) -> pb.QueueStats:
+            return await stub.get_queue_stats(pb.GetQueueStatsRequest())
+
+        (groups,) = (await grpc_call(grpc.h2c, read)).groups
+        assert (groups.type, groups.groups_pending, groups.groups_active) == (TYPE, 2, 0)
+        assert [(t.group, t.pending, t.active) for t in groups.top] == [("b", 5, 0), ("a", 3, 0)]
+
+
+async def test_metrics_name_only_the_top_ten_groups(broker: Broker) -> None:
+    await fill_groups(broker, {f"tenant-{n:03}": n + 1 for n in range(200)})
+
+    metrics = Metrics(process_metrics=False)
+    metrics.watch_worker(lambda: 0, 10, [TYPE])
+    await metrics.refresh(broker)
+    text = metrics.render().decode()
+
+    named = [line for line in text.splitlines() if line.startswith("taskqueue_group_pending{")]
+    assert len(named) == 10
+    assert f'taskqueue_group_pending{{group="tenant-199",type="{TYPE}"}} 200.0' in text
+    assert f'taskqueue_groups{{state="pending",type="{TYPE}"}} 200.0' in text

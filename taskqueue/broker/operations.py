@@ -90,7 +90,10 @@ from taskqueue.models import (
     MAX_PAGE,
     MAX_WORKFLOW_TASKS,
     PRIORITY_ORDER,
+    TOP_GROUPS,
     Claim,
+    GroupLoad,
+    GroupStats,
     Policy,
     Priority,
     QueueStats,
@@ -102,7 +105,7 @@ from taskqueue.models import (
 )
 from taskqueue.outcomes import OutcomeKind
 from taskqueue.rates import parse_rate
-from taskqueue.redis import ResponseError, Script
+from taskqueue.redis import NoScriptError, ResponseError, Script
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -432,19 +435,13 @@ def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
 
 def stats_and_served(keys: Keys, now: int) -> Operation[tuple[QueueStats, frozenset[str]]]:
     """:func:`stats` and :func:`served_types` in one round trip (what a metrics scrape reads)."""
-    commands = _stats_commands(keys)
-    replies = yield Pipeline((*commands, ("HGETALL", keys.served)))
-    n = len(commands)
-    served = frozenset(t for t, until in pairs(replies[n]).items() if int(until) >= now)
-    return _stats_from(replies[:n], now), served
+    counts, (served,) = yield from _stats_with(keys, now, (("HGETALL", keys.served),))
+    return counts, frozenset(t for t, until in pairs(served).items() if int(until) >= now)
 
 
 def queue_report(settings: BrokerSettings, keys: Keys, now: int) -> Operation[QueueReport]:
     """Counts, served types and policy in one round trip (``taskqueue queues``)."""
-    commands = _stats_commands(keys)
-    replies = yield Pipeline((*commands, *_report_commands(keys)))
-    counts = _stats_from(replies[: len(commands)], now)
-    served, live, config = replies[len(commands) :]
+    counts, (served, live, config) = yield from _stats_with(keys, now, _report_commands(keys))
     return QueueReport(
         stats=counts,
         served=frozenset(t for t, until in pairs(served).items() if int(until) >= now),
@@ -815,15 +812,46 @@ def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
         ("ZCARD", keys.expired),
         ("ZCARD", keys.workers),
         ("HGETALL", keys.held),
+        _evalsha(_script(keys, "view_groups", TOP_GROUPS)),
     )
 
 
 def stats(keys: Keys, now: int) -> Operation[QueueStats]:
     """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-    return _stats_from((yield Pipeline(_stats_commands(keys))), now)
+    counts, _ = yield from _stats_with(keys, now, ())
+    return counts
 
 
-def _stats_from(replies: Sequence[Any], now: int) -> QueueStats:
+def _stats_with(
+    keys: Keys, now: int, commands: Sequence[tuple[Arg, ...]]
+) -> Operation[tuple[QueueStats, Sequence[Any]]]:
+    """The stats, and the replies of ``commands`` sent in the same round trip (a second one
+    loads the groups script into a Redis that does not hold it yet)."""
+    own = _stats_commands(keys)
+    replies = yield Pipeline((*own, *commands))
+    groups = replies[len(own) - 1]
+    if isinstance(groups, ResponseError):
+        if not isinstance(groups, NoScriptError):
+            raise groups
+        groups = yield _script(keys, "view_groups", TOP_GROUPS)
+    return _stats_from(replies[: len(own) - 1], groups, now), replies[len(own) :]
+
+
+def _group_stats(reply: Sequence[Any]) -> list[GroupStats]:
+    out = []
+    for task_type, pending, active, *named in reply:
+        it = iter(named)
+        top = [
+            GroupLoad(group=g, pending=int(p), active=int(a))
+            for g, p, a in zip(it, it, it, strict=True)
+        ]
+        out.append(
+            GroupStats(type=task_type, groups_pending=pending, groups_active=active, top=top)
+        )
+    return sorted(out, key=lambda g: g.type)
+
+
+def _stats_from(replies: Sequence[Any], groups: Sequence[Any], now: int) -> QueueStats:
     """The counters; ``now`` judges which limits still hold tasks back (a claim noted it
     within :data:`HELD_FRESH_MS`)."""
     counts, succeeded, cancelled, expired, workers, held = replies
@@ -866,6 +894,7 @@ def _stats_from(replies: Sequence[Any], now: int) -> QueueStats:
         totals=totals,
         workers=workers,
         held_by_limit=held_by_limit,
+        groups=_group_stats(groups),
     )
 
 

@@ -39,6 +39,7 @@ class Scripts:
     view: Script
     view_by_key: Script
     view_workflow: Script
+    view_groups: Script
     put_schedule: Script
     due_schedules: Script
     fire_schedules: Script

@@ -273,7 +273,8 @@ _TYPE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskSt
 
 
 def stats_views(stats: QueueStats) -> list[View]:
-    """Three tables: tasks by state, live tasks by type, and the lifetime totals."""
+    """Three tables: tasks by state, live tasks by type, and the lifetime totals; a fourth,
+    the top groups by backlog, once a type has grouped tasks."""
     states = Listing(
         ("STATE", "TASKS"),
         [(state_text(state), str(stats.by_state[state])) for state in TaskState],
@@ -315,7 +316,22 @@ def stats_views(stats: QueueStats) -> list[View]:
         empty="nothing yet",
         numeric=frozenset({1}),
     )
-    return [states, types, totals]
+    return [states, types, totals, *([group_listing(stats)] if stats.groups else [])]
+
+
+def group_listing(stats: QueueStats) -> Listing:
+    """The top groups of each grouped task type by backlog (fair share), with how many groups
+    wait and run in all."""
+    rows: list[tuple[Cell, ...]] = []
+    for g in stats.groups:
+        rows.append((g.type, "-", str(g.groups_pending), str(g.groups_active)))
+        rows += [("", t.group, str(t.pending), str(t.active)) for t in g.top]
+    return Listing(
+        ("TYPE", "GROUP", "PENDING", "ACTIVE"),
+        rows,
+        title="top groups by backlog (per type first: how many groups wait, how many run)",
+        numeric=frozenset({2, 3}),
+    )
 
 
 def plugin_listing(specs: Sequence[ProcessorSpec]) -> Listing:

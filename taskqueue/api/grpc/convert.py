@@ -412,6 +412,17 @@ def stats_message(stats: QueueStats) -> pb.QueueStats:
         ],
         totals=dict(stats.totals),
         held_by_limit=dict(stats.held_by_limit),
+        groups=[
+            pb.GroupStats(
+                type=g.type,
+                groups_pending=g.groups_pending,
+                groups_active=g.groups_active,
+                top=[
+                    pb.GroupLoad(group=t.group, pending=t.pending, active=t.active) for t in g.top
+                ],
+            )
+            for g in stats.groups
+        ],
     )
 
 

@@ -402,6 +402,32 @@ class QueueStats(betterproto.Message):
      left them waiting in the last 5 seconds).
     """
 
+    groups: List["GroupStats"] = betterproto.message_field(9)
+    """Per task type with grouped tasks (fair share), by type name."""
+
+
+@dataclass(eq=False, repr=False)
+class GroupStats(betterproto.Message):
+    """The groups of one task type with grouped tasks."""
+
+    type: str = betterproto.string_field(1)
+    groups_pending: int = betterproto.uint64_field(2)
+    groups_active: int = betterproto.uint64_field(3)
+    top: List["GroupLoad"] = betterproto.message_field(4)
+    """
+    The ten groups with the most pending tasks, most first (then, when fewer groups wait,
+     the busiest of the rest by active tasks).
+    """
+
+
+@dataclass(eq=False, repr=False)
+class GroupLoad(betterproto.Message):
+    """One group: its pending (ready) and active tasks."""
+
+    group: str = betterproto.string_field(1)
+    pending: int = betterproto.uint64_field(2)
+    active: int = betterproto.uint64_field(3)
+
 
 @dataclass(eq=False, repr=False)
 class Policy(betterproto.Message):
