@@ -506,6 +506,19 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         ]
         | None
     ) = None
+    group_concurrency: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_CONCURRENCY,
+                description="Most tasks of one group (fair share) of the type running at once "
+                "across every worker; the group's other tasks wait while the other groups take "
+                "their turns. Per task type only.",
+            ),
+        ]
+        | None
+    ) = None
     paused: (
         Annotated[
             bool,

@@ -244,11 +244,12 @@ async def _assert_group_invariants(
     broker: Broker, tasks: dict[str, dict[str, str]], lists: dict[str, list[str]]
 ) -> None:
     """Groups: each (priority, type) of a grouped type has a ring whose members are exactly its
-    groups with pending tasks, and '' when it has pending tasks without a group; a type never
-    grouped has no ring; the per-group counters match a recount of pending and active tasks."""
+    groups with pending tasks and room under the type's group concurrency limit, and '' when
+    it has pending tasks without a group; a type never grouped has no ring; the per-group
+    counters match a recount of pending and active tasks."""
     k = broker.keys
     grouped = set(_pairs(await broker.redis.execute("HGETALL", k.grouped)))
-    types = {f["type"] for f in tasks.values()} | grouped
+    types = sorted({f["type"] for f in tasks.values()} | grouped)
     waiting: dict[tuple[str, str], set[str]] = {}
     pending: dict[str, Counter[str]] = {t: Counter() for t in types}
     active: dict[str, Counter[str]] = {t: Counter() for t in types}
@@ -269,11 +270,19 @@ async def _assert_group_invariants(
     ]
     reads += [("ZRANGE", k.group_pending(t), "0", "-1", "WITHSCORES") for t in types]
     reads += [("ZRANGE", k.group_active(t), "0", "-1", "WITHSCORES") for t in types]
-    replies = iter(await broker.redis.pipeline(reads))
+    reads += [("HGET", k.limits, t) for t in types]
+    read = list(await broker.redis.pipeline(reads))
+    limit_of = {
+        t: int(entry.split()[5]) if entry else 0
+        for t, entry in zip(types, read[len(read) - len(types) :], strict=True)
+    }
+    replies = iter(read)
     for t in types:
         for p in Priority:
             ring = set(next(replies))
             expected = waiting.get((p.value, t), set()) if t in grouped else set()
+            if limit_of[t]:
+                expected = {g for g in expected if not g or active[t][g] < limit_of[t]}
             assert ring == expected, f"ring of {p.value} {t} is {ring}, expected {expected}"
     for counted in (pending, active):
         for t in types:
@@ -294,12 +303,18 @@ async def _assert_limit_invariants(broker: Broker) -> None:
     expected: dict[str, str] = {}
     for task_type in view.task_types:
         p = merged(view.layer("live", task_type), view.layer("config", task_type))
-        if p.rate_limit is None and p.concurrency is None and not p.paused:
+        if (
+            p.rate_limit is None
+            and p.concurrency is None
+            and not p.paused
+            and p.group_concurrency is None
+        ):
             continue
         count, interval = encode_rate(p.rate_limit).split("/") if p.rate_limit else ("0", "0")
         paused = 1 if p.paused else 0
         expected[task_type] = (
             f"{count} {interval} {p.rate_burst or 1} {p.concurrency or 0} {paused}"
+            f" {p.group_concurrency or 0}"
         )
     assert _pairs(limits) == expected, f"limits hash {_pairs(limits)} != policy {expected}"
     assert set(rate) <= set(expected), f"rate state of unlimited types: {set(rate) - set(expected)}"

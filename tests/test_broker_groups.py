@@ -10,7 +10,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.errors import InvalidTaskError
-from taskqueue.models import TaskState
+from taskqueue.models import ClaimedTask, Policy, TaskState
 
 
 async def test_one_groups_backlog_does_not_delay_another_groups_tasks(broker: Broker) -> None:
@@ -171,3 +171,79 @@ async def test_a_queue_without_groups_has_no_group_stats(broker: Broker) -> None
     await submit_many(broker, 3)
 
     assert (await broker.stats()).groups == []
+
+
+# -- a group concurrency limit ----------------------------------------------------------------
+
+
+async def groups_of(broker: Broker, tasks: list[ClaimedTask]) -> Counter[str | None]:
+    return Counter([(await broker.get(t.id)).group for t in tasks])
+
+
+async def test_a_group_concurrency_limit_parks_a_full_group_while_others_take_turns(
+    broker: Broker,
+) -> None:
+    await broker.set_policy(Policy(group_concurrency=2), TYPE)
+    await submit_many(broker, 10, group="a")
+    await submit_many(broker, 10, group="b")
+
+    first = await claim(broker, 10)
+
+    assert await groups_of(broker, first) == {"a": 2, "b": 2}
+    await assert_invariants(broker)
+    assert await claim(broker, 10) == []
+    late = await submit(broker, group="c")  # a group with room still gets its turn
+    assert [t.id for t in await claim(broker, 10)] == [late]
+
+    a_tasks = [t for t in first if (await broker.get(t.id)).group == "a"]
+    a_task = a_tasks[0]
+    await broker.report([succeeded(a_task)])  # one of a's ends: a has room for one more
+    await assert_invariants(broker)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1}
+    await assert_invariants(broker)
+
+
+async def test_a_failed_or_released_task_of_a_full_group_gives_its_room_back(
+    broker: Broker,
+) -> None:
+    await broker.set_policy(Policy(group_concurrency=1), TYPE)
+    ids = await submit_many(broker, 3, group="a", max_retries=3)
+    (running,) = await claim(broker, 3)
+    assert await claim(broker, 3) == []
+
+    await broker.report([failed(running)])  # its retry waits out a backoff: the next one runs
+    await assert_invariants(broker)
+    (second,) = await claim(broker, 3)
+    assert second.id == ids[1]
+    await broker.report([released(second)])  # interrupted: back at the front, run again first
+    await assert_invariants(broker)
+    assert [t.id for t in await claim(broker, 3)] == [ids[1]]
+    await assert_invariants(broker)
+
+
+async def test_changing_the_group_limit_refolds_the_waiting_groups(broker: Broker) -> None:
+    await broker.set_policy(Policy(group_concurrency=1), TYPE)
+    for group in ("a", "b"):
+        await submit_many(broker, 5, group=group)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1, "b": 1}
+
+    await broker.set_policy(Policy(group_concurrency=3), TYPE)
+    await assert_invariants(broker)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 2, "b": 2}
+
+    await broker.set_policy(Policy(group_concurrency=1), TYPE)  # lower than what runs
+    await assert_invariants(broker)
+    assert await claim(broker, 10) == []
+
+    await broker.unset_policy(["group_concurrency"], TYPE)  # no limit: every group runs
+    await assert_invariants(broker)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 2, "b": 2}
+
+
+async def test_tasks_without_a_group_are_not_held_by_the_group_limit(broker: Broker) -> None:
+    await broker.set_policy(Policy(group_concurrency=1), TYPE)
+    await submit_many(broker, 3, group="a")
+    await submit_many(broker, 3)
+
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1, None: 3}
+    await assert_invariants(broker)

@@ -220,6 +220,8 @@ class BrokerMachine(RuleBasedStateMachine):
         #: Each limited type's (spacing ms or None, burst, concurrency or None), and when its
         #: rate lets the next task start (the model of claim.lua's GCRA).
         self.limits: dict[str, tuple[float | None, int, int | None]] = {}
+        #: Each type's group concurrency limit (most active tasks per group), if it has one.
+        self.group_limits: dict[str, int] = {}
         self.next_start: dict[str, float] = {}
         #: Each task's dependents, in the order they were submitted.
         self.dependents: dict[str, list[str]] = {}
@@ -329,6 +331,12 @@ class BrokerMachine(RuleBasedStateMachine):
     @initialize(batch=submissions(3, 12))
     def start_with_a_batch(self, batch: list[SubmissionFields]) -> None:
         self.enqueue(batch)
+
+    @initialize(per_group=st.one_of(st.none(), st.integers(1, 2)))
+    def start_with_a_group_limit(self, per_group: int | None) -> None:
+        """Often a group concurrency limit on one type from the start, so claims meet it."""
+        if per_group is not None:
+            self.set_limits(TYPES[0], None, None, None, per_group)
 
     @rule(batch=submissions(1, 4))
     def enqueue(self, batch: list[SubmissionFields]) -> None:
@@ -465,7 +473,15 @@ class BrokerMachine(RuleBasedStateMachine):
 
         waiting = {q: live(ids) for q, ids in self.queues.items() if q[1] in types and live(ids)}
         budget = {t: self.budget(t) for t in types}
-        claimable = {t: sum(len(ids) for q, ids in waiting.items() if q[1] == t) for t in types}
+        # A group concurrency limit caps each group's share (over all its priorities).
+        room = {(t, g): self.group_room(t, g) for _, t, g in waiting if g}
+        by_group: Counter[tuple[str, str]] = Counter()
+        for (_, t, g), ids in waiting.items():
+            by_group[(t, g)] += len(ids)
+        claimable = {
+            t: sum(min(n, room.get(tg, n)) for tg, n in by_group.items() if tg[0] == t)
+            for t in types
+        }
         assert len(claimed) == min(count, sum(min(budget[t], claimable[t]) for t in types))
         for t in types:
             took = sum(1 for c in claimed if c.type == t)
@@ -475,6 +491,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.next_start[t] = max(self.next_start.get(t, 0), self.now()) + took * spacing
             if took == budget[t]:  # held back: its queues may rightly be passed over
                 waiting = {q: ids for q, ids in waiting.items() if q[1] != t}
+        for (t, g), left in room.items():
+            took = sum(1 for c in claimed if c.type == t and self.tasks[c.id].group == g)
+            assert took <= left, f"group {g} of {t} started {took}, over its room of {left}"
+            if took == left:  # parked at its limit: its queues may rightly be passed over
+                waiting = {q: ids for q, ids in waiting.items() if q[1:] != (t, g)}
         ranks = [PRIORITY_ORDER.index(c.priority) for c in claimed]
         assert ranks == sorted(ranks), "a claim hands out the most urgent tasks first"
         taken: dict[Queue, list[str]] = {}
@@ -520,6 +541,18 @@ class BrokerMachine(RuleBasedStateMachine):
             task.lease_ms = self.now() + LEASE_MS
             assert c.attempt == task.attempt
 
+    def group_room(self, task_type: str, group: str) -> int:
+        """How many more tasks of ``group`` of ``task_type`` its group limit lets start."""
+        limit = self.group_limits.get(task_type)
+        if limit is None:
+            return MAX_TASKS
+        active = sum(
+            1
+            for t in self.tasks.values()
+            if (t.type, t.group, t.state) == (task_type, group, TaskState.ACTIVE)
+        )
+        return max(0, limit - active)
+
     def budget(self, task_type: str) -> int:
         """How many tasks of ``task_type`` its limits let start now."""
         spacing, burst, concurrency = self.limits.get(task_type, (None, 1, None))
@@ -541,12 +574,27 @@ class BrokerMachine(RuleBasedStateMachine):
         rate=st.one_of(st.none(), st.sampled_from(["1/s", "2/s", "1/10s"])),
         burst=st.one_of(st.none(), st.integers(1, 3)),
         concurrency=st.one_of(st.none(), st.integers(1, 3)),
+        per_group=st.one_of(st.none(), st.integers(1, 2)),
     )
     def set_limits(
-        self, task_type: str, rate: str | None, burst: int | None, concurrency: int | None
+        self,
+        task_type: str,
+        rate: str | None,
+        burst: int | None,
+        concurrency: int | None,
+        per_group: int | None,
     ) -> None:
-        policy = Policy(rate_limit=rate, rate_burst=burst, concurrency=concurrency)
+        policy = Policy(
+            rate_limit=rate,
+            rate_burst=burst,
+            concurrency=concurrency,
+            group_concurrency=per_group,
+        )
         self.run(lambda: self.broker.set_policy(policy, task_type, replace=True))
+        if per_group is None:
+            self.group_limits.pop(task_type, None)
+        else:
+            self.group_limits[task_type] = per_group
         if rate is None and concurrency is None:
             self.limits.pop(task_type, None)
             self.next_start.pop(task_type, None)

@@ -110,3 +110,36 @@ async def test_metrics_name_only_the_top_ten_groups(broker: Broker) -> None:
     assert len(named) == 10
     assert f'taskqueue_group_pending{{group="tenant-199",type="{TYPE}"}} 200.0' in text
     assert f'taskqueue_groups{{state="pending",type="{TYPE}"}} 200.0' in text
+
+
+async def test_a_group_limit_is_set_per_type_over_rest_and_grpc(redis_url: str) -> None:
+    async with grpc_server(redis_url) as grpc:
+
+        async def use(stub: TaskQueueStub) -> None:
+            live = pb.Policy(group_concurrency=2)
+            scope = await stub.set_policy(pb.SetPolicyRequest(type="tenant.job", live=live))
+            assert scope.effective.group_concurrency == 2
+            with pytest.raises(GRPCError) as invalid:
+                await stub.set_policy(
+                    pb.SetPolicyRequest(type="tenant.job", live=pb.Policy(group_concurrency=0))
+                )
+            assert invalid.value.status is Status.INVALID_ARGUMENT
+            assert "live.group_concurrency" in (invalid.value.message or "")
+
+        await grpc_call(grpc.h2c, use)
+
+    async with api_server(redis_url) as server, server.client() as client:
+        shown = (await client.get("/api/v1/policy/tenant.job")).json()
+        assert shown["live"] == {"group_concurrency": 2}
+        refused = await client.put("/api/v1/policy", json={"group_concurrency": 3})
+        assert refused.status_code == 422, refused.text
+        assert problem(refused)["field"] == "group_concurrency", refused.text
+        changed = await client.put("/api/v1/policy/tenant.job", json={"group_concurrency": 1})
+        assert changed.status_code == 200, changed.text
+
+        broker = server.broker
+        await broker.enqueue_many(
+            [Submission(type="tenant.job", group=g) for g in ("a", "b") for _ in range(3)]
+        )
+        claimed = await broker.claim("w1", ["tenant.job"], 6)
+        assert sorted([(await broker.get(t.id)).group or "" for t in claimed]) == ["a", "b"]

@@ -175,3 +175,14 @@ def test_submit_wait_ends_when_no_worker_serves_the_type(daemon: Daemon) -> None
     assert warning.startswith("warning: no live worker serves task type")
     assert error.startswith("taskqueue: no worker serves this type: ")
     assert TYPO in error
+
+
+def test_policy_set_takes_a_group_limit_and_the_clients_read_it(
+    daemon: Daemon, redis_server: EmbeddedRedis
+) -> None:
+    changed = daemon.run("policy", "set", "--type", "grouped.cli", "group_concurrency=3")
+    assert changed.code == 0, changed
+    with SyncClient(redis_server.url, settings=settings()) as sync:
+        assert sync.policy().effective("grouped.cli").group_concurrency == 3
+    refused = daemon.run("policy", "set", "group_concurrency=3")
+    assert refused.code != 0 and "per task type" in refused.error, refused

@@ -46,6 +46,7 @@ LIMIT_NAMES: Final[dict[str, str]] = {
     "rate_burst": "rate_burst",
     "concurrency": "concurrency",
     "paused": "paused",
+    "group_concurrency": "group_concurrency",
 }
 #: The settings finish.lua reads, when an attempt's report needs them (see policy_setting in
 #: _lib.lua): nothing to resolve per submission or per claim.

@@ -190,6 +190,7 @@ def policy(message: pb.Policy) -> Policy:
         "rate_burst": message.rate_burst,
         "concurrency": message.concurrency,
         "paused": message.paused,
+        "group_concurrency": message.group_concurrency,
         "unique": message.unique,
         "max_snoozes": message.max_snoozes,
     }
@@ -286,6 +287,7 @@ def policy_message(p: Policy) -> pb.Policy:
         rate_burst=p.rate_burst,
         concurrency=p.concurrency,
         paused=p.paused,
+        group_concurrency=p.group_concurrency,
         unique=p.unique,
         max_snoozes=p.max_snoozes,
     )

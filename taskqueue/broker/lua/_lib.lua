@@ -121,7 +121,7 @@ local function flush()
   if #freed > 0 then
     local limits = redis.call('HMGET', K_LIMITS, unpack(freed))
     for i, ttype in ipairs(freed) do
-      if limits[i] and string.match(limits[i], ' (%d+) [01]$') ~= '0' then
+      if limits[i] and string.match(limits[i], '^%d+ %d+ %d+ (%d+) ') ~= '0' then
         woken[ttype] = true
       end
     end
@@ -156,7 +156,11 @@ end
 -- and claims and submits of it do what they did before groups existed.
 -- K_GROUP_PENDING(type) and K_GROUP_ACTIVE(type) count each group's pending and active tasks
 -- for stats (top groups by backlog) and limits; group_counts collects their changes and
--- flush() writes them.
+-- flush() writes them. A type's group concurrency limit (the last field of its K_LIMITS entry)
+-- parks a group that has as many active tasks as it allows: it leaves the rings, keeping its
+-- lists, and joins them again when one of its tasks stops being active. So the ring's members
+-- are the groups with pending tasks and room to start one, and a claim never walks past a
+-- parked group.
 
 local grouped_type = {}  -- type -> whether K_GROUPED has it, as read (or written) by this script
 
@@ -178,12 +182,52 @@ local function count_group(key, group, n)
   changes[group] = (changes[group] or 0) + n
 end
 
+local group_limits = {}  -- type -> most active tasks per group (0: no limit), as read
+
+local function group_limit(ttype)
+  local limit = group_limits[ttype]
+  if limit == nil then
+    local limits = redis.call('HGET', K_LIMITS, ttype)
+    limit = limits and tonumber(string.match(limits, '^%d+ %d+ %d+ %d+ [01] (%d+)$')) or 0
+    group_limits[ttype] = limit
+  end
+  return limit
+end
+
+-- The active tasks of `group` now: as stored, with this script's changes not yet flushed.
+local function group_active(ttype, group)
+  local key = key_group_active(ttype)
+  local changes = group_counts[key]
+  return tonumber(redis.call('ZSCORE', key, group) or 0) + (changes and changes[group] or 0)
+end
+
+-- How many more tasks of `group` may start (math.huge: no limit).
+local function group_room(ttype, group)
+  local limit = group_limit(ttype)
+  if limit == 0 then
+    return math.huge
+  end
+  return limit - group_active(ttype, group)
+end
+
+-- Take `group`, at its type's group concurrency limit, out of the rings of every priority.
+local function park_group(ttype, group)
+  for _, priority in ipairs(PRIORITIES) do
+    redis.call('ZREM', key_ring(priority, ttype), group)
+  end
+end
+
 -- The list a pending task of `group` (false or '': none) waits in.
 local function queue_of(priority, ttype, group)
   if group and group ~= '' then
     return key_group_ready(priority, ttype, group)
   end
   return key_ready(priority, ttype)
+end
+
+-- Whether the list `queue` holds tasks, counting those this script pushes.
+local function has_queued(queue)
+  return pushes[queue] or fronts[queue] or redis.call('LLEN', queue) > 0
 end
 
 -- Put `member` in the ring of (priority, type) unless it is there: it joins at the lowest turn,
@@ -204,8 +248,7 @@ local function mark_grouped(ttype)
   grouped_type[ttype] = true
   redis.call('HSET', K_GROUPED, ttype, 1)
   for _, priority in ipairs(PRIORITIES) do
-    local plain = key_ready(priority, ttype)
-    if pushes[plain] or fronts[plain] or redis.call('LLEN', plain) > 0 then
+    if has_queued(key_ready(priority, ttype)) then
       join_ring(priority, ttype, '')
     end
   end
@@ -227,7 +270,9 @@ local function make_ready(id, priority, ttype, now, front, fields, group)
   append(front and fronts or pushes, queue_of(priority, ttype, group), id)
   if group then
     mark_grouped(ttype)
-    join_ring(priority, ttype, group)
+    if group_room(ttype, group) > 0 then
+      join_ring(priority, ttype, group)
+    end
     count_group(key_group_pending(ttype), group, 1)
   elseif is_grouped(ttype) then
     join_ring(priority, ttype, '')
@@ -238,11 +283,20 @@ local function make_ready(id, priority, ttype, now, front, fields, group)
   event(id, ttype, S_PENDING)
 end
 
--- A task of `group` (false: none) leaves the active state.
+-- A task of `group` (false: none) leaves the active state. A group that was parked at its
+-- limit (see groups, above) joins the rings of its priorities with pending tasks again.
 local function leave_active(priority, ttype, group)
   count_state(S_ACTIVE, priority, ttype, -1)
   if group then
     count_group(key_group_active(ttype), group, -1)
+    if group_room(ttype, group) == 1 then
+      for _, p in ipairs(PRIORITIES) do
+        if has_queued(key_group_ready(p, ttype, group)) then
+          join_ring(p, ttype, group)
+          woken[ttype] = true
+        end
+      end
+    end
   end
 end
 

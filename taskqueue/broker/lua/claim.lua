@@ -14,7 +14,8 @@
 -- queues: a rate limit lets one start every interval/count ms, up to `burst` at once (GCRA:
 -- K_RATE holds when the next may start), a concurrency limit as many as its active count
 -- leaves room for; a paused type none. A type held back is noted in K_HELD for stats and
--- metrics.
+-- metrics. A group concurrency limit parks a group with as many active tasks as it allows
+-- (see _lib.lua: groups), so the rings hold only groups with room.
 -- A task taken off a queue past its deadline is not leased: it ends expired, and the claim
 -- goes on to the next one (up to MAX_EXPIRED of them; past that, workers are woken to claim
 -- again).
@@ -41,7 +42,7 @@ for i = 1, #ARGV - 5 do
   if limits[i] then
     local ttype = ARGV[i + 5]
     local count, interval, burst, concurrency, paused =
-      string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+) ([01])$')
+      string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+) ([01])')
     count, burst, concurrency = tonumber(count), tonumber(burst), tonumber(concurrency)
     local allowed, why = wanted, nil
     if paused == '1' then
@@ -151,7 +152,7 @@ end
 -- Up to `n` tasks of a grouped type, taking turns: the ring's members with the lowest turns
 -- (at most n of them, so the cost grows with log(groups), not with groups) share the claim
 -- evenly, each FIFO within its group, and move on by what they took; a member whose list
--- runs dry leaves the ring.
+-- runs dry, or a group that reaches its type's group concurrency limit, leaves the ring.
 local function take_fair(priority, ttype, n)
   local ring = key_ring(priority, ttype)
   local started = 0
@@ -168,10 +169,13 @@ local function take_fair(priority, ttype, n)
       local member, turn = members[j], tonumber(members[j + 1])
       local group = member ~= '' and member or false
       local queue = queue_of(priority, ttype, group)
-      local want = math.min(share, n)
-      local ids = redis.call('LPOP', queue, want) or {}
+      local room = group and group_room(ttype, group) or math.huge
+      local want = math.min(share, n, room)
+      local ids = want > 0 and redis.call('LPOP', queue, want) or {}
       local leased = #ids > 0 and lease(ids, priority, ttype, group) or 0
-      if #ids < want or redis.call('LLEN', queue) == 0 then
+      if room - leased <= 0 then
+        park_group(ttype, group)  -- at its limit: out of every priority's ring
+      elseif #ids < want or redis.call('LLEN', queue) == 0 then
         redis.call('ZREM', ring, member)
       else
         redis.call('ZADD', ring, 'XX', turn + #ids, member)

@@ -1,12 +1,31 @@
 -- Write settings of one policy layer (see taskqueue/broker/policy.py) in one atomic step, and
 -- fold the limits of each task type it touches, live over config, into K_LIMITS: the one hash
--- claim.lua reads, "count interval_ms burst concurrency paused" per limited type (0: no such
--- limit; paused 1 or 0). The workers are woken for those types: a limit lifted frees tasks.
+-- claim.lua reads, "count interval_ms burst concurrency paused group_concurrency" per limited
+-- type (0: no such limit; paused 1 or 0). The workers are woken for those types: a limit
+-- lifted frees tasks. A type whose group concurrency changes has its rings refolded: each
+-- group with pending tasks is in them exactly when it has room (see _lib.lua: groups), which
+-- reads every waiting group of the type once.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  the layer: 'live' or 'config'
 -- ARGV[2..] field, value pairs; an empty value deletes the field
 -- Returns: the number of fields written or deleted
 local key = ARGV[1] == 'live' and K_POLICY_LIVE or K_POLICY_CONFIG
+
+-- Put the groups of `ttype` with pending tasks in its rings, or take them out, by whether
+-- `limit` (0: none) leaves them room to start one more.
+local function refold_groups(ttype, limit)
+  local active_key = key_group_active(ttype)
+  for _, group in ipairs(redis.call('ZRANGE', key_group_pending(ttype), 0, -1)) do
+    local room = limit == 0 or tonumber(redis.call('ZSCORE', active_key, group) or 0) < limit
+    for _, priority in ipairs(PRIORITIES) do
+      if not room then
+        redis.call('ZREM', key_ring(priority, ttype), group)
+      elseif redis.call('LLEN', key_group_ready(priority, ttype, group)) > 0 then
+        join_ring(priority, ttype, group)
+      end
+    end
+  end
+end
 local sets, dels = {}, {}
 local limited = {}
 local is_limit = {}
@@ -43,12 +62,17 @@ for ttype in pairs(limited) do
   local burst = live[2] or config[2] or '1'
   local concurrency = live[3] or config[3] or '0'
   local paused = live[4] or config[4] or '0'
-  if rate or concurrency ~= '0' or paused == '1' then
+  local per_group = live[5] or config[5] or '0'
+  local before = redis.call('HGET', K_LIMITS, ttype)
+  if (before and string.match(before, '^%d+ %d+ %d+ %d+ [01] (%d+)$') or '0') ~= per_group then
+    refold_groups(ttype, tonumber(per_group))
+  end
+  if rate or concurrency ~= '0' or paused == '1' or per_group ~= '0' then
     local count, interval = '0', '0'
     if rate then
       count, interval = string.match(rate, '^(%d+)/(%d+)$')
     end
-    redis.call('HSET', K_LIMITS, ttype, table.concat({count, interval, burst, concurrency, paused}, ' '))
+    redis.call('HSET', K_LIMITS, ttype, table.concat({count, interval, burst, concurrency, paused, per_group}, ' '))
     if not rate then
       redis.call('HDEL', K_RATE, ttype)  -- a rate set again later starts afresh
     end

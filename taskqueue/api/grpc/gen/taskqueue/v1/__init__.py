@@ -469,6 +469,11 @@ class Policy(betterproto.Message):
      more dead-letters it.
     """
 
+    group_concurrency: Optional[int] = betterproto.uint64_field(14, optional=True)
+    """
+    Most tasks of one group (fair share) of the type running at once, across every worker.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class PolicyScope(betterproto.Message):
