@@ -1,6 +1,11 @@
 """Broker throughput: enqueue N tasks in batches, then claim-and-complete them in batches.
 
-    ./dev python bench/broker.py [--tasks 20000] [--batch 100] [--lanes 1 2] [--redis-url URL]
+    ./dev python bench/broker.py [--tasks 20000] [--batch 100] [--lanes 1 2] [--groups N]
+                                 [--redis-url URL]
+
+``--groups N`` spreads the tasks over N fair-share groups (task i in group i mod N), so the
+claims take turns across them; without it no task has a group and claims run as if groups
+did not exist.
 
 Without ``--redis-url`` it starts a private redis-server (the same helper as ``taskqueue run``)
 so the figures do not depend on what else uses the machine's Redis.
@@ -20,13 +25,16 @@ from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import Redis
 
 
-async def run(url: str, tasks: int, batch: int, lanes: int) -> None:
+async def run(url: str, tasks: int, batch: int, lanes: int, groups: int) -> None:
     """Each phase runs ``lanes`` batches at once on their own connections, so Python builds
     one batch while Redis runs another (lanes=1: strictly one round trip after the other)."""
     redis = Redis.from_url(url)
     await redis.execute("FLUSHDB")
     broker = Broker(redis)
-    submissions = [Submission(type="noop", payload={"n": i}) for i in range(tasks)]
+    submissions = [
+        Submission(type="noop", payload={"n": i}, group=f"g{i % groups}" if groups else None)
+        for i in range(tasks)
+    ]
     batches = [submissions[i : i + batch] for i in range(0, tasks, batch)]
 
     async def enqueue_lane(lane: int) -> None:
@@ -60,6 +68,8 @@ async def run(url: str, tasks: int, batch: int, lanes: int) -> None:
     stats = await broker.stats()
     assert stats.totals.get("succeeded") == tasks, stats.totals
     where = f"{tasks} tasks, batches of {batch}, {lanes} lane{'s' if lanes > 1 else ''}"
+    if groups:
+        where += f", {groups:,} groups"
     print(f"enqueue            {tasks / enqueue_s:>9,.0f} tasks/s  ({where})")
     print(f"claim + complete   {tasks / process_s:>9,.0f} tasks/s  ({where})")
     await redis.aclose()
@@ -70,12 +80,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--lanes", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--groups", type=int, default=0, help="fair-share groups (0: none)")
     parser.add_argument("--redis-url")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         url = args.redis_url or stack.enter_context(EmbeddedRedis(persistent=False)).url
         for lanes in args.lanes:
-            trio.run(run, url, args.tasks, args.batch, lanes)
+            trio.run(run, url, args.tasks, args.batch, lanes, args.groups)
 
 
 if __name__ == "__main__":

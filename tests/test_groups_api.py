@@ -10,6 +10,7 @@ from grpc_helpers import grpc_call, grpc_server
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from taskqueue import Client, SyncClient
 from taskqueue.api.grpc import TaskQueueStub, pb
 from taskqueue.broker import Broker, Submission
 from taskqueue.metrics import Metrics
@@ -143,3 +144,11 @@ async def test_a_group_limit_is_set_per_type_over_rest_and_grpc(redis_url: str) 
         )
         claimed = await broker.claim("w1", ["tenant.job"], 6)
         assert sorted([(await broker.get(t.id)).group or "" for t in claimed]) == ["a", "b"]
+
+
+async def test_both_python_clients_submit_to_a_group(redis_url: str) -> None:
+    async with Client(redis_url) as client:
+        submitted = await client.submit(TYPE, {"n": 1}, group="acme")
+        assert (await client.get(submitted.id)).group == "acme"
+    with SyncClient(redis_url) as sync:
+        assert sync.get(sync.submit(TYPE, group="globex").id).group == "globex"
