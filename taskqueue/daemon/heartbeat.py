@@ -54,6 +54,10 @@ class Heartbeat:
         self.started_ms = wall_clock_ms()
         self.instance = this_instance()
         self.beats = 0
+        #: Held by a beat in flight and by deregister(): a beat Redis runs after the
+        #: deregistration would register this worker again, as a worker that never beats.
+        self._turn = trio.Lock()
+        self.deregistered = False
 
     def info(self) -> WorkerInfo:
         c = self.consumer
@@ -91,19 +95,25 @@ class Heartbeat:
         started = False
         while True:
             async with guard:
-                if not started:
-                    # Submissions of our types that leave a field unset get these (unless an
-                    # operator set them live); the beat then marks the types served.
-                    await self.broker.set_type_policies(self.type_policies)
-                await self.beat()
+                async with self._turn:
+                    if self.deregistered:
+                        break
+                    if not started:
+                        # Submissions of our types that leave a field unset get these (unless
+                        # an operator set them live); the beat then marks the types served.
+                        await self.broker.set_type_policies(self.type_policies)
+                    await self.beat()
                 guard.succeeded()
                 if not started:
                     started = True
                     task_status.started()
                 await trio.sleep(self.interval)
+        await trio.sleep_forever()  # deregistered: until the daemon's nursery is cancelled
 
     async def deregister(self) -> None:
         """Remove the registration, so ``workers`` stops listing this worker at once."""
         with trio.move_on_after(5):
-            async with RedisGuard(self.health):
-                await self.broker.deregister(self.consumer.worker_id)
+            async with self._turn:
+                self.deregistered = True
+                async with RedisGuard(self.health):
+                    await self.broker.deregister(self.consumer.worker_id)
