@@ -519,6 +519,20 @@ class Policy(Struct, kw_only=True, frozen=True, omit_defaults=True, forbid_unkno
         ]
         | None
     ) = None
+    group_rate_limit: (
+        Annotated[
+            str,
+            Meta(
+                pattern=RATE_PATTERN,
+                description="Most tasks of one group (fair share) of the type started per "
+                "interval across every worker, e.g. `10/min`: evenly spaced, one at a time. A "
+                "group over it rests while the other groups take their turns. Per task type "
+                "only.",
+                examples=["10/min"],
+            ),
+        ]
+        | None
+    ) = None
     paused: (
         Annotated[
             bool,

@@ -89,7 +89,8 @@ async def assert_invariants(broker: Broker) -> None:
     ready_prefix = prefix + LAYOUT["ready"].split("{", 1)[0]
     group_ready_prefix = prefix + LAYOUT["group_ready"].split("{", 1)[0]
     group_zset_prefixes = tuple(
-        prefix + LAYOUT[name].split("{", 1)[0] for name in ("ring", "group_pending", "group_active")
+        prefix + LAYOUT[name].split("{", 1)[0]
+        for name in ("ring", "group_pending", "group_active", "group_resting")
     )
     schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
 
@@ -245,8 +246,9 @@ async def _assert_group_invariants(
 ) -> None:
     """Groups: each (priority, type) of a grouped type has a ring whose members are exactly its
     groups with pending tasks and room under the type's group concurrency limit, and '' when
-    it has pending tasks without a group; a type never grouped has no ring; the per-group
-    counters match a recount of pending and active tasks."""
+    it has pending tasks without a group, less the groups resting under its group rate limit; a
+    type never grouped has no ring; the per-group counters match a recount of pending and
+    active tasks."""
     k = broker.keys
     grouped = set(_pairs(await broker.redis.execute("HGETALL", k.grouped)))
     types = sorted({f["type"] for f in tasks.values()} | grouped)
@@ -270,12 +272,14 @@ async def _assert_group_invariants(
     ]
     reads += [("ZRANGE", k.group_pending(t), "0", "-1", "WITHSCORES") for t in types]
     reads += [("ZRANGE", k.group_active(t), "0", "-1", "WITHSCORES") for t in types]
+    reads += [("ZRANGE", k.group_resting(t), "0", "-1") for t in types]
     reads += [("HGET", k.limits, t) for t in types]
     read = list(await broker.redis.pipeline(reads))
     limit_of = {
         t: int(entry.split()[5]) if entry else 0
         for t, entry in zip(types, read[len(read) - len(types) :], strict=True)
     }
+    resting = dict(zip(types, map(set, read[-2 * len(types) : -len(types)]), strict=True))
     replies = iter(read)
     for t in types:
         for p in Priority:
@@ -283,6 +287,7 @@ async def _assert_group_invariants(
             expected = waiting.get((p.value, t), set()) if t in grouped else set()
             if limit_of[t]:
                 expected = {g for g in expected if not g or active[t][g] < limit_of[t]}
+            expected -= resting[t]
             assert ring == expected, f"ring of {p.value} {t} is {ring}, expected {expected}"
     for counted in (pending, active):
         for t in types:
@@ -308,13 +313,15 @@ async def _assert_limit_invariants(broker: Broker) -> None:
             and p.concurrency is None
             and not p.paused
             and p.group_concurrency is None
+            and p.group_rate_limit is None
         ):
             continue
         count, interval = encode_rate(p.rate_limit).split("/") if p.rate_limit else ("0", "0")
         paused = 1 if p.paused else 0
+        group_rate = encode_rate(p.group_rate_limit) if p.group_rate_limit else "0/0"
         expected[task_type] = (
             f"{count} {interval} {p.rate_burst or 1} {p.concurrency or 0} {paused}"
-            f" {p.group_concurrency or 0}"
+            f" {p.group_concurrency or 0} {group_rate.replace('/', ' ')}"
         )
     assert _pairs(limits) == expected, f"limits hash {_pairs(limits)} != policy {expected}"
     assert set(rate) <= set(expected), f"rate state of unlimited types: {set(rate) - set(expected)}"

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from broker_helpers import TYPE, claim, failed, released, submit, submit_many, succeeded
+from conftest import FakeClock
 from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
@@ -247,3 +248,81 @@ async def test_tasks_without_a_group_are_not_held_by_the_group_limit(broker: Bro
 
     assert await groups_of(broker, await claim(broker, 10)) == {"a": 1, None: 3}
     await assert_invariants(broker)
+
+
+async def test_a_group_rate_limit_spaces_each_groups_starts(
+    broker: Broker, clock: FakeClock
+) -> None:
+    await broker.set_policy(Policy(group_rate_limit="2/s"), TYPE)  # one every 500 ms
+    await submit_many(broker, 3, group="a")
+    await submit_many(broker, 3, group="b")
+
+    first = await broker.claim_batch("w", [TYPE], 10)
+    assert await groups_of(broker, first.tasks) == {"a": 1, "b": 1}
+    assert first.held_until_ms == clock() + 500  # fewer than asked: when to come back
+    await assert_invariants(broker)
+
+    clock.advance(ms=499)
+    held = await broker.claim_batch("w", [TYPE], 10)
+    assert held.tasks == []
+    assert held.held_until_ms == clock() + 1
+    clock.advance(ms=1)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1, "b": 1}
+    await assert_invariants(broker)
+
+
+async def test_a_resting_group_does_not_hold_back_the_others(
+    broker: Broker, clock: FakeClock
+) -> None:
+    await broker.set_policy(Policy(group_rate_limit="1/min"), TYPE)
+    await submit_many(broker, 5, group="a")
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1}
+
+    await submit_many(broker, 2, group="b")  # b joins while a rests
+    await submit_many(broker, 2)  # tasks without a group are not rate limited per group
+    assert await groups_of(broker, await claim(broker, 10)) == {"b": 1, None: 2}
+    await assert_invariants(broker)
+    await submit(broker, group="a")  # a submission does not end a rest
+    assert await claim(broker, 10) == []
+    clock.advance(60)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 1, "b": 1}
+    await assert_invariants(broker)
+
+
+async def test_lifting_the_group_rate_limit_lets_the_resting_groups_back(
+    broker: Broker,
+) -> None:
+    await broker.set_policy(Policy(group_rate_limit="1/h", group_concurrency=5), TYPE)
+    await submit_many(broker, 4, group="a")
+    assert len(await claim(broker, 10)) == 1
+
+    await broker.set_policy(Policy(group_rate_limit="1/min"), TYPE)  # still resting
+    await assert_invariants(broker)
+    assert await claim(broker, 10) == []
+    await broker.unset_policy(["group_rate_limit"], TYPE)
+    await assert_invariants(broker)
+    assert await groups_of(broker, await claim(broker, 10)) == {"a": 3}
+
+
+async def test_a_resting_group_at_its_concurrency_limit_waits_for_both(
+    broker: Broker, clock: FakeClock
+) -> None:
+    await broker.set_policy(Policy(group_rate_limit="1/s", group_concurrency=1), TYPE)
+    await submit_many(broker, 3, group="a")
+    (running,) = await claim(broker, 10)
+    clock.advance(1)
+    assert await claim(broker, 10) == []  # rested enough, but its one slot is taken
+    await assert_invariants(broker)
+    await broker.report([succeeded(running)])
+    await assert_invariants(broker)
+    assert len(await claim(broker, 10)) == 1
+    await broker.report([succeeded(running)])  # stale: changes nothing
+    assert await claim(broker, 10) == []  # a slot free, but resting again
+    await assert_invariants(broker)
+
+
+@pytest.mark.parametrize("rate", ["", "10", "0/s", "1/0s", "1/2d"])
+async def test_a_bad_group_rate_limit_is_refused(broker: Broker, rate: str) -> None:
+    with pytest.raises(InvalidTaskError) as refused:
+        await broker.set_policy(Policy(group_rate_limit=rate), TYPE)
+    assert refused.value.field == "group_rate_limit"

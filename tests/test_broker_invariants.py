@@ -222,6 +222,10 @@ class BrokerMachine(RuleBasedStateMachine):
         self.limits: dict[str, tuple[float | None, int, int | None]] = {}
         #: Each type's group concurrency limit (most active tasks per group), if it has one.
         self.group_limits: dict[str, int] = {}
+        #: Each type's group rate limit (ms between a group's starts), if it has one, and
+        #: until when each group that started a task under it rests.
+        self.group_spacing: dict[str, float] = {}
+        self.resting: dict[tuple[str, str], float] = {}
         self.next_start: dict[str, float] = {}
         #: Each task's dependents, in the order they were submitted.
         self.dependents: dict[str, list[str]] = {}
@@ -332,11 +336,14 @@ class BrokerMachine(RuleBasedStateMachine):
     def start_with_a_batch(self, batch: list[SubmissionFields]) -> None:
         self.enqueue(batch)
 
-    @initialize(per_group=st.one_of(st.none(), st.integers(1, 2)))
-    def start_with_a_group_limit(self, per_group: int | None) -> None:
-        """Often a group concurrency limit on one type from the start, so claims meet it."""
-        if per_group is not None:
-            self.set_limits(TYPES[0], None, None, None, per_group)
+    @initialize(
+        per_group=st.one_of(st.none(), st.integers(1, 2)),
+        group_rate=st.one_of(st.none(), st.sampled_from(["1/s", "1/10s"])),
+    )
+    def start_with_a_group_limit(self, per_group: int | None, group_rate: str | None) -> None:
+        """Often group limits on one type from the start, so claims meet them."""
+        if per_group is not None or group_rate is not None:
+            self.set_limits(TYPES[0], None, None, None, per_group, group_rate)
 
     @rule(batch=submissions(1, 4))
     def enqueue(self, batch: list[SubmissionFields]) -> None:
@@ -496,6 +503,8 @@ class BrokerMachine(RuleBasedStateMachine):
             assert took <= left, f"group {g} of {t} started {took}, over its room of {left}"
             if took == left:  # parked at its limit: its queues may rightly be passed over
                 waiting = {q: ids for q, ids in waiting.items() if q[1:] != (t, g)}
+            if took and t in self.group_spacing:  # resting until its next start is due
+                self.resting[(t, g)] = now + self.group_spacing[t]
         ranks = [PRIORITY_ORDER.index(c.priority) for c in claimed]
         assert ranks == sorted(ranks), "a claim hands out the most urgent tasks first"
         taken: dict[Queue, list[str]] = {}
@@ -542,16 +551,19 @@ class BrokerMachine(RuleBasedStateMachine):
             assert c.attempt == task.attempt
 
     def group_room(self, task_type: str, group: str) -> int:
-        """How many more tasks of ``group`` of ``task_type`` its group limit lets start."""
+        """How many more tasks of ``group`` of ``task_type`` its group limits let start."""
+        if task_type in self.group_spacing and self.resting.get((task_type, group), 0) > self.now():
+            return 0
+        rated = 1 if task_type in self.group_spacing else MAX_TASKS
         limit = self.group_limits.get(task_type)
         if limit is None:
-            return MAX_TASKS
+            return rated
         active = sum(
             1
             for t in self.tasks.values()
             if (t.type, t.group, t.state) == (task_type, group, TaskState.ACTIVE)
         )
-        return max(0, limit - active)
+        return min(rated, max(0, limit - active))
 
     def budget(self, task_type: str) -> int:
         """How many tasks of ``task_type`` its limits let start now."""
@@ -575,6 +587,7 @@ class BrokerMachine(RuleBasedStateMachine):
         burst=st.one_of(st.none(), st.integers(1, 3)),
         concurrency=st.one_of(st.none(), st.integers(1, 3)),
         per_group=st.one_of(st.none(), st.integers(1, 2)),
+        group_rate=st.one_of(st.none(), st.sampled_from(["1/s", "2/s", "1/10s"])),
     )
     def set_limits(
         self,
@@ -583,18 +596,25 @@ class BrokerMachine(RuleBasedStateMachine):
         burst: int | None,
         concurrency: int | None,
         per_group: int | None,
+        group_rate: str | None = None,
     ) -> None:
         policy = Policy(
             rate_limit=rate,
             rate_burst=burst,
             concurrency=concurrency,
             group_concurrency=per_group,
+            group_rate_limit=group_rate,
         )
         self.run(lambda: self.broker.set_policy(policy, task_type, replace=True))
         if per_group is None:
             self.group_limits.pop(task_type, None)
         else:
             self.group_limits[task_type] = per_group
+        if group_rate is None:  # the resting groups come back at once
+            self.group_spacing.pop(task_type, None)
+            self.resting = {tg: until for tg, until in self.resting.items() if tg[0] != task_type}
+        else:
+            self.group_spacing[task_type] = parse_rate(group_rate).spacing_ms
         if rate is None and concurrency is None:
             self.limits.pop(task_type, None)
             self.next_start.pop(task_type, None)

@@ -100,9 +100,9 @@ async def test_limits_resolve_live_over_config_and_go_when_unset(
 ) -> None:
     await broker.set_type_policies({"t": Policy(concurrency=2, rate_limit="5/s")})
     await broker.set_policy(Policy(concurrency=4), "t")
-    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 4 0 0"
+    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 4 0 0 0 0"
     await broker.unset_policy(["concurrency"], "t")
-    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 2 0 0"
+    assert await redis.execute("HGET", broker.keys.limits, "t") == "5 1000 1 2 0 0 0 0"
     await broker.set_type_policies({"t": Policy()})  # the config no longer limits it
     assert await redis.execute("HGET", broker.keys.limits, "t") is None
     view = await broker.policy()

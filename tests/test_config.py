@@ -594,3 +594,13 @@ def test_a_bad_schedule_in_the_file_says_which_and_why(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write_toml(tmp_path, text), env={})
+
+
+def test_a_limits_table_takes_group_limits_and_refuses_a_bad_rate(tmp_path: Path) -> None:
+    table = '[limits."tenant.job"]\ngroup_concurrency = 2\ngroup_rate_limit = "10/min"\n'
+    config = load_config(write_toml(tmp_path, table))
+    limits = config.limits["tenant.job"]
+    assert (limits.group_concurrency, limits.group_rate_limit) == (2, "10/min")
+    bad = write_toml(tmp_path, '[limits."tenant.job"]\ngroup_rate_limit = "1/0s"\n')
+    with pytest.raises(ConfigError, match=r"limits\.tenant\.job: group_rate_limit: '1/0s'"):
+        load_config(bad)

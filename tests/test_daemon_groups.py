@@ -145,3 +145,27 @@ async def test_a_groups_urgent_task_runs_before_another_groups_backlog(
 
     starts = [group for event, group, _ in journal_of(journal) if event == "start"]
     assert starts == ["A"] + ["B"] * 50
+
+
+async def test_a_group_rate_limit_spaces_each_groups_starts_across_two_workers(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    broker = Broker(redis)
+    journal = tmp_path / "journal"
+    journal.touch()
+    await broker.set_policy(Policy(group_rate_limit="10/s"), TYPE)  # 100 ms apart per group
+    groups = [f"tenant-{n}" for n in range(3)]
+    async with AsyncExitStack() as stack:
+        await start_workers(stack, tmp_path, redis_url, broker, 2)
+        for group in groups:
+            await submit_group(broker, journal, group, 5)
+        await wait_for_count(broker, TaskState.SUCCEEDED, 15, within=60)
+        await assert_invariants(broker)
+
+    starts = [(group, at) for event, group, at in journal_of(journal) if event == "start"]
+    for group in groups:
+        times = [at for g, at in starts if g == group]
+        assert len(times) == 5
+        # Five claims at least 100 ms apart span 400 ms; the journal notes each a little after
+        # its claim, so allow the first note up to 100 ms of lateness.
+        assert times[-1] - times[0] >= 0.3, (group, times)

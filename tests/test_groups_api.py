@@ -152,3 +152,37 @@ async def test_both_python_clients_submit_to_a_group(redis_url: str) -> None:
         assert (await client.get(submitted.id)).group == "acme"
     with SyncClient(redis_url) as sync:
         assert sync.get(sync.submit(TYPE, group="globex").id).group == "globex"
+
+
+async def test_a_group_rate_limit_is_set_per_type_over_rest_and_grpc(redis_url: str) -> None:
+    async with grpc_server(redis_url) as grpc:
+
+        async def use(stub: TaskQueueStub) -> None:
+            live = pb.Policy(group_rate_limit="10/min")
+            scope = await stub.set_policy(pb.SetPolicyRequest(type="tenant.rated", live=live))
+            assert scope.effective.group_rate_limit == "10/min"
+            with pytest.raises(GRPCError) as invalid:
+                await stub.set_policy(
+                    pb.SetPolicyRequest(type="tenant.rated", live=pb.Policy(group_rate_limit="ten"))
+                )
+            assert invalid.value.status is Status.INVALID_ARGUMENT
+            assert "live.group_rate_limit" in (invalid.value.message or "")
+
+        await grpc_call(grpc.h2c, use)
+
+    async with api_server(redis_url) as server, server.client() as client:
+        shown = (await client.get("/api/v1/policy/tenant.rated")).json()
+        assert shown["live"] == {"group_rate_limit": "10/min"}
+        refused = await client.put("/api/v1/policy/tenant.rated", json={"group_rate_limit": "1/0s"})
+        assert refused.status_code == 422, refused.text
+        assert problem(refused)["field"] == "group_rate_limit", refused.text
+        changed = await client.put("/api/v1/policy/tenant.rated", json={"group_rate_limit": "1/h"})
+        assert changed.status_code == 200, changed.text
+
+        broker = server.broker
+        await broker.enqueue_many(
+            [Submission(type="tenant.rated", group=g) for g in ("a", "b") for _ in range(3)]
+        )
+        claimed = await broker.claim("w1", ["tenant.rated"], 6)
+        assert sorted([(await broker.get(t.id)).group or "" for t in claimed]) == ["a", "b"]
+        assert await broker.claim("w1", ["tenant.rated"], 6) == []  # both rest for an hour

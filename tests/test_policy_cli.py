@@ -180,9 +180,14 @@ def test_submit_wait_ends_when_no_worker_serves_the_type(daemon: Daemon) -> None
 def test_policy_set_takes_a_group_limit_and_the_clients_read_it(
     daemon: Daemon, redis_server: EmbeddedRedis
 ) -> None:
-    changed = daemon.run("policy", "set", "--type", "grouped.cli", "group_concurrency=3")
+    changed = daemon.run(
+        "policy", "set", "--type", "grouped.cli", "group_concurrency=3", "group_rate_limit=5/s"
+    )
     assert changed.code == 0, changed
     with SyncClient(redis_server.url, settings=settings()) as sync:
-        assert sync.policy().effective("grouped.cli").group_concurrency == 3
+        effective = sync.policy().effective("grouped.cli")
+        assert (effective.group_concurrency, effective.group_rate_limit) == (3, "5/s")
+    bad = daemon.run("policy", "set", "--type", "grouped.cli", "group_rate_limit=5")
+    assert bad.code == 2 and "group_rate_limit" in bad.error, bad
     refused = daemon.run("policy", "set", "group_concurrency=3")
     assert refused.code != 0 and "per task type" in refused.error, refused

@@ -25,6 +25,7 @@ LAYOUT: dict[str, str] = {
     "grouped": "grouped",  # hash: type -> 1, the types with grouped tasks (claims use rings)
     "group_pending": "gp:{type}",  # zset: group -> its pending tasks (of all priorities)
     "group_active": "ga:{type}",  # zset: group -> its active tasks
+    "group_resting": "gr:{type}",  # zset: group -> when its group rate limit lets it start one
     "scheduled": "scheduled",  # zset: id -> ready time (delayed starts and retry backoffs)
     "blocked": "blocked",  # zset: id -> creation time (tasks waiting for their dependencies)
     "active": "active",  # zset: id -> lease deadline
@@ -140,6 +141,9 @@ class Keys:
 
     def group_active(self, task_type: str) -> str:
         return self.prefix + LAYOUT["group_active"].format(type=task_type)
+
+    def group_resting(self, task_type: str) -> str:
+        return self.prefix + LAYOUT["group_resting"].format(type=task_type)
 
     def worker(self, worker_id: str) -> str:
         return self._worker + worker_id

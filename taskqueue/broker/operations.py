@@ -425,11 +425,12 @@ def _checked_policy(settings: Policy, task_type: str | None) -> Policy:
                     f"{field} is set per task type: give the type it limits", field=field
                 )
     checked = validated(msgspec.structs.asdict(settings), Policy)
-    if checked.rate_limit is not None:
-        try:
-            parse_rate(checked.rate_limit)
-        except ValueError as exc:
-            raise InvalidTaskError(str(exc), field="rate_limit") from None
+    for field in ("rate_limit", "group_rate_limit"):
+        if (rate := getattr(checked, field)) is not None:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise InvalidTaskError(str(exc), field=field) from None
     return checked
 
 

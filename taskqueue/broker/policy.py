@@ -47,6 +47,7 @@ LIMIT_NAMES: Final[dict[str, str]] = {
     "concurrency": "concurrency",
     "paused": "paused",
     "group_concurrency": "group_concurrency",
+    "group_rate_limit": "group_rate_limit",
 }
 #: The settings finish.lua reads, when an attempt's report needs them (see policy_setting in
 #: _lib.lua): nothing to resolve per submission or per claim.
@@ -67,8 +68,12 @@ PLUGIN_SETTINGS: Final = ("priority", "max_retries", "timeout")
 TYPE_CONFIG_SETTINGS: Final = (*PLUGIN_SETTINGS, *TYPE_SETTINGS)
 
 
+#: The settings that hold a rate (see taskqueue/rates.py).
+_RATES = frozenset({"rate_limit", "group_rate_limit"})
+
+
 def encode_value(field: str, value: Any) -> str:
-    if field == "rate_limit":
+    if field in _RATES:
         return encode_rate(value)
     if field in _SECONDS:
         return str(max(1, math.ceil(value * 1000)))  # SET PX refuses 0
@@ -86,7 +91,7 @@ def decode_value(field: str, text: str) -> Any:
         return text == "1"
     if field == "priority":
         return Priority(text)
-    if field == "rate_limit":
+    if field in _RATES:
         return decode_rate(text)
     return int(text)
 

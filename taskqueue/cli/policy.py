@@ -57,8 +57,8 @@ def set_(
     Settings: max_queue_depth (0: no limit), max_retries, timeout, priority,
     idempotency_window, refuse_unserved (true/false), unique (true/false), max_snoozes,
     max_task_types (global only; 0: no limit); per type only: rate_limit (100/s,
-    1000/min, 5/10s), rate_burst, concurrency, group_concurrency (per group of the type),
-    paused (true/false; see taskqueue pause).
+    1000/min, 5/10s), rate_burst, concurrency, group_concurrency and group_rate_limit
+    (per group of the type), paused (true/false; see taskqueue pause).
     """
     values: dict[str, Any] = {}
     for item in settings:

@@ -84,7 +84,7 @@ def parse_setting(name: str, text: str) -> Any:
         if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
             raise ValueError(f"{name} is true or false, not {text!r}")
         return text.lower() in ("true", "yes", "1")
-    if name in ("priority", "rate_limit"):
+    if name in ("priority", "rate_limit", "group_rate_limit"):
         return text  # checked with the rest of the policy
     try:
         return int(text)

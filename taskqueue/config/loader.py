@@ -133,12 +133,14 @@ def _read_limits(where: str, table: object, limits: dict[str, Policy]) -> None:
             )
         try:
             limits[task_type] = validated(settings, Policy)
-            if (rate := limits[task_type].rate_limit) is not None:
-                parse_rate(rate)
         except InvalidTaskError as error:
             raise ConfigError(f"{at}: {error}") from None
-        except ValueError as error:
-            raise ConfigError(f"{at}: rate_limit: {error}") from None
+        for field in ("rate_limit", "group_rate_limit"):
+            if (rate := getattr(limits[task_type], field)) is not None:
+                try:
+                    parse_rate(rate)
+                except ValueError as error:
+                    raise ConfigError(f"{at}: {field}: {error}") from None
 
 
 def _read_file(

@@ -191,6 +191,7 @@ def policy(message: pb.Policy) -> Policy:
         "concurrency": message.concurrency,
         "paused": message.paused,
         "group_concurrency": message.group_concurrency,
+        "group_rate_limit": message.group_rate_limit,
         "unique": message.unique,
         "max_snoozes": message.max_snoozes,
     }
@@ -288,6 +289,7 @@ def policy_message(p: Policy) -> pb.Policy:
         concurrency=p.concurrency,
         paused=p.paused,
         group_concurrency=p.group_concurrency,
+        group_rate_limit=p.group_rate_limit,
         unique=p.unique,
         max_snoozes=p.max_snoozes,
     )

@@ -160,7 +160,9 @@ end
 -- parks a group that has as many active tasks as it allows: it leaves the rings, keeping its
 -- lists, and joins them again when one of its tasks stops being active. So the ring's members
 -- are the groups with pending tasks and room to start one, and a claim never walks past a
--- parked group.
+-- parked group. A group rate limit (its last two fields) spaces a group's starts: a group that
+-- starts a task rests, out of the rings, in K_GROUP_RESTING(type) scored with when it may
+-- start the next; the first claim after that lets it back in (claim.lua: readmit_groups).
 
 local grouped_type = {}  -- type -> whether K_GROUPED has it, as read (or written) by this script
 
@@ -182,16 +184,46 @@ local function count_group(key, group, n)
   changes[group] = (changes[group] or 0) + n
 end
 
-local group_limits = {}  -- type -> most active tasks per group (0: no limit), as read
+-- The fields of a K_LIMITS entry (see set_policy.lua), as numbers: count, interval, burst,
+-- concurrency, paused, group concurrency, group count, group interval. An entry written before
+-- a field existed reads 0 (no limit) for it.
+local LIMIT_FIELDS = 8
+local function parse_limits(entry)
+  local fields = {}
+  for n in string.gmatch(entry or '', '%d+') do
+    fields[#fields + 1] = tonumber(n)
+  end
+  for i = #fields + 1, LIMIT_FIELDS do
+    fields[i] = 0
+  end
+  return fields
+end
+
+-- type -> {most active tasks per group, ms between two starts of a group} (0: no such limit)
+local group_limits = {}
+
+local function group_limits_of(ttype)
+  local limits = group_limits[ttype]
+  if limits == nil then
+    local f = parse_limits(redis.call('HGET', K_LIMITS, ttype))
+    limits = {f[6], f[7] > 0 and f[8] / f[7] or 0}
+    group_limits[ttype] = limits
+  end
+  return limits
+end
 
 local function group_limit(ttype)
-  local limit = group_limits[ttype]
-  if limit == nil then
-    local limits = redis.call('HGET', K_LIMITS, ttype)
-    limit = limits and tonumber(string.match(limits, '^%d+ %d+ %d+ %d+ [01] (%d+)$')) or 0
-    group_limits[ttype] = limit
-  end
-  return limit
+  return group_limits_of(ttype)[1]
+end
+
+local function group_spacing(ttype)
+  return group_limits_of(ttype)[2]
+end
+
+-- Whether `group` rests under its type's group rate limit: out of the rings until a claim
+-- lets it back (claim.lua: readmit_groups).
+local function is_resting(ttype, group)
+  return group_spacing(ttype) > 0 and redis.call('ZSCORE', key_group_resting(ttype), group) ~= false
 end
 
 -- The active tasks of `group` now: as stored, with this script's changes not yet flushed.
@@ -270,7 +302,7 @@ local function make_ready(id, priority, ttype, now, front, fields, group)
   append(front and fronts or pushes, queue_of(priority, ttype, group), id)
   if group then
     mark_grouped(ttype)
-    if group_room(ttype, group) > 0 then
+    if group_room(ttype, group) > 0 and not is_resting(ttype, group) then
       join_ring(priority, ttype, group)
     end
     count_group(key_group_pending(ttype), group, 1)
@@ -289,7 +321,7 @@ local function leave_active(priority, ttype, group)
   count_state(S_ACTIVE, priority, ttype, -1)
   if group then
     count_group(key_group_active(ttype), group, -1)
-    if group_room(ttype, group) == 1 then
+    if group_room(ttype, group) == 1 and not is_resting(ttype, group) then
       for _, p in ipairs(PRIORITIES) do
         if has_queued(key_group_ready(p, ttype, group)) then
           join_ring(p, ttype, group)

@@ -15,11 +15,14 @@
 -- K_RATE holds when the next may start), a concurrency limit as many as its active count
 -- leaves room for; a paused type none. A type held back is noted in K_HELD for stats and
 -- metrics. A group concurrency limit parks a group with as many active tasks as it allows
--- (see _lib.lua: groups), so the rings hold only groups with room.
+-- (see _lib.lua: groups), so the rings hold only groups with room; a group rate limit rests a
+-- group that started a task until its next may start, and the claim lets the groups whose
+-- rest has ended back first.
 -- A task taken off a queue past its deadline is not leased: it ends expired, and the claim
 -- goes on to the next one (up to MAX_EXPIRED of them; past that, workers are woken to claim
 -- again).
--- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate),
+-- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate;
+--          a claim that took fewer than `count` also counts the first resting group's),
 --          the type and priority of each task ended expired (a flat list), then 11 fields per
 --          claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
 --          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none),
@@ -78,6 +81,38 @@ local grouped = {}
 for i, marked in ipairs(redis.call('HMGET', K_GROUPED, unpack(ARGV, 6))) do
   grouped[ARGV[i + 5]] = marked ~= false
   grouped_type[ARGV[i + 5]] = marked ~= false
+end
+
+-- Let the groups of `ttype` whose rest ended by now back into the rings (those with room, in
+-- the rings of the priorities they have tasks of), at most MAX_READMITTED: returns whether
+-- more may be due.
+local MAX_READMITTED = 1000
+local function readmit_groups(ttype)
+  local key = key_group_resting(ttype)
+  local due = redis.call('ZRANGE', key, '-inf', now, 'BYSCORE', 'LIMIT', 0, MAX_READMITTED)
+  if #due == 0 then
+    return false
+  end
+  redis.call('ZREM', key, unpack(due))
+  for _, group in ipairs(due) do
+    if group_room(ttype, group) > 0 then
+      for _, priority in ipairs(PRIORITIES) do
+        if redis.call('LLEN', key_group_ready(priority, ttype, group)) > 0 then
+          join_ring(priority, ttype, group)
+        end
+      end
+    end
+  end
+  return #due == MAX_READMITTED
+end
+
+local spaced_groups = {}  -- the grouped types with a group rate limit
+local more_due = false
+for i = 6, #ARGV do
+  if grouped[ARGV[i]] and group_spacing(ARGV[i]) > 0 then
+    spaced_groups[#spaced_groups + 1] = ARGV[i]
+    more_due = readmit_groups(ARGV[i]) or more_due
+  end
 end
 
 local function has_ready(priority, ttype)
@@ -170,10 +205,14 @@ local function take_fair(priority, ttype, n)
       local group = member ~= '' and member or false
       local queue = queue_of(priority, ttype, group)
       local room = group and group_room(ttype, group) or math.huge
-      local want = math.min(share, n, room)
+      local spacing = group and group_spacing(ttype) or 0
+      local want = math.min(share, n, room, spacing > 0 and 1 or math.huge)
       local ids = want > 0 and redis.call('LPOP', queue, want) or {}
       local leased = #ids > 0 and lease(ids, priority, ttype, group) or 0
-      if room - leased <= 0 then
+      if spacing > 0 and leased > 0 then
+        park_group(ttype, group)  -- rests until its next start is due: out of every ring
+        redis.call('ZADD', key_group_resting(ttype), now_ms + spacing, group)
+      elseif room - leased <= 0 then
         park_group(ttype, group)  -- at its limit: out of every priority's ring
       elseif #ids < want or redis.call('LLEN', queue) == 0 then
         redis.call('ZREM', ring, member)
@@ -258,6 +297,15 @@ for ttype, why in pairs(held) do
 end
 if #notes > 0 then
   redis.call('HSET', K_HELD, unpack(notes))
+end
+if claimed < wanted then
+  for _, ttype in ipairs(spaced_groups) do
+    local first = redis.call('ZRANGE', key_group_resting(ttype), 0, 0, 'WITHSCORES')
+    if more_due or first[2] then
+      local starts = more_due and now_ms or tonumber(first[2])
+      first_start = first_start and math.min(first_start, starts) or starts
+    end
+  end
 end
 out[1] = first_start and math.ceil(first_start) or 0
 

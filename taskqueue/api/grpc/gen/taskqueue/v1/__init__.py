@@ -474,6 +474,12 @@ class Policy(betterproto.Message):
     Most tasks of one group (fair share) of the type running at once, across every worker.
     """
 
+    group_rate_limit: Optional[str] = betterproto.string_field(15, optional=True)
+    """
+    Most tasks of one group of the type started per interval, as text ("10/min"), evenly
+     spaced; a group over it rests while the others take their turns.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class PolicyScope(betterproto.Message):
