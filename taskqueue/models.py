@@ -726,6 +726,8 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     expires_ms: int | None = None
     #: The headers it was submitted with (empty for none).
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Its fair share group (None for none).
+    group: str | None = None
 
 
 class Claim(Struct, frozen=True):

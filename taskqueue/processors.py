@@ -111,6 +111,11 @@ class TaskContext:
         return self._task.headers
 
     @property
+    def group(self) -> str | None:
+        """The fair share group the task was submitted to (a tenant, a customer), or None."""
+        return self._task.group
+
+    @property
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, and so on."""
         return self._task.attempt

@@ -87,6 +87,7 @@ async def run_processor(
     payload_type: type[Any] | None = None,
     redis: Redis | None = None,
     headers: Mapping[str, str] | None = None,
+    group: str | None = None,
 ) -> ProcessorRun:
     """Run the processor of ``task_type`` in ``target`` (a registry, or a processor function)
     on ``payload`` as attempt ``attempt`` of a task, and return what it did.
@@ -95,7 +96,7 @@ async def run_processor(
     would; then :class:`trio.TooSlowError` is raised. ``payload_type`` types a bare function's
     payload, as ``registry.add(..., payload=...)`` does. ``redis`` is the processor's
     ``ctx.redis`` (without it, ``ctx.redis`` raises RuntimeError); ``headers`` its
-    ``ctx.headers``.
+    ``ctx.headers``, ``group`` its ``ctx.group``.
     """
     func, is_async, registered_timeout = _resolve(target, task_type, payload_type)
     if timeout is None:
@@ -111,6 +112,7 @@ async def run_processor(
         ready_ms=0,
         started_ms=0,
         headers=dict(headers or {}),
+        group=group,
     )
     progress: list[Any] = []
 

@@ -12,6 +12,8 @@ from invariants import assert_invariants
 from taskqueue.broker import Broker, Submission
 from taskqueue.errors import InvalidTaskError
 from taskqueue.models import ClaimedTask, Policy, TaskState
+from taskqueue.plugin import TaskContext
+from taskqueue.testing import run_processor
 
 
 async def test_one_groups_backlog_does_not_delay_another_groups_tasks(broker: Broker) -> None:
@@ -36,6 +38,12 @@ async def test_a_batch_claim_shares_itself_across_the_groups(broker: Broker) -> 
     groups = Counter([(await broker.get(t.id)).group for t in tasks])
     assert groups == {"a": 10, "b": 10, "c": 10}
     await assert_invariants(broker)
+
+
+async def test_a_claimed_task_carries_its_group(broker: Broker) -> None:
+    await submit(broker, group="acme")
+    await submit(broker)
+    assert sorted(t.group or "" for t in await claim(broker, 2)) == ["", "acme"]
 
 
 async def test_each_group_stays_first_in_first_out(broker: Broker) -> None:
@@ -326,3 +334,11 @@ async def test_a_bad_group_rate_limit_is_refused(broker: Broker, rate: str) -> N
     with pytest.raises(InvalidTaskError) as refused:
         await broker.set_policy(Policy(group_rate_limit=rate), TYPE)
     assert refused.value.field == "group_rate_limit"
+
+
+async def test_run_processor_gives_the_processor_its_group() -> None:
+    async def tenant(ctx: TaskContext) -> str | None:
+        return ctx.group
+
+    assert (await run_processor(tenant, TYPE, group="acme")).value == "acme"
+    assert (await run_processor(tenant, TYPE)).value is None

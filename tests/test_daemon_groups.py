@@ -22,7 +22,8 @@ from taskqueue.redis import Redis
 
 MODULE = "groupedtasks"
 TYPE = "tenant.job"
-#: A type that journals "start|end <group> <time>" and sleeps payload.seconds.
+#: A type that journals "start|end <group> <time>" (its group as its context gives it) and
+#: sleeps payload.seconds.
 PROCESSORS = f"""
 import time
 
@@ -34,7 +35,7 @@ from taskqueue.plugin import hookimpl
 async def journaled(ctx):
     def note(event):
         with open(ctx.payload["journal"], "a") as journal:
-            journal.write(f"{{event}} {{ctx.payload['group']}} {{time.time()}}\\n")
+            journal.write(f"{{event}} {{ctx.group}} {{time.time()}}\\n")
 
     note("start")
     await trio.sleep(ctx.payload["seconds"])
@@ -75,7 +76,7 @@ async def start_workers(
 async def submit_group(
     broker: Broker, journal: Path, group: str, count: int, seconds: float = 0, **fields: Any
 ) -> None:
-    payload = {"journal": str(journal), "group": group, "seconds": seconds}
+    payload = {"journal": str(journal), "seconds": seconds}
     for start in range(0, count, 1000):
         batch = [
             Submission(type=TYPE, payload=payload, group=group, **fields)

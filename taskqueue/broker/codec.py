@@ -28,7 +28,7 @@ from taskqueue.models import (
 )
 
 #: Claim replies carry these fields per task, in this order (see claim.lua).
-CLAIM_FIELDS = 11
+CLAIM_FIELDS = 12
 #: Workflow replies carry these fields per task, in this order (see view_workflow.lua).
 WORKFLOW_FIELDS = 7
 
@@ -126,6 +126,7 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
             inputs=loads(reply[i + 8]) if reply[i + 8] else None,
             expires_ms=int(reply[i + 9]) if reply[i + 9] else None,
             headers=loads(reply[i + 10]) if reply[i + 10] else {},
+            group=reply[i + 11] or None,
         )
         for i in range(2, len(reply), CLAIM_FIELDS)
     ]

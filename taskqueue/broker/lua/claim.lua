@@ -23,10 +23,10 @@
 -- again).
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate;
 --          a claim that took fewer than `count` also counts the first resting group's),
---          the type and priority of each task ended expired (a flat list), then 11 fields per
+--          the type and priority of each task ended expired (a flat list), then 12 fields per
 --          claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
 --          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none),
---          headers (JSON; '' for none).
+--          headers (JSON; '' for none), group ('' for none).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
@@ -141,7 +141,7 @@ local function lease(ids, priority, ttype, group)
       local o = #out
       out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
       out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
-      out[o + 9], out[o + 10], out[o + 11] = f[6] or '', f[7] or '', f[8] or ''
+      out[o + 9], out[o + 10], out[o + 11], out[o + 12] = f[6] or '', f[7] or '', f[8] or '', group or ''
       event(id, ttype, S_ACTIVE)
       leased = leased + 1
     end
