@@ -1,13 +1,14 @@
 """A random walk through every broker operation, checked against a model after every step.
 
-Hypothesis drives submits (of several types, priorities, delays, deadlines and idempotency
-keys, and batches whose tasks depend on each other and on earlier tasks in any state), claims,
-reports of every kind (some stale, snoozes among them), heartbeats, the clock, the reaper, the
-scheduler, cancels, requeues and purges, under rate and concurrency limits. After each step
-the storage invariants must hold (:mod:`invariants`), and Redis must agree with a plain-Python
-model of the queue: every task's state, attempt and snoozes (and what a blocked one waits
-for), the exact order of every ready
-list, the registered workers, the deadline index, and which records exist at all.
+Hypothesis drives submits (of several types, priorities, delays, deadlines, idempotency keys
+and fair share groups, debounced ones, and batches whose tasks depend on each other and on
+earlier tasks in any state), claims, reports of every kind (some stale, snoozes among them),
+heartbeats, the clock, the reaper, the scheduler, cancels, requeues and purges, under rate and
+concurrency limits of types and of groups. After each step the storage invariants must hold
+(:mod:`invariants`), and Redis must agree with a plain-Python model of the queue: every task's
+state, attempt and snoozes (and what a blocked one waits for), a debounced task's payload, the
+exact order of every ready list, the registered workers, the deadline index, and which records
+exist at all.
 
 Tasks with a deadline are never dependencies here: a task ended by its deadline at a claim
 would release a run-anyway dependent that the same claim may lease, in an order of queues
@@ -24,7 +25,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 import pytest
@@ -45,7 +46,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, BrokerSettings, Report, Retention, Submission
 from taskqueue.errors import ConflictingStateError, TaskNotFoundError
-from taskqueue.models import PRIORITY_ORDER, Policy, Priority, TaskState, WorkerInfo
+from taskqueue.models import PRIORITY_ORDER, Debounce, Policy, Priority, TaskState, WorkerInfo
 from taskqueue.outcomes import OutcomeKind
 from taskqueue.rates import parse_rate
 from taskqueue.redis import Redis
@@ -144,6 +145,9 @@ class ModelTask:
     indexed: bool = False
     snoozes: int = 0
     group: str = ""  # fair share: the group's list of its priority and type ("": none)
+    #: A debounced task's payload (as its submissions left it) and when the first came.
+    payload: Any = None
+    debounce_first_ms: int = 0
 
     def past_deadline(self, start_ms: float) -> bool:
         """Whether it could not start at ``start_ms``: would_expire in _lib.lua."""
@@ -227,6 +231,8 @@ class BrokerMachine(RuleBasedStateMachine):
         self.group_spacing: dict[str, float] = {}
         self.resting: dict[tuple[str, str], float] = {}
         self.next_start: dict[str, float] = {}
+        #: (type, debounce key) -> the task its last creating submission made.
+        self.debounced: dict[tuple[str, str], str] = {}
         #: Each task's dependents, in the order they were submitted.
         self.dependents: dict[str, list[str]] = {}
 
@@ -580,6 +586,56 @@ class BrokerMachine(RuleBasedStateMachine):
             )
             room = min(room, max(0, concurrency - active))
         return room
+
+    @rule(
+        task_type=st.sampled_from(TYPES),
+        priority=st.sampled_from(list(Priority)),
+        key=st.sampled_from(["d1", "d2"]),
+        n=st.integers(0, 9),
+        window=st.sampled_from([1, 5]),
+        max_wait=st.sampled_from([None, 5, 10]),
+        keep=st.sampled_from(["last", "first"]),
+    )
+    def debounce(
+        self,
+        task_type: str,
+        priority: Priority,
+        key: str,
+        n: int,
+        window: int,
+        max_wait: int | None,
+        keep: Literal["last", "first"],
+    ) -> None:
+        """A debounced submission joins the task its key names while that task waits for its
+        first start, moving the start a window on (never past max_wait after the first), and
+        with keep 'last' replacing its payload; otherwise it creates a scheduled task."""
+        if len(self.tasks) >= MAX_TASKS:
+            return
+        debounce = Debounce(key=key, window=window, max_wait=max_wait, keep=keep)
+        wanted = Submission(
+            type=task_type, priority=priority, payload={"n": n}, max_retries=1, debounce=debounce
+        )
+        submitted = self.run(lambda: self.broker.enqueue(wanted))
+        now = self.now()
+        holder = self.tasks.get(self.debounced.get((task_type, key), ""))
+        if holder is not None and holder.state is TaskState.SCHEDULED and holder.attempt == 0:
+            assert (submitted.id, submitted.created) == (holder.id, False), submitted
+            assert submitted.debounced == ("replaced" if keep == "last" else "joined")
+            assert submitted.priority is holder.priority
+            holder.ready_ms = now + window * 1000
+            if max_wait is not None:
+                holder.ready_ms = min(holder.ready_ms, holder.debounce_first_ms + max_wait * 1000)
+            if keep == "last":
+                holder.payload = {"n": n}
+            stored = self.run(lambda: self.broker.get(holder.id))
+            assert stored is not None and stored.payload == holder.payload
+            return
+        assert submitted.created and submitted.debounced == "created", submitted
+        assert submitted.state is TaskState.SCHEDULED
+        task = ModelTask(submitted.id, task_type, priority, 1, TaskState.SCHEDULED)
+        task.ready_ms, task.payload, task.debounce_first_ms = now + window * 1000, {"n": n}, now
+        self.tasks[task.id] = task
+        self.debounced[(task_type, key)] = task.id
 
     @rule(
         task_type=st.sampled_from(TYPES),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from api_helpers import api_server, problem
-from broker_helpers import TYPE
+from broker_helpers import TYPE, failed
 from conftest import FakeClock
 from grpc_helpers import grpc_call, grpc_server
 from grpclib.const import Status
@@ -102,6 +102,33 @@ async def test_a_cancelled_debounced_task_is_not_joined(broker: Broker) -> None:
     assert await broker.cancel(first.id) == "cancelled"
     again = await broker.enqueue(debounced(2))
     assert (again.created, again.debounced) == (True, "created") and again.id != first.id
+
+
+async def test_joining_a_task_whose_max_wait_passed_long_ago_starts_it_at_once(
+    broker: Broker, clock: FakeClock
+) -> None:
+    # No sweep ran for two minutes (the schedulers were down): the task is still scheduled.
+    first = await broker.enqueue(debounced(1))
+    clock.advance(120)
+    joined = await broker.enqueue(debounced(2))
+    assert (joined.id, joined.debounced) == (first.id, "replaced")
+    assert await run_due(broker) == [2]
+    await assert_invariants(broker)
+
+
+async def test_a_retry_waiting_out_its_backoff_is_not_joined(
+    broker: Broker, clock: FakeClock
+) -> None:
+    first = await broker.enqueue(debounced(1))
+    clock.advance(1)
+    await broker.promote()
+    (running,) = await broker.claim("w1", [TYPE], 1)
+    await broker.report([failed(running)])
+    assert (await broker.get(first.id)).state is TaskState.SCHEDULED  # its retry's backoff
+    again = await broker.enqueue(debounced(2))
+    assert (again.created, again.debounced) == (True, "created") and again.id != first.id
+    assert (await broker.get(first.id)).payload == 1
+    await assert_invariants(broker)
 
 
 BAD: list[tuple[dict[str, Any], str, str]] = [

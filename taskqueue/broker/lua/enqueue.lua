@@ -18,7 +18,8 @@
 -- A unique task holds K_UNIQUE(sha1 of its type and payload) until it ends (make_final lets
 -- go): a unique submission of the same type and payload meanwhile returns it, as a matching
 -- idempotency key does (created 0).
--- A debounced submission whose key (of its type) names a task that is still scheduled joins it:
+-- A debounced submission whose key (of its type) names a task still waiting for its first
+-- start (scheduled, attempt 0) joins it:
 -- that task's start moves to `window` after now (never past `max wait` after the submission
 -- that created it), and with keep 'last' its payload and headers become this one's. Otherwise
 -- it creates a scheduled task, a window from now, that its key names from then on.
@@ -189,14 +190,15 @@ local function dependencies_of(id, spec)
   return deps, fields, #unended, failed
 end
 
--- The scheduled task of `ttype` that debounce key `dkey` names, or nil.
+-- The task of `ttype` that debounce key `dkey` names, while it waits for its first start
+-- (scheduled, no attempt spent: a retry waiting out its backoff is not joined), or nil.
 local function debounced_task(dkey, ttype)
   local holder = redis.call('GET', dkey)
   if not holder then
     return nil
   end
-  local f = redis.call('HMGET', key_task(holder), 'state', 'type', 'priority', 'debounce_first_ms')
-  if f[1] ~= S_SCHEDULED or f[2] ~= ttype then
+  local f = redis.call('HMGET', key_task(holder), 'state', 'type', 'priority', 'debounce_first_ms', 'attempt')
+  if f[1] ~= S_SCHEDULED or f[2] ~= ttype or f[5] ~= '0' then
     return nil
   end
   return holder, f[3], tonumber(f[4])
@@ -240,7 +242,7 @@ for i = FIRST, #ARGV, FIELDS do
       end
       redis.call('HSET', key_task(holder), unpack(fields))
       redis.call('ZADD', K_SCHEDULED, at, holder)
-      redis.call('SET', dkey, holder, 'PX', at - now + 60000)
+      redis.call('SET', dkey, holder, 'PX', math.max(at - now, 0) + 60000)
       existing, priority = holder, holder_priority
     end
   end
