@@ -218,6 +218,55 @@ def test_tasks_filter_page_and_search(
         assert state_of(api, ids[7]) == "cancelled"
 
 
+def test_the_task_page_shows_group_headers_and_deadline(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        grouped = submit(
+            api, "report.build", group="acme", headers={"x-tenant": "7"}, expires_in=3600
+        )
+        plain = submit(api, "report.build")
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto(f"/ui/tasks/{grouped}")
+        expect(page.locator("#task-group")).to_have_text("acme")
+        expect(page.locator("#headers")).to_contain_text('"x-tenant": "7"')
+        expect(page.locator("#task-deadline")).not_to_have_text("—")
+        tab.goto(f"/ui/tasks/{plain}")
+        expect(page.locator("#task-state")).to_have_text("pending")
+        expect(page.locator("#task-group")).to_have_text("—")
+        expect(page.locator("#task-deadline")).to_have_text("—")
+        expect(page.locator("#headers")).to_have_count(0)
+
+
+def test_the_overview_shows_the_top_groups_by_backlog(
+    browser: Browser, redis_url: str, settings: dict[str, Any]
+) -> None:
+    with (
+        threaded_server(redis_url, **settings) as server,
+        api_client(server) as api,
+        open_tab(browser, server) as tab,
+    ):
+        tab.login(ADMIN_TOKEN)
+        page = tab.page
+        tab.goto("/ui/")
+        expect(page.locator("#groups")).to_be_hidden()  # no grouped task: no card
+        for group, count in (("globex", 3), ("acme", 1)):
+            for _ in range(count):
+                submit(api, "report.build", group=group)
+        tab.goto("/ui/")
+        expect(page.locator('[data-groups-of="report.build"]')).to_contain_text("2 waiting")
+        expect(page.locator('[data-group="report.build/globex"]')).to_contain_text("3")
+        expect(page.locator("#groups tbody tr")).to_have_count(3)  # the type, then its groups
+        rows = page.locator("#groups tbody tr")
+        expect(rows.nth(1)).to_contain_text("globex")  # most pending first
+        expect(rows.nth(2)).to_contain_text("acme")
+
+
 def test_search_opens_a_task_by_its_idempotency_key(
     browser: Browser, redis_url: str, settings: dict[str, Any]
 ) -> None:
@@ -488,16 +537,22 @@ def test_limits_pause_a_type_and_set_its_limits_from_the_form(
         page.get_by_label("Rate limit").fill("100/s")
         page.get_by_label("Burst").fill("10")
         page.get_by_label("Concurrency").fill("5")
+        page.get_by_label("Per group").fill("2")
+        page.get_by_label("Group rate").fill("10/min")
         page.get_by_role("button", name="Save limits").click()
         expect(page.locator("#toast")).to_have_text("Saved the limits of report.build.")
         expect(row.locator('[data-limit="rate_limit"]')).to_have_text("100/s")
         expect(row.locator('[data-limit="concurrency"]')).to_have_text("5")
+        expect(row.locator('[data-limit="group_concurrency"]')).to_have_text("2")
+        expect(row.locator('[data-limit="group_rate_limit"]')).to_have_text("10/min")
         assert live_policy(api, "report.build") == {
             "max_queue_depth": 50,
             "paused": True,
             "rate_limit": "100/s",
             "rate_burst": 10,
             "concurrency": 5,
+            "group_concurrency": 2,
+            "group_rate_limit": "10/min",
         }
         tab.screenshot("limits")
 
@@ -508,6 +563,8 @@ def test_limits_pause_a_type_and_set_its_limits_from_the_form(
         assert live_policy(api, "report.build")["rate_limit"] == "100/s"
         page.get_by_label("Rate limit").fill("")  # empty: cleared
         page.get_by_label("Concurrency").fill("")
+        page.get_by_label("Per group").fill("")
+        page.get_by_label("Group rate").fill("")
         page.get_by_role("button", name="Save limits").click()
         expect(page.locator("#limits-error")).to_have_text("")
         expect(row.locator('[data-limit="rate_limit"]')).to_have_text("—")

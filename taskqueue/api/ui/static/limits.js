@@ -1,4 +1,5 @@
-// Limits: each task type's rate, burst, concurrency and pause as a submission gets them, and
+// Limits: each task type's rate, burst, concurrency, per-group (fair share) concurrency and
+// rate, and pause as a submission gets them, and
 // whether a limit holds its tasks back now (the stats' held_by_limit); pause, resume and edit
 // a type's limits for an admin session. A change rewrites the type's live policy layer as a
 // whole (the API replaces it), so the other live settings are read first and kept.
@@ -6,7 +7,8 @@ import { aborted, api, canAct } from "./api.js";
 import { el, num, table, toast } from "./dom.js";
 
 const REFRESH_MS = 5000;
-const LIMITS = ["rate_limit", "rate_burst", "concurrency"];
+const LIMITS = ["rate_limit", "rate_burst", "concurrency", "group_concurrency", "group_rate_limit"];
+const RATES = new Set(["rate_limit", "group_rate_limit"]);
 
 export function render(main, { query, signal }) {
   const list = el("div", {}, el("p", { class: "muted" }, "Loading…"));
@@ -31,7 +33,8 @@ export function render(main, { query, signal }) {
   }
 
   function limitsTable(names, stats, policies) {
-    const columns = [["Type"], ["Rate limit"], ["Burst", "num"], ["Concurrency", "num"], ["Paused"],
+    const columns = [["Type"], ["Rate limit"], ["Burst", "num"], ["Concurrency", "num"],
+      ["Per group", "num"], ["Group rate"], ["Paused"],
       ["Held now"], ["Pending", "num"], ["Active", "num"]];
     if (canAct) columns.push(["Actions"]);
     return table("Limits by type", columns, names.map((name) => {
@@ -43,6 +46,8 @@ export function render(main, { query, signal }) {
         el("td", { "data-limit": "rate_limit" }, setting(scope, "rate_limit")),
         el("td", { class: "num", "data-limit": "rate_burst" }, setting(scope, "rate_burst")),
         el("td", { class: "num", "data-limit": "concurrency" }, setting(scope, "concurrency")),
+        el("td", { class: "num", "data-limit": "group_concurrency" }, setting(scope, "group_concurrency")),
+        el("td", { "data-limit": "group_rate_limit" }, setting(scope, "group_rate_limit")),
         el("td", {}, paused ? el("span", { class: "badge s-cancelled" }, "paused") : "no"),
         el("td", { "data-held": held ?? "" }, held ? el("span", { class: "warn" }, `by ${held}`) : el("span", { class: "muted" }, "—")),
         el("td", { class: "num" }, num(stats.by_type[name]?.pending)),
@@ -81,6 +86,8 @@ export function render(main, { query, signal }) {
       field("l-rate_limit", "Rate limit", { placeholder: "e.g. 100/s", size: 10 }),
       field("l-rate_burst", "Burst", { type: "number", min: 1, step: 1, size: 6 }),
       field("l-concurrency", "Concurrency", { type: "number", min: 1, step: 1, size: 6 }),
+      field("l-group_concurrency", "Per group", { type: "number", min: 1, step: 1, size: 6 }),
+      field("l-group_rate_limit", "Group rate", { placeholder: "e.g. 10/min", size: 10 }),
       el("button", { type: "submit" }, "Save limits"));
     const card = el("section", { class: "card form", "aria-labelledby": "h-limits" },
       el("h2", { id: "h-limits" }, "Set a type's limits"), node, error);
@@ -93,7 +100,7 @@ export function render(main, { query, signal }) {
         const input = node.elements[`l-${key}`];
         input.value = scope?.live[key] ?? "";
         const config = scope?.config[key];
-        input.placeholder = config !== undefined && config !== null ? `config: ${config}` : key === "rate_limit" ? "e.g. 100/s" : "";
+        input.placeholder = config !== undefined && config !== null ? `config: ${config}` : RATES.has(key) ? "e.g. 100/s" : "";
       }
       error.textContent = "";
       node.elements["l-rate_limit"].focus();
@@ -106,7 +113,7 @@ export function render(main, { query, signal }) {
       const settings = {};
       for (const key of LIMITS) {
         const text = node.elements[`l-${key}`].value.trim();
-        settings[key] = text === "" ? null : key === "rate_limit" ? text : Number(text);
+        settings[key] = text === "" ? null : RATES.has(key) ? text : Number(text);
       }
       try {
         await change(name, settings);

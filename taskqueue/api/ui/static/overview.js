@@ -20,6 +20,7 @@ export function render(main, { signal, setLive }) {
   const health = el("p", { class: "muted", id: "health" }, "Loading…");
   const priorities = el("div", { class: "card" });
   const types = el("div", { class: "card" });
+  const groups = el("div", { class: "card", id: "groups" });
   const throughput = lineChart("throughput", "Throughput (per second)", [
     { key: "submitted", label: "submitted" }, { key: "succeeded", label: "succeeded" },
     { key: "failed", label: "failed" }], "/s");
@@ -35,7 +36,7 @@ export function render(main, { signal, setLive }) {
     el("h1", {}, "Overview"), health, cards,
     el("div", { class: "toolbar" }, el("div", {}, el("label", { for: "window" }, "Chart window"), windowSelect)),
     el("div", { class: "grid" }, throughput.node, latency.node),
-    el("div", { class: "grid" }, priorities, types));
+    el("div", { class: "grid" }, priorities, types), groups);
 
   const stop = watch({}, (event) => {
     state.dirty = true;
@@ -184,6 +185,19 @@ export function render(main, { signal, setLive }) {
           el("td", {}, limitsOf(stats, name)));
       }))
       : el("p", { class: "muted" }, "No tasks yet."));
+
+    // Fair share: per grouped type, how many groups wait and run, and the top ten by backlog.
+    const grouped = stats.groups ?? [];
+    groups.replaceChildren(...(grouped.length ? [el("h2", {}, "Top groups by backlog"),
+      table("Top groups by backlog", [["Type"], ["Group"], ["Pending", "num"], ["Active", "num"]],
+        grouped.flatMap((g) => [
+          el("tr", { "data-groups-of": g.type },
+            el("td", {}, g.type), el("td", { class: "muted" }, `${num(g.groups_pending)} waiting, ${num(g.groups_active)} running`),
+            el("td", {}), el("td", {})),
+          ...g.top.map((load) => el("tr", { "data-group": `${g.type}/${load.group}` },
+            el("td", {}), el("td", { class: "mono" }, load.group),
+            el("td", { class: "num" }, num(load.pending)), el("td", { class: "num" }, num(load.active)))),
+        ]))] : []));
   }
 }
 

@@ -67,7 +67,10 @@ export function render(main, { params, signal, setLive }) {
             el("dt", {}, "State"), el("dd", { id: "task-state" }, badge(t.state)),
             el("dt", {}, "Type"), el("dd", {}, t.type),
             el("dt", {}, "Priority"), el("dd", {}, t.priority),
-            el("dt", {}, "Attempts"), el("dd", {}, `${t.attempt} of ${t.max_retries + 1} (${t.attempts_left} left)`),
+            el("dt", {}, "Attempts"), el("dd", { id: "task-attempts" }, `${t.attempt} of ${t.max_retries + 1} (${t.attempts_left} left)`
+              + (t.snoozes ? `, snoozed ${t.snoozes}×` : "")),
+            el("dt", {}, "Group"), el("dd", { id: "task-group", class: "mono" }, t.group ?? "—"),
+            el("dt", {}, "Deadline"), el("dd", { id: "task-deadline" }, t.expires_ms !== null ? time(t.expires_ms) : "—"),
             el("dt", {}, "Timeout"), el("dd", {}, duration(t.timeout_ms)),
             el("dt", {}, "Worker"), el("dd", { class: "mono" }, t.worker_id ?? "—"),
             el("dt", {}, "Idempotency key"), el("dd", { class: "mono" }, t.idempotency_key ?? "—"),
@@ -81,6 +84,7 @@ export function render(main, { params, signal, setLive }) {
           t.progress !== null ? el("div", {}, el("h2", {}, "Progress"), json(t.progress, "progress")) : "")),
       el("section", { class: "card", "aria-labelledby": "h-payload" },
         el("h2", { id: "h-payload" }, "Payload"), json(t.payload, "payload"),
+        Object.keys(t.headers ?? {}).length ? el("div", {}, el("h2", {}, "Headers"), json(t.headers, "headers")) : "",
         el("h2", {}, "Result"), json(t.result, "result"),
         t.error !== null ? el("div", {}, el("h2", {}, "Error"), el("pre", { id: "error", class: "bad" }, t.error)) : "",
         t.traceback !== null ? el("div", {}, el("h2", {}, "Traceback"), el("pre", { id: "traceback" }, t.traceback)) : ""));
