@@ -270,6 +270,19 @@ local function join_ring(priority, ttype, member)
   redis.call('ZADD', ring, 'NX', lowest[2] or 0, member)
 end
 
+-- Put `group` back in the ring of each priority it has tasks queued in, having left them all
+-- (parked at its limit, or resting). Returns whether it joined any.
+local function rejoin_rings(ttype, group)
+  local joined = false
+  for _, priority in ipairs(PRIORITIES) do
+    if has_queued(key_group_ready(priority, ttype, group)) then
+      join_ring(priority, ttype, group)
+      joined = true
+    end
+  end
+  return joined
+end
+
 -- Note that `ttype` has grouped tasks, the first time one comes: from now on its claims walk
 -- rings, so its tasks without a group already waiting (in Redis, or pushed by this script)
 -- join each priority's ring as ''.
@@ -321,13 +334,8 @@ local function leave_active(priority, ttype, group)
   count_state(S_ACTIVE, priority, ttype, -1)
   if group then
     count_group(key_group_active(ttype), group, -1)
-    if group_room(ttype, group) == 1 and not is_resting(ttype, group) then
-      for _, p in ipairs(PRIORITIES) do
-        if has_queued(key_group_ready(p, ttype, group)) then
-          join_ring(p, ttype, group)
-          woken[ttype] = true
-        end
-      end
+    if group_room(ttype, group) == 1 and not is_resting(ttype, group) and rejoin_rings(ttype, group) then
+      woken[ttype] = true
     end
   end
 end

@@ -96,11 +96,7 @@ local function readmit_groups(ttype)
   redis.call('ZREM', key, unpack(due))
   for _, group in ipairs(due) do
     if group_room(ttype, group) > 0 then
-      for _, priority in ipairs(PRIORITIES) do
-        if redis.call('LLEN', key_group_ready(priority, ttype, group)) > 0 then
-          join_ring(priority, ttype, group)
-        end
-      end
+      rejoin_rings(ttype, group)
     end
   end
   return #due == MAX_READMITTED

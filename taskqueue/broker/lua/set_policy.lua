@@ -18,13 +18,10 @@ local function refold_groups(ttype, limit)
   local active_key, resting_key = key_group_active(ttype), key_group_resting(ttype)
   for _, group in ipairs(redis.call('ZRANGE', key_group_pending(ttype), 0, -1)) do
     local room = limit == 0 or tonumber(redis.call('ZSCORE', active_key, group) or 0) < limit
-    room = room and not redis.call('ZSCORE', resting_key, group)
-    for _, priority in ipairs(PRIORITIES) do
-      if not room then
-        redis.call('ZREM', key_ring(priority, ttype), group)
-      elseif redis.call('LLEN', key_group_ready(priority, ttype, group)) > 0 then
-        join_ring(priority, ttype, group)
-      end
+    if room and not redis.call('ZSCORE', resting_key, group) then
+      rejoin_rings(ttype, group)
+    else
+      park_group(ttype, group)
     end
   end
 end
