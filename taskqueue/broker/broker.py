@@ -5,6 +5,12 @@ its steps, the meaning of its reply) on a trio Redis; those and the Lua scripts 
 the only code that knows how tasks are laid out in Redis. The consumer, the API and the clients
 call these methods and nothing below them.
 
+A namespace of several partitions (``settings.partitions``; see
+:mod:`~taskqueue.broker.partitions`) is several copies of the layout: the broker sends an
+operation on one task to the partition its id names, a submission to the partition its
+placement chooses, and an operation on the whole namespace to every partition, merging their
+answers (:mod:`~taskqueue.broker.merging`).
+
 Times: the broker reads the wall clock through ``clock`` (epoch milliseconds), so tests can
 pass a fake one and assert exact retry times and lease expiry without sleeping.
 """
@@ -15,9 +21,21 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+import attrs
+import trio
+
 from taskqueue import _json
-from taskqueue.broker import operations, schedule_operations
+from taskqueue.broker import cursors, operations, schedule_operations
 from taskqueue.broker.keys import Keys
+from taskqueue.broker.merging import (
+    merge_bulk_cancellations,
+    merge_claims,
+    merge_heartbeats,
+    merge_promotes,
+    merge_reaps,
+    merge_stats,
+    merge_trims,
+)
 from taskqueue.broker.model import (
     BULK_CANCEL_STATES,
     BrokerSettings,
@@ -39,6 +57,12 @@ from taskqueue.broker.model import (
     wall_clock_ms,
 )
 from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.broker.partitions import (
+    Placer,
+    key_partition,
+    partition_keys,
+    partition_of,
+)
 from taskqueue.broker.policy import Layer, PolicyView
 from taskqueue.broker.schedule_operations import DueSchedules, Fired
 from taskqueue.broker.validation import (
@@ -97,6 +121,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 class BrokerObserver(Protocol):
@@ -132,11 +157,27 @@ class Broker:
     ) -> None:
         self.redis = redis
         self.settings = settings or BrokerSettings()
-        self.keys = Keys(self.settings.namespace)
+        #: The keys of each partition; partition 0's are the namespace's own.
+        self.partitions = partition_keys(self.settings.namespace, self.settings.partitions)
+        self.keys = self.partitions[0]
         self.clock = clock
         self.observer = observer
         self._rng = rng or random.Random()
         self._claims = 0
+        self._placer = Placer(len(self.partitions))
+
+    def partition(self, partition: int) -> Broker:
+        """A broker on one partition of this one's namespace alone, as if it were the whole:
+        for looking into (and checking) one partition."""
+        alone = Broker(
+            self.redis,
+            attrs.evolve(self.settings, partitions=1),
+            clock=self.clock,
+            rng=self._rng,
+        )
+        alone.partitions = [self.partitions[partition]]
+        alone.keys = alone.partitions[0]
+        return alone
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -159,22 +200,69 @@ class Broker:
         """
         if not submissions:
             return []
-        submitted = await self._run(
-            operations.enqueue_many(
-                self.settings, self.keys, submissions, self.clock(), strict=strict
+        now = self.clock()
+        placed = self._placer.place(submissions)
+        if len(set(placed)) == 1:
+            submitted = await self._run(
+                operations.enqueue_many(
+                    self.settings,
+                    self.partitions[placed[0]],
+                    submissions,
+                    now,
+                    strict=strict,
+                    partition=placed[0],
+                )
             )
-        )
+        else:
+            submitted = await self._enqueue_spread(submissions, placed, now, strict)
         if self.observer is not None:
             self.observer.tasks_submitted(submissions, submitted)
         return submitted
+
+    async def _enqueue_spread(
+        self, submissions: Sequence[Submission], placed: Sequence[int], now: int, strict: bool
+    ) -> list[Submitted]:
+        """A batch whose tasks belong to several partitions: each partition's share in one
+        script of its own, all at once. Atomic per partition only: a refusal by one partition
+        (a full queue, too many types) leaves what the others wrote."""
+        # Checked whole first, so an invalid task is named by its index in the batch.
+        operations.validate_submissions(self.settings, submissions, now)
+        shares: dict[int, list[int]] = {}
+        for index, partition in enumerate(placed):
+            shares.setdefault(partition, []).append(index)
+        batches = list(shares.items())
+        replies = await self._gather(
+            operations.enqueue_many(
+                self.settings,
+                self.partitions[partition],
+                [submissions[i] for i in indices],
+                now,
+                strict=strict,
+                partition=partition,
+            )
+            for partition, indices in batches
+        )
+        submitted: list[Submitted | None] = [None] * len(submissions)
+        for (_, indices), reply in zip(batches, replies, strict=True):
+            for index, result in zip(indices, reply, strict=True):
+                submitted[index] = result
+        return [result for result in submitted if result is not None]
 
     async def enqueue_and_view(
         self, submission: Submission, cut_at: int
     ) -> tuple[Submitted, TaskView]:
         """Submit one task (as :meth:`enqueue`) and read it back (as :meth:`view`), in one
         round trip when the task is new: what an API's reply to a submit shows."""
+        (partition,) = self._placer.place((submission,))
         submitted, view = await self._run(
-            operations.enqueue_and_view(self.settings, self.keys, submission, self.clock(), cut_at)
+            operations.enqueue_and_view(
+                self.settings,
+                self.partitions[partition],
+                submission,
+                self.clock(),
+                cut_at,
+                partition,
+            )
         )
         if self.observer is not None:
             self.observer.tasks_submitted((submission,), (submitted,))
@@ -203,17 +291,30 @@ class Broker:
         self._claims += 1
         shift = self._claims % len(task_types)
         guard = self.settings.priority_guard
-        claim = await self._run(
-            operations.claim(
-                self.settings,
-                self.keys,
-                worker_id,
-                [*task_types[shift:], *task_types[:shift]],
-                count,
-                self.clock(),
-                guard_turn=bool(guard) and self._claims % guard == 0,
+        types = [*task_types[shift:], *task_types[:shift]]
+        guard_turn = bool(guard) and self._claims % guard == 0
+        # Partitions take turns at being asked first; the next is asked only for what the
+        # ones before left short, so a busy partition fills a claim in one script.
+        parts: list[Claim] = []
+        wanted = count
+        first = self._claims % len(self.partitions)
+        for partition in [*range(first, len(self.partitions)), *range(first)]:
+            part = await self._run(
+                operations.claim(
+                    self.settings,
+                    self.partitions[partition],
+                    worker_id,
+                    types,
+                    wanted,
+                    self.clock(),
+                    guard_turn=guard_turn,
+                )
             )
-        )
+            parts.append(part)
+            wanted -= len(part.tasks)
+            if wanted <= 0:
+                break
+        claim = merge_claims(parts)
         if claim.expired and self.observer is not None:
             self.observer.tasks_expired(claim.expired)
         return claim
@@ -226,23 +327,40 @@ class Broker:
         """
         if not reports:
             return []
-        return await self._run(
-            operations.report(self.settings, self.keys, reports, self.clock(), self._rng.random)
+        now = self.clock()
+        return await self._by_task(
+            reports,
+            lambda report: report.task_id,
+            lambda keys, share: operations.report(
+                self.settings, keys, share, now, self._rng.random
+            ),
         )
 
     async def heartbeat(
         self, worker: WorkerInfo, running: Iterable[tuple[str, int]]
     ) -> HeartbeatReply:
-        """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt)."""
-        return await self._run(
-            operations.heartbeat(self.settings, self.keys, worker, running, self.clock())
+        """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt):
+        in every partition, each with the leases it holds."""
+        now = self.clock()
+        if len(self.partitions) == 1:
+            return await self._run(
+                operations.heartbeat(self.settings, self.keys, worker, running, now)
+            )
+        shares: list[list[tuple[str, int]]] = [[] for _ in self.partitions]
+        for lease in running:
+            shares[partition_of(lease[0], len(self.partitions))].append(lease)
+        return merge_heartbeats(
+            await self._gather(
+                operations.heartbeat(self.settings, keys, worker, share, now)
+                for keys, share in zip(self.partitions, shares, strict=True)
+            )
         )
 
     async def set_type_policies(self, policies: Mapping[str, Policy]) -> None:
         """Record task types' plugin defaults (priority, max_retries, timeout) in the config
         layer of the policy (a worker does, for the types it can run). The last worker to start
         wins where two disagree; a value set live wins over both."""
-        await self._run(operations.set_type_policies(self.keys, policies))
+        await self._each(lambda keys: operations.set_type_policies(keys, policies))
 
     async def served_types(self) -> frozenset[str]:
         """The task types some live worker serves."""
@@ -264,15 +382,15 @@ class Broker:
     ) -> None:
         """Set policy ``settings`` for ``task_type`` (None: every type) in ``layer``;
         ``replace`` unsets the settings ``settings`` leaves unset."""
-        await self._run(
-            operations.set_policy(self.keys, layer, task_type, settings, replace=replace)
+        await self._each(
+            lambda keys: operations.set_policy(keys, layer, task_type, settings, replace=replace)
         )
 
     async def unset_policy(
         self, fields: Sequence[str], task_type: str | None = None, *, layer: Layer = "live"
     ) -> None:
         """Unset policy settings (by name) for ``task_type`` (None: every type) in ``layer``."""
-        await self._run(operations.unset_policy(self.keys, layer, task_type, fields))
+        await self._each(lambda keys: operations.unset_policy(keys, layer, task_type, fields))
 
     async def write_config_policy(self) -> None:
         """Write the global config layer from ``self.settings`` (a daemon does at start):
@@ -283,11 +401,11 @@ class Broker:
     async def check_durable_submit(self) -> None:
         """Raise :class:`~taskqueue.errors.DurabilityUnsupportedError` unless this Redis can
         confirm that a submission is on disk, as ``settings.durable_submit`` asks."""
-        await self._run(operations.check_durable_submit())
+        await self._each(lambda _: operations.check_durable_submit())
 
     async def deregister(self, worker_id: str) -> bool:
         """Remove ``worker_id``'s registration; whether it was registered."""
-        return await self._run(operations.deregister(self.keys, worker_id))
+        return any(await self._each(lambda keys: operations.deregister(keys, worker_id)))
 
     async def set_progress(self, task_id: str, attempt: int, progress: Any) -> bool:
         """Record a running task's progress; False if ``attempt`` no longer holds the lease."""
@@ -299,28 +417,36 @@ class Broker:
         one round trip; per update, False if its attempt no longer holds the lease."""
         if not updates:
             return []
-        return await self._run(operations.set_progress_many(self.keys, updates))
+        return await self._by_task(updates, lambda update: update[0], operations.set_progress_many)
 
     async def reap(self, limit: int = 1000) -> ReapResult:
         """Fail the attempts whose lease expired, and remove workers that stopped beating."""
-        return await self._run(
-            operations.reap(self.settings, self.keys, limit, self.clock(), self._rng.random)
+        now = self.clock()
+        return merge_reaps(
+            await self._each(
+                lambda keys: operations.reap(self.settings, keys, limit, now, self._rng.random)
+            )
         )
 
     async def expire_workers(self, worker_ids: Sequence[str]) -> int:
         """Expire at once the leases of ``worker_ids``, workers known to be dead (their
         process is gone), so the next :meth:`reap` returns their tasks; forget the workers.
         How many leases expired."""
-        return await self._run(operations.expire_workers(self.keys, worker_ids, self.clock()))
+        now = self.clock()
+        return sum(await self._each(lambda keys: operations.expire_workers(keys, worker_ids, now)))
 
     async def trim(self, limit: int = 1000) -> TrimResult:
         """Delete up to ``limit`` finished records past their retention (``settings.retention``)."""
-        return await self._run(operations.trim(self.settings, self.keys, limit, self.clock()))
+        now = self.clock()
+        return merge_trims(
+            await self._each(lambda keys: operations.trim(self.settings, keys, limit, now))
+        )
 
     async def promote(self, limit: int = 1000) -> PromoteResult:
         """Make scheduled tasks whose time has come pending, after ending those waiting past
         their deadline expired."""
-        result = await self._run(operations.promote(self.keys, limit, self.clock()))
+        now = self.clock()
+        result = merge_promotes(await self._each(lambda keys: operations.promote(keys, limit, now)))
         if result.expired and self.observer is not None:
             self.observer.tasks_expired(result.expired)
         return result
@@ -338,7 +464,9 @@ class Broker:
 
     async def cancel_task(self, task_id: str) -> Cancellation:
         """:meth:`cancel`, also saying the task's type and priority (from the same script)."""
-        cancellation = await self._run(operations.cancel(self.keys, task_id, self.clock()))
+        cancellation = await self._run(
+            operations.cancel(self._keys_of(task_id), task_id, self.clock())
+        )
         if self.observer is not None:
             self.observer.task_cancelled(cancellation)
         return cancellation
@@ -356,9 +484,12 @@ class Broker:
         Runs as many short scripts as it takes (a thousand tasks each), so Redis is never
         held for long; the tasks end as :meth:`cancel` ends them, events and counters alike.
         """
-        cancellation = await self._run(
-            operations.cancel_all(
-                self.keys, task_type, self.clock, states=states, include_active=include_active
+        states = tuple(states)
+        cancellation = merge_bulk_cancellations(
+            await self._each(
+                lambda keys: operations.cancel_all(
+                    keys, task_type, self.clock, states=states, include_active=include_active
+                )
             )
         )
         if self.observer is not None:
@@ -369,27 +500,30 @@ class Broker:
         """Delete every finished task in ``state`` (succeeded, cancelled, expired or dead; of
         ``task_type``, if given) for good; how many. Another state is an
         :class:`InvalidTaskError`."""
-        return await self._run(operations.purge(self.keys, TaskState(state), task_type))
+        state = TaskState(state)
+        return sum(await self._each(lambda keys: operations.purge(keys, state, task_type)))
 
     async def requeue_dead(self, task_id: str) -> None:
         """Give one dead-lettered task a fresh set of attempts and queue it again."""
-        await self._run(operations.requeue_dead(self.keys, task_id, self.clock()))
+        await self._run(operations.requeue_dead(self._keys_of(task_id), task_id, self.clock()))
 
     async def requeue_all_dead(self, task_type: str | None = None) -> int:
         """Requeue every dead-lettered task (of ``task_type``, if given); how many."""
-        return await self._run(operations.requeue_all_dead(self.keys, task_type, self.clock))
+        return sum(
+            await self._each(lambda keys: operations.requeue_all_dead(keys, task_type, self.clock))
+        )
 
     async def purge_dead(self, task_type: str | None = None) -> int:
         """Delete every dead-lettered task (of ``task_type``, if given); how many."""
-        return await self._run(operations.purge_dead(self.keys, task_type))
+        return sum(await self._each(lambda keys: operations.purge_dead(keys, task_type)))
 
     # -- reading -------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> Task:
-        return await self._run(operations.get(self.keys, task_id))
+        return await self._run(operations.get(self._keys_of(task_id), task_id))
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
-        return await self._run(operations.get_many(self.keys, task_ids))
+        return await self._by_task(task_ids, lambda task_id: task_id, operations.get_many)
 
     async def list_tasks(
         self,
@@ -404,24 +538,29 @@ class Broker:
         Order: pending by priority then FIFO; scheduled by ready time; active by lease deadline;
         finished states newest first. ``cursor`` is opaque: pass back what the last page gave.
         """
-        return await self._run(
-            operations.list_tasks(self.keys, state, task_type=task_type, limit=limit, cursor=cursor)
+        return await self._paged(
+            lambda keys, inner, wanted: operations.list_tasks(
+                keys, state, task_type=task_type, limit=wanted, cursor=inner
+            ),
+            limit,
+            cursor,
         )
 
     async def view(self, task_id: str, cut_at: int) -> TaskView:
         """The task with each field over ``cut_at`` bytes cut in Redis, so that a task of huge
         results costs its reader no more than ``cut_at`` per field (see :class:`TaskView`)."""
-        return await self._run(operations.view(self.keys, task_id, cut_at))
+        return await self._run(operations.view(self._keys_of(task_id), task_id, cut_at))
 
     async def view_by_key(self, idempotency_key: str, cut_at: int) -> TaskView:
         """The task ``idempotency_key`` maps to, read as :meth:`view` reads it; what an
         operator holding only a client's key needs to find its task."""
-        return await self._run(operations.view_by_key(self.keys, idempotency_key, cut_at))
+        keys = self.partitions[key_partition("idem:" + idempotency_key, len(self.partitions))]
+        return await self._run(operations.view_by_key(keys, idempotency_key, cut_at))
 
     async def workflow(self, task_id: str) -> Workflow:
         """Every task linked to ``task_id`` through dependencies, in one read: what a
         workflow's caller polls to see where it stands."""
-        return await self._run(operations.workflow(self.keys, task_id))
+        return await self._run(operations.workflow(self._keys_of(task_id), task_id))
 
     async def list_views(
         self,
@@ -433,23 +572,34 @@ class Broker:
         cursor: str | None = None,
     ) -> Page[TaskView]:
         """:meth:`list_tasks`, each task read as :meth:`view` reads it: what a response lists."""
-        return await self._run(
-            operations.list_views(
-                self.keys, state, cut_at=cut_at, task_type=task_type, limit=limit, cursor=cursor
-            )
+        return await self._paged(
+            lambda keys, inner, wanted: operations.list_views(
+                keys, state, cut_at=cut_at, task_type=task_type, limit=wanted, cursor=inner
+            ),
+            limit,
+            cursor,
         )
 
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-        return await self._run(operations.stats(self.keys, self.clock()))
+        now = self.clock()
+        return merge_stats(await self._each(lambda keys: operations.stats(keys, now)))
 
     async def stats_and_served(self) -> tuple[QueueStats, frozenset[str]]:
         """:meth:`stats` and :meth:`served_types`, in one round trip."""
-        return await self._run(operations.stats_and_served(self.keys, self.clock()))
+        now = self.clock()
+        if len(self.partitions) == 1:
+            return await self._run(operations.stats_and_served(self.keys, now))
+        return await self.stats(), await self.served_types()
 
     async def queue_report(self) -> QueueReport:
         """Counts, served types and policy, in one round trip."""
-        return await self._run(operations.queue_report(self.settings, self.keys, self.clock()))
+        now = self.clock()
+        report = await self._run(operations.queue_report(self.settings, self.keys, now))
+        if len(self.partitions) == 1:
+            return report
+        others = await self._gather(operations.stats(k, now) for k in self.partitions[1:])
+        return QueueReport(merge_stats([report.stats, *others]), report.served, report.policy)
 
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers whose registration has not expired, newest beat first."""
@@ -488,6 +638,87 @@ class Broker:
         return await self._run(schedule_operations.fire_schedules(self.keys, fired, self.clock()))
 
     # -- running operations ---------------------------------------------------------------
+
+    def _keys_of(self, task_id: str) -> Keys:
+        """The keys of the partition ``task_id`` lives in."""
+        return self.partitions[partition_of(task_id, len(self.partitions))]
+
+    async def _each(self, make: Callable[[Keys], Operation[T]]) -> list[T]:
+        """``make``'s operation run on every partition (at once); the answers in order."""
+        if len(self.partitions) == 1:
+            return [await self._run(make(self.keys))]
+        return await self._gather(make(keys) for keys in self.partitions)
+
+    async def _gather(self, operations: Iterable[Operation[T]]) -> list[T]:
+        """Run several operations at once (a shared connection pipelines them; a cluster
+        runs each on its node); their answers in order. The first error is raised once all
+        have ended, as itself rather than in a group, so callers catch it as they would from
+        one operation."""
+        pending = list(operations)
+        answers: list[Any] = [None] * len(pending)
+        errors: list[Exception] = []
+
+        async def run(index: int, operation: Operation[T]) -> None:
+            try:
+                answers[index] = await self._run(operation)
+            except Exception as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for index, operation in enumerate(pending):
+                nursery.start_soon(run, index, operation)
+        if errors:
+            raise errors[0]
+        return answers
+
+    async def _by_task(
+        self,
+        items: Sequence[Item],
+        task_id: Callable[[Item], str],
+        make: Callable[[Keys, list[Item]], Operation[list[T]]],
+    ) -> list[T]:
+        """An operation on many tasks, each partition given its own tasks' items: the
+        answers, one per item, in the items' order."""
+        count = len(self.partitions)
+        if count == 1:
+            return await self._run(make(self.keys, list(items)))
+        shares: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            shares.setdefault(partition_of(task_id(item), count), []).append(index)
+        batches = list(shares.items())
+        replies = await self._gather(
+            make(self.partitions[p], [items[i] for i in indices]) for p, indices in batches
+        )
+        answers: list[Any] = [None] * len(items)
+        for (_, indices), reply in zip(batches, replies, strict=True):
+            for index, answer in zip(indices, reply, strict=True):
+                answers[index] = answer
+        return answers
+
+    async def _paged(
+        self,
+        make: Callable[[Keys, str | None, int], Operation[Page[Item]]],
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Item]:
+        """One page of a listing across partitions: partition by partition, each in its own
+        order, a page that ends a partition going on into the next one. The cursor names the
+        partition (``"2|"`` + the partition's own cursor)."""
+        count = len(self.partitions)
+        if count == 1:
+            return await self._run(make(self.keys, cursor, limit))
+        partition, inner = cursors.read_partition(cursor, count)
+        items: list[Item] = []
+        while True:
+            page = await self._run(make(self.partitions[partition], inner, limit - len(items)))
+            items += page.items
+            if page.next_cursor is not None:
+                return Page(items, cursors.partition_cursor(partition, page.next_cursor))
+            partition, inner = partition + 1, None
+            if partition == count:
+                return Page(items, None)
+            if len(items) >= limit:
+                return Page(items, cursors.partition_cursor(partition, None))
 
     async def _run(self, operation: Operation[T]) -> T:
         """Drive an I/O-free operation (:mod:`taskqueue.broker.operations`) on this Redis:

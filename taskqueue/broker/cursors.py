@@ -50,3 +50,20 @@ def read_queue(cursor: str) -> tuple[str, str, int]:
     if priority not in _PRIORITIES or not task_type or offset is None:
         raise _invalid(cursor)
     return priority, task_type, offset
+
+
+def partition_cursor(partition: int, inner: str | None) -> str:
+    """A listing's cursor in a namespace of several partitions: the partition it stopped in,
+    and that partition's own cursor (empty: from its start)."""
+    return f"{partition}|{inner or ''}"
+
+
+def read_partition(cursor: str | None, count: int) -> tuple[int, str | None]:
+    """The (partition, partition's own cursor) of a cursor of :func:`partition_cursor`."""
+    if cursor is None:
+        return 0, None
+    head, bar, inner = cursor.partition("|")
+    partition = natural(head)
+    if not bar or partition is None or partition >= count:
+        raise _invalid(cursor)
+    return partition, inner or None

@@ -80,18 +80,23 @@ COUNTED_STATES = (
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
-def prefix_for(namespace: str) -> str:
+def prefix_for(namespace: str, partition: int = 0) -> str:
+    """The prefix of every key of ``partition`` of ``namespace``: ``{ns}:``, or ``{ns:p}:``
+    for a partition past the first (a namespace has no colon, so no namespace's own
+    prefix can be another's partition's)."""
     if not namespace or any(c in namespace for c in "{}:"):
         raise ValueError(f"invalid namespace {namespace!r}: non-empty, without braces or colons")
-    return "{" + namespace + "}:"
+    return "{" + namespace + (f":{partition}" if partition else "") + "}:"
 
 
 class Keys:
     """Key names of one namespace, as attributes (fixed keys) and methods (parametrised ones)."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, partition: int = 0) -> None:
         self.namespace = namespace
-        self.prefix = prefix_for(namespace)
+        #: Which partition of the namespace these keys are (see broker/partitions.py).
+        self.partition = partition
+        self.prefix = prefix_for(namespace, partition)
         p = self.prefix
         self.scheduled = p + LAYOUT["scheduled"]
         self.blocked = p + LAYOUT["blocked"]

@@ -126,6 +126,8 @@ class BrokerSettings:
     durable_timeout: float = 2.0
     #: Most snoozes of a task where no policy layer sets ``max_snoozes``.
     max_snoozes: int = DEFAULT_MAX_SNOOZES
+    #: How many hash tags the namespace is spread over (see :mod:`~taskqueue.broker.partitions`).
+    partitions: int = 1
 
     def policy(self) -> Policy:
         """The global policy these settings give: what a daemon writes to the config layer at

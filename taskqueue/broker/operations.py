@@ -58,6 +58,7 @@ from taskqueue.broker.model import (
     TrimResult,
     unserved_warning,
 )
+from taskqueue.broker.partitions import tag_id
 from taskqueue.broker.policy import (
     GLOBAL_SETTINGS,
     REDIS_NAMES,
@@ -168,11 +169,13 @@ def enqueue_many(
     now: int,
     *,
     strict: bool = False,
+    partition: int = 0,
 ) -> Operation[list[Submitted]]:
-    """Submit a batch atomically, in one round trip (see :meth:`Broker.enqueue_many`)."""
+    """Submit a batch atomically, in one round trip (see :meth:`Broker.enqueue_many`), to
+    ``partition`` (whose keys ``keys`` are)."""
     if not submissions:
         return []
-    script, _ = _enqueue_script(settings, keys, submissions, now, strict)
+    script, _ = _enqueue_script(settings, keys, submissions, now, strict, partition)
     try:
         if settings.durable_submit:
             reply, not_on_disk = yield from _with_fsync(settings, script)
@@ -184,22 +187,31 @@ def enqueue_many(
 
 
 def enqueue_and_view(
-    settings: BrokerSettings, keys: Keys, submission: Submission, now: int, cut_at: int
+    settings: BrokerSettings,
+    keys: Keys,
+    submission: Submission,
+    now: int,
+    cut_at: int,
+    partition: int = 0,
 ) -> Operation[tuple[Submitted, TaskView]]:
     """Submit one task and read it back as :func:`view` does, in one round trip: what a
     REST or gRPC submit answers with. The view is sent right behind the script, for the id
     the task gets if it is new; one that found an earlier task (its idempotency key, or as
     unique) is read in a second round trip, as is everything under ``durable_submit``."""
     if settings.durable_submit:
-        (submitted,) = yield from enqueue_many(settings, keys, (submission,), now)
+        (submitted,) = yield from enqueue_many(
+            settings, keys, (submission,), now, partition=partition
+        )
         return submitted, (yield from view(keys, submitted.id, cut_at))
-    script, (task_id,) = _enqueue_script(settings, keys, (submission,), now, False)
+    script, (task_id,) = _enqueue_script(settings, keys, (submission,), now, False, partition)
     reading = _view_script(keys, (task_id,), cut_at)
     reply, read = yield Pipeline((_evalsha(script), _evalsha(reading)))
     if isinstance(reply, ResponseError):
         if not str(reply).startswith("NOSCRIPT"):
             raise _refusal(str(reply), (submission,))
-        (submitted,) = yield from enqueue_many(settings, keys, (submission,), now)
+        (submitted,) = yield from enqueue_many(
+            settings, keys, (submission,), now, partition=partition
+        )
         return submitted, (yield from view(keys, submitted.id, cut_at))
     (submitted,) = _submitted(reply, None, (submission,))
     if submitted.id != task_id or isinstance(read, ResponseError) or not read[0]:
@@ -213,18 +225,38 @@ def _enqueue_script(
     submissions: Sequence[Submission],
     now: int,
     strict: bool,
+    partition: int,
 ) -> tuple[RunScript, list[str]]:
-    """enqueue.lua for ``submissions`` (validated here), and the ids new tasks get."""
+    """enqueue.lua for ``submissions`` (validated here), and the ids new tasks get: ids
+    that name ``partition``."""
     args: list[Arg] = [now, 1 if strict else 0, *_fallback_args(settings)]
     ids = new_task_ids(len(submissions), now)
+    if settings.partitions > 1:
+        ids = [tag_id(task_id, partition, settings.partitions) for task_id in ids]
+    args += _batch_fields(settings, submissions, ids, now)
+    return _script(keys, "enqueue", *args), ids
+
+
+def validate_submissions(
+    settings: BrokerSettings, submissions: Sequence[Submission], now: int
+) -> None:
+    """Raise the :class:`InvalidTaskError` that submitting ``submissions`` would raise."""
+    _batch_fields(settings, submissions, new_task_ids(len(submissions), now), now)
+
+
+def _batch_fields(
+    settings: BrokerSettings, submissions: Sequence[Submission], ids: Sequence[str], now: int
+) -> list[Arg]:
+    """enqueue.lua's fields of each submission; an invalid one named by its index."""
+    fields: list[Arg] = []
     for index, submission in enumerate(submissions):
         try:
-            args += task_fields(settings, submission, ids[index], now, index)
+            fields += task_fields(settings, submission, ids[index], now, index)
         except InvalidTaskError as exc:
             if len(submissions) > 1:
                 raise type(exc)(f"task {index}: {exc}", field=f"{index}.{exc.field}") from None
             raise
-    return _script(keys, "enqueue", *args), ids
+    return fields
 
 
 def _submitted(
