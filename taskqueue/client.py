@@ -260,7 +260,8 @@ class Client:
         ``async with`` is missed. Pub/sub delivers at most once: a connection lost to Redis
         ends the iteration with :class:`~taskqueue.redis.RedisConnectionError`.
         """
-        async with self.broker.redis.subscribe(self.broker.keys.events_channel) as subscription:
+        channels = (keys.events_channel for keys in self.broker.partitions)
+        async with self.broker.redis.subscribe(*channels) as subscription:
             yield EventStream(subscription)
 
     async def list_tasks(

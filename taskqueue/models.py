@@ -412,6 +412,9 @@ DEFAULT_MAX_TASK_TYPES: Final = 1000
 MAX_TASK_TYPES: Final = 1_000_000
 #: The most snoozes a policy may allow a task; the default is DEFAULT_MAX_SNOOZES.
 MAX_SNOOZES: Final = 1_000_000
+#: The most partitions a namespace may have (redis.partitions): each is a full set of keys,
+#: and every namespace-wide read touches each.
+MAX_PARTITIONS: Final = 256
 DEFAULT_MAX_SNOOZES: Final = 100
 #: How recent a claim's note that a limit held a type back must be for stats to say it is held.
 HELD_FRESH_MS: Final = 5_000

@@ -38,13 +38,15 @@ from taskqueue.broker import (
     PolicyView,
     Submission,
     Submitted,
+    routing,
 )
 from taskqueue.broker import operations as ops
 from taskqueue.broker import schedule_operations as schedule_ops
 from taskqueue.broker.codec import events_from_message
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.model import BULK_CANCEL_STATES, wall_clock_ms
-from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.broker.operations import Call, Operation, Parallel, Pipeline, RunScript, Step
+from taskqueue.broker.partitions import Placer, partition_keys
 from taskqueue.discovery import find_redis, redis_address
 from taskqueue.models import (
     DEFAULT_PAGE,
@@ -177,7 +179,10 @@ class SyncClient:
             url = found.url
         self.address = RedisAddress.from_url(url) if isinstance(url, str) else url
         self.settings = settings or BrokerSettings()
-        self.keys = Keys(self.settings.namespace)
+        #: The keys of each partition of the namespace; partition 0's are its own.
+        self.partitions = partition_keys(self.settings.namespace, self.settings.partitions)
+        self.keys = self.partitions[0]
+        self._placer = Placer(len(self.partitions))
         self.redis = redis_py_client(self.address, connect_timeout=connect_timeout)
 
     @classmethod
@@ -233,7 +238,14 @@ class SyncClient:
         """Submit a batch atomically, in one round trip: all are written, or none."""
         with tracing.sending(list(submissions), None) as batch:
             return self._run(
-                ops.enqueue_many(self.settings, self.keys, batch, wall_clock_ms(), strict=strict)
+                routing.enqueue_many(
+                    self.settings,
+                    self.partitions,
+                    self._placer.place(batch),
+                    batch,
+                    wall_clock_ms(),
+                    strict=strict,
+                )
             )
 
     def served_types(self) -> frozenset[str]:
@@ -250,25 +262,36 @@ class SyncClient:
         """Set policy settings live (``task_type`` None: every type), e.g.
         ``set_policy("mail.send", max_queue_depth=100)``; the next submission obeys them."""
         policy = validated(settings, Policy)
-        self._run(ops.set_policy(self.keys, "live", task_type, policy, replace=False))
+        self._run(
+            routing.each(
+                self.partitions,
+                lambda keys: ops.set_policy(keys, "live", task_type, policy, replace=False),
+            )
+        )
 
     def unset_policy(self, *names: str, task_type: str | None = None) -> None:
         """Unset live policy settings: the config's (or the default) applies again."""
-        self._run(ops.unset_policy(self.keys, "live", task_type, names))
+        self._run(
+            routing.each(
+                self.partitions, lambda keys: ops.unset_policy(keys, "live", task_type, names)
+            )
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task:
         """The task as stored now; :class:`~taskqueue.TaskNotFoundError` if there is none."""
-        return self._run(ops.get(self.keys, task_id))
+        return self._run(ops.get(self._keys_of(task_id), task_id))
 
     def workflow(self, task_id: str) -> Workflow:
         """Every task linked to ``task_id`` through dependencies, read at one moment."""
-        return self._run(ops.workflow(self.keys, task_id))
+        return self._run(ops.workflow(self._keys_of(task_id), task_id))
 
     def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Several tasks in one round trip, None where a task does not exist."""
-        return self._run(ops.get_many(self.keys, task_ids))
+        return self._run(
+            routing.by_task(self.partitions, task_ids, lambda task_id: task_id, ops.get_many)
+        )
 
     def wait(self, task_id: str, *, timeout: float | None = None) -> Task:
         """Block until the task ends (succeeded, dead, cancelled or expired) and return it.
@@ -308,7 +331,7 @@ class SyncClient:
         pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
         try:
             with _redis_errors():
-                pubsub.subscribe(self.keys.events_channel)
+                pubsub.subscribe(*(keys.events_channel for keys in self.partitions))
                 while (message := pubsub.get_message(timeout=remaining())) is None or (
                     message["type"] != "subscribe"
                 ):
@@ -335,14 +358,19 @@ class SyncClient:
     ) -> Page[Task]:
         """One page of the tasks in ``state``; pass ``page.next_cursor`` back for the next."""
         return self._run(
-            ops.list_tasks(
-                self.keys, TaskState(state), task_type=task_type, limit=limit, cursor=cursor
+            routing.paged(
+                self.partitions,
+                lambda keys, inner, wanted: ops.list_tasks(
+                    keys, TaskState(state), task_type=task_type, limit=wanted, cursor=inner
+                ),
+                limit,
+                cursor,
             )
         )
 
     def stats(self) -> QueueStats:
         """Queue depths and lifetime totals (O(1) on Redis: kept as counters)."""
-        return self._run(ops.stats(self.keys, wall_clock_ms()))
+        return self._run(routing.stats(self.partitions, wall_clock_ms()))
 
     def workers(self) -> list[WorkerInfo]:
         """The registered workers, most recent heartbeat first."""
@@ -354,7 +382,7 @@ class SyncClient:
         """Cancel a task: ``"cancelled"`` if it was waiting, ``"requested"`` if it runs (its
         worker stops it, and it ends cancelled). Raises
         :class:`~taskqueue.ConflictingStateError` for a task that has already ended."""
-        return self._run(ops.cancel(self.keys, task_id, wall_clock_ms())).outcome
+        return self._run(ops.cancel(self._keys_of(task_id), task_id, wall_clock_ms())).outcome
 
     def cancel_all(
         self,
@@ -367,15 +395,22 @@ class SyncClient:
         :meth:`taskqueue.Client.cancel_all`)."""
         chosen = BULK_CANCEL_STATES if states is None else [TaskState(s) for s in states]
         return self._run(
-            ops.cancel_all(
-                self.keys, task_type, wall_clock_ms, states=chosen, include_active=include_active
+            routing.cancel_all(
+                self.partitions,
+                task_type,
+                wall_clock_ms,
+                states=tuple(chosen),
+                include_active=include_active,
             )
         )
 
     def purge(self, state: TaskState | str, task_type: str | None = None) -> int:
         """Delete every finished task in ``state`` (succeeded, cancelled, expired or dead; of
         ``task_type``, if given) for good; how many were."""
-        return self._run(ops.purge(self.keys, TaskState(state), task_type))
+        chosen = TaskState(state)
+        return self._run(
+            routing.total(self.partitions, lambda keys: ops.purge(keys, chosen, task_type))
+        )
 
     # -- the dead-letter queue ---------------------------------------------------------------
 
@@ -390,15 +425,21 @@ class SyncClient:
 
         Raises :class:`~taskqueue.ConflictingStateError` if it is not dead.
         """
-        self._run(ops.requeue_dead(self.keys, task_id, wall_clock_ms()))
+        self._run(ops.requeue_dead(self._keys_of(task_id), task_id, wall_clock_ms()))
 
     def requeue_all(self, task_type: str | None = None) -> int:
         """Requeue every dead task (of ``task_type``, if given); how many were."""
-        return self._run(ops.requeue_all_dead(self.keys, task_type, wall_clock_ms))
+        return self._run(
+            routing.total(
+                self.partitions, lambda keys: ops.requeue_all_dead(keys, task_type, wall_clock_ms)
+            )
+        )
 
     def purge_dead(self, task_type: str | None = None) -> int:
         """Delete every dead task (of ``task_type``, if given) for good; how many were."""
-        return self._run(ops.purge_dead(self.keys, task_type))
+        return self._run(
+            routing.total(self.partitions, lambda keys: ops.purge_dead(keys, task_type))
+        )
 
     # -- schedules ---------------------------------------------------------------------------
 
@@ -437,6 +478,9 @@ class SyncClient:
 
     # -- running operations ------------------------------------------------------------------
 
+    def _keys_of(self, task_id: str) -> Keys:
+        return routing.keys_of(self.partitions, task_id)
+
     def _run(self, operation: Operation[T]) -> T:
         """Drive an I/O-free operation on redis-py: the twin of ``Broker._run``."""
         reply: Any = None
@@ -468,6 +512,18 @@ class SyncClient:
                 _error_reply(r) if isinstance(r, redis.exceptions.ResponseError) else r
                 for r in replies
             ]
+        if isinstance(step, Parallel):  # one after another (redis-py blocks), all of them
+            answers: list[Any] = []
+            first: Exception | None = None
+            for operation in step.operations:
+                try:
+                    answers.append(self._run(operation))
+                except Exception as exc:
+                    first = first or exc
+                    answers.append(None)
+            if first is not None:
+                raise first
+            return answers
         assert isinstance(step, RunScript)
         script, keys = step.script, step.keys
         try:

@@ -12,7 +12,6 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.broker.partitions import (
-    MAX_PARTITIONS,
     key_partition,
     partition_keys,
     partition_of,
@@ -20,7 +19,7 @@ from taskqueue.broker.partitions import (
 )
 from taskqueue.errors import InvalidTaskError
 from taskqueue.ids import new_task_ids
-from taskqueue.models import Debounce, Policy, TaskState
+from taskqueue.models import MAX_PARTITIONS, Debounce, Policy, TaskState
 
 PARTITIONS = 3
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from taskqueue.broker import BrokerSettings
 from taskqueue.config import (
     Config,
     RedisConfig,
@@ -57,6 +58,7 @@ def test_defaults_match_the_spec() -> None:
     assert config.server.max_request_bytes == 2 * 1024 * 1024
     assert config.redis.url is None
     assert config.redis.namespace == "taskqueue"
+    assert config.redis.partitions == 1
     assert config.redis.connect_timeout == 5.0
     assert config.worker.concurrency == 50
     assert config.worker.heartbeat_interval == 2.0
@@ -604,3 +606,17 @@ def test_a_limits_table_takes_group_limits_and_refuses_a_bad_rate(tmp_path: Path
     bad = write_toml(tmp_path, '[limits."tenant.job"]\ngroup_rate_limit = "1/0s"\n')
     with pytest.raises(ConfigError, match=r"limits\.tenant\.job: group_rate_limit: '1/0s'"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("value", ["0", "257", "three"])
+def test_partitions_out_of_range_are_refused_naming_the_setting(value: str) -> None:
+    message = config_error(env={"TASKQUEUE_REDIS__PARTITIONS": value})
+    assert message == (
+        f"environment TASKQUEUE_REDIS__PARTITIONS = {value!r}: expected a whole number"
+        " from 1 to 256"
+    )
+
+
+def test_partitions_reach_the_broker_settings() -> None:
+    config = load_config(None, env={"TASKQUEUE_REDIS__PARTITIONS": "4"})
+    assert BrokerSettings.from_config(config).partitions == 4

@@ -49,7 +49,8 @@ class EventHub:
         """Subscribe (again after every Redis error) and fan events out, forever."""
         guard = RedisGuard(self.health)
         while True:
-            async with guard, self.broker.redis.subscribe(self.broker.keys.events_channel) as sub:
+            channels = (keys.events_channel for keys in self.broker.partitions)
+            async with guard, self.broker.redis.subscribe(*channels) as sub:
                 self.subscribed.set()
                 async for _, data in sub:
                     self.publish(data)

@@ -25,15 +25,11 @@ import attrs
 import trio
 
 from taskqueue import _json
-from taskqueue.broker import cursors, operations, schedule_operations
+from taskqueue.broker import operations, routing, schedule_operations
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.merging import (
-    merge_bulk_cancellations,
-    merge_claims,
-    merge_heartbeats,
     merge_promotes,
     merge_reaps,
-    merge_stats,
     merge_trims,
 )
 from taskqueue.broker.model import (
@@ -56,12 +52,11 @@ from taskqueue.broker.model import (
     TrimResult,
     wall_clock_ms,
 )
-from taskqueue.broker.operations import Call, Operation, Pipeline, RunScript, Step
+from taskqueue.broker.operations import Call, Operation, Parallel, Pipeline, RunScript, Step
 from taskqueue.broker.partitions import (
     Placer,
     key_partition,
     partition_keys,
-    partition_of,
 )
 from taskqueue.broker.policy import Layer, PolicyView
 from taskqueue.broker.schedule_operations import DueSchedules, Fired
@@ -200,53 +195,19 @@ class Broker:
         """
         if not submissions:
             return []
-        now = self.clock()
-        placed = self._placer.place(submissions)
-        if len(set(placed)) == 1:
-            submitted = await self._run(
-                operations.enqueue_many(
-                    self.settings,
-                    self.partitions[placed[0]],
-                    submissions,
-                    now,
-                    strict=strict,
-                    partition=placed[0],
-                )
+        submitted = await self._run(
+            routing.enqueue_many(
+                self.settings,
+                self.partitions,
+                self._placer.place(submissions),
+                submissions,
+                self.clock(),
+                strict=strict,
             )
-        else:
-            submitted = await self._enqueue_spread(submissions, placed, now, strict)
+        )
         if self.observer is not None:
             self.observer.tasks_submitted(submissions, submitted)
         return submitted
-
-    async def _enqueue_spread(
-        self, submissions: Sequence[Submission], placed: Sequence[int], now: int, strict: bool
-    ) -> list[Submitted]:
-        """A batch whose tasks belong to several partitions: each partition's share in one
-        script of its own, all at once. Atomic per partition only: a refusal by one partition
-        (a full queue, too many types) leaves what the others wrote."""
-        # Checked whole first, so an invalid task is named by its index in the batch.
-        operations.validate_submissions(self.settings, submissions, now)
-        shares: dict[int, list[int]] = {}
-        for index, partition in enumerate(placed):
-            shares.setdefault(partition, []).append(index)
-        batches = list(shares.items())
-        replies = await self._gather(
-            operations.enqueue_many(
-                self.settings,
-                self.partitions[partition],
-                [submissions[i] for i in indices],
-                now,
-                strict=strict,
-                partition=partition,
-            )
-            for partition, indices in batches
-        )
-        submitted: list[Submitted | None] = [None] * len(submissions)
-        for (_, indices), reply in zip(batches, replies, strict=True):
-            for index, result in zip(indices, reply, strict=True):
-                submitted[index] = result
-        return [result for result in submitted if result is not None]
 
     async def enqueue_and_view(
         self, submission: Submission, cut_at: int
@@ -255,13 +216,8 @@ class Broker:
         round trip when the task is new: what an API's reply to a submit shows."""
         (partition,) = self._placer.place((submission,))
         submitted, view = await self._run(
-            operations.enqueue_and_view(
-                self.settings,
-                self.partitions[partition],
-                submission,
-                self.clock(),
-                cut_at,
-                partition,
+            routing.enqueue_and_view(
+                self.settings, self.partitions, partition, submission, self.clock(), cut_at
             )
         )
         if self.observer is not None:
@@ -291,30 +247,18 @@ class Broker:
         self._claims += 1
         shift = self._claims % len(task_types)
         guard = self.settings.priority_guard
-        types = [*task_types[shift:], *task_types[:shift]]
-        guard_turn = bool(guard) and self._claims % guard == 0
-        # Partitions take turns at being asked first; the next is asked only for what the
-        # ones before left short, so a busy partition fills a claim in one script.
-        parts: list[Claim] = []
-        wanted = count
-        first = self._claims % len(self.partitions)
-        for partition in [*range(first, len(self.partitions)), *range(first)]:
-            part = await self._run(
-                operations.claim(
-                    self.settings,
-                    self.partitions[partition],
-                    worker_id,
-                    types,
-                    wanted,
-                    self.clock(),
-                    guard_turn=guard_turn,
-                )
+        claim = await self._run(
+            routing.claim(
+                self.settings,
+                self.partitions,
+                self._claims % len(self.partitions),
+                worker_id,
+                [*task_types[shift:], *task_types[:shift]],
+                count,
+                self.clock(),
+                guard_turn=bool(guard) and self._claims % guard == 0,
             )
-            parts.append(part)
-            wanted -= len(part.tasks)
-            if wanted <= 0:
-                break
-        claim = merge_claims(parts)
+        )
         if claim.expired and self.observer is not None:
             self.observer.tasks_expired(claim.expired)
         return claim
@@ -328,12 +272,15 @@ class Broker:
         if not reports:
             return []
         now = self.clock()
-        return await self._by_task(
-            reports,
-            lambda report: report.task_id,
-            lambda keys, share: operations.report(
-                self.settings, keys, share, now, self._rng.random
-            ),
+        return await self._run(
+            routing.by_task(
+                self.partitions,
+                reports,
+                lambda report: report.task_id,
+                lambda keys, share: operations.report(
+                    self.settings, keys, share, now, self._rng.random
+                ),
+            )
         )
 
     async def heartbeat(
@@ -341,19 +288,8 @@ class Broker:
     ) -> HeartbeatReply:
         """Refresh ``worker``'s registration and the leases of its ``running`` (id, attempt):
         in every partition, each with the leases it holds."""
-        now = self.clock()
-        if len(self.partitions) == 1:
-            return await self._run(
-                operations.heartbeat(self.settings, self.keys, worker, running, now)
-            )
-        shares: list[list[tuple[str, int]]] = [[] for _ in self.partitions]
-        for lease in running:
-            shares[partition_of(lease[0], len(self.partitions))].append(lease)
-        return merge_heartbeats(
-            await self._gather(
-                operations.heartbeat(self.settings, keys, worker, share, now)
-                for keys, share in zip(self.partitions, shares, strict=True)
-            )
+        return await self._run(
+            routing.heartbeat(self.settings, self.partitions, worker, running, self.clock())
         )
 
     async def set_type_policies(self, policies: Mapping[str, Policy]) -> None:
@@ -417,7 +353,11 @@ class Broker:
         one round trip; per update, False if its attempt no longer holds the lease."""
         if not updates:
             return []
-        return await self._by_task(updates, lambda update: update[0], operations.set_progress_many)
+        return await self._run(
+            routing.by_task(
+                self.partitions, updates, lambda update: update[0], operations.set_progress_many
+            )
+        )
 
     async def reap(self, limit: int = 1000) -> ReapResult:
         """Fail the attempts whose lease expired, and remove workers that stopped beating."""
@@ -433,7 +373,11 @@ class Broker:
         process is gone), so the next :meth:`reap` returns their tasks; forget the workers.
         How many leases expired."""
         now = self.clock()
-        return sum(await self._each(lambda keys: operations.expire_workers(keys, worker_ids, now)))
+        return await self._run(
+            routing.total(
+                self.partitions, lambda keys: operations.expire_workers(keys, worker_ids, now)
+            )
+        )
 
     async def trim(self, limit: int = 1000) -> TrimResult:
         """Delete up to ``limit`` finished records past their retention (``settings.retention``)."""
@@ -485,11 +429,13 @@ class Broker:
         held for long; the tasks end as :meth:`cancel` ends them, events and counters alike.
         """
         states = tuple(states)
-        cancellation = merge_bulk_cancellations(
-            await self._each(
-                lambda keys: operations.cancel_all(
-                    keys, task_type, self.clock, states=states, include_active=include_active
-                )
+        cancellation = await self._run(
+            routing.cancel_all(
+                self.partitions,
+                task_type,
+                self.clock,
+                states=states,
+                include_active=include_active,
             )
         )
         if self.observer is not None:
@@ -501,7 +447,9 @@ class Broker:
         ``task_type``, if given) for good; how many. Another state is an
         :class:`InvalidTaskError`."""
         state = TaskState(state)
-        return sum(await self._each(lambda keys: operations.purge(keys, state, task_type)))
+        return await self._run(
+            routing.total(self.partitions, lambda keys: operations.purge(keys, state, task_type))
+        )
 
     async def requeue_dead(self, task_id: str) -> None:
         """Give one dead-lettered task a fresh set of attempts and queue it again."""
@@ -509,13 +457,18 @@ class Broker:
 
     async def requeue_all_dead(self, task_type: str | None = None) -> int:
         """Requeue every dead-lettered task (of ``task_type``, if given); how many."""
-        return sum(
-            await self._each(lambda keys: operations.requeue_all_dead(keys, task_type, self.clock))
+        return await self._run(
+            routing.total(
+                self.partitions,
+                lambda keys: operations.requeue_all_dead(keys, task_type, self.clock),
+            )
         )
 
     async def purge_dead(self, task_type: str | None = None) -> int:
         """Delete every dead-lettered task (of ``task_type``, if given); how many."""
-        return sum(await self._each(lambda keys: operations.purge_dead(keys, task_type)))
+        return await self._run(
+            routing.total(self.partitions, lambda keys: operations.purge_dead(keys, task_type))
+        )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -523,7 +476,9 @@ class Broker:
         return await self._run(operations.get(self._keys_of(task_id), task_id))
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
-        return await self._by_task(task_ids, lambda task_id: task_id, operations.get_many)
+        return await self._run(
+            routing.by_task(self.partitions, task_ids, lambda task_id: task_id, operations.get_many)
+        )
 
     async def list_tasks(
         self,
@@ -538,12 +493,15 @@ class Broker:
         Order: pending by priority then FIFO; scheduled by ready time; active by lease deadline;
         finished states newest first. ``cursor`` is opaque: pass back what the last page gave.
         """
-        return await self._paged(
-            lambda keys, inner, wanted: operations.list_tasks(
-                keys, state, task_type=task_type, limit=wanted, cursor=inner
-            ),
-            limit,
-            cursor,
+        return await self._run(
+            routing.paged(
+                self.partitions,
+                lambda keys, inner, wanted: operations.list_tasks(
+                    keys, state, task_type=task_type, limit=wanted, cursor=inner
+                ),
+                limit,
+                cursor,
+            )
         )
 
     async def view(self, task_id: str, cut_at: int) -> TaskView:
@@ -572,34 +530,28 @@ class Broker:
         cursor: str | None = None,
     ) -> Page[TaskView]:
         """:meth:`list_tasks`, each task read as :meth:`view` reads it: what a response lists."""
-        return await self._paged(
-            lambda keys, inner, wanted: operations.list_views(
-                keys, state, cut_at=cut_at, task_type=task_type, limit=wanted, cursor=inner
-            ),
-            limit,
-            cursor,
+        return await self._run(
+            routing.paged(
+                self.partitions,
+                lambda keys, inner, wanted: operations.list_views(
+                    keys, state, cut_at=cut_at, task_type=task_type, limit=wanted, cursor=inner
+                ),
+                limit,
+                cursor,
+            )
         )
 
     async def stats(self) -> QueueStats:
         """Queue depths and counts from the incrementally kept counters: O(1) on Redis."""
-        now = self.clock()
-        return merge_stats(await self._each(lambda keys: operations.stats(keys, now)))
+        return await self._run(routing.stats(self.partitions, self.clock()))
 
     async def stats_and_served(self) -> tuple[QueueStats, frozenset[str]]:
-        """:meth:`stats` and :meth:`served_types`, in one round trip."""
-        now = self.clock()
-        if len(self.partitions) == 1:
-            return await self._run(operations.stats_and_served(self.keys, now))
-        return await self.stats(), await self.served_types()
+        """:meth:`stats` and :meth:`served_types`, in one round trip (a partition each)."""
+        return await self._run(routing.stats_and_served(self.partitions, self.clock()))
 
     async def queue_report(self) -> QueueReport:
-        """Counts, served types and policy, in one round trip."""
-        now = self.clock()
-        report = await self._run(operations.queue_report(self.settings, self.keys, now))
-        if len(self.partitions) == 1:
-            return report
-        others = await self._gather(operations.stats(k, now) for k in self.partitions[1:])
-        return QueueReport(merge_stats([report.stats, *others]), report.served, report.policy)
+        """Counts, served types and policy, in one round trip (a partition each)."""
+        return await self._run(routing.queue_report(self.settings, self.partitions, self.clock()))
 
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers whose registration has not expired, newest beat first."""
@@ -641,84 +593,11 @@ class Broker:
 
     def _keys_of(self, task_id: str) -> Keys:
         """The keys of the partition ``task_id`` lives in."""
-        return self.partitions[partition_of(task_id, len(self.partitions))]
+        return routing.keys_of(self.partitions, task_id)
 
     async def _each(self, make: Callable[[Keys], Operation[T]]) -> list[T]:
         """``make``'s operation run on every partition (at once); the answers in order."""
-        if len(self.partitions) == 1:
-            return [await self._run(make(self.keys))]
-        return await self._gather(make(keys) for keys in self.partitions)
-
-    async def _gather(self, operations: Iterable[Operation[T]]) -> list[T]:
-        """Run several operations at once (a shared connection pipelines them; a cluster
-        runs each on its node); their answers in order. The first error is raised once all
-        have ended, as itself rather than in a group, so callers catch it as they would from
-        one operation."""
-        pending = list(operations)
-        answers: list[Any] = [None] * len(pending)
-        errors: list[Exception] = []
-
-        async def run(index: int, operation: Operation[T]) -> None:
-            try:
-                answers[index] = await self._run(operation)
-            except Exception as exc:
-                errors.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            for index, operation in enumerate(pending):
-                nursery.start_soon(run, index, operation)
-        if errors:
-            raise errors[0]
-        return answers
-
-    async def _by_task(
-        self,
-        items: Sequence[Item],
-        task_id: Callable[[Item], str],
-        make: Callable[[Keys, list[Item]], Operation[list[T]]],
-    ) -> list[T]:
-        """An operation on many tasks, each partition given its own tasks' items: the
-        answers, one per item, in the items' order."""
-        count = len(self.partitions)
-        if count == 1:
-            return await self._run(make(self.keys, list(items)))
-        shares: dict[int, list[int]] = {}
-        for index, item in enumerate(items):
-            shares.setdefault(partition_of(task_id(item), count), []).append(index)
-        batches = list(shares.items())
-        replies = await self._gather(
-            make(self.partitions[p], [items[i] for i in indices]) for p, indices in batches
-        )
-        answers: list[Any] = [None] * len(items)
-        for (_, indices), reply in zip(batches, replies, strict=True):
-            for index, answer in zip(indices, reply, strict=True):
-                answers[index] = answer
-        return answers
-
-    async def _paged(
-        self,
-        make: Callable[[Keys, str | None, int], Operation[Page[Item]]],
-        limit: int,
-        cursor: str | None,
-    ) -> Page[Item]:
-        """One page of a listing across partitions: partition by partition, each in its own
-        order, a page that ends a partition going on into the next one. The cursor names the
-        partition (``"2|"`` + the partition's own cursor)."""
-        count = len(self.partitions)
-        if count == 1:
-            return await self._run(make(self.keys, cursor, limit))
-        partition, inner = cursors.read_partition(cursor, count)
-        items: list[Item] = []
-        while True:
-            page = await self._run(make(self.partitions[partition], inner, limit - len(items)))
-            items += page.items
-            if page.next_cursor is not None:
-                return Page(items, cursors.partition_cursor(partition, page.next_cursor))
-            partition, inner = partition + 1, None
-            if partition == count:
-                return Page(items, None)
-            if len(items) >= limit:
-                return Page(items, cursors.partition_cursor(partition, None))
+        return await self._run(routing.each(self.partitions, make))
 
     async def _run(self, operation: Operation[T]) -> T:
         """Drive an I/O-free operation (:mod:`taskqueue.broker.operations`) on this Redis:
@@ -743,5 +622,27 @@ class Broker:
             return await self.redis.run_script(step.script, step.keys, step.args)
         if isinstance(step, Call):
             return await self.redis.execute(*step.args)
-        assert isinstance(step, Pipeline)
-        return await self.redis.pipeline(step.commands)
+        if isinstance(step, Pipeline):
+            return await self.redis.pipeline(step.commands)
+        assert isinstance(step, Parallel)
+        return await self._parallel(step.operations)
+
+    async def _parallel(self, parallel: Sequence[Operation[Any]]) -> list[Any]:
+        """Run operations at once (a shared connection pipelines them; a cluster runs each
+        on its node); their answers in order. The first error is raised once all have ended,
+        as itself rather than in a group, so callers catch it as from one operation."""
+        answers: list[Any] = [None] * len(parallel)
+        errors: list[Exception] = []
+
+        async def run(index: int, operation: Operation[Any]) -> None:
+            try:
+                answers[index] = await self._run(operation)
+            except Exception as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for index, operation in enumerate(parallel):
+                nursery.start_soon(run, index, operation)
+        if errors:
+            raise errors[0]
+        return answers

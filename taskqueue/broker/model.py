@@ -149,6 +149,7 @@ class BrokerSettings:
         task, worker = config.task, config.worker
         return cls(
             namespace=config.redis.namespace,
+            partitions=config.redis.partitions,
             default_timeout=task.default_timeout,
             default_max_retries=task.max_retries,
             retry_base_delay=task.retry_base_delay,

@@ -138,7 +138,15 @@ class RunScript:
     args: tuple[Arg, ...]
 
 
-Step = Call | Pipeline | RunScript
+@attrs.frozen
+class Parallel:
+    """Operations that may run at once (on a cluster, each on its own node): their answers
+    as a list, in order. The first error is raised, as itself, once all have ended."""
+
+    operations: tuple[Generator[Any, Any, Any], ...]
+
+
+Step = Call | Pipeline | RunScript | Parallel
 #: A queue operation: yields steps, is sent their replies, returns ``T``.
 Operation = Generator[Step, Any, T]
 

@@ -24,11 +24,8 @@ from typing import Final
 
 from taskqueue import _json
 from taskqueue.broker.keys import Keys
-from taskqueue.models import Submission
+from taskqueue.models import MAX_PARTITIONS, Submission
 
-#: The most partitions a namespace may have (each is a full set of keys, and every
-#: namespace-wide read touches each).
-MAX_PARTITIONS: Final = 256
 #: How many hex digits at the end of a task id name its partition.
 _ID_DIGITS: Final = 4
 _ID_SPAN: Final = 16**_ID_DIGITS

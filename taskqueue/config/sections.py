@@ -22,6 +22,7 @@ from taskqueue.dev_processors import is_module_path
 from taskqueue.models import (
     DEFAULT_MAX_SNOOZES,
     DEFAULT_MAX_TASK_TYPES,
+    MAX_PARTITIONS,
     MAX_SNOOZES,
     MAX_TASK_TYPES,
     Policy,
@@ -94,6 +95,10 @@ class RedisConfig:
     namespace), which is why it may not contain braces or the ``:`` separator.
     ``password_file`` names a file holding the password (a relative name is a systemd
     ``LoadCredential=`` credential), so the secret needs neither this file nor the environment.
+    ``partitions`` spreads the namespace over that many hash tags (``{ns}``, ``{ns:1}``, ...),
+    so that on Redis Cluster one queue can use several primaries; every producer and worker
+    of the namespace must agree on it. Growing it keeps the tasks already queued; shrinking
+    it strands those in the partitions it drops, so drain them first.
     ``durable_submit`` makes each submission of this process wait until Redis has it on disk
     (``WAITAOF``, Redis 7.2+ with ``appendonly yes``), for at most ``durable_timeout``.
     """
@@ -117,6 +122,7 @@ class RedisConfig:
         check=_namespace_ok,
         expected="a non-empty name without '{', '}' or ':'",
     )
+    partitions: int = setting(1, minimum=1, maximum=MAX_PARTITIONS)
     connect_timeout: float = setting(5.0, kind="duration", positive=True)
     data_dir: str = setting("./data")
     durable_submit: bool = setting(False)

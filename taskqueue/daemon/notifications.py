@@ -1,6 +1,8 @@
 """The daemon's one pub/sub subscription: wake-ups for the consumer and the scheduler, and
 cancel requests for running tasks.
 
+A namespace of several partitions has the channels of each; all are subscribed at once.
+
 Pub/sub loses messages while disconnected, so after every (re)subscription everyone is woken
 as if a message had come: a spurious claim costs one round trip, a missed one a stuck task.
 """
@@ -38,19 +40,18 @@ class Notifications:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reports started at once: an API-only daemon must start (and say it is not ready)
         while Redis is away; the consumer's safety-net recheck covers a late subscription."""
-        keys = self.broker.keys
+        partitions = self.broker.partitions
+        wake = {keys.wake_channel for keys in partitions}
+        channels = [*wake, *(keys.cancel_channel for keys in partitions)]
         guard = RedisGuard(self.health)
         task_status.started()
         while True:
-            async with (
-                guard,
-                self.broker.redis.subscribe(keys.wake_channel, keys.cancel_channel) as sub,
-            ):
+            async with guard, self.broker.redis.subscribe(*channels) as sub:
                 guard.succeeded()
                 self._wake_all()
                 self.subscribed.set()
                 async for channel, data in sub:
-                    if channel == keys.wake_channel:
+                    if channel in wake:
                         self._dispatch_wake(data)
                     else:
                         worker_id, _, task_id = data.partition(" ")
