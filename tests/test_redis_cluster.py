@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from cli_helpers import cli_env, run
-from cluster_helpers import ClusterDeployment
+from cluster_helpers import RANGES, ClusterDeployment
 from daemon_helpers import (
     STARTUP,
     WorkerProcess,
@@ -26,6 +26,7 @@ from daemon_helpers import (
 from taskqueue import Client, SyncClient
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.keys import Keys
+from taskqueue.broker.partitions import partition_keys
 from taskqueue.config import load_config
 from taskqueue.errors import ConfigError
 from taskqueue.models import TaskState
@@ -364,5 +365,58 @@ async def test_the_trio_client_refuses_an_unreachable_cluster_clearly() -> None:
     try:
         with pytest.raises(RedisConnectionError, match="no node of the redis cluster of 127"):
             await client.execute("PING")
+    finally:
+        await client.aclose()
+
+
+# -- partitions ---------------------------------------------------------------------------------
+
+
+def spread_namespace(count: int) -> str:
+    """A namespace whose ``count`` partitions' slots fall to every primary of the cluster
+    (the default one's may share a primary: a slot is a hash)."""
+    for n in range(1000):
+        namespace = f"spread{n}"
+        owners = {
+            next(i for i, (low, high) in enumerate(RANGES) if low <= hash_slot(k.prefix) <= high)
+            for k in partition_keys(namespace, count)
+        }
+        if len(owners) == len(RANGES):
+            return namespace
+    raise AssertionError("no namespace spreads")  # pragma: no cover
+
+
+async def test_a_partitioned_queue_uses_every_primary(
+    cluster: ClusterDeployment, tmp_path: Path
+) -> None:
+    """One queue of three partitions on three primaries: the submits spread over all three,
+    a worker process runs every task once, and each primary's own counts add up."""
+    namespace = spread_namespace(3)
+    client = Redis.from_url(cluster.url())
+    broker = Broker(client, BrokerSettings(namespace=namespace, partitions=3))
+    try:
+        total = 3000
+        ids: list[str] = []
+        for start in range(0, total, 100):
+            ids += await submit_many(broker, "echo", range(start, start + 100))
+        for keys in broker.partitions:
+            owner = cluster.owner(hash_slot(keys.prefix))
+            assert cluster.client(owner).dbsize() > 0, f"{keys.prefix} is empty on {owner}"
+        env = worker_env(
+            cluster.url(),
+            TASKQUEUE_REDIS__NAMESPACE=namespace,
+            TASKQUEUE_REDIS__PARTITIONS="3",
+            TASKQUEUE_WORKER__CONCURRENCY="50",
+        )
+        async with WorkerProcess(tmp_path, env, name="worker") as worker:
+            await wait_for_count(broker, TaskState.SUCCEEDED, total, within=STARTUP + 60)
+            worker.send_signal(signal.SIGTERM)
+            assert await worker.wait_exit(within=STARTUP) == 0
+        per_partition = [
+            (await broker.partition(p).stats()).by_state[TaskState.SUCCEEDED] for p in range(3)
+        ]
+        assert per_partition == [1000, 1000, 1000]
+        tasks = await broker.get_many(ids)
+        assert [t.result if t else None for t in tasks] == list(range(total))
     finally:
         await client.aclose()
