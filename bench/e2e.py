@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import attrs
 import httpx
@@ -80,14 +80,24 @@ SECTIONS = ("noop", "latency", "redis", "http")
 WORKER_CODE: str | None = None
 
 
-def start_worker(url: str, *args: str, profile: str | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TASKQUEUE_REDIS__URL": url, "TASKQUEUE_LOGGING__LEVEL": "warning"}
+def start_worker(
+    url: str, *args: str, profile: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``taskqueue worker`` on ``url``; ``env`` adds variables (settings) of its own."""
+    variables = {
+        **os.environ,
+        "TASKQUEUE_REDIS__URL": url,
+        "TASKQUEUE_LOGGING__LEVEL": "warning",
+        **(env or {}),
+    }
     if WORKER_CODE is not None:
         # Another revision's package: the installed plugins may not fit its plugin API.
-        env.update(PYTHONPATH=WORKER_CODE, TASKQUEUE_WORKER__SKIP_BROKEN_PLUGINS="true")
-        env["TASKQUEUE_LOGGING__LEVEL"] = "critical"
+        variables.update(PYTHONPATH=WORKER_CODE, TASKQUEUE_WORKER__SKIP_BROKEN_PLUGINS="true")
+        variables["TASKQUEUE_LOGGING__LEVEL"] = "critical"
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
-    return subprocess.Popen([*python, "-m", "taskqueue", "worker", *args], env=env, cwd=BENCH_DIR)
+    return subprocess.Popen(
+        [*python, "-m", "taskqueue", "worker", *args], env=variables, cwd=BENCH_DIR
+    )
 
 
 async def wait_for(broker: Broker, state: TaskState, count: int, poll: float = 0.05) -> None:
@@ -125,6 +135,7 @@ async def throughput(
     payload: object = None,
     profile: str | None = None,
     poll: float = 0.05,
+    env: Mapping[str, str] | None = None,
 ) -> Run:
     """Queue ``tasks`` of ``task_type`` (each with ``payload``), start a worker, wait for them
     all to succeed."""
@@ -135,7 +146,7 @@ async def throughput(
     already = (await broker.stats()).by_state[TaskState.SUCCEEDED]
     dead = (await broker.stats()).by_state[TaskState.DEAD]
     began = time.time()
-    worker = start_worker(url, *worker_args, profile=profile)
+    worker = start_worker(url, *worker_args, profile=profile, env=env)
     first: tuple[int, float] | None = None  # (tasks done, worker CPU) when they began
     try:
         while True:

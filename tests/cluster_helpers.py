@@ -20,11 +20,26 @@ from typing import Any
 import redis
 from daemon_helpers import free_port
 
+from taskqueue.broker.partitions import partition_keys
 from taskqueue.embedded import find_redis_server
 from taskqueue.redis.slots import SLOTS, hash_slot
 
 #: Slots per primary, as redis-cli would split them among three.
 RANGES = ((0, 5460), (5461, 10922), (10923, SLOTS - 1))
+
+
+def spread_namespace(count: int) -> str:
+    """A namespace whose ``count`` partitions' slots fall to every primary of a cluster split
+    as :data:`RANGES` (the default namespace's partitions may share one: a slot is a hash)."""
+    for n in range(1000):
+        namespace = f"spread{n}"
+        owners = {
+            next(i for i, (low, high) in enumerate(RANGES) if low <= hash_slot(k.prefix) <= high)
+            for k in partition_keys(namespace, count)
+        }
+        if len(owners) == min(count, len(RANGES)):
+            return namespace
+    raise AssertionError(f"no namespace spreads {count} partitions")  # pragma: no cover
 
 
 def _cluster_port() -> int:

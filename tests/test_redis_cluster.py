@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from cli_helpers import cli_env, run
-from cluster_helpers import RANGES, ClusterDeployment
+from cluster_helpers import ClusterDeployment, spread_namespace
 from daemon_helpers import (
     STARTUP,
     WorkerProcess,
@@ -26,7 +26,6 @@ from daemon_helpers import (
 from taskqueue import Client, SyncClient
 from taskqueue.broker import Broker, BrokerSettings, Submission
 from taskqueue.broker.keys import Keys
-from taskqueue.broker.partitions import partition_keys
 from taskqueue.config import load_config
 from taskqueue.errors import ConfigError
 from taskqueue.models import TaskState
@@ -370,20 +369,6 @@ async def test_the_trio_client_refuses_an_unreachable_cluster_clearly() -> None:
 
 
 # -- partitions ---------------------------------------------------------------------------------
-
-
-def spread_namespace(count: int) -> str:
-    """A namespace whose ``count`` partitions' slots fall to every primary of the cluster
-    (the default one's may share a primary: a slot is a hash)."""
-    for n in range(1000):
-        namespace = f"spread{n}"
-        owners = {
-            next(i for i, (low, high) in enumerate(RANGES) if low <= hash_slot(k.prefix) <= high)
-            for k in partition_keys(namespace, count)
-        }
-        if len(owners) == len(RANGES):
-            return namespace
-    raise AssertionError("no namespace spreads")  # pragma: no cover
 
 
 async def test_a_partitioned_queue_uses_every_primary(
