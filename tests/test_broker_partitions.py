@@ -142,6 +142,33 @@ async def test_dependencies_live_beside_their_dependents(broker: Broker) -> None
     await assert_every_partition_consistent(broker)
 
 
+async def test_a_task_that_would_have_to_be_in_two_partitions_is_refused(
+    broker: Broker,
+) -> None:
+    first = await broker.enqueue(Submission(type=TYPE))
+    second = await broker.enqueue(Submission(type=TYPE))
+    assert partition_of(first.id, PARTITIONS) != partition_of(second.id, PARTITIONS)
+    with pytest.raises(InvalidTaskError, match="fall in different partitions") as raised:
+        await broker.enqueue(Submission(type=TYPE, depends_on=[first.id, second.id]))
+    assert raised.value.field == "depends_on"
+    keys = [f"k{i}" for i in range(10)]
+    apart = [k for k in keys if key_partition("idem:" + k, PARTITIONS) != partition_of(first.id, 3)]
+    batch = [
+        Submission(type=TYPE),
+        Submission(type=TYPE, depends_on=[first.id], idempotency_key=apart[0]),
+    ]
+    with pytest.raises(InvalidTaskError, match="task 1: its dependencies and key") as raised:
+        await broker.enqueue_many(batch)
+    assert raised.value.field == "1.depends_on"
+    chained = [
+        Submission(type=TYPE, idempotency_key=apart[0]),
+        Submission(type=TYPE, depends_on=[0, first.id]),
+    ]
+    with pytest.raises(InvalidTaskError, match="the dependencies and keys of this batch"):
+        await broker.enqueue_many(chained)
+    assert (await broker.stats()).by_state[TaskState.PENDING] == 2
+
+
 # -- working ---------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from typing import Final
 
 from taskqueue import _json
 from taskqueue.broker.keys import Keys
+from taskqueue.errors import InvalidTaskError
 from taskqueue.models import MAX_PARTITIONS, Submission
 
 #: How many hex digits at the end of a task id name its partition.
@@ -96,24 +97,47 @@ class Placer:
         """The partition of each submission of one batch.
 
         A batch whose tasks depend on each other (by index) stays in one partition, since a
-        dependency must live beside its dependents: the first placed task's, or the next
-        turn's. A dependency by id pins its dependent to the dependency's partition. Tasks
-        free to go anywhere share one turn per batch, so a bulk submit costs one script per
-        partition it touches, not one per task.
+        dependency must live beside its dependents: the partition its pinned tasks name, or
+        the next turn's. A dependency by id pins its dependent to the dependency's
+        partition. Tasks free to go anywhere share one turn per batch, so a bulk submit
+        costs one script per partition it touches, not one per task. Tasks that would have
+        to be in two partitions at once are refused (:class:`InvalidTaskError`).
         """
         count = self.count
         if count == 1:
             return [0] * len(submissions)
         turn = self._turn % count
         self._turn += 1
+        pins = [self._pins(s) for s in submissions]
+        for index, pinned in enumerate(pins):
+            if len(pinned) > 1:
+                raise _split(index, len(submissions), "its dependencies and key")
         if any(isinstance(d, int) for s in submissions for d in s.depends_on or ()):
-            pinned = (self._pinned(s) for s in submissions)
-            return [next((p for p in pinned if p is not None), turn)] * len(submissions)
-        return [turn if (p := self._pinned(s)) is None else p for s in submissions]
+            together = {p for pinned in pins for p in pinned}
+            if len(together) > 1:
+                raise _split(None, len(submissions), "the dependencies and keys of this batch")
+            return [next(iter(together), turn)] * len(submissions)
+        return [next(iter(pinned), turn) for pinned in pins]
 
-    def _pinned(self, submission: Submission) -> int | None:
-        for dependency in submission.depends_on or ():
-            if isinstance(dependency, str):
-                return partition_of(dependency, self.count)
+    def _pins(self, submission: Submission) -> set[int]:
+        """The partitions ``submission`` must be in: its dependencies', its key's."""
+        pinned = {
+            partition_of(dependency, self.count)
+            for dependency in submission.depends_on or ()
+            if isinstance(dependency, str)
+        }
         key = placement_key(submission)
-        return None if key is None else key_partition(key, self.count)
+        if key is not None:
+            pinned.add(key_partition(key, self.count))
+        return pinned
+
+
+def _split(index: int | None, size: int, what: str) -> InvalidTaskError:
+    where = f"task {index}: " if index is not None and size > 1 else ""
+    field = "depends_on" if index is None or size == 1 else f"{index}.depends_on"
+    return InvalidTaskError(
+        f"{where}{what} fall in different partitions of this namespace (redis.partitions):"
+        " a task lives beside its dependencies and its key's other tasks; submit dependent"
+        " tasks in one batch, without keys that place them apart",
+        field=field,
+    )
