@@ -199,6 +199,31 @@ async def test_a_claim_asks_the_next_partition_only_for_what_is_short(broker: Br
     assert await broker.claim("w1", [TYPE], 10) == []
 
 
+async def test_partitions_take_turns_at_being_asked_first(broker: Broker) -> None:
+    """A worker that claims a little at a time draws from every busy partition in turn, not
+    from one until it is empty."""
+    for _ in range(PARTITIONS):
+        await broker.enqueue_many([Submission(type=TYPE, payload=i) for i in range(10)])
+    drawn = [
+        {partition_of(t.id, PARTITIONS) for t in await broker.claim("w1", [TYPE], 2)}
+        for _ in range(2 * PARTITIONS)
+    ]
+    assert all(len(one) == 1 for one in drawn)
+    assert [p for (p,) in drawn] == [p % PARTITIONS for p in range(1, 2 * PARTITIONS + 1)]
+
+
+async def test_a_group_keeps_its_order_in_its_one_partition(broker: Broker) -> None:
+    """The group is the ordering key: its tasks share a partition and start in FIFO order."""
+    ids = [(await broker.enqueue(Submission(type=TYPE, group="acct-7"))).id for _ in range(9)]
+    assert len({partition_of(i, PARTITIONS) for i in ids}) == 1
+    started = []
+    for _ in range(9):
+        (task,) = await broker.claim("w1", [TYPE], 1)
+        started.append(task.id)
+        await broker.report([succeeded(task)])
+    assert started == ids
+
+
 async def test_heartbeats_keep_leases_in_every_partition(broker: Broker, clock: FakeClock) -> None:
     for i in range(6):
         await broker.enqueue(Submission(type=TYPE, payload=i))
