@@ -241,7 +241,7 @@ class SyncClient:
                 routing.enqueue_many(
                     self.settings,
                     self.partitions,
-                    self._placer.place(batch),
+                    self._placer,
                     batch,
                     wall_clock_ms(),
                     strict=strict,

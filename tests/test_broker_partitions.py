@@ -16,8 +16,9 @@ from taskqueue.broker.partitions import (
     partition_keys,
     partition_of,
     tag_id,
+    type_home,
 )
-from taskqueue.errors import InvalidTaskError
+from taskqueue.errors import IdempotencyKeyNotFoundError, InvalidTaskError, QueueFullError
 from taskqueue.ids import new_task_ids
 from taskqueue.models import MAX_PARTITIONS, Debounce, Policy, TaskState
 
@@ -251,6 +252,60 @@ async def test_policy_applies_to_every_partition(broker: Broker) -> None:
     assert await broker.claim("w1", [TYPE], 10) == []
     await broker.set_policy(Policy(paused=False), TYPE)
     assert len(await broker.claim("w1", [TYPE], 10)) == 6
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [Policy(concurrency=1), Policy(rate_limit="2/s"), Policy(max_queue_depth=5)],
+    ids=["concurrency", "rate", "depth"],
+)
+async def test_a_limited_type_lives_in_its_home_partition(broker: Broker, limit: Policy) -> None:
+    """A limit counts the whole namespace: once a type has one, its submissions are refused
+    away from its home partition (nothing written) and placed there again, so a
+    concurrency of 1 is one task at a time across every partition."""
+    await broker.set_policy(limit, TYPE)
+    home = type_home(TYPE, PARTITIONS)
+    ids = [(await broker.enqueue(Submission(type=TYPE, payload=i))).id for i in range(3)]
+    batch = await broker.enqueue_many(
+        [Submission(type=TYPE, payload=i) for i in range(2)]
+        + [Submission(type="other", payload=i) for i in range(6)]
+    )
+    ids += [s.id for s in batch[:2]]
+    assert {partition_of(i, PARTITIONS) for i in ids} == {home}
+    assert [(await broker.get(i)).payload for i in ids] == [0, 1, 2, 0, 1]
+    assert await pending_per_partition(broker) == [
+        5 * (p == home) + sum(partition_of(s.id, 3) == p for s in batch[2:]) for p in range(3)
+    ]
+    claimed = await broker.claim("w1", [TYPE], 10)
+    if limit.max_queue_depth:
+        assert len(claimed) == 5
+        with pytest.raises(QueueFullError):
+            await broker.enqueue_many([Submission(type=TYPE) for _ in range(6)])
+    else:
+        assert len(claimed) == 1  # the limit held across the namespace
+    await assert_every_partition_consistent(broker)
+
+
+async def test_a_limited_type_away_from_home_in_a_spread_batch_moves_alone(
+    broker: Broker,
+) -> None:
+    await broker.set_policy(Policy(concurrency=2), TYPE)
+    keys = [f"k{i}" for i in range(9)]
+    batch = [Submission(type="other", idempotency_key=k) for k in keys]
+    batch += [Submission(type=TYPE, payload=n) for n in range(3)]
+    submitted = await broker.enqueue_many(batch)
+    assert [partition_of(s.id, 3) for s in submitted[:9]] == [
+        key_partition("idem:" + k, 3) for k in keys
+    ]
+    assert {partition_of(s.id, 3) for s in submitted[9:]} == {type_home(TYPE, 3)}
+    assert (await broker.stats()).by_state[TaskState.PENDING] == 12  # each written once
+    fresh = (f"far{i}" for i in range(100))
+    far = next(k for k in fresh if key_partition("idem:" + k, 3) != type_home(TYPE, 3))
+    homed = await broker.enqueue(Submission(type=TYPE, idempotency_key=far))
+    assert partition_of(homed.id, 3) == type_home(TYPE, 3)  # its type's home, not its key's
+    assert (await broker.view_by_key(far, 100)).task.id == homed.id
+    with pytest.raises(IdempotencyKeyNotFoundError):
+        await broker.view_by_key("never", 100)
 
 
 # -- steering and reading --------------------------------------------------------------------

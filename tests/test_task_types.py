@@ -89,7 +89,7 @@ async def test_the_enqueue_script_refuses_a_bad_name_from_any_submitter(broker: 
     good = task_fields(broker.settings, Submission(type="ok"), "id-1", now=0)
     bad = task_fields(broker.settings, Submission(type="ok"), "id-2", now=0, position=1)
     bad[1] = "no\u0000op"  # the name as another submitter could send it, unchecked
-    step = _script(broker.keys, "enqueue", 0, 0, *fallback, *good, *bad)
+    step = _script(broker.keys, "enqueue", 0, 0, "", *fallback, *good, *bad)
     with pytest.raises(ResponseError, match="BADTYPE 1"):
         await broker.redis.run_script(step.script, step.keys, step.args)
     assert await types_set(broker) == set()

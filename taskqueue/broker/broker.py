@@ -55,7 +55,6 @@ from taskqueue.broker.model import (
 from taskqueue.broker.operations import Call, Operation, Parallel, Pipeline, RunScript, Step
 from taskqueue.broker.partitions import (
     Placer,
-    key_partition,
     partition_keys,
 )
 from taskqueue.broker.policy import Layer, PolicyView
@@ -199,7 +198,7 @@ class Broker:
             routing.enqueue_many(
                 self.settings,
                 self.partitions,
-                self._placer.place(submissions),
+                self._placer,
                 submissions,
                 self.clock(),
                 strict=strict,
@@ -214,10 +213,9 @@ class Broker:
     ) -> tuple[Submitted, TaskView]:
         """Submit one task (as :meth:`enqueue`) and read it back (as :meth:`view`), in one
         round trip when the task is new: what an API's reply to a submit shows."""
-        (partition,) = self._placer.place((submission,))
         submitted, view = await self._run(
             routing.enqueue_and_view(
-                self.settings, self.partitions, partition, submission, self.clock(), cut_at
+                self.settings, self.partitions, self._placer, submission, self.clock(), cut_at
             )
         )
         if self.observer is not None:
@@ -512,8 +510,7 @@ class Broker:
     async def view_by_key(self, idempotency_key: str, cut_at: int) -> TaskView:
         """The task ``idempotency_key`` maps to, read as :meth:`view` reads it; what an
         operator holding only a client's key needs to find its task."""
-        keys = self.partitions[key_partition("idem:" + idempotency_key, len(self.partitions))]
-        return await self._run(operations.view_by_key(keys, idempotency_key, cut_at))
+        return await self._run(routing.view_by_key(self.partitions, idempotency_key, cut_at))
 
     async def workflow(self, task_id: str) -> Workflow:
         """Every task linked to ``task_id`` through dependencies, in one read: what a

@@ -58,7 +58,7 @@ from taskqueue.broker.model import (
     TrimResult,
     unserved_warning,
 )
-from taskqueue.broker.partitions import tag_id
+from taskqueue.broker.partitions import AwayFromHome, away_types, tag_id
 from taskqueue.broker.policy import (
     GLOBAL_SETTINGS,
     REDIS_NAMES,
@@ -237,7 +237,8 @@ def _enqueue_script(
 ) -> tuple[RunScript, list[str]]:
     """enqueue.lua for ``submissions`` (validated here), and the ids new tasks get: ids
     that name ``partition``."""
-    args: list[Arg] = [now, 1 if strict else 0, *_fallback_args(settings)]
+    away = ",".join(away_types(submissions, partition, settings.partitions))
+    args: list[Arg] = [now, 1 if strict else 0, away, *_fallback_args(settings)]
     ids = new_task_ids(len(submissions), now)
     if settings.partitions > 1:
         ids = [tag_id(task_id, partition, settings.partitions) for task_id in ids]
@@ -353,6 +354,8 @@ def _fallback_args(settings: BrokerSettings) -> tuple[Arg, ...]:
 
 def _refusal(error: str, submissions: Sequence[Submission]) -> Exception:
     """The error for one of enqueue.lua's refusals (any other error reply, unchanged)."""
+    if error.startswith("AWAY "):
+        return AwayFromHome(error.removeprefix("AWAY "))
     if error.startswith("BADTYPE"):
         index = int(error.split()[1])
         field = "type" if len(submissions) == 1 else f"{index}.type"

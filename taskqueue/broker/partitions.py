@@ -68,6 +68,30 @@ def key_partition(key: str, count: int) -> int:
     return zlib.crc32(key.encode()) % count
 
 
+def type_home(task_type: str, count: int) -> int:
+    """The partition that holds every task of ``task_type`` while the type has a limit (a
+    rate, a concurrency or a queue depth), so the limit counts the whole namespace's."""
+    return key_partition("type:" + task_type, count)
+
+
+def away_types(submissions: Sequence[Submission], partition: int, count: int) -> list[str]:
+    """The types of ``submissions`` whose home is not ``partition``: enqueue.lua refuses one
+    that has a limit (:class:`AwayFromHome`). None for a batch with dependencies, which
+    stays beside them whatever its types."""
+    if count == 1 or any(s.depends_on for s in submissions):
+        return []
+    return sorted({s.type for s in submissions if type_home(s.type, count) != partition})
+
+
+class AwayFromHome(Exception):
+    """A partition refused a batch (writing nothing) holding tasks of a limited type whose
+    home is elsewhere; the submitter places them there from now on and submits again."""
+
+    def __init__(self, task_type: str) -> None:
+        super().__init__(f"tasks of {task_type!r} live in its home partition")
+        self.task_type = task_type
+
+
 def placement_key(submission: Submission) -> str | None:
     """What pins ``submission`` to one partition, or None when any partition will do.
 
@@ -92,6 +116,12 @@ class Placer:
     def __init__(self, count: int) -> None:
         self.count = count
         self._turn = 0
+        #: Types known to have a limit: their tasks go to their home partition.
+        self.homed: set[str] = set()
+
+    def home(self, task_type: str) -> None:
+        """Place ``task_type``'s tasks in its home partition from now on."""
+        self.homed.add(task_type)
 
     def place(self, submissions: Sequence[Submission]) -> list[int]:
         """The partition of each submission of one batch.
@@ -108,24 +138,28 @@ class Placer:
             return [0] * len(submissions)
         turn = self._turn % count
         self._turn += 1
-        pins = [self._pins(s) for s in submissions]
+        together_by_index = any(isinstance(d, int) for s in submissions for d in s.depends_on or ())
+        pins = [self._pins(s, homing=not together_by_index) for s in submissions]
         for index, pinned in enumerate(pins):
             if len(pinned) > 1:
                 raise _split(index, len(submissions), "its dependencies and key")
-        if any(isinstance(d, int) for s in submissions for d in s.depends_on or ()):
+        if together_by_index:
             together = {p for pinned in pins for p in pinned}
             if len(together) > 1:
                 raise _split(None, len(submissions), "the dependencies and keys of this batch")
             return [next(iter(together), turn)] * len(submissions)
         return [next(iter(pinned), turn) for pinned in pins]
 
-    def _pins(self, submission: Submission) -> set[int]:
-        """The partitions ``submission`` must be in: its dependencies', its key's."""
+    def _pins(self, submission: Submission, *, homing: bool) -> set[int]:
+        """The partitions ``submission`` must be in: its dependencies', else (``homing``)
+        its limited type's home, else its key's."""
         pinned = {
             partition_of(dependency, self.count)
             for dependency in submission.depends_on or ()
             if isinstance(dependency, str)
         }
+        if homing and not pinned and submission.type in self.homed:
+            return {type_home(submission.type, self.count)}
         key = placement_key(submission)
         if key is not None:
             pinned.add(key_partition(key, self.count))

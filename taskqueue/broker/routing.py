@@ -32,7 +32,8 @@ from taskqueue.broker.model import (
     TaskView,
 )
 from taskqueue.broker.operations import Operation, Parallel
-from taskqueue.broker.partitions import partition_of
+from taskqueue.broker.partitions import AwayFromHome, Placer, key_partition, partition_of
+from taskqueue.errors import IdempotencyKeyNotFoundError
 from taskqueue.models import Claim, QueueStats, TaskState, WorkerInfo
 
 T = TypeVar("T")
@@ -108,60 +109,91 @@ def total(partitions: Partitions, make: Callable[[Keys], Operation[int]]) -> Ope
 def enqueue_many(
     settings: BrokerSettings,
     partitions: Partitions,
-    placed: Sequence[int],
+    placer: Placer,
     submissions: Sequence[Submission],
     now: int,
     *,
     strict: bool = False,
 ) -> Operation[list[Submitted]]:
-    """Submit a batch, each task to the partition ``placed`` names: atomically when they
+    """Submit a batch, each task to the partition ``placer`` chooses: atomically when they
     all share one (as they do unless keys pin them apart), else each partition's share in
     one script of its own, all at once. Then a refusal by one partition (a full queue, too
     many types) leaves what the others wrote; an invalid task is still refused before
-    anything is written, named by its index in the whole batch."""
-    if len(set(placed)) == 1:
-        (partition,) = set(placed)
+    anything is written, named by its index in the whole batch.
+
+    A share refused because it holds a limited type away from its home (nothing written)
+    is placed again, with that type homed, and sent again: once per type learnt."""
+    if len(partitions) == 1:
         return (
             yield from operations.enqueue_many(
-                settings,
-                partitions[partition],
-                submissions,
-                now,
-                strict=strict,
-                partition=partition,
+                settings, partitions[0], submissions, now, strict=strict
             )
         )
-    operations.validate_submissions(settings, submissions, now)
-    shares = _shares(placed)
-    replies = yield Parallel(
-        tuple(
-            operations.enqueue_many(
-                settings,
-                partitions[p],
-                [submissions[i] for i in indices],
-                now,
-                strict=strict,
-                partition=p,
+    answers: list[Any] = [None] * len(submissions)
+    waiting = list(range(len(submissions)))
+    checked = False
+    while waiting:
+        batch = [submissions[i] for i in waiting]
+        shares = _shares(placer.place(batch))
+        if len(shares) > 1 and not checked:
+            operations.validate_submissions(settings, submissions, now)
+            checked = True
+        attempts = tuple(
+            _homing(
+                operations.enqueue_many(
+                    settings,
+                    partitions[p],
+                    [batch[i] for i in indices],
+                    now,
+                    strict=strict,
+                    partition=p,
+                )
             )
             for p, indices in shares
         )
-    )
-    return _reassembled(len(submissions), shares, replies)
+        replies = [(yield from attempts[0])] if len(attempts) == 1 else (yield Parallel(attempts))
+        refused: list[int] = []
+        for (_, indices), reply in zip(shares, replies, strict=True):
+            if isinstance(reply, AwayFromHome):
+                if reply.task_type in placer.homed:  # pragma: no cover - Redis disagrees
+                    raise RuntimeError(f"partition refused {reply.task_type!r} at its home")
+                placer.home(reply.task_type)
+                refused += [waiting[i] for i in indices]
+                continue
+            for index, answer in zip(indices, reply, strict=True):
+                answers[waiting[index]] = answer
+        waiting = sorted(refused)
+    return answers
 
 
 def enqueue_and_view(
     settings: BrokerSettings,
     partitions: Partitions,
-    partition: int,
+    placer: Placer,
     submission: Submission,
     now: int,
     cut_at: int,
 ) -> Operation[tuple[Submitted, TaskView]]:
-    return (
-        yield from operations.enqueue_and_view(
-            settings, partitions[partition], submission, now, cut_at, partition
-        )
-    )
+    while True:
+        (partition,) = placer.place((submission,))
+        try:
+            return (
+                yield from operations.enqueue_and_view(
+                    settings, partitions[partition], submission, now, cut_at, partition
+                )
+            )
+        except AwayFromHome as away:
+            if away.task_type in placer.homed:  # pragma: no cover - Redis disagrees
+                raise RuntimeError(f"partition refused {away.task_type!r} at its home") from None
+            placer.home(away.task_type)
+
+
+def _homing(operation: Operation[list[Submitted]]) -> Operation[list[Submitted] | AwayFromHome]:
+    """``operation``'s answer, or its :class:`AwayFromHome` refusal as the answer."""
+    try:
+        return (yield from operation)
+    except AwayFromHome as away:
+        return away
 
 
 # -- working ----------------------------------------------------------------------------------
@@ -244,6 +276,33 @@ def cancel_all(
 
 
 # -- reading ----------------------------------------------------------------------------------
+
+
+def view_by_key(partitions: Partitions, idempotency_key: str, cut_at: int) -> Operation[TaskView]:
+    """The task of an idempotency key: in the partition the key names, else (a limited
+    type's task lives in its type's home) in any other."""
+    count = len(partitions)
+    first = key_partition("idem:" + idempotency_key, count)
+    try:
+        return (yield from operations.view_by_key(partitions[first], idempotency_key, cut_at))
+    except IdempotencyKeyNotFoundError:
+        if count == 1:
+            raise
+    others = [keys for keys in partitions if keys.partition != first]
+    found: list[TaskView | None] = yield Parallel(
+        tuple(_found(operations.view_by_key(keys, idempotency_key, cut_at)) for keys in others)
+    )
+    for view in found:
+        if view is not None:
+            return view
+    raise IdempotencyKeyNotFoundError(idempotency_key)
+
+
+def _found(operation: Operation[TaskView]) -> Operation[TaskView | None]:
+    try:
+        return (yield from operation)
+    except IdempotencyKeyNotFoundError:
+        return None
 
 
 def stats(partitions: Partitions, now: int) -> Operation[QueueStats]:

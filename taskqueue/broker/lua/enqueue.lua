@@ -2,11 +2,13 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  now (ms)
 -- ARGV[2]  strict: '1' refuses a type no live worker serves, whatever the policy says
--- ARGV[3..10] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
+-- ARGV[3]  the batch's types whose home is another partition of the namespace (comma-separated;
+--          '' with one partition): a limited one of them is refused here (see below)
+-- ARGV[4..11] the submitter's fallback policy, one value per POLICY_NAMES (max_queue_depth,
 --           max_retries, timeout_ms, priority, idempotency_window_ms, refuse_unserved,
 --           max_task_types, unique): used only where neither policy layer sets the setting
 --           (see taskqueue/broker/policy.py)
--- ARGV[11..] 17 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
+-- ARGV[12..] 17 fields per task: id, type, priority, payload (JSON), max_retries, timeout_ms,
 --           ready_ms (<= now: pending at once; later: scheduled), idempotency key ('' for none),
 --           dependencies ('' for none, else "<cancel|run> <dep>,<dep>...", each dep a task id
 --           or '#<index>' of an earlier task of the batch; the word says what a dead or
@@ -38,10 +40,12 @@
 --          distinct types with tasks than the global max_task_types (0: no limit);
 --          "UNSERVED <type>" when a type no live worker serves is refused;
 --          "NODEPENDENCY <index> <id>" when task <index> depends on a task that does not exist;
+--          "AWAY <type>" when a type of ARGV[3] has a rate, concurrency or depth limit: its
+--          tasks live in its home partition, where the limit holds for the whole namespace;
 --          nothing is written.
 local now = tonumber(ARGV[1])
 local strict = ARGV[2] == '1'
-local FIRST, FIELDS = 3 + #POLICY_NAMES, 17
+local FIRST, FIELDS = 4 + #POLICY_NAMES, 17
 local DEPTH, RETRIES, TIMEOUT, PRIORITY, WINDOW, REFUSE, MAXTYPES, UNIQUE = 1, 2, 3, 4, 5, 6, 7, 8
 
 for i = FIRST, #ARGV, FIELDS do
@@ -69,7 +73,7 @@ do
   local live = redis.call('HMGET', K_POLICY_LIVE, unpack(POLICY_NAMES))
   local config = redis.call('HMGET', K_POLICY_CONFIG, unpack(POLICY_NAMES))
   for n = 1, #POLICY_NAMES do
-    global[n] = live[n] or config[n] or ARGV[2 + n]
+    global[n] = live[n] or config[n] or ARGV[3 + n]
   end
 end
 local policies = {}
@@ -95,6 +99,15 @@ local function policy_of(ttype)
     policies[ttype] = p
   end
   return p
+end
+
+-- A type with a limit keeps its tasks in one partition (its home), so that the limit holds for
+-- the whole namespace: the submitter learns it from this refusal and places them there.
+for ttype in string.gmatch(ARGV[3], '[^,]+') do
+  local f = parse_limits(redis.call('HGET', K_LIMITS, ttype))
+  if f[1] > 0 or f[4] > 0 or tonumber(policy_of(ttype)[DEPTH]) > 0 then
+    return redis.error_reply('AWAY ' .. ttype)
+  end
 end
 
 -- A submission whose idempotency key names an existing task (or an earlier one of this batch)
