@@ -37,7 +37,7 @@ from taskqueue.api.auth import Authenticator, hash_token
 from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
 from taskqueue.api.grpc import GrpcApp, TaskQueueStub, create_grpc_app
-from taskqueue.api.patches import hypercorn_h2 as h2_fix
+from taskqueue.api.patches import hypercorn_fixes
 from taskqueue.broker import Broker, BrokerSettings
 from taskqueue.config import load_config
 from taskqueue.daemon.runtime import open_redis
@@ -122,7 +122,7 @@ async def grpc_server(
     stay where the test puts them. Leaving the block stops it the way the daemon stops:
     ``context.shutdown`` first (streams end), then hypercorn.
     """
-    h2_fix.install()  # as the API service does: hypercorn's HTTP/2 fixes, process-wide
+    hypercorn_fixes.install()  # as the API service does: hypercorn's fixes, process-wide
     config = server_config(redis_url, **settings)
     redis = open_redis(config)
     broker = Broker(redis, BrokerSettings.from_config(config))

@@ -20,7 +20,7 @@ from grpc_helpers import GrpcServer, grpc_call, grpc_server, soak_client_command
 from hypercorn.protocol.http_stream import HTTPStream
 
 from taskqueue.api.grpc import pb
-from taskqueue.api.patches import hypercorn_h2 as h2
+from taskqueue.api.patches import hypercorn_fixes
 
 CALLS = 50_000
 CHANNELS = 4
@@ -57,8 +57,8 @@ async def settled(server: GrpcServer) -> tuple[int, int]:
 
 @pytest.mark.soak
 async def test_50000_grpc_calls_on_long_lived_connections(redis_url: str) -> None:
-    h2.install()
-    assert h2.installed()
+    hypercorn_fixes.install()
+    assert hypercorn_fixes.installed()
     async with grpc_server(redis_url) as server:
         warm = await run_client(server, 2_000)
         assert warm["failures"] == {}

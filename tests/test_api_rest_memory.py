@@ -25,6 +25,7 @@ from api_helpers import api_server
 from daemon_helpers import WorkerProcess, free_port, wait_until, worker_env
 from test_api_rest_soak import CONCURRENCY, CONNECTIONS
 
+from taskqueue.api.patches import hypercorn_fixes
 from taskqueue.api.patches import hypercorn_h2 as h2
 
 SECONDS = 180.0
@@ -59,7 +60,7 @@ async def serving(url: str) -> bool:
 
 async def test_a_connection_remembers_a_bounded_number_of_closed_streams(redis_url: str) -> None:
     """h2's own default would keep 65,536 closed streams per connection (~9 MiB)."""
-    h2.install()
+    hypercorn_fixes.install()
     requests = h2.CLOSED_STREAMS_KEPT + 300
     gc.collect()
     earlier = {id(o) for o in gc.get_objects() if isinstance(o, h2.ReapingH2Protocol)}

@@ -31,7 +31,7 @@ import trio
 from api_helpers import ApiServer, api_server
 from hypercorn.protocol.http_stream import HTTPStream
 
-from taskqueue.api.patches import hypercorn_h2 as h2
+from taskqueue.api.patches import hypercorn_fixes
 
 REQUESTS = 50_000
 CONNECTIONS = 4
@@ -89,8 +89,8 @@ async def settled() -> tuple[int, int]:
 
 @pytest.mark.soak
 async def test_50000_http2_requests_on_long_lived_connections(redis_url: str) -> None:
-    h2.install()
-    assert h2.installed()
+    hypercorn_fixes.install()
+    assert hypercorn_fixes.installed()
     async with api_server(redis_url) as server:
         warm = await run_client(server, WARM_UP)
         assert warm["failures"] == {}

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from taskqueue.api import patches
-from taskqueue.api.patches import hypercorn_h2
+from taskqueue.api.patches import hypercorn_fixes
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -49,5 +49,5 @@ def test_check_names_an_unsupported_release(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_hypercorn_fix_installs() -> None:
-    hypercorn_h2.install()
-    assert hypercorn_h2.installed()
+    hypercorn_fixes.install()
+    assert hypercorn_fixes.installed()

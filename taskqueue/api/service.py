@@ -7,7 +7,7 @@ HTTP/1.1 by ALPN: a port that still took cleartext would let tokens cross the ne
 
 Before it binds, the service refuses to expose an API without tokens beyond the loopback
 interface unless ``server.allow_unauthenticated_public`` says so (:func:`check_exposure`).
-It applies the HTTP/2 fixes of :mod:`taskqueue.api.patches.hypercorn_h2`, runs the event hub
+It applies the hypercorn fixes of :mod:`taskqueue.api.patches.hypercorn_fixes`, runs the event hub
 that feeds live task events to watchers, and stops gracefully when ``context.shutdown`` is
 set: no new connections, running requests get ``GRACEFUL_TIMEOUT`` seconds to finish, watch
 streams end.
@@ -30,7 +30,8 @@ from taskqueue.api.asgi import create_app
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.context import ApiContext
 from taskqueue.api.events import EventHub
-from taskqueue.api.patches import hypercorn_h2 as h2
+from taskqueue.api.patches import hypercorn_fixes
+from taskqueue.api.patches.hypercorn_tcp import set_limits
 from taskqueue.config import ServerConfig
 from taskqueue.errors import ConfigError
 from taskqueue.listening import listen_errors
@@ -65,7 +66,7 @@ class ApiServer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         server = self.context.server
         authenticator = check_server(server)
-        h2.install()
+        hypercorn_fixes.install()
         app = create_app(self.context, authenticator, self.events)
         config = hypercorn_config(server)
         async with trio.open_nursery() as nursery:
@@ -135,7 +136,7 @@ def hypercorn_config(server: ServerConfig) -> HypercornConfig:
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    h2.set_limits(
+    set_limits(
         config,
         max_connections=server.max_connections,
         max_request_bytes=server.max_request_bytes,

@@ -7,9 +7,11 @@ that is not listed, so a new release is checked against the code here before any
 
 What leans on which framework's internals:
 
-- hypercorn: HTTP/2 streams reaped as they finish, a connection's request bodies and send
-  chunks bounded, connections counted against ``server.max_connections``, and one
-  connection's error closing only that connection (:mod:`.hypercorn_h2`). The REST app
+- hypercorn (:mod:`.hypercorn_fixes` installs these): HTTP/2 streams reaped as they finish,
+  a connection's request bodies and send chunks bounded (:mod:`.hypercorn_h2`); connections
+  counted against ``server.max_connections``, one connection's error closing only that
+  connection, and a keep-alive timer that costs no task per request (:mod:`.hypercorn_tcp`);
+  an HTTP/1.1 response written in one piece (:mod:`.hypercorn_h11`). The REST app
   (:mod:`taskqueue.api.rest.app`) patches nothing but leans on when hypercorn's HTTP/1.1
   protocol keeps a connection: only if the request's body has all arrived when the response
   completes (``tests/test_api_rest_keepalive.py`` checks it).

@@ -1,7 +1,8 @@
 """Hypercorn's trio HTTP/2 server made safe under sustained load.
 
-Five faults of hypercorn 0.18 (and h2 4) are fixed here, by subclasses that :func:`install`
-puts in place of hypercorn's own classes before the server starts:
+Four faults of hypercorn 0.18 (and h2 4) are fixed here, by a subclass of its HTTP/2 protocol
+that :func:`taskqueue.api.patches.hypercorn_fixes.install` puts in place before the server
+starts:
 
 **Finished streams were not reaped.** Hypercorn forgets a stream (its send buffer and its node
 in the ``priority`` tree) only when the connection's single *send task* visits the stream again
@@ -46,9 +47,8 @@ complete: 40 such connections took the daemon to 716 MiB. :class:`ReapingH2Proto
 at most :data:`~taskqueue.api.connections.MAX_SEND_CHUNK` at once whatever frame size the
 client allows, and holds a connection's request bodies to its
 :class:`~taskqueue.api.connections.BodyBudget` (one ``server.max_request_bytes`` request plus
-small ones), refusing a stream past it with REFUSED_STREAM. :class:`GuardedTCPServer` counts
-connections against ``server.max_connections`` and answers one past it in its protocol. The
-limits come with hypercorn's Config (:func:`set_limits`).
+small ones), refusing a stream past it with REFUSED_STREAM. The limits
+come with hypercorn's Config (:func:`taskqueue.api.patches.hypercorn_tcp.set_limits`).
 
 **Every connection remembered 65,536 closed streams.** h2 keeps how each closed stream ended
 (reset or not), to tell a frame still in flight for a stream it reset from a protocol error;
@@ -57,30 +57,18 @@ long-lived connections that is memory growing by ~140 bytes a request until 9 Mi
 connection (measured: +0.7 MiB per 5,000 requests on 4 connections). Such frames arrive within
 a round trip of the reset, while at most ``h2_max_concurrent_streams`` streams are open, so
 :data:`CLOSED_STREAMS_KEPT` endings suffice.
-
-**One connection's error ended the server.** Any exception out of a connection's task reached
-``trio.serve_listeners``' nursery and cancelled every other connection. :class:`GuardedTCPServer`
-logs it and closes only that connection. It also lets a connection go as soon as its peer has
-gone: hypercorn kept one whose client closed with a response unread (a reset) until the
-keep-alive timer ran out, a minute of a socket and of a place under ``server.max_connections``
-per such client (1,000 of them refused everyone).
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from typing import Any, Final
+from typing import Any
 
-import attrs
 import h2.errors
 import h2.events
 import h2.exceptions
-import hypercorn.protocol
-import hypercorn.trio.run
-import trio
 from h2.utilities import SizeLimitDict
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed
 from hypercorn.events import Event as ConnectionEvent
 from hypercorn.protocol.events import (
@@ -90,17 +78,13 @@ from hypercorn.protocol.events import (
 )
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
-from hypercorn.trio.tcp_server import TCPServer
 from priority.priority import DeadlockError, DuplicateStreamError, MissingStreamError
 
 from taskqueue.api.connections import (
     MAX_SEND_CHUNK,
-    REFUSAL_TIMEOUT,
     BodyBudget,
-    ConnectionLimit,
-    refusal,
 )
-from taskqueue.api.patches import check
+from taskqueue.api.patches.hypercorn_tcp import limits_of
 
 log = logging.getLogger(__name__)
 
@@ -109,27 +93,6 @@ log = logging.getLogger(__name__)
 CLOSED_STREAMS_KEPT = 1_000
 
 _GONE = (BufferCompleteError, KeyError, MissingStreamError, h2.exceptions.ProtocolError)
-
-#: The attribute of hypercorn's Config that carries a server's :class:`Limits`.
-_LIMITS: Final = "taskqueue_limits"
-
-
-@attrs.frozen
-class Limits:
-    """What one server's connections may hold (see :mod:`taskqueue.api.connections`)."""
-
-    connections: ConnectionLimit
-    max_request_bytes: int
-
-
-def set_limits(config: HypercornConfig, *, max_connections: int, max_request_bytes: int) -> None:
-    """Have the server of ``config`` apply these limits to its connections."""
-    setattr(config, _LIMITS, Limits(ConnectionLimit(max_connections), max_request_bytes))
-
-
-def limits_of(config: HypercornConfig) -> Limits | None:
-    limits: Limits | None = getattr(config, _LIMITS, None)
-    return limits
 
 
 class RoundRobin:
@@ -359,71 +322,3 @@ class ReapingH2Protocol(H2Protocol):
         if buffer is not None:
             await buffer.close()
             await self.has_data.set()
-
-
-class GuardedTCPServer(TCPServer):
-    """One connection: an error in it closes it and is logged, never ending the server; one
-    past ``server.max_connections`` is refused (see :mod:`taskqueue.api.connections`)."""
-
-    async def run(self) -> None:
-        limits = limits_of(self.config)
-        if limits is not None and not limits.connections.acquire():
-            await self._refuse(limits.connections.maximum)
-            return
-        try:
-            await super().run()
-        except* Exception as group:
-            log.error(
-                "an HTTP connection failed and was closed; the server carries on",
-                exc_info=group,
-            )
-        finally:
-            if limits is not None:
-                limits.connections.release()
-
-    async def _read_data(self) -> None:
-        await super()._read_data()
-        # The peer is gone (its EOF, or a reset: a client that closes with a response unread).
-        # Hypercorn would still wait out the keep-alive timer (60 s here) before letting the
-        # connection go, holding its socket and its place under server.max_connections.
-        await self.idle_task.stop()
-
-    async def _refuse(self, maximum: int) -> None:
-        """Tell the client (in its protocol) that the server is full, and close."""
-        stream: Any = self.stream
-        with trio.move_on_after(REFUSAL_TIMEOUT), suppress(trio.BrokenResourceError, OSError):
-            if isinstance(stream, trio.SSLStream):
-                await stream.do_handshake()
-                h2_alpn = stream.selected_alpn_protocol() == "h2"
-                first = b"PRI * HTTP/2.0" if h2_alpn else b""
-            else:
-                first = await stream.receive_some(14)
-            await stream.send_all(refusal(first, maximum))
-            # Read until the client closes: closing with its data unread would reset the
-            # connection, and the client might lose the answer.
-            while await stream.receive_some(2**16):
-                pass
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await stream.aclose()
-
-
-def installed() -> bool:
-    """Whether hypercorn's trio server uses the fixed classes."""
-    return (
-        hypercorn.protocol.H2Protocol is ReapingH2Protocol  # type: ignore[attr-defined]
-        and hypercorn.trio.run.TCPServer is GuardedTCPServer  # type: ignore[attr-defined]
-    )
-
-
-def install() -> None:
-    """Make hypercorn's trio server use the fixed classes (idempotent, process-wide).
-
-    Raises RuntimeError on a release these classes were not written for (see
-    :func:`taskqueue.api.patches.check`): their methods override hypercorn internals, and
-    running them blind could break in subtle ways.
-    """
-    if installed():
-        return
-    check()
-    hypercorn.protocol.H2Protocol = ReapingH2Protocol  # type: ignore[attr-defined]
-    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]
