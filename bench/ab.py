@@ -9,8 +9,13 @@ sides alike) and comparing medians of many runs leaves a difference of a few per
 The earlier revision's ``taskqueue/`` and ``bench/`` are exported with ``git archive`` into a
 temporary directory that goes first on ``PYTHONPATH``, so its benchmark runs its own code.  Both
 sides get ``--redis-url`` of one private redis-server, emptied (FLUSHALL) before every run.
-Every line a benchmark prints as ``LABEL   N tasks/s`` is a figure; the report gives each
-figure's median per side and the ratio after/before.
+Every line a benchmark prints as ``LABEL   N tasks/s`` (or ``N µs/task``, a cost) is a figure;
+the report gives each figure's median per side and the ratio after/before.
+
+``--bench-from-here`` runs this tree's benchmark script on both sides, with only the package
+from the earlier revision: for a benchmark newer than that revision. The benchmark's own child
+processes (a ``taskqueue server`` it starts) inherit ``PYTHONPATH``, so they run that side's
+package too.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from taskqueue.embedded import EmbeddedRedis
 from taskqueue.redis import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURE = re.compile(r"^(?P<label>\S.*?)\s{2,}(?P<rate>[\d,]+) tasks/s")
+FIGURE = re.compile(r"^(?P<label>\S.*?)\s{2,}(?P<rate>[\d,]+) (?P<unit>tasks/s|µs/task)")
 
 Figures = dict[str, list[float]]
 
@@ -61,13 +66,14 @@ def flushall(url: str) -> None:
     trio.run(flush)
 
 
-def run_once(code: Path, argv: list[str], url: str) -> dict[str, float]:
-    """One run of the benchmark from ``code``; its figures by label."""
+def run_once(code: Path, argv: list[str], url: str, bench: Path) -> dict[str, float]:
+    """One run of the benchmark under ``bench`` with the package from ``code``; its figures by
+    label (a cost's label ends in its unit)."""
     env = {**os.environ, "PYTHONPATH": str(code)}
-    script = code / argv[0]
+    script = bench / argv[0]
     done = subprocess.run(
         [sys.executable, str(script), *argv[1:], "--redis-url", url],
-        cwd=code,
+        cwd=code,  # where `python -m taskqueue` in a child process finds its package first
         env=env,
         check=True,
         capture_output=True,
@@ -76,7 +82,8 @@ def run_once(code: Path, argv: list[str], url: str) -> dict[str, float]:
     figures: dict[str, float] = {}
     for line in done.stdout.splitlines():
         if match := FIGURE.match(line):
-            figures[match["label"]] = float(match["rate"].replace(",", ""))
+            label = match["label"] if match["unit"] == "tasks/s" else f"{match['label']} µs/task"
+            figures[label] = float(match["rate"].replace(",", ""))
     if not figures:
         raise SystemExit(f"{argv[0]} printed no 'N tasks/s' figure:\n{done.stdout}")
     return figures
@@ -86,6 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", required=True, help="the earlier revision (any git rev)")
     parser.add_argument("--runs", type=int, default=8, help="runs of each side")
+    parser.add_argument(
+        "--bench-from-here",
+        action="store_true",
+        help="run this tree's benchmark on both sides (one newer than the base revision)",
+    )
     parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS...]")
     args = parser.parse_args()
     argv = args.bench[1:] if args.bench[:1] == ["--"] else args.bench
@@ -100,7 +112,8 @@ def main() -> None:
             order = ("before", "after") if run % 2 == 0 else ("after", "before")
             for side in order:
                 flushall(redis.url)
-                for label, rate in run_once(code[side], argv, redis.url).items():
+                bench = ROOT if args.bench_from_here else code[side]
+                for label, rate in run_once(code[side], argv, redis.url, bench).items():
                     sides[side][label].append(rate)
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     print(f"{' '.join(argv)}: median of {args.runs} runs each, taking turns")
@@ -110,7 +123,8 @@ def main() -> None:
         if not after:
             continue
         b, a = statistics.median(before), statistics.median(after)
-        print(f"{label:<24}{b:>18,.0f} /s{a:>10,.0f} /s{a / b:>8.3f}")
+        unit = "µs" if label.endswith("µs/task") else "/s"
+        print(f"{label:<24}{b:>18,.0f} {unit}{a:>10,.0f} {unit}{a / b:>8.3f}")
 
 
 if __name__ == "__main__":

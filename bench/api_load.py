@@ -105,11 +105,12 @@ def main() -> None:
                 costs.append((cpu_seconds(pid) - before) / requests)
                 rates.append(requests / seconds)
                 count = count or requests
+            rate, cost = statistics.median(rates), statistics.median(costs) * 1e6
+            runs = ", ".join(f"{r:,.0f}" for r in rates)
             print(
-                f"{name:<22}{statistics.median(rates):>8,.0f} requests/s  "
-                f"{statistics.median(costs) * 1e6:>6,.0f} µs server CPU a request  "
-                f"(median of {args.rounds} runs, {args.concurrency} in flight; "
-                f"runs: {', '.join(f'{r:,.0f}' for r in rates)} requests/s)",
+                f"{name:<24}{rate:>8,.0f} tasks/s  (requests/s, one task each: median of "
+                f"{args.rounds} runs, {args.concurrency} in flight; runs: {runs})\n"
+                f"{name + ' cpu':<24}{cost:>8,.0f} µs/task  (the server's CPU a request)",
                 flush=True,
             )
 
