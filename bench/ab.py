@@ -14,8 +14,8 @@ the report gives each figure's median per side and the ratio after/before.
 
 ``--bench-from-here`` runs this tree's benchmark script on both sides, with only the package
 from the earlier revision: for a benchmark newer than that revision. The benchmark's own child
-processes (a ``taskqueue server`` it starts) inherit ``PYTHONPATH``, so they run that side's
-package too.
+processes (a ``taskqueue server`` it starts) inherit ``PYTHONPATH`` and the working directory
+(that side's export), so they run that side's package too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Hypercorn's trio connection (``TCPServer``): guarded, limited, and cheaper per request.
 
-:class:`GuardedTCPServer` replaces hypercorn 0.18's class (:func:`taskqueue.api.patches.
-hypercorn.install` puts it in place) for three reasons:
+:class:`GuardedTCPServer` replaces hypercorn 0.18's class
+(:func:`taskqueue.api.patches.hypercorn_fixes.install` puts it in place) for three reasons:
 
 **One connection's error ended the server.** Any exception out of a connection's task reached
 ``trio.serve_listeners``' nursery and cancelled every other connection. The guarded server
@@ -36,7 +36,7 @@ from typing import Any, Final
 import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed, RawData, Updated
+from hypercorn.events import Closed, RawData
 from hypercorn.events import Event as ConnectionEvent
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import Event as HypercornEvent
@@ -103,6 +103,7 @@ class KeepAliveTimer:
         self._wait.cancel()
 
     def ended(self) -> bool:
+        """Whether :meth:`end` was called (a method: the loop reads it anew after each wait)."""
         return self._ended
 
     async def restart(self, task_group: Any, action: object = None) -> None:
@@ -164,12 +165,7 @@ class GuardedTCPServer(TCPServer):
                 limits.connections.release()
 
     async def protocol_send(self, event: ConnectionEvent) -> None:
-        if isinstance(event, Updated):
-            if event.idle:
-                self.keep_alive.idle()
-            else:
-                self.keep_alive.busy()
-        elif not isinstance(event, RawData) or event.data:
+        if not isinstance(event, RawData) or event.data:
             await super().protocol_send(event)
 
     async def _read_data(self) -> None:
