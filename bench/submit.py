@@ -5,6 +5,12 @@
 The trio :class:`taskqueue.Client` and the blocking :class:`taskqueue.SyncClient`, each on a
 private redis-server (as bench/broker.py), printing the rate and this process's CPU time per
 submit (``time.process_time``), which the machine's other load disturbs less than the rate.
+
+The ceilings beside them: the very EVALSHA of enqueue.lua that a submit sends (fresh task ids,
+packed in advance, so no client work is left) sent one at a time over a bare socket, from trio
+(``wait_readable`` and hiredis, the plainest trio client) and from a blocking socket (no event
+loop at all); and PING the same two ways, the round trip alone. A submit cannot beat the
+EVALSHA ceiling: what lies between the two is the client's own work per call.
 """
 
 from __future__ import annotations
@@ -12,12 +18,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import socket
 import time
+from collections.abc import Iterable
 
+import hiredis
 import trio
 
 from taskqueue import Client, SyncClient
+from taskqueue.broker import operations
 from taskqueue.embedded import EmbeddedRedis
+from taskqueue.models import Submission
+from taskqueue.redis import RedisAddress
+from taskqueue.redis.connection import pack_commands
 
 WARM_UP = 500
 
@@ -47,6 +60,89 @@ async def trio_submits(url: str, tasks: int, profile: str | None) -> None:
     report("Client", tasks, seconds, cpu)
 
 
+async def enqueue_commands(url: str, tasks: int) -> list[bytes]:
+    """``tasks`` packed EVALSHAs of enqueue.lua, as ``Client.submit("noop", {"n": i})`` sends
+    them (the script is loaded on the server by the submits before)."""
+    async with Client(url) as client:
+        broker = client.broker
+        await client.submit("noop", {"n": -1})  # loads the script
+        commands = []
+        for i in range(tasks):
+            submission = Submission(type="noop", payload={"n": i})
+            step = next(
+                operations.enqueue_many(broker.settings, broker.keys, [submission], broker.clock())
+            )
+            assert isinstance(step, operations.RunScript)
+            keys, args = step.keys, step.args
+            commands.append(pack_commands([("EVALSHA", step.script.sha, len(keys), *keys, *args)]))
+    return commands
+
+
+def connect(url: str) -> socket.socket:
+    address = RedisAddress.from_url(url)
+    sock = socket.create_connection((address.host, address.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def check(reply: object) -> None:
+    if isinstance(reply, hiredis.ReplyError):
+        raise SystemExit(f"the ceiling's command failed: {reply}")
+
+
+async def trio_loop(url: str, commands: Iterable[bytes]) -> tuple[int, float]:
+    """Each command sent and its reply read before the next, driven by trio."""
+    sock = connect(url)
+    sock.setblocking(False)
+    reader = hiredis.Reader()
+    count, start = 0, time.perf_counter()
+    for payload in commands:
+        sock.send(payload)
+        reply = False
+        while reply is False:
+            await trio.lowlevel.wait_readable(sock)
+            reader.feed(sock.recv(65536))
+            reply = reader.gets()
+        check(reply)
+        count += 1
+    seconds = time.perf_counter() - start
+    sock.close()
+    return count, seconds
+
+
+def blocking_loop(url: str, commands: Iterable[bytes]) -> tuple[int, float]:
+    """Each command sent and its reply read before the next, on a blocking socket."""
+    sock = connect(url)
+    reader = hiredis.Reader()
+    count, start = 0, time.perf_counter()
+    for payload in commands:
+        sock.sendall(payload)
+        reply = False
+        while reply is False:
+            reader.feed(sock.recv(65536))
+            reply = reader.gets()
+        check(reply)
+        count += 1
+    seconds = time.perf_counter() - start
+    sock.close()
+    return count, seconds
+
+
+def rate(done: tuple[int, float]) -> str:
+    return f"{done[0] / done[1]:,.0f}/s"
+
+
+def ceilings(url: str, tasks: int) -> None:
+    enqueues = trio.run(enqueue_commands, url, 2 * tasks)
+    pings = [pack_commands([("PING",)])] * tasks
+    print(
+        f"  ceilings   EVALSHA enqueue.lua {rate(trio.run(trio_loop, url, enqueues[:tasks]))} "
+        f"(trio + hiredis), {rate(blocking_loop(url, enqueues[tasks:]))} (blocking socket);  "
+        f"PING {rate(trio.run(trio_loop, url, pings))} (trio + hiredis), "
+        f"{rate(blocking_loop(url, pings))} (blocking socket); one at a time, nothing else"
+    )
+
+
 def sync_submits(url: str, tasks: int) -> None:
     with SyncClient(url) as client:
         for i in range(WARM_UP):
@@ -68,6 +164,7 @@ def main() -> None:
         url = args.redis_url or stack.enter_context(EmbeddedRedis(persistent=False)).url
         trio.run(trio_submits, url, args.tasks, args.profile)
         sync_submits(url, args.tasks)
+        ceilings(url, args.tasks)
 
 
 if __name__ == "__main__":
