@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 import trio
+import trio.testing
 from daemon_helpers import (
     daemon_config,
     running_daemon,
@@ -27,7 +28,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker
 from taskqueue.daemon.consumer import service as consumer_module
-from taskqueue.models import TaskState
+from taskqueue.models import Claim, TaskState
 from taskqueue.plugin import ProcessorRegistry, TaskContext, hookimpl
 from taskqueue.processors import LoadedPlugins, load_plugins
 from taskqueue.redis import Redis
@@ -105,6 +106,31 @@ async def test_idle_worker_is_woken_by_a_submission_not_by_its_recheck(
         for _ in range(5):
             task = await wait_for_state(broker, await submit(broker, "noop"), within=30)
             assert task.state is TaskState.SUCCEEDED
+
+
+async def test_an_idle_worker_claims_once_per_wake_up(
+    redis_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim that comes back short means the queues had no more; a second one at once would
+    # find nothing, and would go out before the claimed task starts.
+    monkeypatch.setattr(consumer_module, "IDLE_RECHECK", 3600.0)
+    claims: list[int] = []
+    claim_batch = Broker.claim_batch
+
+    async def counted(self: Broker, worker_id: str, task_types: Sequence[str], count: int) -> Claim:
+        claims.append(count)
+        return await claim_batch(self, worker_id, task_types, count)
+
+    monkeypatch.setattr(Broker, "claim_batch", counted)
+    async with running_daemon(daemon_config(redis_url)):
+        await wait_for_state(broker, await submit(broker, "noop"))
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the start-up's claims over
+        claims.clear()
+        for _ in range(5):
+            task = await wait_for_state(broker, await submit(broker, "noop"), within=30)
+            assert task.state is TaskState.SUCCEEDED
+
+    assert len(claims) == 5
 
 
 async def test_delayed_task_runs_when_its_delay_is_over(redis_url: str, broker: Broker) -> None:

@@ -208,7 +208,8 @@ class Consumer:
 
     async def _claim_loop(self) -> None:
         """Claim whenever enough capacity is free, until :meth:`stop`. Cancellation points:
-        waiting for capacity, the claim's round trip, and waiting for a wake-up when idle."""
+        waiting for capacity, the claim's round trip, and waiting for a wake-up once a claim
+        came back short of what it asked for."""
         guard = RedisGuard(self.health)
         while not self._stopping:
             free = self.capacity - len(self.running)
@@ -238,7 +239,10 @@ class Consumer:
                 held_for = (claim.held_until_ms - self.broker.clock()) / 1000
                 with trio.move_on_after(min(max(held_for, 0.0), IDLE_RECHECK)):
                     await wake.wait()
-            elif not claimed:
+            elif len(claimed) < free:
+                # The queues had no more: anything claimable from now on publishes a wake-up,
+                # and ``wake`` was armed before the claim went out, so none is missed. Asking
+                # again at once would only cost a round trip, ahead of starting these tasks.
                 with trio.move_on_after(IDLE_RECHECK):
                     await wake.wait()
 
