@@ -13,7 +13,9 @@
    core to itself runs about 1 / that many tasks a second).
 2. Latency: with that worker idle, ``--latency-tasks`` ``clock`` tasks are submitted one at a
    time at about 100/s; submit-to-start latency is the worker's clock at the start of the task
-   minus the producer's clock just before the submit (same machine, same clock).
+   minus the producer's clock just before the submit (same machine, same clock). Beside it
+   the ceilings of bench/pickup_ceiling.py: bare processes handing messages over through
+   Redis the same way, with no queue around them.
 3. Redis-calling tasks: ``--tasks`` tasks of type ``bench.redis_script`` are queued and a fresh
    worker process (this file is its ``--processors`` module) runs them; each awaits one small
    Lua script (``EVALSHA``, an ``INCR``) through ``ctx.redis``. Beside it, two ceilings:
@@ -46,6 +48,7 @@ from collections.abc import Iterator, Mapping
 
 import attrs
 import httpx
+import pickup_ceiling
 import trio
 
 from taskqueue.broker import Broker, Submission
@@ -388,6 +391,7 @@ async def run(
             finally:
                 worker.terminate()
                 worker.wait(30)
+            print(await pickup_ceiling.ceilings(url, latency_tasks))
         elif "noop" in only:
             worker.terminate()
             worker.wait(30)
