@@ -8,6 +8,7 @@ machines must share one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -142,6 +143,7 @@ def _serve(mode: str, config_path: str | None, flags: dict[str, Any]) -> None:
             _supervise(mode, config, processes)
         # A worker serves no API: it does not import it (hypercorn, h2: a fifth of a second).
         api = _api_service() if mode != "worker" else None
+        _freeze_start_up_heap()
         try:
             trio.run(lambda: run_daemon(config, plugins, mode=Mode(mode), api=api))
         except ValueError as exc:
@@ -232,3 +234,14 @@ def worker(config_path: str | None, **flags: Any) -> None:
 def server(config_path: str | None, **flags: Any) -> None:
     """Serve the API only (no tasks run in this process)."""
     _serve("server", config_path, flags)
+
+
+def _freeze_start_up_heap() -> None:
+    """Keep the garbage collector off what start-up built (modules, plugins, the API's
+    routes): it lives as long as the process, yet every full collection would walk all of it
+    again, pausing every running task for that long (17-23 ms for a server's 58,000 objects
+    here, under a microsecond after the freeze: bench/gc_pause.py). Start-up's own garbage
+    is collected first, so that none of it is kept for good."""
+    gc.collect()
+    gc.freeze()
+    log.debug("froze %d start-up objects out of the garbage collector's way", gc.get_freeze_count())
