@@ -348,14 +348,16 @@ async def httpx_loop(url: str, requests: int, scope: str) -> tuple[float, float]
     return requests / elapsed, cpu / requests
 
 
-async def latency(broker: Broker, count: int, already_done: int) -> None:
+async def latency(broker: Broker, count: int, already_done: int, worker_pid: int) -> None:
     await trio.sleep(0.5)  # let the worker go idle: waiting on its wake-up, not claiming
     submitted: dict[str, float] = {}
+    cpu = cpu_seconds(worker_pid)
     for _ in range(count):
         at = time.time()
         submitted[(await broker.enqueue(Submission(type="clock"))).id] = at
         await trio.sleep(0.01)
     await wait_for(broker, TaskState.SUCCEEDED, already_done + len(submitted))
+    cpu = cpu_seconds(worker_pid) - cpu
     records = await broker.get_many(list(submitted))
     waits = sorted((t.result["started"] - submitted[t.id]) * 1000 for t in records if t is not None)
     p50 = statistics.median(waits)
@@ -363,6 +365,10 @@ async def latency(broker: Broker, count: int, already_done: int) -> None:
     print(
         f"latency     p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {waits[-1]:.2f} ms  "
         f"(submit to start, {count} tasks one at a time at ~100/s to an idle worker)"
+    )
+    print(
+        f"pickup cost    {cpu / count * 1e6:,.0f} µs/task  (the worker's CPU per task of the "
+        "latency run: its wake-up, claim, run and report, and its upkeep meanwhile)"
     )
 
 
@@ -387,7 +393,7 @@ async def run(
             await wait_for(broker, TaskState.SUCCEEDED, done := 1)
         if "latency" in only:
             try:
-                await latency(broker, latency_tasks, already_done=done)
+                await latency(broker, latency_tasks, already_done=done, worker_pid=worker.pid)
             finally:
                 worker.terminate()
                 worker.wait(30)
