@@ -48,15 +48,22 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write any connection makes, as the bytes written."""
+    """Every write any connection makes, as the bytes written (by the writer task, or by a
+    caller that found the connection idle)."""
     written: list[bytes] = []
-    real_write = Connection.write
+    real_write, real_try_write = Connection.write, Connection.try_write
 
     async def recording_write(self: Connection, payload: bytes) -> None:
         written.append(payload)
         await real_write(self, payload)
 
+    def recording_try_write(self: Connection, payload: bytes) -> bytes:
+        rest = real_try_write(self, payload)
+        written.append(payload[: len(payload) - len(rest)])
+        return rest
+
     monkeypatch.setattr(Connection, "write", recording_write)
+    monkeypatch.setattr(Connection, "try_write", recording_try_write)
     return written
 
 
@@ -146,13 +153,34 @@ async def test_commands_issued_together_leave_in_one_write(
     results = await _in_flight(client, [("ECHO", str(i)) for i in range(COMMANDS_AT_ONCE)])
 
     assert results == [str(i) for i in range(COMMANDS_AT_ONCE)]
-    # One write carried every command...
-    assert len(writes) == 1
-    assert writes[0].count(b"ECHO") == COMMANDS_AT_ONCE
-    # ... and the server read them in a read or two (one a command unpipelined), plus the
-    # INFO command that asks.
+    # The first found the connection idle and left at once, by itself; one write carried
+    # every other...
+    assert [w.count(b"ECHO") for w in writes] == [1, COMMANDS_AT_ONCE - 1]
+    # ... and the server read them in two reads or three, plus the INFO command that asks.
     reads = int(_info(await admin.execute("INFO", "stats"))["total_reads_processed"])
-    assert reads - reads_before <= 3
+    assert reads - reads_before <= 4
+
+
+async def test_a_command_on_an_idle_connection_leaves_from_its_caller(
+    client: Redis, writes: list[bytes]
+) -> None:
+    await client.ping()
+    shared = client._shared
+    assert shared is not None and shared.idle
+    writes.clear()
+    sent_by: list[trio.lowlevel.Task] = []
+    real_try_write = Connection.try_write
+
+    def noting_try_write(self: Connection, payload: bytes) -> bytes:
+        sent_by.append(trio.lowlevel.current_task())
+        return real_try_write(self, payload)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Connection, "try_write", noting_try_write)
+        assert await client.execute("ECHO", "alone") == "alone"
+
+    assert sent_by == [trio.lowlevel.current_task()]  # not the writer task
+    assert [w.count(b"ECHO") for w in writes] == [1]
 
 
 async def test_cancelled_waiters_leave_the_reply_stream_in_order(

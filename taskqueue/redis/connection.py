@@ -154,6 +154,19 @@ class Connection:
         with _DiscardOnError(self):
             await self._send_all(payload)
 
+    def try_write(self, payload: bytes) -> bytes:
+        """Send what of ``payload`` the socket takes now, without waiting, and return the
+        rest (all of it over TLS, or when the send failed: :meth:`write` then sends it, and
+        reports the failure)."""
+        sock = self._sock
+        if sock is None:
+            return payload
+        try:
+            sent = sock.send(payload)
+        except OSError:
+            return payload
+        return payload[sent:]
+
     async def read_replies(self) -> list[Any]:
         """Wait for the server and return every complete reply it has sent (at least one).
 

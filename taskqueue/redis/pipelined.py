@@ -5,7 +5,10 @@ write; a reader task parses the replies as they arrive and hands each to the old
 since Redis answers one connection's commands in the order it received them (ioredis does the
 same for Node). So commands that many tasks issue at about the same time cost one write, one
 read and one Redis event-loop turn between them instead of one each, and no caller waits for
-another's whole round trip as it would for a pooled connection.
+another's whole round trip as it would for a pooled connection. A command that finds the
+connection idle (nothing in flight) is sent by its caller at once instead: a lone command
+(an idle worker's claim, an awaited submit) then costs one scheduler round less, and those
+issued right after it, while it is in flight, still leave together.
 
 The reader and writer are trio *system* tasks: they belong to no caller's nursery, so a
 cancelled caller cannot take the connection down with it, and the client needs no ``async
@@ -131,13 +134,19 @@ class PipelinedConnection:
             self.noticed = True
             raise _copy(self.lost)
         waiter = _Waiter(trio.lowlevel.current_task(), count)
-        # The payload and its waiter are queued together, so replies and waiters line up.
-        self._outbox.append(payload)
-        self._waiting.append(waiter)
         writer = self._writer
-        if writer is not None:
-            self._writer = None
-            trio.lowlevel.reschedule(writer)
+        if writer is not None and not self._waiting:
+            # Idle (nothing in flight, the writer parked): send it now, sparing the writer's
+            # scheduler round; only what the socket does not take waits for the writer.
+            self.writes += 1
+            payload = self._conn.try_write(payload)
+        # The payload and its waiter are queued together, so replies and waiters line up.
+        self._waiting.append(waiter)
+        if payload:
+            self._outbox.append(payload)
+            if writer is not None:
+                self._writer = None
+                trio.lowlevel.reschedule(writer)
 
         def abort(_: object) -> trio.lowlevel.Abort:
             waiter.task = None  # its replies still come, and are dropped
