@@ -138,8 +138,10 @@ class PipelinedConnection:
         if writer is not None and not self._waiting:
             # Idle (nothing in flight, the writer parked): send it now, sparing the writer's
             # scheduler round; only what the socket does not take waits for the writer.
-            self.writes += 1
-            payload = self._conn.try_write(payload)
+            rest = self._conn.try_write(payload)
+            if len(rest) < len(payload):
+                self.writes += 1
+            payload = rest
         # The payload and its waiter are queued together, so replies and waiters line up.
         self._waiting.append(waiter)
         if payload:
