@@ -23,7 +23,8 @@ import statistics
 from importlib import resources
 
 import trio
-from submit import enqueue_commands, trio_loop
+from bare_redis import trio_replay
+from submit import enqueue_commands
 
 from taskqueue.broker.keys import lua_prelude
 from taskqueue.broker.lua_link import link, parse_definitions
@@ -103,7 +104,7 @@ async def enqueue_stages(url: str, calls: int, rounds: int) -> None:
                     for _ in range(calls)
                 ]
                 await redis.execute("CONFIG", "RESETSTAT")
-                await trio_loop(url, batch)
+                await trio_replay(url, batch)
                 seen[name].append(await evalsha_usec(redis))
                 if name == "enqueue.lua, whole":
                     inner.append(await script_commands_usec(redis) / calls)

@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-import hiredis
 import trio
+from bare_redis import BlockingRedis
 
 from taskqueue.embedded import EmbeddedRedis
-from taskqueue.redis import Redis, RedisAddress, Script
+from taskqueue.redis import Redis, Script
 
 KEY, CHANNEL, RESULTS = "bench:pickup", "bench:pickup:wake", "bench:pickup:waits"
 STOP = "stop"
@@ -39,30 +38,6 @@ PUSH_AND_PUBLISH = Script(
     "redis.call('RPUSH', KEYS[1], ARGV[1]) redis.call('PUBLISH', ARGV[2], '1') return 1",
 )
 MODES = ("blpop", "notify + claim")
-
-
-class BlockingRedis:
-    """Just enough of a client on a blocking socket for the child."""
-
-    def __init__(self, url: str) -> None:
-        address = RedisAddress.from_url(url)
-        self.sock = socket.create_connection((address.host, address.port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = hiredis.Reader(encoding="utf-8")
-
-    def send(self, *args: str) -> None:
-        self.sock.sendall(hiredis.pack_command(args))  # type: ignore[arg-type]
-
-    def reply(self) -> object:
-        reply = self.reader.gets()
-        while reply is False:
-            self.reader.feed(self.sock.recv(65536))
-            reply = self.reader.gets()
-        return reply
-
-    def call(self, *args: str) -> object:
-        self.send(*args)
-        return self.reply()
 
 
 def child(url: str, mode: str) -> None:

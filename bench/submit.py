@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import socket
 import time
-from collections.abc import Iterable
 
-import hiredis
 import trio
+from bare_redis import blocking_replay, trio_replay
 
 from taskqueue import Client, SyncClient
 from taskqueue.broker import operations
 from taskqueue.embedded import EmbeddedRedis
 from taskqueue.models import Submission
-from taskqueue.redis import RedisAddress
 from taskqueue.redis.connection import pack_commands
 
 WARM_UP = 500
@@ -78,56 +75,6 @@ async def enqueue_commands(url: str, tasks: int) -> list[bytes]:
     return commands
 
 
-def connect(url: str) -> socket.socket:
-    address = RedisAddress.from_url(url)
-    sock = socket.create_connection((address.host, address.port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def check(reply: object) -> None:
-    if isinstance(reply, hiredis.ReplyError):
-        raise SystemExit(f"the ceiling's command failed: {reply}")
-
-
-async def trio_loop(url: str, commands: Iterable[bytes]) -> tuple[int, float]:
-    """Each command sent and its reply read before the next, driven by trio."""
-    sock = connect(url)
-    sock.setblocking(False)
-    reader = hiredis.Reader()
-    count, start = 0, time.perf_counter()
-    for payload in commands:
-        sock.send(payload)
-        reply = False
-        while reply is False:
-            await trio.lowlevel.wait_readable(sock)
-            reader.feed(sock.recv(65536))
-            reply = reader.gets()
-        check(reply)
-        count += 1
-    seconds = time.perf_counter() - start
-    sock.close()
-    return count, seconds
-
-
-def blocking_loop(url: str, commands: Iterable[bytes]) -> tuple[int, float]:
-    """Each command sent and its reply read before the next, on a blocking socket."""
-    sock = connect(url)
-    reader = hiredis.Reader()
-    count, start = 0, time.perf_counter()
-    for payload in commands:
-        sock.sendall(payload)
-        reply = False
-        while reply is False:
-            reader.feed(sock.recv(65536))
-            reply = reader.gets()
-        check(reply)
-        count += 1
-    seconds = time.perf_counter() - start
-    sock.close()
-    return count, seconds
-
-
 def rate(done: tuple[int, float]) -> str:
     return f"{done[0] / done[1]:,.0f}/s"
 
@@ -136,10 +83,10 @@ def ceilings(url: str, tasks: int) -> None:
     enqueues = trio.run(enqueue_commands, url, 2 * tasks)
     pings = [pack_commands([("PING",)])] * tasks
     print(
-        f"  ceilings   EVALSHA enqueue.lua {rate(trio.run(trio_loop, url, enqueues[:tasks]))} "
-        f"(trio + hiredis), {rate(blocking_loop(url, enqueues[tasks:]))} (blocking socket);  "
-        f"PING {rate(trio.run(trio_loop, url, pings))} (trio + hiredis), "
-        f"{rate(blocking_loop(url, pings))} (blocking socket); one at a time, nothing else"
+        f"  ceilings   EVALSHA enqueue.lua {rate(trio.run(trio_replay, url, enqueues[:tasks]))} "
+        f"(trio + hiredis), {rate(blocking_replay(url, enqueues[tasks:]))} (blocking socket);  "
+        f"PING {rate(trio.run(trio_replay, url, pings))} (trio + hiredis), "
+        f"{rate(blocking_replay(url, pings))} (blocking socket); one at a time, nothing else"
     )
 
 
