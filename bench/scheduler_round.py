@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import hiredis
 import outcome
 import trio
-from bare_redis import READ_SIZE, connect
+from bare_redis import READ_SIZE, connect, trio_replay
 
 from taskqueue.embedded import EmbeddedRedis
 
@@ -27,17 +27,7 @@ PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 async def caller_reads(url: str, calls: int) -> None:
-    sock = connect(url)
-    sock.setblocking(False)
-    reader = hiredis.Reader()
-    for _ in range(calls):
-        sock.send(PING)
-        reply = False
-        while reply is False:
-            await trio.lowlevel.wait_readable(sock)
-            reader.feed(sock.recv(READ_SIZE))
-            reply = reader.gets()
-    sock.close()
+    await trio_replay(url, [PING] * calls)
 
 
 async def reader_task_hands_over(url: str, calls: int) -> None:
