@@ -70,8 +70,7 @@ async def enqueue_commands(url: str, tasks: int) -> list[bytes]:
                 operations.enqueue_many(broker.settings, broker.keys, [submission], broker.clock())
             )
             assert isinstance(step, operations.RunScript)
-            keys, args = step.keys, step.args
-            commands.append(pack_commands([("EVALSHA", step.script.sha, len(keys), *keys, *args)]))
+            commands.append(pack_commands([operations.evalsha(step)]))
     return commands
 
 

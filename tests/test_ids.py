@@ -25,7 +25,7 @@ def test_single_ids_drawn_past_the_pool_are_all_distinct() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_a_batch_larger_than_the_pool_is_distinct() -> None:
+def test_a_large_batch_is_distinct() -> None:
     ids = new_task_ids(1000, NOW_MS)
     assert len(set(ids)) == 1000
 

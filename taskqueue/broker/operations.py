@@ -213,7 +213,7 @@ def enqueue_and_view(
         return submitted, (yield from view(keys, submitted.id, cut_at))
     script, (task_id,) = _enqueue_script(settings, keys, (submission,), now, False, partition)
     reading = _view_script(keys, (task_id,), cut_at)
-    reply, read = yield Pipeline((_evalsha(script), _evalsha(reading)))
+    reply, read = yield Pipeline((evalsha(script), evalsha(reading)))
     if isinstance(reply, ResponseError):
         if not str(reply).startswith("NOSCRIPT"):
             raise _refusal(str(reply), (submission,))
@@ -296,7 +296,7 @@ def _submitted(
     ]
 
 
-def _evalsha(script: RunScript) -> tuple[Arg, ...]:
+def evalsha(script: RunScript) -> tuple[Arg, ...]:
     """``script`` as one EVALSHA command, for a :class:`Pipeline`."""
     return ("EVALSHA", script.script.sha, len(script.keys), *script.keys, *script.args)
 
@@ -306,10 +306,10 @@ def _with_fsync(settings: BrokerSettings, script: RunScript) -> Operation[tuple[
     why not): the script and a ``WAITAOF`` leave together on one connection, as ``WAITAOF``
     waits for the writes of its own connection. The script's error reply is raised."""
     wait = ("WAITAOF", 1, 0, max(1, round(settings.durable_timeout * 1000)))
-    reply, fsynced = yield Pipeline((_evalsha(script), wait))
+    reply, fsynced = yield Pipeline((evalsha(script), wait))
     if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
         source = script.script.source
-        reply, fsynced = yield Pipeline((("EVAL", source, *_evalsha(script)[2:]), wait))
+        reply, fsynced = yield Pipeline((("EVAL", source, *evalsha(script)[2:]), wait))
     if isinstance(reply, ResponseError):
         raise reply
     if isinstance(fsynced, ResponseError):
@@ -856,7 +856,7 @@ def _stats_commands(keys: Keys) -> tuple[tuple[Arg, ...], ...]:
         ("ZCARD", keys.expired),
         ("ZCARD", keys.workers),
         ("HGETALL", keys.held),
-        _evalsha(_script(keys, "view_groups", TOP_GROUPS)),
+        evalsha(_script(keys, "view_groups", TOP_GROUPS)),
     )
 
 
