@@ -52,7 +52,7 @@ async def run(url: str, calls: int, rounds: int) -> None:
         "claim.lua, empty queue": (
             ("linked", link(parse_definitions(shared), claim)),
             ("whole shared text", shared + claim),
-            (1_000_000, "w1", 1_030_000, 100, 1, "noop"),
+            (1_000_000, "w1", 1_030_000, 100, 1, "", "noop"),
         ),
     }
     redis = Redis.from_url(url)

@@ -743,6 +743,8 @@ class Claim(Struct, frozen=True):
     #: The type and priority of each task the claim took off a queue past its deadline and
     #: ended expired instead of leasing (the claiming worker counts them in its metrics).
     expired: list[tuple[str, Priority]] = msgspec.field(default_factory=list)
+    #: The worker's last hand-off, when it did not say it had it: it may have it already.
+    handed: list[ClaimedTask] = msgspec.field(default_factory=list)
 
 
 class WorkerInfo(Struct, kw_only=True):

@@ -80,6 +80,8 @@ async def assert_invariants(broker: Broker) -> None:
         k.held: "hash",
         k.deadlines: "zset",
         k.grouped: "hash",
+        k.idle_workers: "hash",
+        k.handed: "hash",
     }
     task_prefix = prefix + LAYOUT["task"].removesuffix("{id}")
     worker_prefix = prefix + LAYOUT["worker"].removesuffix("{id}")
@@ -93,6 +95,7 @@ async def assert_invariants(broker: Broker) -> None:
         for name in ("ring", "group_pending", "group_active", "group_resting")
     )
     schedule_prefix = prefix + LAYOUT["schedule"].removesuffix("{name}")
+    idle_prefix = prefix + LAYOUT["idle"].removesuffix("{type}")
 
     task_keys: list[str] = []
     ready_keys: list[str] = []
@@ -124,6 +127,8 @@ async def assert_invariants(broker: Broker) -> None:
         elif name.startswith(schedule_prefix):
             expected = "hash"
             schedule_keys.append(name)
+        elif name.startswith(idle_prefix):
+            expected = "set"
         else:
             raise AssertionError(f"unexpected key {name!r} ({kind}) in the namespace")
         assert kind == expected, f"key {name!r} is a {kind}, expected a {expected}"
@@ -239,6 +244,34 @@ async def assert_invariants(broker: Broker) -> None:
         assert worker_id in registered, f"worker record {worker_id!r} not in the workers set"
     await _assert_schedule_invariants(broker, schedule_keys, schedule_prefix)
     await _assert_limit_invariants(broker)
+    await _assert_hand_off_invariants(broker, tasks)
+
+
+async def _assert_hand_off_invariants(broker: Broker, tasks: dict[str, dict[str, str]]) -> None:
+    """Hand-offs: the idle sets hold exactly the registered workers of their types, and no
+    task waits pending that a registered worker would have been handed (of one of its types,
+    without limits or groups, not past its deadline)."""
+    k = broker.keys
+    registered = _pairs(await broker.redis.execute("HGETALL", k.idle_workers))
+    types_of = {worker: entry.split(" ", 1)[1].split(",") for worker, entry in registered.items()}
+    idle_keys = await broker.redis.execute("KEYS", k.idle("*"))
+    members = await broker.redis.pipeline([("SMEMBERS", key) for key in idle_keys])
+    expected: dict[str, set[str]] = {}
+    for worker, types in types_of.items():
+        for task_type in types:
+            expected.setdefault(k.idle(task_type), set()).add(worker)
+    found = {key: set(m) for key, m in zip(idle_keys, members, strict=True)}
+    assert found == expected, f"idle sets {found} != registrations {registered}"
+    waiting_for = {t for types in types_of.values() for t in types}
+    if not waiting_for:
+        return
+    limited = set(_pairs(await broker.redis.execute("HGETALL", k.limits)))
+    grouped = set(_pairs(await broker.redis.execute("HGETALL", k.grouped)))
+    for task_id, f in tasks.items():
+        handable = f["type"] in waiting_for - limited - grouped and not f.get("expires_ms")
+        assert not (f["state"] == TaskState.PENDING and handable), (
+            f"task {task_id} of {f['type']} waits pending while a worker waits for one"
+        )
 
 
 async def _assert_group_invariants(

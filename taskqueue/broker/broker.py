@@ -231,7 +231,14 @@ class Broker:
         of :meth:`claim_batch`)."""
         return (await self.claim_batch(worker_id, task_types, count)).tasks
 
-    async def claim_batch(self, worker_id: str, task_types: Sequence[str], count: int) -> Claim:
+    async def claim_batch(
+        self,
+        worker_id: str,
+        task_types: Sequence[str],
+        count: int,
+        *,
+        hand_offs: str | None = None,
+    ) -> Claim:
         """Lease up to ``count`` pending tasks of ``task_types`` to ``worker_id``, within
         the types' rate and concurrency limits; the answer says when a rate limit lets a task
         it held back start.
@@ -239,6 +246,11 @@ class Broker:
         The order of the types rotates from one call to the next, so no type can starve another
         of the same priority; with ``priority_guard`` N, every Nth call first takes one task
         from each priority below the highest that has work.
+
+        With ``hand_offs`` (the id of the last task handed off to the worker that it has, ''
+        for none), a claim that comes back short registers the worker for a hand-off: the next
+        task of its types to become pending is leased to it at once and published on
+        :meth:`Keys.worker_channel` (see :func:`~taskqueue.broker.codec.hand_off_from_message`).
         """
         if count <= 0 or not task_types:
             return Claim([])
@@ -255,6 +267,7 @@ class Broker:
                 count,
                 self.clock(),
                 guard_turn=bool(guard) and self._claims % guard == 0,
+                hand_offs=hand_offs,
             )
         )
         if claim.expired and self.observer is not None:

@@ -108,33 +108,44 @@ def workflow_from_reply(reply: list[Any]) -> Workflow:
     return Workflow(tasks=tasks, by_state=by_state, complete=reply[0] == 1)
 
 
+def claimed_task(fields: list[Any], i: int, started_ms: int) -> ClaimedTask:
+    """The task whose :data:`CLAIM_FIELDS` start at ``fields[i]`` (a claim's reply, or a
+    hand-off's message: see _lib.lua)."""
+    loads = _json.loads
+    return ClaimedTask(
+        id=fields[i],
+        type=fields[i + 1],
+        priority=Priority(fields[i + 2]),
+        payload=loads(fields[i + 3]),
+        attempt=fields[i + 4],
+        max_retries=int(fields[i + 5]),
+        timeout_ms=int(fields[i + 6]),
+        ready_ms=int(fields[i + 7]),
+        started_ms=started_ms,
+        inputs=loads(fields[i + 8]) if fields[i + 8] else None,
+        expires_ms=int(fields[i + 9]) if fields[i + 9] else None,
+        headers=loads(fields[i + 10]) if fields[i + 10] else {},
+        group=fields[i + 11] or None,
+    )
+
+
 def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
     """A claim.lua reply: when a rate limit lets a held-back task start (0: none), the type
-    and priority of each task it ended expired, then :data:`CLAIM_FIELDS` per task."""
-    loads = _json.loads
-    tasks = [
-        ClaimedTask(
-            id=reply[i],
-            type=reply[i + 1],
-            priority=Priority(reply[i + 2]),
-            payload=loads(reply[i + 3]),
-            attempt=reply[i + 4],
-            max_retries=int(reply[i + 5]),
-            timeout_ms=int(reply[i + 6]),
-            ready_ms=int(reply[i + 7]),
-            started_ms=started_ms,
-            inputs=loads(reply[i + 8]) if reply[i + 8] else None,
-            expires_ms=int(reply[i + 9]) if reply[i + 9] else None,
-            headers=loads(reply[i + 10]) if reply[i + 10] else {},
-            group=reply[i + 11] or None,
-        )
-        for i in range(2, len(reply), CLAIM_FIELDS)
-    ]
+    and priority of each task it ended expired, the worker's unacknowledged hand-off, then
+    :data:`CLAIM_FIELDS` per task."""
+    tasks = [claimed_task(reply, i, started_ms) for i in range(3, len(reply), CLAIM_FIELDS)]
+    held = int(reply[0]) or None
+    handed = [claimed_task(reply[2], 0, started_ms)] if reply[2] else []
     expired = reply[1]
     if not expired:
-        return Claim(tasks, int(reply[0]) or None)
+        return Claim(tasks, held, handed=handed) if handed else Claim(tasks, held)
     pairs = [(expired[i], Priority(expired[i + 1])) for i in range(0, len(expired), 2)]
-    return Claim(tasks, int(reply[0]) or None, pairs)
+    return Claim(tasks, held, pairs, handed)
+
+
+def hand_off_from_message(data: str, received_ms: int) -> ClaimedTask:
+    """The task a hand-off message (on a worker's channel) leased to the worker."""
+    return claimed_task(_json.loads(data), 0, received_ms)
 
 
 def worker_to_json(worker: WorkerInfo) -> str:

@@ -44,6 +44,12 @@ LAYOUT: dict[str, str] = {
     "served": "served",  # hash: type -> ms until which a live worker serves it (its heartbeat)
     "workers": "workers",  # zset: worker id -> last heartbeat
     "worker": "w:{id}",  # hash: a worker's registration
+    # Hand-offs (see _lib.lua): a worker whose claim came back short waits for a task of its
+    # types to be leased to it straight from the script that makes one pending.
+    "idle": "idle:{type}",  # set: ids of the workers waiting for a hand-off of the type
+    "idle_workers": "idle",  # hash: worker id -> "lease ms types,..." of its registration
+    "handed": "handed",  # hash: worker id -> "task id attempt", its last hand-off
+    "worker_channel": "ch:w:{id}",  # pub/sub: a task handed off to the worker (claim fields)
     "idempotency": "idem:{key}",  # string: task id, expires after the idempotency window
     "unique": "uniq:{hash}",  # string: id of the live task of a type and payload (see enqueue)
     "debounce": "deb:{key}",  # string: "type|key" -> id of the task its submissions join
@@ -124,6 +130,8 @@ class Keys:
         self.fence = p + LAYOUT["fence"]
         self._task = p + LAYOUT["task"].replace("{id}", "")
         self._worker = p + LAYOUT["worker"].replace("{id}", "")
+        self.idle_workers = p + LAYOUT["idle_workers"]
+        self.handed = p + LAYOUT["handed"]
         self._idempotency = p + LAYOUT["idempotency"].replace("{key}", "")
         self._unique = p + LAYOUT["unique"].replace("{hash}", "")
 
@@ -152,6 +160,12 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return self._worker + worker_id
+
+    def idle(self, task_type: str) -> str:
+        return self.prefix + LAYOUT["idle"].format(type=task_type)
+
+    def worker_channel(self, worker_id: str) -> str:
+        return self.prefix + LAYOUT["worker_channel"].format(id=worker_id)
 
     def schedule(self, name: str) -> str:
         return self.prefix + LAYOUT["schedule"].format(name=name)

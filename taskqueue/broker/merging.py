@@ -82,6 +82,7 @@ def merge_claims(parts: Sequence[Claim]) -> Claim:
         [task for p in parts for task in p.tasks],
         min(held) if held else None,
         [expired for p in parts for expired in p.expired],
+        [task for p in parts for task in p.handed],
     )
 
 

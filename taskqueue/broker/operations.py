@@ -513,10 +513,15 @@ def claim(
     now: int,
     *,
     guard_turn: bool = False,
+    hand_offs: str | None = None,
 ) -> Operation[Claim]:
     """Lease up to ``count`` pending tasks of ``task_types``, tried in this order, to
     ``worker_id``; on a ``guard_turn``, first one task from each priority below the highest
-    that has work (see :meth:`Broker.claim`, which rotates the types and picks the turns)."""
+    that has work (see :meth:`Broker.claim`, which rotates the types and picks the turns).
+
+    ``hand_offs`` (None: none) is the id of the last task handed off to the worker that it
+    has ('' for none): a claim that takes fewer than ``count`` then registers the worker for
+    a hand-off of the next pending task of its types (see _lib.lua)."""
     if count <= 0 or not task_types:
         return Claim([])
     reply = yield _script(
@@ -527,6 +532,7 @@ def claim(
         now + int(settings.lease_ttl * 1000),
         count,
         1 if guard_turn else 0,
+        "" if hand_offs is None else "+" + hand_offs,
         *task_types,
     )
     return claim_from_reply(reply, now)

@@ -209,10 +209,12 @@ def claim(
     now: int,
     *,
     guard_turn: bool,
+    hand_offs: str | None = None,
 ) -> Operation[Claim]:
     """Up to ``count`` tasks, asking the partitions in turn from ``first``: each is asked
     only for what the ones before left short, so a busy partition fills a claim in one
-    script and an idle namespace costs one script per partition."""
+    script and an idle namespace costs one script per partition (each of which registers
+    the worker for a hand-off, with ``hand_offs``)."""
     parts: list[Claim] = []
     wanted = count
     for partition in [*range(first, len(partitions)), *range(first)]:
@@ -224,6 +226,7 @@ def claim(
             wanted,
             now,
             guard_turn=guard_turn,
+            hand_offs=hand_offs,
         )
         parts.append(part)
         wanted -= len(part.tasks)

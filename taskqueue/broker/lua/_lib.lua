@@ -71,7 +71,124 @@ local function call_chunked(cmd, key, values)
   end
 end
 
+-- Whether a task with deadline `expires` (a field as read; false: none) that would next start
+-- at `start` (ms) can no longer run: a task must start before its deadline.
+local function would_expire(expires, start)
+  return expires and start >= tonumber(expires)
+end
+
+-- The fields a lease reads from a task's hash (claim.lua: lease; hand_off below).
+local LEASE_FIELDS = {'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms', 'headers'}
+
+-- Lease task `id` (pending, just taken off its queue), whose LEASE_FIELDS are `f`, to `worker`
+-- from `now`, and append its claim fields (see claim.lua) to `out`. Returns the attempt it
+-- starts; the caller moves its counts and sets its deadline in K_ACTIVE.
+local function start_lease(id, ttype, priority, f, worker, now, group, out)
+  local attempt = tonumber(f[2]) + 1
+  redis.call('HSET', key_task(id), 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
+  local o = #out
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
+  out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
+  out[o + 9], out[o + 10], out[o + 11], out[o + 12] = f[6] or '', f[7] or '', f[8] or '', group or ''
+  event(id, ttype, S_ACTIVE)
+  return attempt
+end
+
+-- Hand-offs. A worker whose claim came back short (claim.lua, asked with hand-offs) registers
+-- as idle for its types: K_IDLE_WORKERS holds its lease length and types, key_idle(type) its
+-- id. A task that becomes pending while a worker waits for its type is leased to that worker
+-- by the script that made it pending, as a claim would lease it, and published on the
+-- worker's channel: an idle worker starts it after one message instead of a wake-up and a
+-- claim's round trip. The registration ends with the hand-off (the worker's next claim makes
+-- another if nothing more is pending). K_HANDED keeps the worker's last hand-off until that
+-- claim, which returns it unless the worker says it has it: a message lost with a broken
+-- subscription costs a claim, not a lease that runs out. Only a task a claim would lease
+-- as it is goes this way: of a type without limits (K_LIMITS, pauses included) and without
+-- groups, and not past its deadline; the most urgent first.
+local readied = {}  -- type -> {id, priority, queue list, now, ...}: ungrouped tasks made pending
+
+-- End `worker`'s hand-off registration, if it has one.
+local function unregister_idle(worker)
+  local entry = redis.call('HGET', K_IDLE_WORKERS, worker)
+  if entry then
+    redis.call('HDEL', K_IDLE_WORKERS, worker)
+    for ttype in string.gmatch(string.match(entry, ' (.*)$'), '[^,]+') do
+      redis.call('SREM', key_idle(ttype), worker)
+    end
+  end
+end
+
+-- Forget a worker's hand-offs: it stopped, or died.
+local function forget_handoffs(worker)
+  unregister_idle(worker)
+  redis.call('HDEL', K_HANDED, worker)
+end
+
+local function remove_value(list, value)
+  for i = 1, #list do
+    if list[i] == value then
+      table.remove(list, i)
+      return
+    end
+  end
+end
+
+-- Hand the tasks in `readied` to idle workers, as far as they go; the types with tasks left
+-- pending are woken.
+local function hand_off()
+  local rank = {}
+  for r, priority in ipairs(PRIORITIES) do
+    rank[priority] = r
+  end
+  for ttype, entries in pairs(readied) do
+    local idle = key_idle(ttype)
+    local left = #entries / 4
+    if redis.call('SCARD', idle) > 0 and redis.call('HEXISTS', K_LIMITS, ttype) == 0 then
+      while true do
+        local best = nil
+        for i = 1, #entries, 4 do
+          if entries[i] and (not best or rank[entries[i + 1]] < rank[entries[best + 1]]) then
+            best = i
+          end
+        end
+        if not best then
+          break
+        end
+        local id, priority, list, now = entries[best], entries[best + 1], entries[best + 2], tonumber(entries[best + 3])
+        local f = redis.call('HMGET', key_task(id), unpack(LEASE_FIELDS))
+        if would_expire(f[7], now) then
+          entries[best] = false  -- left for a claim to end
+        else
+          local worker = redis.call('SPOP', idle)
+          if not worker then
+            break
+          end
+          local lease_ms = tonumber(string.match(redis.call('HGET', K_IDLE_WORKERS, worker) or '', '^%d+'))
+          unregister_idle(worker)
+          if lease_ms then
+            entries[best] = false
+            left = left - 1
+            remove_value(list, id)
+            local fields = {}
+            local attempt = start_lease(id, ttype, priority, f, worker, now, false, fields)
+            redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
+            count_state(S_PENDING, priority, ttype, -1)
+            count_state(S_ACTIVE, priority, ttype, 1)
+            redis.call('HSET', K_HANDED, worker, id .. ' ' .. attempt)
+            redis.call('PUBLISH', key_worker_channel(worker), cjson.encode(fields))
+          end
+        end
+      end
+    end
+    if left > 0 then
+      woken[ttype] = true
+    end
+  end
+  readied = {}
+end
+
 local function flush()
+  hand_off()
   local born, gone = {}, {}
   local freed = {}  -- types whose active count fell: a concurrency limit may have room again
   for field, n in pairs(counts) do
@@ -312,7 +429,10 @@ end
 -- (false: none; nil: read here).
 local function make_ready(id, priority, ttype, now, front, fields, group)
   group = group_of(id, group)
-  append(front and fronts or pushes, queue_of(priority, ttype, group), id)
+  local queues = front and fronts or pushes
+  local queue = queue_of(priority, ttype, group)
+  append(queues, queue, id)
+  local grouped = true
   if group then
     mark_grouped(ttype)
     if group_room(ttype, group) > 0 and not is_resting(ttype, group) then
@@ -321,10 +441,16 @@ local function make_ready(id, priority, ttype, now, front, fields, group)
     count_group(key_group_pending(ttype), group, 1)
   elseif is_grouped(ttype) then
     join_ring(priority, ttype, '')
+  else
+    grouped = false
   end
   redis.call('HSET', key_task(id), 'state', S_PENDING, 'ready_ms', now, unpack(fields))
   count_state(S_PENDING, priority, ttype, 1)
-  woken[ttype] = true
+  if grouped then
+    woken[ttype] = true
+  else
+    append(readied, ttype, id, priority, queues[queue], now)  -- hand_off wakes if it must
+  end
   event(id, ttype, S_PENDING)
 end
 
@@ -497,12 +623,6 @@ end
 -- (claim.lua), promote.lua ends those whose deadline passed while they waited, and a task
 -- sent back to wait (a retry, a snooze, a release at shutdown) whose next start would come
 -- after its deadline ends expired at once (would_expire).
-
--- Whether a task with deadline `expires` (a field as read; false: none) that would next start
--- at `start` (ms) can no longer run: a task must start before its deadline.
-local function would_expire(expires, start)
-  return expires and start >= tonumber(expires)
-end
 
 local EXPIRED_ERROR = 'its deadline passed before it started'
 

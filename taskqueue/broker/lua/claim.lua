@@ -9,7 +9,11 @@
 -- ARGV[4]  count: how many tasks at most
 -- ARGV[5]  guard: 1 to first take one task from each priority below the highest non-empty
 --          one (the starvation guard), 0 for strictly by priority
--- ARGV[6..] task types the worker can run
+-- ARGV[6]  hand-offs: '' for none; '+' and the id of the last task handed off to the worker
+--          that it has received ('+' alone: none) to take part in them (see _lib.lua): the
+--          claim ends the worker's registration, returns its last hand-off unless that is the
+--          one it names, and registers the worker again when it takes fewer than `count`
+-- ARGV[7..] task types the worker can run
 -- Limits (K_LIMITS, folded from the policy by set_policy.lua) hold a type's tasks back in its
 -- queues: a rate limit lets one start every interval/count ms, up to `burst` at once (GCRA:
 -- K_RATE holds when the next may start), a concurrency limit as many as its active count
@@ -23,27 +27,54 @@
 -- again).
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate;
 --          a claim that took fewer than `count` also counts the first resting group's),
---          the type and priority of each task ended expired (a flat list), then 12 fields per
---          claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
+--          the type and priority of each task ended expired (a flat list), the 12 fields of
+--          the worker's last hand-off if it is still leased to it and not acknowledged (a
+--          list, empty for none; its lease extended, not counted against `count`), then 12
+--          fields per claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
 --          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none),
 --          headers (JSON; '' for none), group ('' for none).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_ms = tonumber(now)
 local wanted = tonumber(ARGV[4])
 local guard = ARGV[5] == '1'
+local FIRST_TYPE = 7
 local expired = {}
 local MAX_EXPIRED = 1000
-local out = {0, expired}
+local handed = {}
+local out = {0, expired, handed}
 local leases = {}
 local claimed = 0
+
+-- The worker's registration for hand-offs ends here; its last hand-off comes back unless it
+-- has it (its message may have been lost).
+local hand_offs = ARGV[6] ~= ''
+if hand_offs then
+  unregister_idle(worker)
+  local last = redis.call('HGET', K_HANDED, worker)
+  if last then
+    redis.call('HDEL', K_HANDED, worker)
+    local id, attempt = string.match(last, '^(%S+) (%d+)$')
+    if id ~= string.sub(ARGV[6], 2) then
+      local key = key_task(id)
+      local f = redis.call('HMGET', key, 'state', 'worker_id', 'type', 'priority', 'group', unpack(LEASE_FIELDS))
+      if f[1] == S_ACTIVE and f[2] == worker and f[7] == attempt then
+        handed[1], handed[2], handed[3], handed[4] = id, f[3], f[4], f[6]
+        handed[5], handed[6], handed[7], handed[8] = tonumber(attempt), f[8], f[9], f[10]
+        handed[9], handed[10], handed[11], handed[12] = f[11] or '', f[12] or '', f[13] or '', f[5] or ''
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
+      end
+    end
+  end
+end
 
 -- The limited types' budgets for this claim: how many may start, and why no more.
 local budget, bound_by = {}, {}
 local spacing, next_start, burst_of, rated = {}, {}, {}, {}
-local limits = redis.call('HMGET', K_LIMITS, unpack(ARGV, 6))
-for i = 1, #ARGV - 5 do
+local limits = redis.call('HMGET', K_LIMITS, unpack(ARGV, FIRST_TYPE))
+for i = 1, #ARGV - FIRST_TYPE + 1 do
   if limits[i] then
-    local ttype = ARGV[i + 5]
+    local ttype = ARGV[i + FIRST_TYPE - 1]
     local count, interval, burst, concurrency, paused =
       string.match(limits[i], '^(%d+) (%d+) (%d+) (%d+) ([01])')
     count, burst, concurrency = tonumber(count), tonumber(burst), tonumber(concurrency)
@@ -78,9 +109,9 @@ local held = {}
 -- The types with grouped tasks claim from their rings (see _lib.lua: groups); the rest from
 -- their ready lists, as if groups did not exist.
 local grouped = {}
-for i, marked in ipairs(redis.call('HMGET', K_GROUPED, unpack(ARGV, 6))) do
-  grouped[ARGV[i + 5]] = marked ~= false
-  grouped_type[ARGV[i + 5]] = marked ~= false
+for i, marked in ipairs(redis.call('HMGET', K_GROUPED, unpack(ARGV, FIRST_TYPE))) do
+  grouped[ARGV[i + FIRST_TYPE - 1]] = marked ~= false
+  grouped_type[ARGV[i + FIRST_TYPE - 1]] = marked ~= false
 end
 
 -- Let the groups of `ttype` whose rest ended by now back into the rings (those with room, in
@@ -104,7 +135,7 @@ end
 
 local spaced_groups = {}  -- the grouped types with a group rate limit
 local more_due = false
-for i = 6, #ARGV do
+for i = FIRST_TYPE, #ARGV do
   if grouped[ARGV[i]] and group_spacing(ARGV[i]) > 0 then
     spaced_groups[#spaced_groups + 1] = ARGV[i]
     more_due = readmit_groups(ARGV[i]) or more_due
@@ -123,22 +154,15 @@ end
 local function lease(ids, priority, ttype, group)
   local leased = 0
   for _, id in ipairs(ids) do
-    local key = key_task(id)
-    local f = redis.call('HMGET', key, 'payload', 'attempt', 'max_retries', 'timeout_ms', 'ready_ms', 'inputs', 'expires_ms', 'headers')
+    local f = redis.call('HMGET', key_task(id), unpack(LEASE_FIELDS))
     if would_expire(f[7], now_ms) then
       make_final(id, priority, ttype, S_EXPIRED, now_ms, {'error', EXPIRED_ERROR})
       expired[#expired + 1] = ttype
       expired[#expired + 1] = priority
     else
-      local attempt = tonumber(f[2]) + 1
-      redis.call('HSET', key, 'state', S_ACTIVE, 'attempt', attempt, 'worker_id', worker, 'started_ms', now)
+      start_lease(id, ttype, priority, f, worker, now, group, out)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
-      local o = #out
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, ttype, priority, f[1]
-      out[o + 5], out[o + 6], out[o + 7], out[o + 8] = attempt, f[3], f[4], f[5]
-      out[o + 9], out[o + 10], out[o + 11], out[o + 12] = f[6] or '', f[7] or '', f[8] or '', group or ''
-      event(id, ttype, S_ACTIVE)
       leased = leased + 1
     end
   end
@@ -256,7 +280,7 @@ end
 if guard then
   local seen_higher = false
   for _, priority in ipairs(PRIORITIES) do
-    for i = 6, #ARGV do
+    for i = FIRST_TYPE, #ARGV do
       if claimed >= wanted then break end
       if seen_higher then
         if take(priority, ARGV[i], 1) > 0 then break end
@@ -269,7 +293,7 @@ if guard then
 end
 
 for _, priority in ipairs(PRIORITIES) do
-  for i = 6, #ARGV do
+  for i = FIRST_TYPE, #ARGV do
     if claimed >= wanted then break end
     take(priority, ARGV[i], wanted - claimed)
   end
@@ -307,4 +331,10 @@ out[1] = first_start and math.ceil(first_start) or 0
 
 call_chunked('ZADD', K_ACTIVE, leases)
 flush()
+if hand_offs and claimed < wanted then
+  redis.call('HSET', K_IDLE_WORKERS, worker, (deadline - now_ms) .. ' ' .. table.concat(ARGV, ',', FIRST_TYPE))
+  for i = FIRST_TYPE, #ARGV do
+    redis.call('SADD', key_idle(ARGV[i]), worker)
+  end
+end
 return out

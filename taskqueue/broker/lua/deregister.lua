@@ -13,6 +13,7 @@ local function types_of(worker)
 end
 local leaving = types_of(ARGV[1])
 redis.call('DEL', key_worker(ARGV[1]))
+forget_handoffs(ARGV[1])
 local removed = redis.call('ZREM', K_WORKERS, ARGV[1])
 if next(leaving) then
   for _, other in ipairs(redis.call('ZRANGE', K_WORKERS, 0, -1)) do

@@ -10,6 +10,7 @@ local dead = {}
 for i = 2, #ARGV do
   dead[ARGV[i]] = true
   redis.call('DEL', key_worker(ARGV[i]))
+  forget_handoffs(ARGV[i])
   count('total|workers_removed', redis.call('ZREM', K_WORKERS, ARGV[i]))
 end
 local leases = {}

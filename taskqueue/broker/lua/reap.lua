@@ -42,6 +42,7 @@ end
 local gone = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', now - worker_ttl)
 for _, worker in ipairs(gone) do
   redis.call('DEL', key_worker(worker))
+  forget_handoffs(worker)
 end
 if #gone > 0 then
   redis.call('ZREM', K_WORKERS, unpack(gone))
