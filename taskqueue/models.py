@@ -733,6 +733,15 @@ class ClaimedTask(Struct, kw_only=True, frozen=True):
     group: str | None = None
 
 
+class HandOff(Struct, frozen=True):
+    """A task handed off to a worker (see broker/lua/_lib.lua), with the token that tells this
+    hand-off from any other of the same task: the worker takes each token once, whether it
+    hears of it by message or by a claim."""
+
+    task: ClaimedTask
+    token: str
+
+
 class Claim(Struct, frozen=True):
     """One claim's answer: the tasks leased, and when a rate limit lets the next of a type it
     held back start (epoch ms; None when no rate limit held a task back), so a worker can wait
@@ -744,7 +753,7 @@ class Claim(Struct, frozen=True):
     #: ended expired instead of leasing (the claiming worker counts them in its metrics).
     expired: list[tuple[str, Priority]] = msgspec.field(default_factory=list)
     #: The worker's last hand-off, when it did not say it had it: it may have it already.
-    handed: list[ClaimedTask] = msgspec.field(default_factory=list)
+    handed: list[HandOff] = msgspec.field(default_factory=list)
 
 
 class WorkerInfo(Struct, kw_only=True):

@@ -253,7 +253,7 @@ async def _assert_hand_off_invariants(broker: Broker, tasks: dict[str, dict[str,
     without limits or groups, not past its deadline)."""
     k = broker.keys
     registered = _pairs(await broker.redis.execute("HGETALL", k.idle_workers))
-    types_of = {worker: entry.split(" ", 1)[1].split(",") for worker, entry in registered.items()}
+    types_of = {worker: entry.split(" ", 2)[2].split(",") for worker, entry in registered.items()}
     idle_keys = await broker.redis.execute("KEYS", k.idle("*"))
     members = await broker.redis.pipeline([("SMEMBERS", key) for key in idle_keys])
     expected: dict[str, set[str]] = {}

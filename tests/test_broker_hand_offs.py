@@ -13,7 +13,7 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, Submission
 from taskqueue.broker.codec import hand_off_from_message
-from taskqueue.models import ClaimedTask, Policy, TaskState
+from taskqueue.models import HandOff, Policy, TaskState
 from taskqueue.redis import Subscription
 
 
@@ -29,7 +29,7 @@ async def channel_of(broker: Broker, worker: str = "w1") -> AsyncIterator[Subscr
         yield sub
 
 
-async def next_hand_off(sub: Subscription, broker: Broker) -> ClaimedTask:
+async def next_hand_off(sub: Subscription, broker: Broker) -> HandOff:
     with trio.fail_after(5):
         _, data = await sub.get_message()
     return hand_off_from_message(data, broker.clock())
@@ -41,15 +41,18 @@ async def test_an_idle_worker_is_handed_the_next_task_with_its_lease(
     async with channel_of(broker) as sub:
         await wait_idle(broker)
         task_id = await submit(broker, payload={"to": "a@example.com"}, headers={"trace": "t1"})
-        handed = await next_hand_off(sub, broker)
+        handed = (await next_hand_off(sub, broker)).task
 
     assert (handed.id, handed.type, handed.attempt) == (task_id, TYPE, 1)
     assert handed.payload == {"to": "a@example.com"}
     assert handed.headers == {"trace": "t1"}
     task = await broker.get(task_id)
     assert (task.state, task.worker_id, task.attempt) == (TaskState.ACTIVE, "w1", 1)
+    # The lease is the worker's, from the moment of the hand-off: on its clock (this test's
+    # clock, which Redis's real time has moved on by the milliseconds since the claim).
     lease_ms = int(broker.settings.lease_ttl * 1000)
-    assert await zscore(broker, broker.keys.active, task_id) == clock.now_ms + lease_ms
+    deadline = await zscore(broker, broker.keys.active, task_id)
+    assert deadline is not None and 0 <= deadline - (clock.now_ms + lease_ms) < 5_000
     await assert_invariants(broker)
     # The lease is a claim's: the worker's report ends it.
     assert await broker.report([succeeded(handed, "sent")]) == [TaskState.SUCCEEDED]
@@ -81,17 +84,17 @@ async def test_one_registration_takes_one_task_the_most_urgent(broker: Broker) -
         batch = await broker.enqueue_many(
             [Submission(type=TYPE, priority=p) for p in ("low", "critical", "medium", "critical")]
         )
-        handed = await next_hand_off(sub, broker)
+        hand_off = await next_hand_off(sub, broker)
 
-    assert handed.id == batch[1].id
+    assert hand_off.task.id == batch[1].id
     states = [(await broker.get(s.id)).state for s in batch]
     assert states == [TaskState.PENDING, TaskState.ACTIVE, TaskState.PENDING, TaskState.PENDING]
     await assert_invariants(broker)
     # The worker's next claim takes the rest in order, and registers it again only when short.
-    claimed = await broker.claim_batch("w1", [TYPE], 2, hand_offs=handed.id)
+    claimed = await broker.claim_batch("w1", [TYPE], 2, hand_offs=hand_off.token)
     assert [t.id for t in claimed.tasks] == [batch[3].id, batch[2].id]
     assert await broker.redis.execute("HGETALL", broker.keys.idle_workers) == []
-    claimed = await broker.claim_batch("w1", [TYPE], 2, hand_offs=handed.id)
+    claimed = await broker.claim_batch("w1", [TYPE], 2, hand_offs=hand_off.token)
     assert [t.id for t in claimed.tasks] == [batch[0].id]
     assert await broker.redis.execute("HKEYS", broker.keys.idle_workers) == ["w1"]
     await assert_invariants(broker)
@@ -102,7 +105,10 @@ async def test_idle_workers_are_handed_one_task_each(broker: Broker) -> None:
         await wait_idle(broker, "w1")
         await wait_idle(broker, "w2", (TYPE, "pdf.render"))
         first, second = await submit(broker), await submit(broker)
-        got = {(await next_hand_off(one, broker)).id, (await next_hand_off(two, broker)).id}
+        got = {
+            (await next_hand_off(one, broker)).task.id,
+            (await next_hand_off(two, broker)).task.id,
+        }
 
     assert got == {first, second}
     # w2's registration ended for all its types with its hand-off.
@@ -141,31 +147,38 @@ async def test_a_task_due_later_is_handed_off_when_it_becomes_pending(
         await wait_idle(broker)
         clock.advance(31)
         await broker.promote()
-        handed = await next_hand_off(sub, broker)
+        handed = (await next_hand_off(sub, broker)).task
 
     assert handed.id == task_id
     await assert_invariants(broker)
 
 
-async def test_a_lost_hand_off_comes_back_with_the_next_claim(broker: Broker) -> None:
+async def test_a_lost_hand_off_comes_back_with_claims_until_one_names_it(
+    broker: Broker,
+) -> None:
     await wait_idle(broker)
     task_id = await submit(broker)  # nobody listens: the message is lost
 
     claimed = await broker.claim_batch("w1", [TYPE], 10, hand_offs="")
 
     assert claimed.tasks == []
-    assert [(t.id, t.attempt) for t in claimed.handed] == [(task_id, 1)]
+    (handed,) = claimed.handed
+    assert (handed.task.id, handed.task.attempt) == (task_id, 1)
     assert (await broker.get(task_id)).attempt == 1  # the same attempt, not a new one
-    # Said once; a worker that names it as received is not told again.
-    assert (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed == []
+    again = await broker.claim_batch("w1", [TYPE], 10, hand_offs="")
+    assert again.handed == [handed]
+    named = await broker.claim_batch("w1", [TYPE], 10, hand_offs=handed.token)
+    assert named.handed == []
     await assert_invariants(broker)
 
 
 async def test_a_received_hand_off_does_not_come_back(broker: Broker) -> None:
-    await wait_idle(broker)
-    task_id = await submit(broker)
+    async with channel_of(broker) as sub:
+        await wait_idle(broker)
+        task_id = await submit(broker)
+        received = await next_hand_off(sub, broker)
 
-    claimed = await broker.claim_batch("w1", [TYPE], 10, hand_offs=task_id)
+    claimed = await broker.claim_batch("w1", [TYPE], 10, hand_offs=received.token)
 
     assert claimed.handed == []
     assert (await broker.get(task_id)).worker_id == "w1"
@@ -173,16 +186,27 @@ async def test_a_received_hand_off_does_not_come_back(broker: Broker) -> None:
 
 async def test_a_finished_hand_off_does_not_come_back(broker: Broker) -> None:
     await wait_idle(broker)
-    task_id = await submit(broker)
-    (claimed,) = (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed
-    await broker.report([succeeded(claimed)])
-    await wait_idle(broker)
     await submit(broker)
-    (second,) = (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed
-    await broker.report([succeeded(second)])
+    (first,) = (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed
+    await broker.report([succeeded(first.task)])
 
-    assert second.id != task_id
     assert (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed == []
+
+
+async def test_the_same_attempt_handed_off_again_has_a_new_token(broker: Broker) -> None:
+    """A snoozed or released task gives its attempt back: a worker that took the first
+    hand-off must still take the second."""
+    async with channel_of(broker) as sub:
+        await wait_idle(broker)
+        await submit(broker)
+        first = await next_hand_off(sub, broker)
+        await wait_idle(broker)
+        assert await broker.report([released(first.task)]) == [TaskState.PENDING]
+        second = await next_hand_off(sub, broker)
+
+    assert (second.task.id, second.task.attempt) == (first.task.id, first.task.attempt)
+    assert second.token != first.token
+    await assert_invariants(broker)
 
 
 async def test_a_stopped_worker_is_handed_nothing(broker: Broker) -> None:
@@ -228,8 +252,27 @@ async def test_a_task_retried_at_once_goes_to_an_idle_worker(broker: Broker) -> 
     async with channel_of(broker) as sub:
         await wait_idle(broker)
         states = await broker.report([released(task)])
-        handed = await next_hand_off(sub, broker)
+        handed = (await next_hand_off(sub, broker)).task
 
     assert states == [TaskState.PENDING]
     assert (handed.id, handed.attempt) == (task.id, 1)  # a release spends no attempt
     await assert_invariants(broker)
+
+
+async def test_a_hand_off_lease_runs_on_the_worker_clock_not_the_submitter_clock(
+    broker: Broker, clock: FakeClock
+) -> None:
+    """A submitter an hour behind must not give the worker a lease that ended an hour ago
+    (the reaper would take the task back at once), nor one ahead a lease that outlives it."""
+    await wait_idle(broker)
+    for hours in (-1, 1):
+        skewed = FakeClock(clock.now_ms + hours * 3_600_000)
+        behind = Broker(broker.redis, broker.settings, clock=skewed)
+        task_id = (await behind.enqueue(Submission(type=TYPE))).id
+        deadline = await zscore(broker, broker.keys.active, task_id)
+        lease_ms = int(broker.settings.lease_ttl * 1000)
+        assert deadline is not None and 0 <= deadline - (clock.now_ms + lease_ms) < 5_000
+        started_ms = (await broker.get(task_id)).started_ms
+        assert started_ms is not None and 0 <= started_ms - clock.now_ms < 5_000
+        (handed,) = (await broker.claim_batch("w1", [TYPE], 10, hand_offs="")).handed
+        assert handed.task.id == task_id

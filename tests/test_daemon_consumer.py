@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -112,14 +113,17 @@ async def test_an_idle_worker_claims_once_per_wake_up(
     redis_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A claim that comes back short means the queues had no more; a second one at once would
-    # find nothing, and would go out before the claimed task starts.
+    # find nothing, and would go out before the claimed task starts. With hand-offs, the task
+    # comes without a claim, and the one claim after it registers the worker again.
     monkeypatch.setattr(consumer_module, "IDLE_RECHECK", 3600.0)
     claims: list[int] = []
     claim_batch = Broker.claim_batch
 
-    async def counted(self: Broker, worker_id: str, task_types: Sequence[str], count: int) -> Claim:
+    async def counted(
+        self: Broker, worker_id: str, task_types: Sequence[str], count: int, **options: Any
+    ) -> Claim:
         claims.append(count)
-        return await claim_batch(self, worker_id, task_types, count)
+        return await claim_batch(self, worker_id, task_types, count, **options)
 
     monkeypatch.setattr(Broker, "claim_batch", counted)
     async with running_daemon(daemon_config(redis_url)):

@@ -247,8 +247,8 @@ class Broker:
         of the same priority; with ``priority_guard`` N, every Nth call first takes one task
         from each priority below the highest that has work.
 
-        With ``hand_offs`` (the id of the last task handed off to the worker that it has, ''
-        for none), a claim that comes back short registers the worker for a hand-off: the next
+        With ``hand_offs`` (the token of the last hand-off the worker has received, '' for
+        none), a claim that comes back short registers the worker for a hand-off: the next
         task of its types to become pending is leased to it at once and published on
         :meth:`Keys.worker_channel` (see :func:`~taskqueue.broker.codec.hand_off_from_message`).
         """
@@ -353,6 +353,10 @@ class Broker:
     async def deregister(self, worker_id: str) -> bool:
         """Remove ``worker_id``'s registration; whether it was registered."""
         return any(await self._each(lambda keys: operations.deregister(keys, worker_id)))
+
+    async def stop_hand_offs(self, worker_id: str) -> None:
+        """Hand nothing more to ``worker_id`` (it is stopping; see :meth:`claim_batch`)."""
+        await self._each(lambda keys: operations.stop_hand_offs(keys, worker_id))
 
     async def set_progress(self, task_id: str, attempt: int, progress: Any) -> bool:
         """Record a running task's progress; False if ``attempt`` no longer holds the lease."""

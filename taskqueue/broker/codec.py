@@ -18,6 +18,7 @@ from taskqueue import _json
 from taskqueue.models import (
     Claim,
     ClaimedTask,
+    HandOff,
     Priority,
     Task,
     TaskEvent,
@@ -135,7 +136,7 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
     :data:`CLAIM_FIELDS` per task."""
     tasks = [claimed_task(reply, i, started_ms) for i in range(3, len(reply), CLAIM_FIELDS)]
     held = int(reply[0]) or None
-    handed = [claimed_task(reply[2], 0, started_ms)] if reply[2] else []
+    handed = [_hand_off(reply[2], started_ms)] if reply[2] else []
     expired = reply[1]
     if not expired:
         return Claim(tasks, held, handed=handed) if handed else Claim(tasks, held)
@@ -143,9 +144,14 @@ def claim_from_reply(reply: list[Any], started_ms: int) -> Claim:
     return Claim(tasks, held, pairs, handed)
 
 
-def hand_off_from_message(data: str, received_ms: int) -> ClaimedTask:
-    """The task a hand-off message (on a worker's channel) leased to the worker."""
-    return claimed_task(_json.loads(data), 0, received_ms)
+def hand_off_from_message(data: str, received_ms: int) -> HandOff:
+    """A hand-off message (on a worker's channel): the task leased to the worker, and the
+    hand-off's token."""
+    return _hand_off(_json.loads(data), received_ms)
+
+
+def _hand_off(fields: list[Any], received_ms: int) -> HandOff:
+    return HandOff(claimed_task(fields, 0, received_ms), fields[CLAIM_FIELDS])
 
 
 def worker_to_json(worker: WorkerInfo) -> str:

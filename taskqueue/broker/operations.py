@@ -519,8 +519,8 @@ def claim(
     ``worker_id``; on a ``guard_turn``, first one task from each priority below the highest
     that has work (see :meth:`Broker.claim`, which rotates the types and picks the turns).
 
-    ``hand_offs`` (None: none) is the id of the last task handed off to the worker that it
-    has ('' for none): a claim that takes fewer than ``count`` then registers the worker for
+    ``hand_offs`` (None: none) is the token of the last hand-off the worker has received (''
+    for none): a claim that takes fewer than ``count`` then registers the worker for
     a hand-off of the next pending task of its types (see _lib.lua)."""
     if count <= 0 or not task_types:
         return Claim([])
@@ -605,6 +605,11 @@ def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, str]]) -> Op
 def deregister(keys: Keys, worker_id: str) -> Operation[bool]:
     """Remove a worker's registration; whether it was registered."""
     return bool((yield _script(keys, "deregister", worker_id)))
+
+
+def stop_hand_offs(keys: Keys, worker_id: str) -> Operation[None]:
+    """End a worker's registration for hand-offs (see :func:`claim`)."""
+    yield _script(keys, "stop_hand_offs", worker_id)
 
 
 def reap(

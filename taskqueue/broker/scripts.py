@@ -34,6 +34,7 @@ class Scripts:
     purge: Script
     cancel_all: Script
     deregister: Script
+    stop_hand_offs: Script
     progress: Script
     set_policy: Script
     view: Script

@@ -301,6 +301,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
         # Two heartbeats without a reply: cut off from Redis, most likely; start nothing more.
         hold_starts_after=2 * config.worker.heartbeat_interval,
         redis=daemon.task_redis,
+        hand_offs=True,
     )
     daemon.consumer = consumer
     daemon.metrics.watch_worker(lambda: consumer.in_flight, consumer.concurrency, types)
@@ -322,6 +323,7 @@ def _worker_services(daemon: Daemon) -> list[Service]:
     )
     daemon.notifications.on_wake.append(consumer.wake)
     daemon.notifications.on_cancel.append(consumer.request_cancel)
+    daemon.notifications.watch_hand_offs(consumer.worker_id, consumer.receive_hand_off)
     daemon.notifications.on_scheduled.append(daemon.scheduler.scheduled)
     return [daemon.scheduler, daemon.reaper, daemon.heartbeat]
 

@@ -95,16 +95,20 @@ local function start_lease(id, ttype, priority, f, worker, now, group, out)
 end
 
 -- Hand-offs. A worker whose claim came back short (claim.lua, asked with hand-offs) registers
--- as idle for its types: K_IDLE_WORKERS holds its lease length and types, key_idle(type) its
--- id. A task that becomes pending while a worker waits for its type is leased to that worker
--- by the script that made it pending, as a claim would lease it, and published on the
--- worker's channel: an idle worker starts it after one message instead of a wake-up and a
--- claim's round trip. The registration ends with the hand-off (the worker's next claim makes
--- another if nothing more is pending). K_HANDED keeps the worker's last hand-off until that
--- claim, which returns it unless the worker says it has it: a message lost with a broken
--- subscription costs a claim, not a lease that runs out. Only a task a claim would lease
+-- as idle for its types: K_IDLE_WORKERS holds its lease length, how far its clock is ahead of
+-- Redis's and its types, key_idle(type) its id. A task that becomes pending while a worker
+-- waits for its type is leased to that worker by the script that made it pending, as a claim
+-- would lease it, and published on the worker's channel: an idle worker starts it after one
+-- message instead of a wake-up and a claim's round trip. The registration ends with the
+-- hand-off (the worker's next claim makes another if nothing more is pending). Each hand-off
+-- has a token (Redis's time in µs), by which the worker takes it once however it hears of it.
+-- K_HANDED keeps the worker's last hand-off until the worker goes; its claims return it until
+-- one names its token: a message lost with a broken subscription costs a claim, not a lease
+-- that runs out. Only a task a claim would lease
 -- as it is goes this way: of a type without limits (K_LIMITS, pauses included) and without
--- groups, and not past its deadline; the most urgent first.
+-- groups, and not past its deadline; the most urgent first. Its lease starts on the worker's
+-- clock (Redis's time, moved by the registration's offset), as a claim's would, not on the
+-- submitter's, which may be far off.
 local readied = {}  -- type -> {id, priority, queue list, now, ...}: ungrouped tasks made pending
 
 -- End `worker`'s hand-off registration, if it has one.
@@ -112,7 +116,7 @@ local function unregister_idle(worker)
   local entry = redis.call('HGET', K_IDLE_WORKERS, worker)
   if entry then
     redis.call('HDEL', K_IDLE_WORKERS, worker)
-    for ttype in string.gmatch(string.match(entry, ' (.*)$'), '[^,]+') do
+    for ttype in string.gmatch(string.match(entry, '^%S+ %S+ (.*)$'), '[^,]+') do
       redis.call('SREM', key_idle(ttype), worker)
     end
   end
@@ -133,10 +137,17 @@ local function remove_value(list, value)
   end
 end
 
+-- Redis's clock: ms, and µs as text (a hand-off's token).
+local function redis_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t[1] .. string.format('%06d', tonumber(t[2]))
+end
+
 -- Hand the tasks in `readied` to idle workers, as far as they go; the types with tasks left
 -- pending are woken.
 local function hand_off()
   local rank = {}
+  local clock, token = nil, nil
   for r, priority in ipairs(PRIORITIES) do
     rank[priority] = r
   end
@@ -163,18 +174,23 @@ local function hand_off()
           if not worker then
             break
           end
-          local lease_ms = tonumber(string.match(redis.call('HGET', K_IDLE_WORKERS, worker) or '', '^%d+'))
+          local lease_ms, offset = string.match(redis.call('HGET', K_IDLE_WORKERS, worker) or '', '^(%d+) (%-?%d+) ')
           unregister_idle(worker)
           if lease_ms then
             entries[best] = false
             left = left - 1
             remove_value(list, id)
+            if not clock then
+              clock, token = redis_time()
+            end
+            local start = clock + tonumber(offset)
             local fields = {}
-            local attempt = start_lease(id, ttype, priority, f, worker, now, false, fields)
-            redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
+            local attempt = start_lease(id, ttype, priority, f, worker, start, false, fields)
+            redis.call('ZADD', K_ACTIVE, start + tonumber(lease_ms), id)
             count_state(S_PENDING, priority, ttype, -1)
             count_state(S_ACTIVE, priority, ttype, 1)
-            redis.call('HSET', K_HANDED, worker, id .. ' ' .. attempt)
+            fields[#fields + 1] = token
+            redis.call('HSET', K_HANDED, worker, token .. ' ' .. id .. ' ' .. attempt)
             redis.call('PUBLISH', key_worker_channel(worker), cjson.encode(fields))
           end
         end

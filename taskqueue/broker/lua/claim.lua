@@ -9,10 +9,10 @@
 -- ARGV[4]  count: how many tasks at most
 -- ARGV[5]  guard: 1 to first take one task from each priority below the highest non-empty
 --          one (the starvation guard), 0 for strictly by priority
--- ARGV[6]  hand-offs: '' for none; '+' and the id of the last task handed off to the worker
---          that it has received ('+' alone: none) to take part in them (see _lib.lua): the
---          claim ends the worker's registration, returns its last hand-off unless that is the
---          one it names, and registers the worker again when it takes fewer than `count`
+-- ARGV[6]  hand-offs: '' for none; '+' and the token of the last hand-off the worker has
+--          received ('+' alone: none) to take part in them (see _lib.lua): the claim ends the
+--          worker's registration, returns its last hand-off unless that is the one it names,
+--          and registers the worker again when it takes fewer than `count`
 -- ARGV[7..] task types the worker can run
 -- Limits (K_LIMITS, folded from the policy by set_policy.lua) hold a type's tasks back in its
 -- queues: a rate limit lets one start every interval/count ms, up to `burst` at once (GCRA:
@@ -27,10 +27,10 @@
 -- again).
 -- Returns: when a rate limit lets a held-back task start (ms; 0: none held back by a rate;
 --          a claim that took fewer than `count` also counts the first resting group's),
---          the type and priority of each task ended expired (a flat list), the 12 fields of
---          the worker's last hand-off if it is still leased to it and not acknowledged (a
---          list, empty for none; its lease extended, not counted against `count`), then 12
---          fields per claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
+--          the type and priority of each task ended expired (a flat list), the 12 fields and
+--          the token of the worker's last hand-off if it is still leased to it and not
+--          acknowledged (a list, empty for none; its lease extended, not counted against
+--          `count`), then 12 fields per claimed task: id, type, priority, payload, attempt, max_retries, timeout_ms,
 --          ready_ms, inputs ('' for a task without dependencies), expires_ms ('' for none),
 --          headers (JSON; '' for none), group ('' for none).
 local now, worker, deadline = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -52,15 +52,15 @@ if hand_offs then
   unregister_idle(worker)
   local last = redis.call('HGET', K_HANDED, worker)
   if last then
-    redis.call('HDEL', K_HANDED, worker)
-    local id, attempt = string.match(last, '^(%S+) (%d+)$')
-    if id ~= string.sub(ARGV[6], 2) then
+    local token, id, attempt = string.match(last, '^(%S+) (%S+) (%d+)$')
+    if token ~= string.sub(ARGV[6], 2) then
       local key = key_task(id)
       local f = redis.call('HMGET', key, 'state', 'worker_id', 'type', 'priority', 'group', unpack(LEASE_FIELDS))
       if f[1] == S_ACTIVE and f[2] == worker and f[7] == attempt then
         handed[1], handed[2], handed[3], handed[4] = id, f[3], f[4], f[6]
         handed[5], handed[6], handed[7], handed[8] = tonumber(attempt), f[8], f[9], f[10]
         handed[9], handed[10], handed[11], handed[12] = f[11] or '', f[12] or '', f[13] or '', f[5] or ''
+        handed[13] = token
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
       end
@@ -332,7 +332,9 @@ out[1] = first_start and math.ceil(first_start) or 0
 call_chunked('ZADD', K_ACTIVE, leases)
 flush()
 if hand_offs and claimed < wanted then
-  redis.call('HSET', K_IDLE_WORKERS, worker, (deadline - now_ms) .. ' ' .. table.concat(ARGV, ',', FIRST_TYPE))
+  local types = table.concat(ARGV, ',', FIRST_TYPE)
+  local offset = now_ms - redis_time()  -- a hand-off's lease runs on this worker's clock
+  redis.call('HSET', K_IDLE_WORKERS, worker, (deadline - now_ms) .. ' ' .. offset .. ' ' .. types)
   for i = FIRST_TYPE, #ARGV do
     redis.call('SADD', key_idle(ARGV[i]), worker)
   end

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import pluggy
 import trio
 
 from taskqueue.broker import Broker
+from taskqueue.broker.codec import hand_off_from_message
 from taskqueue.daemon.consumer.reporting import Reported, Reporter, report_of
 from taskqueue.daemon.consumer.slot import ProgressUpdate, Running, TaskRunner, call_observer
 from taskqueue.daemon.consumer.writer import CoalescingWriter
 from taskqueue.health import Health, RedisGuard
 from taskqueue.metrics import Metrics
-from taskqueue.models import Claim, ClaimedTask
+from taskqueue.models import Claim, ClaimedTask, HandOff
 from taskqueue.outcomes import Outcome, OutcomeKind
 from taskqueue.processors import ProcessorRegistry
-from taskqueue.redis import Redis
+from taskqueue.redis import Redis, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,10 @@ FINAL_REPORT_TIMEOUT = 10.0
 #: reapers judge the lease by their own wall clock (at most :data:`MAX_LEASE_MARGIN` seconds).
 LEASE_MARGIN = 0.1
 MAX_LEASE_MARGIN = 1.0
+#: How many recent hand-offs a consumer remembers, to take each once: one can reach it twice,
+#: by its message and by a claim that ran before the message came. Told apart by token: the
+#: same task at the same attempt comes again after a snooze or a release.
+HAND_OFFS_REMEMBERED = 1024
 
 
 class Consumer:
@@ -39,6 +45,12 @@ class Consumer:
 
     As a daemon service it drains: it returns once stopped and every outcome is written. The
     daemon starts it last, once the heartbeat that keeps its leases alive runs.
+
+    With ``hand_offs``, a claim that comes back short leaves the consumer registered for a
+    hand-off: the next task of its types is leased to it where it is submitted and reaches it
+    as a message (:meth:`receive_hand_off`, which the daemon's notifications call), one message
+    instead of a wake-up and a claim. Without a subscriber the tasks would wait for the next
+    claim, so only a consumer whose messages are delivered asks for them.
     """
 
     name = "consumer"
@@ -59,6 +71,7 @@ class Consumer:
         metrics: Metrics | None = None,
         hold_starts_after: float | None = None,
         redis: Redis | None = None,
+        hand_offs: bool = False,
     ) -> None:
         """``redis`` is the client processors get as ``ctx.redis`` (default: the broker's)."""
         self.broker = broker
@@ -68,6 +81,10 @@ class Consumer:
         self.task_types = list(task_types if task_types is not None else registry.task_types)
         self._type_set = frozenset(self.task_types)
         self.concurrency = concurrency
+        self.hand_offs = hand_offs
+        #: The token of the last hand-off received, which the next claim says it has.
+        self._last_hand_off = ""
+        self._hand_offs_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.capacity = concurrency + prefetch
         # With prefetch, wait until a useful batch of capacity is free before claiming:
         # the prefetched tasks keep the slots busy meanwhile.
@@ -118,6 +135,7 @@ class Consumer:
         self._capacity_freed = trio.Event()
         self._drained = trio.Event()
         self._stopping = False
+        self._slots_closed = False
 
     # -- called by other services ----------------------------------------------------------
 
@@ -125,6 +143,20 @@ class Consumer:
         """Tasks of ``task_types`` (None: of any type) may have become pending."""
         if task_types is None or not self._type_set.isdisjoint(task_types):
             self._wake.set()
+
+    def receive_hand_off(self, message: str) -> None:
+        """A task was handed off to this worker (a message on its channel): run it. Its lease
+        began when the message was published, a moment ago."""
+        hand_off = hand_off_from_message(message, self.broker.clock())
+        task = hand_off.task
+        if self._slots_closed:
+            # Sent before this worker's registration ended, come after its drain: nothing can
+            # run or report it now. Its lease runs out and the reaper retries it.
+            log.warning("task %s was handed off to this worker after its drain", task.id)
+            return
+        if self._first_hand_off(hand_off):
+            self._take(task, trio.current_time() + self.lease_trust)
+        self._wake.set()  # claim again: that registers this worker for the next hand-off
 
     def request_cancel(self, worker_id: str, task_id: str) -> None:
         if worker_id == self.worker_id and (running := self.running.get(task_id)):
@@ -192,8 +224,10 @@ class Consumer:
                 for _ in range(self.concurrency):
                     slots.start_soon(self._slot)
                 await self._claim_loop()
+                await self._stop_hand_offs()
                 await self._drain()
                 self._send.close()
+                self._slots_closed = True
             self._progress_scope.cancel()  # progress of tasks that have ended means nothing
             self._reports.close()
             with trio.move_on_after(FINAL_REPORT_TIMEOUT):
@@ -220,19 +254,18 @@ class Consumer:
             wake = self._wake = trio.Event()
             claim = Claim([])
             lease_until = trio.current_time() + self.lease_trust
+            hand_offs = self._last_hand_off if self.hand_offs else None
             async with guard:
-                claim = await self.broker.claim_batch(self.worker_id, self.task_types, free)
+                claim = await self.broker.claim_batch(
+                    self.worker_id, self.task_types, free, hand_offs=hand_offs
+                )
             self._heard_from_redis(lease_until - self.lease_trust)
             claimed = claim.tasks
-            task_counts = self.metrics.task_counts
+            for hand_off in claim.handed:  # its message may have been lost
+                if self._first_hand_off(hand_off):
+                    self._take(hand_off.task, lease_until)
             for task in claimed:
-                counts = task_counts(task.type, task.priority)
-                self.running[task.id] = running = Running(task, counts, lease_until)
-                if self.stopping:
-                    # Claimed while the stop came: give it back untouched.
-                    self._stop(running, OutcomeKind.INTERRUPTED)
-                else:
-                    self._send.send_nowait(task)
+                self._take(task, lease_until)
             if claim.held_until_ms is not None:
                 # A rate limit held tasks back: claim again when it lets one start (or sooner,
                 # when other work arrives), not before; claiming at once would only spin.
@@ -245,6 +278,41 @@ class Consumer:
                 # again at once would only cost a round trip, ahead of starting these tasks.
                 with trio.move_on_after(IDLE_RECHECK):
                     await wake.wait()
+
+    async def _stop_hand_offs(self) -> None:
+        """Stopping: end this worker's registration for hand-offs, so that no more tasks come
+        to it only to go back (if Redis is away, the reaper ends it with the worker)."""
+        if not self.hand_offs:
+            return
+        with trio.move_on_after(FINAL_REPORT_TIMEOUT):
+            try:
+                await self.broker.stop_hand_offs(self.worker_id)
+            except RedisError as exc:
+                log.info("could not end this worker's hand-offs (%s); the reaper will", exc)
+
+    def _take(self, task: ClaimedTask, lease_until: float) -> None:
+        """Hold a task leased to this worker until ``lease_until`` (trio time), and send it to
+        the slots."""
+        counts = self.metrics.task_counts(task.type, task.priority)
+        self.running[task.id] = running = Running(task, counts, lease_until)
+        if self.stopping:
+            # Leased while the stop came: give it back untouched.
+            self._stop(running, OutcomeKind.INTERRUPTED)
+        else:
+            self._send.send_nowait(task)
+
+    def _first_hand_off(self, hand_off: HandOff) -> bool:
+        """Whether this is the first time ``hand_off`` reaches us; the next claim says we
+        have it."""
+        self._last_hand_off = hand_off.token
+        lease = (hand_off.task.id, hand_off.token)
+        seen = self._hand_offs_seen
+        if lease in seen:
+            return False
+        seen[lease] = None
+        if len(seen) > HAND_OFFS_REMEMBERED:
+            seen.popitem(last=False)
+        return True
 
     async def _drain(self) -> None:
         self._check_drained()
