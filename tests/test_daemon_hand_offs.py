@@ -15,7 +15,9 @@ from invariants import assert_invariants
 from taskqueue.broker import Broker
 from taskqueue.daemon.consumer import Consumer
 from taskqueue.daemon.consumer import service as consumer_module
+from taskqueue.daemon.consumer.slot import Running, TaskRunner
 from taskqueue.models import Claim, TaskState
+from taskqueue.outcomes import Outcome
 
 WORKER = "w-hand-offs"
 
@@ -104,3 +106,43 @@ async def test_a_draining_worker_is_handed_nothing_more(redis_url: str, broker: 
     task = await broker.get(waiting)
     assert (task.state, task.attempt, task.worker_id) == (TaskState.PENDING, 0, None)
     await assert_invariants(broker)
+
+
+async def test_the_claim_after_a_hand_off_waits_for_the_task_to_start(
+    redis_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim that registers the worker again goes out once the handed task has started,
+    not ahead of it (trio may run a woken claim loop before the slot)."""
+    monkeypatch.setattr(consumer_module, "IDLE_RECHECK", 3600.0)
+    events: list[str] = []
+    claim_batch = Broker.claim_batch
+    receive = Consumer.receive_hand_off
+    run = TaskRunner.run
+
+    async def claim(
+        self: Broker, worker_id: str, task_types: Sequence[str], count: int, **options: Any
+    ) -> Claim:
+        events.append("claim")
+        return await claim_batch(self, worker_id, task_types, count, **options)
+
+    def handed(self: Consumer, message: str) -> None:
+        events.append("handed")
+        receive(self, message)
+
+    async def started(self: TaskRunner, running: Running) -> Outcome:
+        events.append("start")
+        return await run(self, running)
+
+    monkeypatch.setattr(Broker, "claim_batch", claim)
+    monkeypatch.setattr(Consumer, "receive_hand_off", handed)
+    monkeypatch.setattr(TaskRunner, "run", started)
+    async with running_daemon(daemon_config(redis_url, worker__id=WORKER)):
+        for _ in range(8):
+            await wait_registered(broker)
+            await wait_for_state(broker, await submit(broker, "noop"))
+        await wait_registered(broker)
+
+    hand_offs = [i for i, event in enumerate(events) if event == "handed"]
+    assert len(hand_offs) == 8, events
+    for i in hand_offs:
+        assert events[i + 1 : i + 3] == ["start", "claim"], events

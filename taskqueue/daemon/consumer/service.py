@@ -132,6 +132,8 @@ class Consumer:
             max_result_bytes=broker.settings.max_result_bytes,
         )
         self._wake = trio.Event()
+        #: Set by a hand-off: the slot that next starts a task wakes the claim loop.
+        self._claim_at_next_start = False
         self._capacity_freed = trio.Event()
         self._drained = trio.Event()
         self._stopping = False
@@ -156,7 +158,11 @@ class Consumer:
             return
         if self._first_hand_off(hand_off):
             self._take(task, trio.current_time() + self.lease_trust)
-        self._wake.set()  # claim again: that registers this worker for the next hand-off
+            # Claim again (which registers this worker for the next hand-off) once a slot has
+            # started it: sent now, the claim would go out ahead of the task's start.
+            self._claim_at_next_start = True
+        else:
+            self._wake.set()
 
     def request_cancel(self, worker_id: str, task_id: str) -> None:
         if worker_id == self.worker_id and (running := self.running.get(task_id)):
@@ -336,6 +342,10 @@ class Consumer:
         """Run claimed tasks one at a time until the channel closes at the end of the drain."""
         run = self._runner.run
         async for task in self._receive:
+            if self._claim_at_next_start:
+                # The claim loop runs at this slot's first checkpoint: after the task started.
+                self._claim_at_next_start = False
+                self._wake.set()
             running = self.running.get(task.id)
             if running is None or running.task is not task:
                 continue  # stopped while it waited for a slot: already finished
