@@ -154,7 +154,9 @@ local function hand_off()
   for ttype, entries in pairs(readied) do
     local idle = key_idle(ttype)
     local left = #entries / 4
-    if redis.call('SCARD', idle) > 0 and redis.call('HEXISTS', K_LIMITS, ttype) == 0 then
+    -- A type may have become grouped since its task was readied (a later task of the batch).
+    if redis.call('SCARD', idle) > 0 and redis.call('HEXISTS', K_LIMITS, ttype) == 0
+        and redis.call('HEXISTS', K_GROUPED, ttype) == 0 then
       while true do
         local best = nil
         for i = 1, #entries, 4 do
