@@ -22,15 +22,13 @@ those times with its own start.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import trio
+from e2e import start_worker, wait_for
 
 from taskqueue.broker import Broker
 from taskqueue.embedded import EmbeddedRedis
@@ -40,7 +38,6 @@ from taskqueue.processors import ProcessorRegistry, TaskContext
 from taskqueue.redis import Redis
 
 TASK = "bench.stage_clock"
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: In the worker: task id -> when its hand-off reached the consumer / a slot's runner.
 received_at: dict[str, float] = {}
@@ -92,16 +89,10 @@ def percentiles(values: list[float]) -> str:
 async def run(url: str, count: int) -> None:
     redis = Redis.from_url(url)
     broker = Broker(redis)
-    env = {**os.environ, "TASKQUEUE_REDIS__URL": url, "TASKQUEUE_LOGGING__LEVEL": "warning"}
-    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
-        [sys.executable, "-m", "taskqueue", "worker", "--processors", "pickup_stages"],
-        env=env,
-        cwd=BENCH_DIR,
-    )
+    worker = start_worker(url, "--processors", "pickup_stages")
     try:
-        first = await broker.enqueue(Submission(type=TASK))
-        while (task := await broker.get(first.id)) is None or task.state != TaskState.SUCCEEDED:  # noqa: ASYNC110 - another process works
-            await trio.sleep(0.05)
+        await broker.enqueue(Submission(type=TASK))
+        await wait_for(broker, TaskState.SUCCEEDED, 1)
         await trio.sleep(0.5)  # idle: registered for a hand-off
         submitted: dict[str, tuple[float, float]] = {}
         for _ in range(count):
@@ -116,11 +107,8 @@ async def run(url: str, count: int) -> None:
             "to the start": [],
             "submit to start": [],
         }
-        while True:
-            records = [t for t in await broker.get_many(list(submitted)) if t is not None]
-            if all(t.state == TaskState.SUCCEEDED for t in records):
-                break
-            await trio.sleep(0.05)
+        await wait_for(broker, TaskState.SUCCEEDED, 1 + count)
+        records = [t for t in await broker.get_many(list(submitted)) if t is not None]
         claimed = 0
         for record in records:
             at, returned = submitted[record.id]

@@ -94,6 +94,17 @@ local function start_lease(id, ttype, priority, f, worker, now, group, out)
   return attempt
 end
 
+local grouped_type = {}  -- type -> whether K_GROUPED has it, as read (or written) by this script
+
+local function is_grouped(ttype)
+  local known = grouped_type[ttype]
+  if known == nil then
+    known = redis.call('HEXISTS', K_GROUPED, ttype) == 1
+    grouped_type[ttype] = known
+  end
+  return known
+end
+
 -- Hand-offs. A worker whose claim came back short (claim.lua, asked with hand-offs) registers
 -- as idle for its types: K_IDLE_WORKERS holds its lease length, how far its clock is ahead of
 -- Redis's and its types, key_idle(type) its id. A task that becomes pending while a worker
@@ -156,7 +167,7 @@ local function hand_off()
     local left = #entries / 4
     -- A type may have become grouped since its task was readied (a later task of the batch).
     if redis.call('SCARD', idle) > 0 and redis.call('HEXISTS', K_LIMITS, ttype) == 0
-        and redis.call('HEXISTS', K_GROUPED, ttype) == 0 then
+        and not is_grouped(ttype) then
       while true do
         local best = nil
         for i = 1, #entries, 4 do
@@ -298,17 +309,6 @@ end
 -- parked group. A group rate limit (its last two fields) spaces a group's starts: a group that
 -- starts a task rests, out of the rings, in K_GROUP_RESTING(type) scored with when it may
 -- start the next; the first claim after that lets it back in (claim.lua: readmit_groups).
-
-local grouped_type = {}  -- type -> whether K_GROUPED has it, as read (or written) by this script
-
-local function is_grouped(ttype)
-  local known = grouped_type[ttype]
-  if known == nil then
-    known = redis.call('HEXISTS', K_GROUPED, ttype) == 1
-    grouped_type[ttype] = known
-  end
-  return known
-end
 
 local function count_group(key, group, n)
   local changes = group_counts[key]
