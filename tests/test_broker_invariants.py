@@ -46,7 +46,15 @@ from invariants import assert_invariants
 
 from taskqueue.broker import Broker, BrokerSettings, Report, Retention, Submission
 from taskqueue.errors import ConflictingStateError, TaskNotFoundError
-from taskqueue.models import PRIORITY_ORDER, Debounce, Policy, Priority, TaskState, WorkerInfo
+from taskqueue.models import (
+    PRIORITY_ORDER,
+    Debounce,
+    HandOff,
+    Policy,
+    Priority,
+    TaskState,
+    WorkerInfo,
+)
 from taskqueue.outcomes import OutcomeKind
 from taskqueue.rates import parse_rate
 from taskqueue.redis import Redis
@@ -235,6 +243,11 @@ class BrokerMachine(RuleBasedStateMachine):
         self.debounced: dict[tuple[str, str], str] = {}
         #: Each task's dependents, in the order they were submitted.
         self.dependents: dict[str, list[str]] = {}
+        #: Hand-offs: the types each worker waits for (its last claim with hand-offs came
+        #: back short), and the last hand-off each worker was given: its token, the task and
+        #: the attempt (the task may since have been handed to another worker).
+        self.idle: dict[str, set[str]] = {}
+        self.hand_offs_given: dict[str, tuple[str, str, int]] = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -327,8 +340,14 @@ class BrokerMachine(RuleBasedStateMachine):
         self.gone.append(task_id)
 
     async def ready_states(self, ids: list[str]) -> dict[str, tuple[TaskState, int]]:
+        """Where each task went: a task already handed off again (active) counts as pending,
+        which it was until the hand-off (:meth:`settle_hand_offs` checks that one came)."""
         found = await self.broker.get_many(ids)
-        return {t.id: (t.state, t.ready_ms) for t in found if t is not None}
+        return {
+            t.id: (TaskState.PENDING if t.state is TaskState.ACTIVE else t.state, t.ready_ms)
+            for t in found
+            if t is not None
+        }
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -476,10 +495,48 @@ class BrokerMachine(RuleBasedStateMachine):
     def claim(self, worker: str, types: set[str], count: int) -> None:
         """A claim leases the first tasks it may, and ends expired each one past its deadline
         that it takes off a queue on the way (not counted against the claim or its limits)."""
+        self.claim_tasks(worker, types, count, None)
+
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        types=st.sets(st.sampled_from(TYPES), min_size=1),
+        count=st.integers(1, 5),
+        received=st.booleans(),
+    )
+    def claim_with_hand_offs(
+        self, worker: str, types: set[str], count: int, received: bool
+    ) -> None:
+        """The same claim; it ends the worker's registration for hand-offs and, short, makes
+        a new one. Without ``received`` the worker says it has no hand-off: its last one comes
+        back, if it still holds it."""
+        last, task_id, attempt = self.hand_offs_given.get(worker, ("", "", 0))
+        held = self.claim_tasks(worker, types, count, last if received else "")
+        if not received and last:
+            task = self.tasks[task_id]
+            holds = (
+                task.state is TaskState.ACTIVE and task.worker == worker and task.attempt == attempt
+            )
+            assert [h.task.id for h in held] == ([task.id] if holds else [])
+            if holds:
+                assert held[0].task.attempt == task.attempt and held[0].token == last
+                task.lease_ms = self.now() + LEASE_MS
+        else:
+            assert held == []
+
+    def claim_tasks(
+        self, worker: str, types: set[str], count: int, hand_offs: str | None
+    ) -> list[HandOff]:
+        """The claim rule's work; the claim's hand-offs (see claim_with_hand_offs)."""
         ordered = sorted(types)
-        result = self.run(lambda: self.broker.claim_batch(worker, ordered, count))
+        result = self.run(
+            lambda: self.broker.claim_batch(worker, ordered, count, hand_offs=hand_offs)
+        )
         claimed = result.tasks
         now = self.now()
+        if hand_offs is not None:
+            self.idle.pop(worker, None)
+            if len(claimed) < count:
+                self.idle[worker] = set(types)
 
         def live(ids: list[str]) -> list[str]:
             return [i for i in ids if not self.tasks[i].past_deadline(now)]
@@ -555,6 +612,7 @@ class BrokerMachine(RuleBasedStateMachine):
             task.attempt += 1
             task.lease_ms = self.now() + LEASE_MS
             assert c.attempt == task.attempt
+        return result.handed
 
     def group_room(self, task_type: str, group: str) -> int:
         """How many more tasks of ``group`` of ``task_type`` its group limits let start."""
@@ -813,6 +871,8 @@ class BrokerMachine(RuleBasedStateMachine):
         assert set(result.workers_removed) == silent
         for worker in silent:
             del self.workers[worker]
+            self.idle.pop(worker, None)
+            self.hand_offs_given.pop(worker, None)
         for _, task_id in expired:
             task = self.tasks[task_id]
             if task.cancel_requested:
@@ -940,11 +1000,75 @@ class BrokerMachine(RuleBasedStateMachine):
     def deregister(self, worker: str) -> None:
         was_registered = self.run(lambda: self.broker.deregister(worker))
         assert was_registered is (self.workers.pop(worker, None) is not None)
+        self.idle.pop(worker, None)
+        self.hand_offs_given.pop(worker, None)
 
     # -- the checks -------------------------------------------------------------------------
 
+    def settle_hand_offs(self) -> None:
+        """Take into the model the hand-offs the last step made: each to a worker that waited
+        for the task's type (of no limits or groups), of a task pending and within its
+        deadline, none behind a task left pending in a more urgent or earlier place."""
+        k = self.broker.keys
+
+        async def read() -> list[Any]:
+            return await self.broker.redis.pipeline(
+                [
+                    ("HGETALL", k.handed),
+                    ("HGETALL", k.idle_workers),
+                    ("HKEYS", k.limits),
+                    ("HKEYS", k.grouped),
+                ]
+            )
+
+        handed_flat, idle_flat, limited, grouped = self.run(read)
+        handed = dict(zip(handed_flat[::2], handed_flat[1::2], strict=True))
+        new: list[tuple[str, ModelTask, str]] = []
+        for worker, entry in handed.items():
+            token, task_id, attempt = entry.split(" ")
+            if self.hand_offs_given.get(worker, ("",))[0] == token:
+                continue
+            task = self.tasks[task_id]
+            assert worker in self.idle, f"{task_id} handed to {worker}, which did not wait"
+            assert task.type in self.idle[worker], f"{task_id} handed to {worker} for another type"
+            assert task.state is TaskState.PENDING, f"{task} handed off"
+            assert task.type not in limited and task.type not in grouped, f"{task} handed off"
+            assert not task.past_deadline(self.now()), f"{task} handed off past its deadline"
+            assert int(attempt) == task.attempt + 1
+            new.append((worker, task, token))
+            event("handed off")
+            self.hand_offs_given[worker] = (token, task_id, int(attempt))
+            del self.idle[worker]
+        now = self.now()
+        given = {task.id for _, task, _ in new}
+        for worker, task, _ in new:
+            queue = self.queues[task.queue]
+            ahead = [
+                i for i in queue[: queue.index(task.id)] if not self.tasks[i].past_deadline(now)
+            ]
+            assert set(ahead) <= given, f"{task.id} handed to {worker} ahead of {ahead}"
+        for _, task, _ in new:
+            self.unqueue(task)
+        for worker, task, _ in new:
+            rank = PRIORITY_ORDER.index(task.priority)
+            for (priority, task_type, _), ids in self.queues.items():
+                urgent = PRIORITY_ORDER.index(Priority(priority)) < rank
+                live = [i for i in ids if not self.tasks[i].past_deadline(now)]
+                assert not (task_type == task.type and urgent and live), (
+                    f"{task.id} handed to {worker} while more urgent {live} waited"
+                )
+            lease_ms = self.run(lambda t=task: self.broker.redis.execute("ZSCORE", k.active, t.id))  # type: ignore[misc]
+            task.state, task.worker, task.attempt = TaskState.ACTIVE, worker, task.attempt + 1
+            task.lease_ms = int(float(lease_ms))
+        idle = {
+            w: set(e.split(" ", 2)[2].split(","))
+            for w, e in zip(idle_flat[::2], idle_flat[1::2], strict=True)
+        }
+        assert idle == self.idle, f"registrations {idle}, the model {self.idle}"
+
     @invariant()
     def redis_agrees_with_the_model(self) -> None:
+        self.settle_hand_offs()
         ids = list(self.tasks)
         k = self.broker.keys
 
