@@ -9,9 +9,10 @@ sides alike) and comparing medians of many runs leaves a difference of a few per
 The earlier revision's ``taskqueue/`` and ``bench/`` are exported with ``git archive`` into a
 temporary directory that goes first on ``PYTHONPATH``, so its benchmark runs its own code.  Both
 sides get ``--redis-url`` of one private redis-server, emptied (FLUSHALL) before every run.
-Every line a benchmark prints as ``LABEL   N tasks/s`` (or ``N submits/s``, or ``N µs/task``,
-a cost, or ``p50 X ms, p99 Y ms``, a latency's two percentiles) is a figure; the report gives
-each figure's median per side and the ratio after/before.
+Every line a benchmark prints as ``LABEL   N tasks/s`` (or ``N submits/s``; or ``N µs/task``
+or ``N µs server CPU a request``, a cost; or ``p50 X ms, p99 Y ms``, a latency's two
+percentiles) is a figure; the report gives each figure's median per side and the ratio
+after/before.
 
 ``--bench-from-here`` runs this tree's benchmark script on both sides, with only the package
 from the earlier revision: for a benchmark newer than that revision. The benchmark's own child
@@ -39,7 +40,10 @@ from taskqueue.embedded import EmbeddedRedis
 from taskqueue.redis import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURE = re.compile(r"^(?P<label>\S.*?)\s{2,}(?P<rate>[\d,]+) (?P<unit>tasks/s|submits/s|µs/task)")
+FIGURE = re.compile(
+    r"^(?P<label>\S.*?)\s{2,}(?P<rate>[\d,]+)"
+    r" (?P<unit>tasks/s|submits/s|µs/task|µs server CPU a request)"
+)
 LATENCY = re.compile(r"^(?P<label>\S.*?)\s{2,}p50 (?P<p50>[\d.]+) ms, p99 (?P<p99>[\d.]+) ms")
 
 Figures = dict[str, list[float]]

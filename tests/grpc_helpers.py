@@ -159,7 +159,7 @@ async def grpc_server(
             nursery.start_soon(events.run)
             if redis_ready:
                 with trio.fail_after(5):
-                    await events.subscribed.wait()
+                    await redis.execute("PING")
                 health.redis_up()
             binds: list[str] = await nursery.start(run_hypercorn)
             plain = next(b for b in binds if b.startswith("http://"))

@@ -31,8 +31,6 @@ KEEPALIVE_SECONDS: Final = 15.0
 #: How often an idle stream checks for shutdown. Polling keeps every cancel scope inside one
 #: step of the generator (trio forbids a scope spanning a ``yield``), at a negligible cost.
 POLL_SECONDS: Final = 0.5
-#: How long a new stream waits for the event hub's first Redis subscription.
-SUBSCRIBE_WAIT: Final = 5.0
 
 _encode = msgspec.json.Encoder().encode
 
@@ -78,8 +76,6 @@ async def event_stream(
     task_type: str | None,
     keepalive: float = KEEPALIVE_SECONDS,
 ) -> AsyncGenerator[bytes, None]:
-    with trio.move_on_after(SUBSCRIBE_WAIT):
-        await events.subscribed.wait()
     async with events.watch(task_id=task_id, task_type=task_type) as receive:
         yield b": watching\n\n"
         idle = 0.0
