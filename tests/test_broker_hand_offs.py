@@ -221,6 +221,44 @@ async def test_a_stopped_worker_is_handed_nothing(broker: Broker) -> None:
     await assert_invariants(broker)
 
 
+async def test_a_hand_off_that_never_reached_its_worker_goes_back_when_it_deregisters(
+    broker: Broker,
+) -> None:
+    """The worker drained, reported everything and stopped before the message came: the task
+    goes back to the front of its queue at once, the attempt not spent, instead of waiting
+    out the lease."""
+    await broker.heartbeat(worker_info("w1", broker.clock()), ())
+    await wait_idle(broker)
+    earlier = await submit(broker)  # handed to w1, whose message nobody reads
+    assert (await broker.get(earlier)).state is TaskState.ACTIVE
+    later = await submit(broker)  # w1 is no longer idle: pending behind it once it is back
+
+    assert await broker.deregister("w1")
+
+    task = await broker.get(earlier)
+    assert (task.state, task.attempt) == (TaskState.PENDING, 0)
+    claimed = await broker.claim_batch("w2", [TYPE], 1)
+    assert [t.id for t in claimed.tasks] == [earlier]  # the front: ahead of the later one
+    assert (await broker.get(later)).state is TaskState.PENDING
+    await assert_invariants(broker)
+
+
+async def test_a_hand_off_the_worker_took_and_reported_is_left_alone_when_it_deregisters(
+    broker: Broker,
+) -> None:
+    await broker.heartbeat(worker_info("w1", broker.clock()), ())
+    async with channel_of(broker) as sub:
+        await wait_idle(broker)
+        await submit(broker)
+        handed = await next_hand_off(sub, broker)
+    assert await broker.report([succeeded(handed.task, "done")]) == [TaskState.SUCCEEDED]
+
+    assert await broker.deregister("w1")
+
+    assert (await broker.get(handed.task.id)).state is TaskState.SUCCEEDED
+    await assert_invariants(broker)
+
+
 async def test_a_dead_worker_is_forgotten_by_the_reaper(broker: Broker, clock: FakeClock) -> None:
     await broker.heartbeat(worker_info("w1", broker.clock()), ())
     await wait_idle(broker)

@@ -510,14 +510,20 @@ class BrokerMachine(RuleBasedStateMachine):
         a new one. Without ``received`` the worker says it has no hand-off: its last one comes
         back, if it still holds it."""
         last, task_id, attempt = self.hand_offs_given.get(worker, ("", "", 0))
+        # Whether it still holds its last hand-off, as claim.lua asks it: before the claim
+        # (which may lease the same task again, at that attempt, if it went back meanwhile).
+        task = self.tasks.get(task_id)  # None: it ended and was purged
+        holds = (
+            task is not None
+            and task.state is TaskState.ACTIVE
+            and task.worker == worker
+            and task.attempt == attempt
+        )
         held = self.claim_tasks(worker, types, count, last if received else "")
         if not received and last:
-            task = self.tasks[task_id]
-            holds = (
-                task.state is TaskState.ACTIVE and task.worker == worker and task.attempt == attempt
-            )
-            assert [h.task.id for h in held] == ([task.id] if holds else [])
+            assert [h.task.id for h in held] == ([task_id] if holds else [])
             if holds:
+                assert task is not None
                 assert held[0].task.attempt == task.attempt and held[0].token == last
                 task.lease_ms = self.now() + LEASE_MS
         else:
@@ -784,11 +790,7 @@ class BrokerMachine(RuleBasedStateMachine):
             elif r.kind is OutcomeKind.CANCELLED or task.cancel_requested:
                 self.finish(task, TaskState.CANCELLED)
             elif r.kind is OutcomeKind.INTERRUPTED:
-                task.attempt -= 1
-                if task.past_deadline(self.now()):
-                    self.finish(task, TaskState.EXPIRED)
-                else:
-                    task.state = TaskState.PENDING
+                if self.given_back(task):
                     fronts.append(task)
             elif r.kind is OutcomeKind.SNOOZED:
                 self.snoozed(task, r.snooze_ms)
@@ -799,6 +801,16 @@ class BrokerMachine(RuleBasedStateMachine):
             assert state is task.state, f"{r}: broker says {state}, model {task.state}"
         for task in reversed(fronts):
             self.push(task, front=True)
+
+    def given_back(self, task: ModelTask) -> bool:
+        """An interrupted attempt (not cancelled at request): not spent; expired past the
+        deadline, else pending again. Whether it is pending (to go to its queue's front)."""
+        task.attempt -= 1
+        if task.past_deadline(self.now()):
+            self.finish(task, TaskState.EXPIRED)
+            return False
+        task.state = TaskState.PENDING
+        return True
 
     def snoozed(self, task: ModelTask, delay_ms: int) -> None:
         """A snooze gives the attempt back and waits ``delay_ms``; one past the cap is dead, one
@@ -1001,7 +1013,19 @@ class BrokerMachine(RuleBasedStateMachine):
         was_registered = self.run(lambda: self.broker.deregister(worker))
         assert was_registered is (self.workers.pop(worker, None) is not None)
         self.idle.pop(worker, None)
-        self.hand_offs_given.pop(worker, None)
+        given = self.hand_offs_given.pop(worker, None)
+        if given is None:
+            return
+        # Its last hand-off, still active at that attempt, never reached it: given back.
+        _, task_id, attempt = given
+        task = self.tasks.get(task_id)
+        if task is None or task.state is not TaskState.ACTIVE or task.attempt != attempt:
+            return
+        event("deregistered with a hand-off it never took")
+        if task.cancel_requested:
+            self.finish(task, TaskState.CANCELLED)
+        elif self.given_back(task):
+            self.push(task, front=True)
 
     # -- the checks -------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ from taskqueue.models import (
     WorkerInfo,
     Workflow,
 )
+from taskqueue.outcomes import OutcomeKind
 from taskqueue.redis import Redis, ResponseError
 from taskqueue.schedules import Schedule, ScheduleSpec
 
@@ -351,8 +352,22 @@ class Broker:
         await self._each(lambda _: operations.check_durable_submit())
 
     async def deregister(self, worker_id: str) -> bool:
-        """Remove ``worker_id``'s registration; whether it was registered."""
-        return any(await self._each(lambda keys: operations.deregister(keys, worker_id)))
+        """Remove ``worker_id``'s registration; whether it was registered.
+
+        Call it once the worker has reported every task it ran: a task handed off to it that
+        is still active under that attempt never reached it (the message came after its
+        drain), and goes back to the front of its queue now, the attempt not spent, rather
+        than when its lease runs out. (Reported already, the give-back is stale and ignored.)
+        """
+        replies = await self._each(lambda keys: operations.deregister(keys, worker_id))
+        handed = [last for _, last in replies if last is not None]
+        await self.report(
+            [
+                Report(task_id=task_id, attempt=attempt, kind=OutcomeKind.INTERRUPTED)
+                for task_id, attempt in handed
+            ]
+        )
+        return any(registered for registered, _ in replies)
 
     async def stop_hand_offs(self, worker_id: str) -> None:
         """Hand nothing more to ``worker_id`` (it is stopping; see :meth:`claim_batch`)."""

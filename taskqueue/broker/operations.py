@@ -602,9 +602,11 @@ def set_progress_many(keys: Keys, updates: Sequence[tuple[str, int, str]]) -> Op
     return [bool(recorded) for recorded in reply]
 
 
-def deregister(keys: Keys, worker_id: str) -> Operation[bool]:
-    """Remove a worker's registration; whether it was registered."""
-    return bool((yield _script(keys, "deregister", worker_id)))
+def deregister(keys: Keys, worker_id: str) -> Operation[tuple[bool, tuple[str, int] | None]]:
+    """Remove a worker's registration: whether it was registered, and its last hand-off
+    (task id, attempt) if it had one (see deregister.lua)."""
+    registered, task_id, attempt = yield _script(keys, "deregister", worker_id)
+    return bool(registered), (task_id, int(attempt)) if task_id else None
 
 
 def stop_hand_offs(keys: Keys, worker_id: str) -> Operation[None]:

@@ -2,7 +2,11 @@
 -- at once, unless another registered worker serves them too.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  worker id
--- Returns: 1 if it was registered.
+-- Returns: {1 if it was registered (else 0), the id and attempt of its last hand-off (or '' and
+--          0)}. A worker deregisters once it has reported every task it ran, so a hand-off
+--          still active at that attempt never reached it (its message came after the drain):
+--          the caller gives it back (finish.lua, 'interrupted') instead of leaving it to the
+--          lease's expiry.
 local function types_of(worker)
   local info = redis.call('HGET', key_worker(worker), 'info')
   if not info then
@@ -12,6 +16,12 @@ local function types_of(worker)
   return (ok and type(decoded) == 'table' and decoded.task_types) or {}
 end
 local leaving = types_of(ARGV[1])
+local last_id, last_attempt = '', 0
+local last = redis.call('HGET', K_HANDED, ARGV[1])
+if last then
+  local _, id, attempt = string.match(last, '^(%S+) (%S+) (%d+)$')
+  last_id, last_attempt = id, tonumber(attempt)
+end
 redis.call('DEL', key_worker(ARGV[1]))
 forget_handoffs(ARGV[1])
 local removed = redis.call('ZREM', K_WORKERS, ARGV[1])
@@ -29,4 +39,4 @@ if next(leaving) then
     redis.call('HDEL', K_SERVED, unpack(gone))
   end
 end
-return removed
+return {removed, last_id, last_attempt}

@@ -153,8 +153,8 @@ class Consumer:
         task = hand_off.task
         if self._slots_closed:
             # Sent before this worker's registration ended, come after its drain: nothing can
-            # run or report it now. Its lease runs out and the reaper retries it.
-            log.warning("task %s was handed off to this worker after its drain", task.id)
+            # run or report it now. Deregistering, the daemon gives it back (Broker.deregister).
+            log.info("task %s was handed off to this worker after its drain", task.id)
             return
         if self._first_hand_off(hand_off):
             self._take(task, trio.current_time() + self.lease_trust)
