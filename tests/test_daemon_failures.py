@@ -207,16 +207,17 @@ async def test_task_running_longer_than_worker_timeout_is_not_handed_to_another_
             redis_url,
             worker__id=worker_id,
             worker__heartbeat_interval="0.1s",
-            worker__worker_timeout="0.5s",
+            # Ten beats: a loaded machine (the whole suite on two cores) can delay a few.
+            worker__worker_timeout="1s",
         )
 
     async with running_daemon(config("first")):
-        task_id = await submit(broker, "sleep", {"seconds": 1.5}, max_retries=3)
+        task_id = await submit(broker, "sleep", {"seconds": 2.5}, max_retries=3)
         running = await wait_for_state(broker, task_id, TaskState.ACTIVE)
         assert running.worker_id == "first"
 
         async with running_daemon(config("second")):
-            task = await wait_for_state(broker, task_id, within=5)
+            task = await wait_for_state(broker, task_id, within=10)
 
     assert task.state is TaskState.SUCCEEDED
     assert task.worker_id == "first"
