@@ -211,13 +211,13 @@ async def test_a_response_of_declared_length_is_written_in_one_piece() -> None:
     assert recorder.writes == []  # the head waits for the body
     await protocol.stream_send(Body(stream_id=1, data=b"ok"))
     await protocol.stream_send(EndBody(stream_id=1))
-    assert recorder.writes == [b"HTTP/1.1 201 \r\nContent-Length: 2\r\n\r\nok"]
+    assert recorder.writes == [b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"]
 
 
 async def test_a_stream_has_its_head_written_at_once_and_each_chunk_as_it_comes() -> None:
     protocol, recorder = await protocol_after_a_request()
     await protocol.stream_send(Response(stream_id=1, status_code=200, headers=[]))
-    assert recorder.writes == [b"HTTP/1.1 200 \r\nTransfer-Encoding: chunked\r\n\r\n"]
+    assert recorder.writes == [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
     await protocol.stream_send(Body(stream_id=1, data=b"event"))
     assert recorder.writes[1:] == [b"5\r\nevent\r\n"]
     await protocol.stream_send(EndBody(stream_id=1))
@@ -230,4 +230,4 @@ async def test_a_head_without_a_body_is_written_with_the_end() -> None:
         Response(stream_id=1, status_code=204, headers=[(b"content-length", b"0")])
     )
     await protocol.stream_send(EndBody(stream_id=1))
-    assert recorder.writes == [b"HTTP/1.1 204 \r\ncontent-length: 0\r\n\r\n"]
+    assert recorder.writes == [b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"]

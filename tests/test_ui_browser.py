@@ -301,7 +301,7 @@ def test_search_opens_a_task_by_its_idempotency_key(
         )
         assert page.url.endswith("/ui/tasks")
         # Chromium logs every 404 fetch: the UUID key's miss as an id, and the unknown key's.
-        missed = "Failed to load resource: the server responded with a status of 404 ()"
+        missed = "Failed to load resource: the server responded with a status of 404 (Not Found)"
         assert [e.split(": ", 1)[1] for e in tab.errors] == [missed, missed]
         tab.errors.clear()
 
@@ -478,7 +478,9 @@ def test_schedules_listed_paused_resumed_created_and_deleted(
 
 def expect_refused(tab: Tab) -> None:
     """The one console error a refused form leaves (Chromium logs every 4xx fetch), cleared."""
-    refused = "Failed to load resource: the server responded with a status of 422 ()"
+    refused = (
+        "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+    )
     assert [e.split(": ", 1)[1] for e in tab.errors] == [refused]
     tab.errors.clear()
 

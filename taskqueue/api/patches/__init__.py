@@ -11,7 +11,8 @@ What leans on which framework's internals:
   a connection's request bodies and send chunks bounded (:mod:`.hypercorn_h2`); connections
   counted against ``server.max_connections``, one connection's error closing only that
   connection, and a keep-alive timer that costs no task per request (:mod:`.hypercorn_tcp`);
-  an HTTP/1.1 response written in one piece (:mod:`.hypercorn_h11`). The REST app
+  an HTTP/1.1 response written in one piece, its status line with its reason phrase
+  (:mod:`.hypercorn_h11`). The REST app
   (:mod:`taskqueue.api.rest.app`) patches nothing but leans on when hypercorn's HTTP/1.1
   protocol keeps a connection: only if the request's body has all arrived when the response
   completes (``tests/test_api_rest_keepalive.py`` checks it).
