@@ -803,8 +803,11 @@ class BrokerMachine(RuleBasedStateMachine):
             self.push(task, front=True)
 
     def given_back(self, task: ModelTask) -> bool:
-        """An interrupted attempt (not cancelled at request): not spent; expired past the
-        deadline, else pending again. Whether it is pending (to go to its queue's front)."""
+        """An interrupted attempt: cancelled if that was requested; else not spent, expired
+        past the deadline, or pending again. Whether it is pending (for its queue's front)."""
+        if task.cancel_requested:
+            self.finish(task, TaskState.CANCELLED)
+            return False
         task.attempt -= 1
         if task.past_deadline(self.now()):
             self.finish(task, TaskState.EXPIRED)
@@ -1022,9 +1025,7 @@ class BrokerMachine(RuleBasedStateMachine):
         if task is None or task.state is not TaskState.ACTIVE or task.attempt != attempt:
             return
         event("deregistered with a hand-off it never took")
-        if task.cancel_requested:
-            self.finish(task, TaskState.CANCELLED)
-        elif self.given_back(task):
+        if self.given_back(task):
             self.push(task, front=True)
 
     # -- the checks -------------------------------------------------------------------------

@@ -139,6 +139,15 @@ local function forget_handoffs(worker)
   redis.call('HDEL', K_HANDED, worker)
 end
 
+-- `worker`'s last hand-off as K_HANDED keeps it (written by hand_off, below): its token, task
+-- id and attempt (a string), or nothing.
+local function last_hand_off(worker)
+  local last = redis.call('HGET', K_HANDED, worker)
+  if last then
+    return string.match(last, '^(%S+) (%S+) (%d+)$')
+  end
+end
+
 local function remove_value(list, value)
   for i = 1, #list do
     if list[i] == value then

@@ -50,20 +50,17 @@ local claimed = 0
 local hand_offs = ARGV[6] ~= ''
 if hand_offs then
   unregister_idle(worker)
-  local last = redis.call('HGET', K_HANDED, worker)
-  if last then
-    local token, id, attempt = string.match(last, '^(%S+) (%S+) (%d+)$')
-    if token ~= string.sub(ARGV[6], 2) then
-      local key = key_task(id)
-      local f = redis.call('HMGET', key, 'state', 'worker_id', 'type', 'priority', 'group', unpack(LEASE_FIELDS))
-      if f[1] == S_ACTIVE and f[2] == worker and f[7] == attempt then
-        handed[1], handed[2], handed[3], handed[4] = id, f[3], f[4], f[6]
-        handed[5], handed[6], handed[7], handed[8] = tonumber(attempt), f[8], f[9], f[10]
-        handed[9], handed[10], handed[11], handed[12] = f[11] or '', f[12] or '', f[13] or '', f[5] or ''
-        handed[13] = token
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
-      end
+  local token, id, attempt = last_hand_off(worker)
+  if token and token ~= string.sub(ARGV[6], 2) then
+    local key = key_task(id)
+    local f = redis.call('HMGET', key, 'state', 'worker_id', 'type', 'priority', 'group', unpack(LEASE_FIELDS))
+    if f[1] == S_ACTIVE and f[2] == worker and f[7] == attempt then
+      handed[1], handed[2], handed[3], handed[4] = id, f[3], f[4], f[6]
+      handed[5], handed[6], handed[7], handed[8] = tonumber(attempt), f[8], f[9], f[10]
+      handed[9], handed[10], handed[11], handed[12] = f[11] or '', f[12] or '', f[13] or '', f[5] or ''
+      handed[13] = token
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
     end
   end
 end

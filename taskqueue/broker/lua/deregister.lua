@@ -16,12 +16,7 @@ local function types_of(worker)
   return (ok and type(decoded) == 'table' and decoded.task_types) or {}
 end
 local leaving = types_of(ARGV[1])
-local last_id, last_attempt = '', 0
-local last = redis.call('HGET', K_HANDED, ARGV[1])
-if last then
-  local _, id, attempt = string.match(last, '^(%S+) (%S+) (%d+)$')
-  last_id, last_attempt = id, tonumber(attempt)
-end
+local _, last_id, last_attempt = last_hand_off(ARGV[1])
 redis.call('DEL', key_worker(ARGV[1]))
 forget_handoffs(ARGV[1])
 local removed = redis.call('ZREM', K_WORKERS, ARGV[1])
@@ -39,4 +34,4 @@ if next(leaving) then
     redis.call('HDEL', K_SERVED, unpack(gone))
   end
 end
-return {removed, last_id, last_attempt}
+return {removed, last_id or '', tonumber(last_attempt) or 0}
