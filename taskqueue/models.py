@@ -16,6 +16,7 @@ unchanged.
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypedDict, TypeVar
@@ -976,5 +977,31 @@ def _unwrap(info: mi.Type) -> mi.Type:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    """``value``'s repr, cut to 60 characters; only its start is rendered, so a list of
+    150,000 entries (a request's) costs what a short one does."""
+    text = repr(_start_of(value, depth=0))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Cut:
+    """Stands where :func:`_start_of` stopped: past the 60 characters that are shown."""
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+def _start_of(value: object, *, depth: int) -> object:
+    """As much of ``value`` (plain data) as its first 60 characters of repr can show: each
+    entry takes at least 3 of them, and 20 levels of nesting take 20."""
+    if depth >= 20:
+        return _Cut()
+    if isinstance(value, str | bytes):
+        return value[:60]
+    if isinstance(value, list | tuple):
+        entries = [_start_of(v, depth=depth + 1) for v in value[:20]]
+        return type(value)([*entries, _Cut()] if len(value) > 20 else entries)
+    if isinstance(value, dict):
+        items = list(itertools.islice(value.items(), 20))
+        fields: dict[object, object] = {k: _start_of(v, depth=depth + 1) for k, v in items}
+        return fields if len(value) <= 20 else {**fields, _Cut(): _Cut()}
+    return value

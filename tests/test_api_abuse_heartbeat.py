@@ -4,13 +4,14 @@ A ``taskqueue run`` process serves the API and runs long tasks; while they run, 
 it with the worst calls known, valid and invalid, over gRPC and REST. A reaper in this
 process (another daemon's, in effect) reaps every 0.1 s with the daemon's lease: if a
 heartbeat came late past the lease, it would take the tasks back, and they would run twice.
-Each call's duration is printed (not asserted: a loaded machine is slower). The lease is 5 s:
-a machine loaded by other test runs delays beats by itself, and the freeze this guards
-against lasted 19-60 s.
+Each call's duration, and the longest gap between the worker's beats, are printed (not
+asserted: a loaded machine is slower). The lease is 5 s: a machine loaded by other test runs
+delays beats by itself, and the freeze this guards against lasted 19-60 s.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +78,7 @@ async def test_a_flood_of_worst_case_calls_costs_the_worker_no_lease(
     calls = worst_calls()
     slowest: dict[str, float] = {}
     reaped: list[int] = []
+    beats: list[int] = []  # the worker's last_heartbeat_ms, each new one seen
     async with api_daemon(tmp_path, redis_url, **variables) as (daemon, port):
         batch = [
             Submission(type=TASK_TYPE, payload=history.payload(TASK_SECONDS)) for _ in range(TASKS)
@@ -92,6 +94,9 @@ async def test_a_flood_of_worst_case_calls_costs_the_worker_no_lease(
             while True:
                 result = await broker.reap()
                 reaped.append(result.reaped)
+                for worker in await broker.workers():
+                    if not beats or worker.last_heartbeat_ms != beats[-1]:
+                        beats.append(worker.last_heartbeat_ms)
                 await trio.sleep(0.1)
 
         async def flood(client_index: int) -> None:
@@ -121,6 +126,8 @@ async def test_a_flood_of_worst_case_calls_costs_the_worker_no_lease(
             await wait_until(all_ended, "every task ended", TASK_SECONDS + STARTUP)
             nursery.cancel_scope.cancel()
         print("slowest call of each kind (s):", {k: round(v, 3) for k, v in slowest.items()})
+        gaps = [b - a for a, b in itertools.pairwise(beats)]
+        print("longest gap between beats (s):", max(gaps, default=0) / 1000, "of", len(beats))
         tasks = await broker.get_many(history.acknowledged)
         assert all(t is not None and t.state is TaskState.SUCCEEDED for t in tasks)
         assert all(t is not None and t.attempt == 1 for t in tasks), [

@@ -53,6 +53,7 @@ from grpclib.exceptions import GRPCError
 
 from taskqueue.api.auth import Authenticator
 from taskqueue.api.errors import ApiError, api_error, auth_error
+from taskqueue.api.grpc import offload
 from taskqueue.api.grpc.context import CallContext, reset_current_call, set_current_call
 from taskqueue.api.grpc.framing import count_entries, decode, parse_timeout, unframe
 from taskqueue.api.grpc.response import Outcome, Response
@@ -68,13 +69,6 @@ Send = Callable[[Any], Awaitable[None]]
 
 #: How long the final sends may still take after the client went away before they are cut.
 FINISH_GRACE = 2.0
-
-#: Request messages larger than this are decoded in a worker thread (a 1,000-task batch of
-#: ~2 MiB takes ~0.1 s of pure Python; 16 KiB, about 1 ms, is not worth a thread's hop).
-INLINE_DECODE_BYTES = 16 * 2**10
-#: Worker threads decoding requests at once (betterproto holds the GIL, so more would not
-#: decode faster; the thread's GIL switches let the event loop run in between).
-DECODE_THREADS = 2
 
 _CONTENT_TYPES = (b"application/grpc", b"application/grpc+proto")
 #: How a call the client abandoned counts (nothing is sent: its stream is gone).
@@ -128,7 +122,6 @@ class GrpcApp:
         self.shutdown = shutdown
         self.max_request_bytes = max_request_bytes
         self.routes: dict[str, Route] = {}
-        self._decoders = trio.CapacityLimiter(DECODE_THREADS)
 
     def add_service(self, service: ServiceBase, access: Callable[[str], Access]) -> None:
         """Serve every method of ``service``; ``access(method_name)`` says who may call it.
@@ -230,13 +223,10 @@ class GrpcApp:
         return Outcome(Status.OK)
 
     async def _decode(self, decoder: Callable[..., T], message: bytes, *args: Any) -> T:
-        """``decoder(message, *args)``: on the loop for a message of at most
-        :data:`INLINE_DECODE_BYTES`, else in a worker thread (at most :data:`DECODE_THREADS`
-        at once), so no request holds the event loop for long: the worker beside the API keeps
-        its heartbeats on time."""
-        if len(message) <= INLINE_DECODE_BYTES:
-            return decoder(message, *args)
-        return await trio.to_thread.run_sync(decoder, message, *args, limiter=self._decoders)
+        """``decoder(message, *args)``, in a worker thread for a large message
+        (:mod:`~taskqueue.api.grpc.offload`)."""
+        large = len(message) > offload.INLINE_DECODE_BYTES
+        return await offload.run(decoder, message, *args, large=large)
 
     def _check(self, method: str, headers: Mapping[bytes, bytes]) -> Route:
         """The route of a call that may proceed; raises ApiError for one that may not."""
@@ -354,7 +344,8 @@ class _Stream:
         return self._request
 
     async def send_message(self, message: betterproto.Message) -> None:
-        await self._call.response.send_message(bytes(message))
+        large = offload.entries(message) > offload.INLINE_ENTRIES
+        await self._call.response.send_message(await offload.run(bytes, message, large=large))
 
 
 def _request_message(body: bytes, message_type: type[betterproto.Message]) -> bytes:

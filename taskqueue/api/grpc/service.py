@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from taskqueue import tracing
 from taskqueue.api import views
 from taskqueue.api.events import EventHub
-from taskqueue.api.grpc import convert, fastpath
+from taskqueue.api.grpc import convert, fastpath, offload
 from taskqueue.api.grpc.context import current_call
 from taskqueue.api.grpc.dispatcher import Access, WireMethod
 from taskqueue.api.grpc.gen.taskqueue import v1 as pb
@@ -109,7 +109,8 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,
         )
-        return convert.tasks_message(page.items, page.next_cursor)
+        large = len(page.items) > offload.INLINE_ENTRIES
+        return await offload.run(convert.tasks_message, page.items, page.next_cursor, large=large)
 
     async def cancel_task(self, request: pb.CancelTaskRequest) -> pb.CancelTaskResponse:
         outcome = await self.broker.cancel(convert.required(request.id, "id"))
@@ -134,7 +135,8 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,
         )
-        return convert.tasks_message(page.items, page.next_cursor)
+        large = len(page.items) > offload.INLINE_ENTRIES
+        return await offload.run(convert.tasks_message, page.items, page.next_cursor, large=large)
 
     async def requeue_dead_letters(
         self, request: pb.RequeueDeadLettersRequest
@@ -205,7 +207,9 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         page = await self.broker.schedules(
             cursor=request.cursor or None, limit=convert.page_limit(request.limit)
         )
-        return convert.schedules_message(page.items, page.next_cursor, self.broker.clock())
+        build, now = convert.schedules_message, self.broker.clock()
+        large = len(page.items) > offload.INLINE_ENTRIES
+        return await offload.run(build, page.items, page.next_cursor, now, large=large)
 
     async def pause_schedule(self, request: pb.PauseScheduleRequest) -> pb.Schedule:
         name = convert.schedule_name(request.name)
