@@ -976,27 +976,31 @@ def _unwrap(info: mi.Type) -> mi.Type:
             return info
 
 
+#: How much of a value an error message shows.
+_SHOWN_CHARS: Final = 60
+
+
 def _show(value: object) -> str:
-    """``value``'s repr, cut to 60 characters; only its start is rendered, so a list of
+    """``value``'s repr, cut to :data:`_SHOWN_CHARS`; only its start is rendered, so a list of
     150,000 entries (a request's) costs what a short one does."""
     text = repr(_start_of(value, depth=0))
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 class _Cut:
-    """Stands where :func:`_start_of` stopped: past the 60 characters that are shown."""
+    """Stands where :func:`_start_of` stopped: past the characters that are shown."""
 
     def __repr__(self) -> str:
         return "..."
 
 
 def _start_of(value: object, *, depth: int) -> object:
-    """As much of ``value`` (plain data) as its first 60 characters of repr can show: each
-    entry takes at least 3 of them, and 20 levels of nesting take 20."""
+    """As much of ``value`` (plain data) as the shown start of its repr can show: each of 20
+    entries takes at least 3 of its 60 characters, and 20 levels of nesting take 20."""
     if depth >= 20:
         return _Cut()
     if isinstance(value, str | bytes):
-        return value[:60]
+        return value[:_SHOWN_CHARS]
     if isinstance(value, list | tuple):
         entries = [_start_of(v, depth=depth + 1) for v in value[:20]]
         return type(value)([*entries, _Cut()] if len(value) > 20 else entries)

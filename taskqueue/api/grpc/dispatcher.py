@@ -42,7 +42,7 @@ import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import betterproto
@@ -59,7 +59,6 @@ from taskqueue.api.grpc.framing import count_entries, decode, parse_timeout, unf
 from taskqueue.api.grpc.response import Outcome, Response
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # ASGI's callables, typed loosely on purpose: hypercorn's own TypedDict-based types (and any
 # outer ASGI dispatcher's) must be accepted as they are.
@@ -203,11 +202,11 @@ class GrpcApp:
                 message = _request_message(body.checked(), route.request_type)
                 if (
                     route.wire is not None
-                    and (decoded := await self._decode(route.wire.decode, message)) is not None
+                    and (decoded := await offload.decode(route.wire.decode, message)) is not None
                 ):
                     await call.response.send_message(await route.wire.handle(decoded))
                 else:
-                    request = await self._decode(decode, message, route.request_type)
+                    request = await offload.decode(decode, message, route.request_type)
                     if route.streaming:
                         nursery.start_soon(call.stop_on, self.shutdown)
                     await route.func(_Stream(call, request))
@@ -221,12 +220,6 @@ class GrpcApp:
             timeout = headers.get(b"grpc-timeout", b"").decode("latin-1")
             return Outcome(Status.DEADLINE_EXCEEDED, f"deadline exceeded (grpc-timeout {timeout})")
         return Outcome(Status.OK)
-
-    async def _decode(self, decoder: Callable[..., T], message: bytes, *args: Any) -> T:
-        """``decoder(message, *args)``, in a worker thread for a large message
-        (:mod:`~taskqueue.api.grpc.offload`)."""
-        large = len(message) > offload.INLINE_DECODE_BYTES
-        return await offload.run(decoder, message, *args, large=large)
 
     def _check(self, method: str, headers: Mapping[bytes, bytes]) -> Route:
         """The route of a call that may proceed; raises ApiError for one that may not."""
@@ -344,8 +337,7 @@ class _Stream:
         return self._request
 
     async def send_message(self, message: betterproto.Message) -> None:
-        large = offload.entries(message) > offload.INLINE_ENTRIES
-        await self._call.response.send_message(await offload.run(bytes, message, large=large))
+        await self._call.response.send_message(await offload.encode(message))
 
 
 def _request_message(body: bytes, message_type: type[betterproto.Message]) -> bytes:

@@ -11,7 +11,7 @@ the loop, where a thread's hop would cost more than the work.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import betterproto
@@ -28,6 +28,24 @@ INLINE_ENTRIES = 100
 THREADS = 2
 
 _limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("grpc_offload")
+
+
+async def decode(decoder: Callable[..., T], message: bytes, *args: Any) -> T:
+    """``decoder(message, *args)``, in a worker thread for a message over
+    :data:`INLINE_DECODE_BYTES`."""
+    return await run(decoder, message, *args, large=len(message) > INLINE_DECODE_BYTES)
+
+
+async def build(make: Callable[..., T], items: Sequence[Any], *args: Any) -> T:
+    """``make(items, *args)``, the response of a page, in a worker thread for a page of more
+    than :data:`INLINE_ENTRIES` items."""
+    return await run(make, items, *args, large=len(items) > INLINE_ENTRIES)
+
+
+async def encode(message: betterproto.Message) -> bytes:
+    """``message``'s bytes, encoded in a worker thread when it holds more than
+    :data:`INLINE_ENTRIES` entries."""
+    return await run(bytes, message, large=entries(message) > INLINE_ENTRIES)
 
 
 async def run(work: Callable[..., T], *args: Any, large: bool) -> T:

@@ -109,8 +109,7 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,
         )
-        large = len(page.items) > offload.INLINE_ENTRIES
-        return await offload.run(convert.tasks_message, page.items, page.next_cursor, large=large)
+        return await offload.build(convert.tasks_message, page.items, page.next_cursor)
 
     async def cancel_task(self, request: pb.CancelTaskRequest) -> pb.CancelTaskResponse:
         outcome = await self.broker.cancel(convert.required(request.id, "id"))
@@ -135,8 +134,7 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
             limit=convert.page_limit(request.limit),
             cursor=request.cursor or None,
         )
-        large = len(page.items) > offload.INLINE_ENTRIES
-        return await offload.run(convert.tasks_message, page.items, page.next_cursor, large=large)
+        return await offload.build(convert.tasks_message, page.items, page.next_cursor)
 
     async def requeue_dead_letters(
         self, request: pb.RequeueDeadLettersRequest
@@ -207,9 +205,9 @@ class TaskQueueService(ClosingStreams, pb.TaskQueueBase):
         page = await self.broker.schedules(
             cursor=request.cursor or None, limit=convert.page_limit(request.limit)
         )
-        build, now = convert.schedules_message, self.broker.clock()
-        large = len(page.items) > offload.INLINE_ENTRIES
-        return await offload.run(build, page.items, page.next_cursor, now, large=large)
+        return await offload.build(
+            convert.schedules_message, page.items, page.next_cursor, self.broker.clock()
+        )
 
     async def pause_schedule(self, request: pb.PauseScheduleRequest) -> pb.Schedule:
         name = convert.schedule_name(request.name)
